@@ -1,0 +1,100 @@
+/*
+ * The contract between the TypeScript plan encoder (src/plan/encode.ts) and
+ * the static init (init.c). Keep the two in step: the op numbers below are
+ * mirrored in src/plan/protocol.ts, and a unit test compares them.
+ *
+ * Sequence (parent = the tsrun Node process, child = tsrun-init):
+ *
+ *   parent                                   child (cloned with the namespace flags)
+ *   ------                                   -----
+ *   memfd(plan), socketpair(sync)
+ *   clone(flags) ─────────────────────────►  dup stdio to 0-2, sync to fd 3, plan to fd 4,
+ *                                            execveat(sealed memfd of tsrun-init)
+ *   join cgroup, write uid_map/gid_map
+ *   send MSG_GO ──────────────────────────►  read plan from fd 4, run ops in order
+ *                                            (OP_CONSOLE: send MSG_PTY + master fd)
+ *                                            (OP_WAIT_START: send MSG_READY, wait MSG_START)
+ *   recv: EOF  ◄──────────────────────────── execve(container command) closes fd 3 (CLOEXEC)
+ *   recv: MSG_ERROR{index, errno} ◄───────── any op failed: report and _exit(INIT_FAILED)
+ *
+ * Plan encoding: a sequence of ops, each
+ *   struct op_header; u64 ints[nint]; u8 blob[bloblen] padded to 8; then nstr
+ *   NUL-terminated strings, the whole op padded to 8 bytes (size includes all).
+ */
+#ifndef TSRUN_PROTOCOL_H
+#define TSRUN_PROTOCOL_H
+#include <stdint.h>
+
+#define TSRUN_PLAN_MAGIC 0x4e555254u /* "TRUN" little-endian */
+#define TSRUN_PLAN_VERSION 1
+
+struct plan_header {
+  uint32_t magic;
+  uint32_t version;
+  uint32_t nops;
+  uint32_t size; /* total bytes, header included */
+};
+
+struct op_header {
+  uint32_t op;
+  uint32_t size;   /* whole op, header included, multiple of 8 */
+  uint16_t nint;
+  uint16_t nstr;
+  uint32_t bloblen;
+};
+
+enum tsrun_op {
+  OP_MOUNT = 1,          /* ints: flags            strs: source, target, fstype, data ("" = NULL) */
+  OP_MKDIR = 2,          /* ints: mode             strs: path (parents created too) */
+  OP_MKFILE = 3,         /* ints: mode             strs: path (empty file, a bind-mount target) */
+  OP_SYMLINK = 4,        /*                        strs: target, linkpath */
+  OP_MKNOD = 5,          /* ints: mode, dev        strs: path */
+  OP_PIVOT_ROOT = 6,     /*                        strs: new root (old root stacked and detached) */
+  OP_UMOUNT = 7,         /* ints: flags            strs: path */
+  OP_CHDIR = 8,          /*                        strs: path */
+  OP_SETHOSTNAME = 9,    /*                        strs: name */
+  OP_SETDOMAINNAME = 10, /*                        strs: name */
+  OP_SETRLIMIT = 11,     /* ints: resource, soft, hard */
+  OP_SETGROUPS = 12,     /* ints: gid...  */
+  OP_SETRESGID = 13,     /* ints: gid */
+  OP_SETRESUID = 14,     /* ints: uid */
+  OP_KEEPCAPS = 15,      /* ints: 0|1 */
+  OP_CAPBSET = 16,       /* ints: mask of capabilities to keep in the bounding set */
+  OP_CAPSET = 17,        /* ints: effective, permitted, inheritable, ambient (64-bit masks) */
+  OP_NO_NEW_PRIVS = 18,
+  OP_SECCOMP = 19,       /* ints: flags            blob: struct sock_filter[] */
+  OP_WRITE_FILE = 20,    /*                        strs: path, content (O_WRONLY|O_TRUNC) */
+  OP_CONSOLE = 21,       /* open /dev/ptmx in the container, send master, slave → 0-2, ctty */
+  OP_SETSID = 22,
+  OP_WAIT_START = 23,    /* send MSG_READY, block until MSG_START */
+  OP_EXEC = 24,          /* ints: argc, envc       strs: file, argv..., env... (PATH searched in env) */
+  OP_LOOPBACK_UP = 25,   /* bring "lo" up in the new network namespace */
+  OP_UNSHARE = 26,       /* ints: CLONE_* flags */
+  OP_MOUNT_FD = 27,      /* ints: flags            strs: target — receive a detached mount (SCM_RIGHTS) and move_mount it */
+  OP_REMOUNT_RO = 28,    /* ints: extra flags      strs: path — keep locked flags, add MS_RDONLY */
+  OP_MASK_PATH = 29,     /*                        strs: path — /dev/null over a file, ro tmpfs over a dir, skip if absent */
+  OP_SET_DUMPABLE = 30,  /* ints: 0|1 */
+  OP_OOM_SCORE_ADJ = 31, /* ints: value (signed) */
+  OP__MAX
+};
+
+enum tsrun_msg {
+  MSG_GO = 1,      /* parent → child: ids mapped, cgroup joined; run the plan */
+  MSG_ERROR = 2,   /* child → parent: op `index` failed with `err` */
+  MSG_PTY = 3,     /* child → parent: SCM_RIGHTS carries the pty master */
+  MSG_READY = 4,   /* child → parent: waiting before exec (OP_WAIT_START) */
+  MSG_START = 5,   /* parent → child: go on to exec */
+  MSG_MOUNT_FD = 6 /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
+};
+
+struct sync_msg {
+  uint32_t type;
+  uint32_t index; /* op index for MSG_ERROR */
+  int32_t err;    /* errno for MSG_ERROR */
+  uint32_t pad;
+};
+
+/* init's exit code when it failed before exec (the parent reports the op instead) */
+#define INIT_FAILED 125
+
+#endif

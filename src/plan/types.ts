@@ -1,0 +1,128 @@
+import type { OpName } from './protocol.js';
+import type { Spec } from '../spec/types.js';
+
+/**
+ * Where a step sits in the sequence. The builder orders steps by phase (this list),
+ * then by control registration order; each phase exists for a kernel reason:
+ *  - prepare/after-clone/cleanup run in the parent (tsrun), the rest in tsrun-init.
+ *  - early: unshare(CLONE_NEWCGROUP) must follow the parent's cgroup join, so the
+ *    container's cgroup becomes the root of its cgroup namespace.
+ *  - mounts: everything mounted under the new root before pivot_root — /proc included,
+ *    because in a user namespace proc can only be mounted while the old proc is visible
+ *    (design.md trap 3).
+ *  - pivot, post-pivot: read-only remounts and masked paths need the final tree.
+ *  - system: hostname, sysctls, loopback, rlimits — still with full capabilities.
+ *  - console: the pty comes from the container's own devpts (newinstance).
+ *  - user: bounding set dropped while CAP_SETPCAP is held, then setgroups/setresgid/setresuid
+ *    (capabilities(7): keep-caps keeps the permitted set across the uid change).
+ *  - caps: capset after the uid change, because setresuid clears the effective set.
+ *  - nnp: no_new_privs before seccomp (seccomp(2): unprivileged filters need it).
+ *  - wait-start: OCI create/start split.
+ *  - seccomp: last, so the filter does not have to allow the runtime's own set-up calls.
+ *  - exec: the container's command.
+ */
+export const CHILD_PHASES = [
+  'early',
+  'mounts',
+  'pivot',
+  'post-pivot',
+  'system',
+  'console',
+  'user',
+  'caps',
+  'nnp',
+  'wait-start',
+  'seccomp',
+  'exec',
+] as const;
+export type ChildPhase = (typeof CHILD_PHASES)[number];
+
+export const PARENT_PHASES = ['prepare', 'after-clone', 'cleanup'] as const;
+export type ParentPhase = (typeof PARENT_PHASES)[number];
+
+/** An operation the static init performs, encoded for native/init.c. */
+export interface ChildOp {
+  op: OpName;
+  ints: bigint[];
+  strs: string[];
+  blob?: Uint8Array;
+  /** the call as a learner would write it, flags by name */
+  text: string;
+}
+
+/** An operation the parent performs itself (TypeScript, via the kernel module). */
+export type ParentAction =
+  | { action: 'mkdir'; path: string; mode: number }
+  | { action: 'write-file'; path: string; content: string; mode: number }
+  | { action: 'remove'; path: string }
+  | { action: 'clone'; flags: string[] }
+  | { action: 'cgroup'; verb: 'create' | 'join' | 'set' | 'remove'; path: string; file?: string; value?: string }
+  | { action: 'id-map'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
+  | { action: 'send-mount-fd'; source: string; idmapUserns: boolean; recursive: boolean }
+  | { action: 'go' };
+
+interface StepMeta {
+  /** the control this step serves, e.g. `namespaces`, `readonly-rootfs` */
+  control: string;
+  /** one line: why this step is here (man page, CVE, CIS control) */
+  why: string;
+}
+
+export interface ChildStep extends ChildOp, StepMeta {
+  where: 'child';
+  phase: ChildPhase;
+}
+
+export type ParentStep = ParentAction &
+  StepMeta & {
+    where: 'parent';
+    phase: ParentPhase;
+    text: string;
+  };
+
+export type Step = ChildStep | ParentStep;
+
+export interface Plan {
+  id: string;
+  spec: Spec;
+  /** clone(2) flags (names) for the child */
+  cloneFlags: string[];
+  steps: Step[];
+}
+
+/** What a control module exposes; one module per control under src/controls/. */
+export interface Control {
+  id: string;
+  title: string;
+  /** workshop lab / CIS Docker Benchmark reference, e.g. "CIS 5.28" */
+  ref?: string;
+  /** throws SpecError/UsageError/UnsupportedError for input this control cannot honour */
+  validate?(ctx: BuildContext): void;
+  steps(ctx: BuildContext): Step[];
+}
+
+/** Facts about the host that planning depends on, detected once (or faked in tests). */
+export interface HostInfo {
+  /** capabilities tsrun itself holds (CapEff), as a bitmask */
+  capEff: bigint;
+  /** "v1" | "v2" | "hybrid", detected by src/controls/cgroups */
+  cgroupMode?: 'v1' | 'v2' | 'hybrid';
+  lsms: string[];
+  ncpu: number;
+}
+
+export interface BuildContext {
+  id: string;
+  spec: Spec;
+  /** host path of the directory that becomes `/` (the overlay's merged dir or the bundle's rootfs) */
+  rootfs: string;
+  /** overlay layers when the root is an image (lowest first); absent for bundles */
+  overlay?: { lower: string[]; upper: string; work: string };
+  /** per-container directory for generated files (hostname, hosts, resolv.conf) */
+  containerDir: string;
+  host: HostInfo;
+  /** whether the parent relays a pty (process.terminal) */
+  terminal: boolean;
+  /** stop before exec until `start` (OCI create) */
+  waitStart: boolean;
+}

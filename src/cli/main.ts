@@ -19,7 +19,10 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--root <dir>', 'state directory (default /run/tsrun, or $TSRUN_ROOT)')
     .option('--data-root <dir>', 'images and container layers (default /var/lib/tsrun, or $TSRUN_DATA)')
     .enablePositionalOptions()
-    .showHelpAfterError();
+    .showHelpAfterError('(tsrun --help, or tsrun VERB --help, lists the flags)')
+    // Every subcommand inherits these when created after them: usage errors become exit 125.
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => writeSync(2, s.startsWith('error: ') ? `tsrun: ${s.slice(7)}` : s), writeOut: (s) => writeSync(1, s) });
 
   const run = program
     .command('run')
@@ -48,8 +51,6 @@ export function buildProgram(setExit: (code: number) => void): Command {
 export async function main(argv: string[]): Promise<number> {
   let code = 0;
   const program = buildProgram((c) => (code = c));
-  program.exitOverride();
-  program.configureOutput({ writeErr: (s) => writeSync(2, s), writeOut: (s) => writeSync(1, s) });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return code;

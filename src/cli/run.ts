@@ -27,7 +27,7 @@ function collect(v: string, prev: string[] = []): string[] {
 
 export function addRunFlags(cmd: Command, flags: readonly FlagDef[] = RUN_FLAGS): Command {
   for (const f of flags) {
-    if (f.repeatable) cmd.option(f.syntax, f.help, collect, []);
+    if (f.repeatable) cmd.option(f.syntax, f.help, collect);
     else cmd.option(f.syntax, f.help);
   }
   return cmd

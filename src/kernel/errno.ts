@@ -29,3 +29,11 @@ export function errnoOf(e: unknown): { name: string; errno: number } | undefined
   }
   return undefined;
 }
+
+/** "ENOENT (no such file or directory)" from a Node fs error, for one-line messages. */
+export function describeError(e: unknown): string {
+  const en = errnoOf(e);
+  if (!en) return String((e as Error)?.message ?? e);
+  const m = /^E[A-Z0-9]+: ([^,]+)/.exec((e as Error).message ?? '');
+  return m ? `${en.name} (${m[1]})` : en.name;
+}

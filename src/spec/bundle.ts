@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { SpecError, UsageError } from '../errors.js';
-import { errnoOf } from '../kernel/errno.js';
+import { describeError } from '../kernel/errno.js';
 import type { Spec } from './types.js';
 
 // An OCI bundle: a directory with config.json and (usually) the rootfs it names.
@@ -49,7 +49,7 @@ export function loadBundle(dir: string): Bundle {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new UsageError(`--bundle ${dir}: cannot read ${path} (${errnoOf(e)?.name ?? String(e)})`, { cause: e });
+    throw new UsageError(`--bundle ${dir}: cannot read ${path} (${describeError(e)})`, { cause: e });
   }
   let json: unknown;
   try {
@@ -63,7 +63,7 @@ export function loadBundle(dir: string): Bundle {
   try {
     st = statSync(rootfs);
   } catch (e) {
-    throw new SpecError('root.path', `${rootfs}: ${errnoOf(e)?.name ?? String(e)}`, { cause: e });
+    throw new SpecError('root.path', `${rootfs}: ${describeError(e)}`, { cause: e });
   }
   if (!st.isDirectory()) throw new SpecError('root.path', `${rootfs}: ENOTDIR (not a directory)`);
   return { dir, spec, rootfs };

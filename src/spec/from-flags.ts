@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { UsageError, UnsupportedError } from '../errors.js';
 import type { ImageConfig } from '../image/types.js';
-import { errnoOf } from '../kernel/errno.js';
+import { describeError } from '../kernel/errno.js';
 import { DEFAULT_PATH, OCI_VERSION, defaultMounts, defaultNamespaces } from './defaults.js';
 import type { FlagDef, FlagEnv } from './flag-types.js';
 import type { Mount, Spec } from './types.js';
@@ -52,7 +52,7 @@ export function parseEnvFile(path: string, hostEnv: Record<string, string | unde
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new UsageError(`--env-file ${path}: cannot read (${errnoOf(e)?.name ?? String(e)})`, { cause: e });
+    throw new UsageError(`--env-file ${path}: cannot read (${describeError(e)})`, { cause: e });
   }
   return text
     .split('\n')
@@ -96,7 +96,7 @@ export function parseVolume(v: string, flag = '--volume'): Mount {
   try {
     statSync(src);
   } catch (e) {
-    throw new UsageError(`${flag} ${JSON.stringify(v)}: host path ${src}: ${errnoOf(e)?.name ?? String(e)}`, { cause: e });
+    throw new UsageError(`${flag} ${JSON.stringify(v)}: host path ${src}: ${describeError(e)}`, { cause: e });
   }
   return { destination: posix.normalize(dest), type: 'bind', source: src, options };
 }

@@ -64,7 +64,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       setExit(await createVerb(id, o, paths(program)));
     });
 
-  registerLifecycle(program, () => paths(program));
+  registerLifecycle(program, () => paths(program), setExit);
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {
       throw new UsageError('--systemd-cgroup: tsrun drives cgroupfs directly and has no systemd support; configure the engine for cgroupfs (podman: cgroup_manager = "cgroupfs")');

@@ -203,6 +203,8 @@ export interface ExecContext {
   timeoutMs?: number;
   /** mkdir(2) of one cgroup level; unit tests pass one that also creates the files cgroupfs would */
   mkdir?(dir: string): void;
+  /** rmdir(2) of one cgroup level (cgroupfs removes a directory together with its files) */
+  rmdir?(dir: string): void;
 }
 
 function pidsIn(dir: string): number[] {
@@ -276,7 +278,8 @@ export function removeCgroupDir(dir: string, ctx: ExecContext = {}): void {
   const deadline = Date.now() + (ctx.timeoutMs ?? 10_000);
   for (;;) {
     try {
-      rmdirSync(dir);
+      if (ctx.rmdir) ctx.rmdir(dir);
+      else rmdirSync(dir);
       return;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;

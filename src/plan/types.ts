@@ -59,7 +59,7 @@ export type ParentAction =
   | {
       action: 'cgroup';
       /** executed by src/controls/cgroups/manager.ts runCgroupAction (see there for each verb) */
-      verb: 'create' | 'enable' | 'join' | 'set' | 'kill' | 'remove';
+      verb: 'create' | 'enable' | 'join' | 'set' | 'oom-check' | 'kill' | 'remove';
       path: string;
       file?: string;
       value?: string;

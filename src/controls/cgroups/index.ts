@@ -3,7 +3,10 @@
 // read-only /sys/fs/cgroup that shows that cgroup as the root.
 import { basename, join } from 'node:path';
 import { UnsupportedError } from '../../errors.js';
-import type { BuildContext, ChildPhase, ChildStep, Control, Step } from '../../plan/types.js';
+import * as op from '../../plan/ops.js';
+import type { MountFlag } from '../../plan/ops.js';
+import { child } from '../../plan/step.js';
+import type { BuildContext, ChildOp, ChildStep, Control, Step } from '../../plan/types.js';
 import type { Mount, Spec } from '../../spec/types.js';
 import { planCgroup, type CgroupTarget } from './manager.js';
 import { hostLayout, type CgroupLayout } from './mode.js';
@@ -15,18 +18,8 @@ export { CgroupManager, planCgroup, runCgroupAction, wasOomKilled, oomKillCount,
 export { detectLayout, hostLayout } from './mode.js';
 export { mapResources } from './resources.js';
 
-// mount(2) flags (linux/mount.h)
-const MS_RDONLY = 1n;
-const MS_NOSUID = 2n;
-const MS_NODEV = 4n;
-const MS_NOEXEC = 8n;
-const MS_BIND = 4096n;
-const MS_REC = 16384n;
-const MS_RELATIME = 1n << 21n;
-const CLONE_NEWCGROUP = 0x02000000n;
-const SAFE = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME;
-
 const CONTROL = 'cgroups';
+const SAFE: MountFlag[] = ['NOSUID', 'NODEV', 'NOEXEC', 'RELATIME'];
 
 function layoutOf(ctx: BuildContext): CgroupLayout {
   return ctx.host.cgroupLayout ?? hostLayout();
@@ -41,18 +34,7 @@ export function privateCgroupNamespace(spec: Spec): boolean {
   return spec.linux.namespaces.some((n) => n.type === 'cgroup' && !n.path);
 }
 
-function child(phase: ChildPhase, op: ChildStep['op'], ints: bigint[], strs: string[], text: string, why: string): ChildStep {
-  return { where: 'child', phase, op, ints, strs, text, why, control: CONTROL };
-}
-
-function flagNames(flags: bigint): string {
-  const names: [bigint, string][] = [[MS_RDONLY, 'MS_RDONLY'], [MS_NOSUID, 'MS_NOSUID'], [MS_NODEV, 'MS_NODEV'], [MS_NOEXEC, 'MS_NOEXEC'], [MS_BIND, 'MS_BIND'], [MS_REC, 'MS_REC'], [MS_RELATIME, 'MS_RELATIME']];
-  return names.filter(([b]) => (flags & b) !== 0n).map(([, n]) => n).join('|') || '0';
-}
-
-function mountOp(source: string, target: string, fstype: string, data: string, flags: bigint, why: string): ChildStep {
-  return child('mounts', 'MOUNT', [flags], [source, target, fstype, data], `mount("${source}", "${target}", "${fstype}", ${flagNames(flags)}, "${data}")`, why);
-}
+const mountStep = (why: string, o: ChildOp): ChildStep => child('mounts', CONTROL, why, o);
 
 /**
  * The child steps that show the container its cgroup at `dest` (normally /sys/fs/cgroup),
@@ -65,36 +47,36 @@ export function cgroupMountSteps(ctx: BuildContext, dest: string, targets: Cgrou
   const own = privateCgroupNamespace(ctx.spec);
   const why = own ? 'the container sees its own cgroup as the root, read-only (cgroup_namespaces(7))' : 'only the container\'s own cgroup is visible, read-only';
   const out: ChildStep[] = [];
+  const ro = 'cgroup limits must not be writable from inside (the container could lift its own limits)';
   if (layout.mode === 'v2') {
     const t = targets.find((x) => x.hierarchy.version === 2)!;
-    if (own) out.push(mountOp('cgroup2', target, 'cgroup2', '', SAFE | MS_RDONLY, why));
+    if (own) out.push(mountStep(why, op.mount('cgroup2', target, 'cgroup2', [...SAFE, 'RDONLY'])));
     else {
-      out.push(mountOp(t.dir, target, '', '', MS_BIND | MS_REC, why));
-      out.push(child('mounts', 'REMOUNT_RO', [0n], [target], `mount("", "${target}", NULL, MS_REMOUNT|MS_BIND|MS_RDONLY, NULL)`, 'cgroup limits must not be writable from inside (CIS 5.x)'));
+      out.push(mountStep(why, op.mount(t.dir, target, '', ['BIND', 'REC'])));
+      out.push(mountStep(ro, op.remountReadonly(target)));
     }
     return out;
   }
   // v1 / hybrid: a tmpfs holding one mount per hierarchy, like the host's /sys/fs/cgroup
-  out.push(mountOp('tmpfs', target, 'tmpfs', 'mode=755', SAFE, 'a directory per hierarchy, as on the host'));
+  out.push(mountStep('a directory per hierarchy, as on the host', op.mount('tmpfs', target, 'tmpfs', SAFE, 'mode=755')));
   for (const t of targets) {
     const name = basename(t.hierarchy.mountPoint);
     const sub = join(target, name);
-    out.push(child('mounts', 'MKDIR', [0o755n], [sub], `mkdir("${sub}", 0755)`, 'mount point for one hierarchy'));
+    out.push(mountStep('mount point for one hierarchy', op.mkdir(sub)));
     if (own) {
       const fstype = t.hierarchy.version === 2 ? 'cgroup2' : 'cgroup';
-      out.push(mountOp(fstype, sub, fstype, t.hierarchy.options.join(','), SAFE | MS_RDONLY, why));
+      out.push(mountStep(why, op.mount(fstype, sub, fstype, [...SAFE, 'RDONLY'], t.hierarchy.options.join(','))));
     } else {
-      out.push(mountOp(t.dir, sub, '', '', MS_BIND | MS_REC, why));
-      out.push(child('mounts', 'REMOUNT_RO', [0n], [sub], `mount("", "${sub}", NULL, MS_REMOUNT|MS_BIND|MS_RDONLY, NULL)`, 'cgroup limits must not be writable from inside'));
+      out.push(mountStep(why, op.mount(t.dir, sub, '', ['BIND', 'REC'])));
+      out.push(mountStep(ro, op.remountReadonly(sub)));
     }
     // co-mounted controllers (cpu,cpuacct) get the per-controller names hosts provide
     if (name.includes(',')) {
-      for (const c of t.hierarchy.controllers) {
-        if (c !== name) out.push(child('mounts', 'SYMLINK', [], [name, join(target, c)], `symlink("${name}", "${join(target, c)}")`, 'per-controller name for a co-mounted hierarchy'));
-      }
+      for (const c of t.hierarchy.controllers) if (c !== name) out.push(mountStep('per-controller name for a co-mounted hierarchy', op.symlink(name, join(target, c))));
     }
   }
-  out.push(child('mounts', 'REMOUNT_RO', [0n], [target], `mount("", "${target}", NULL, MS_REMOUNT|MS_BIND|MS_RDONLY, NULL)`, '/sys/fs/cgroup is read-only inside (CIS 5.x: no writable cgroupfs)'));
+  // a plain remount of the tmpfs we created (not a bind): no locked flags to keep
+  out.push(mountStep(ro, op.mount('', target, '', ['REMOUNT', 'RDONLY', 'NOSUID', 'NODEV', 'NOEXEC'])));
   return out;
 }
 
@@ -129,9 +111,8 @@ export const control: Control = {
     const layout = layoutOf(ctx);
     const plan = planCgroup(ctx.spec, ctx.id, layout);
     const steps: Step[] = [...plan.steps];
-    if (privateCgroupNamespace(ctx.spec)) {
-      steps.push(child('early', 'UNSHARE', [CLONE_NEWCGROUP], [], 'unshare(CLONE_NEWCGROUP)', 'after the parent joined the cgroup, so that cgroup becomes the namespace root (cgroup_namespaces(7))'));
-    }
+    // unshare(CLONE_NEWCGROUP) in phase 'early' comes from the namespaces control, after
+    // the join below, so this cgroup is the namespace's root
     const mounts = ctx.spec.mounts ?? [];
     const explicit = mounts.filter(isCgroupMount);
     const dests = explicit.length ? explicit.map((m) => m.destination) : mounts.some((m) => m.destination === '/sys' && m.type === 'sysfs') && !mounts.some((m) => m.destination === '/sys/fs/cgroup') ? ['/sys/fs/cgroup'] : [];

@@ -124,6 +124,13 @@ export function planCgroup(spec: Spec, id: string, layout: CgroupLayout, opts: {
   for (const t of targets) {
     steps.push(step('after-clone', { verb: 'join', path: t.dir, file: 'cgroup.procs' }, `echo $PID > ${t.dir}/cgroup.procs`, 'the init joins before it is told GO, so nothing it runs escapes the limits'));
   }
+  const memTarget = targets.find((t) => t.hierarchy.controllers.includes('memory'));
+  if (memTarget) {
+    const file = memTarget.hierarchy.version === 2 ? 'memory.events' : 'memory.oom_control';
+    steps.push(
+      step('cleanup', { verb: 'oom-check', path: memTarget.dir, file }, `grep oom_kill ${memTarget.dir}/${file}  # report an OOM kill`, 'say why the container died when the memory limit\'s OOM killer ended it (docker: OOMKilled)'),
+    );
+  }
   const killTarget = killTargetOf(targets);
   if (killTarget) {
     const v2 = killTarget.hierarchy.version === 2;
@@ -203,6 +210,8 @@ export interface ExecContext {
   timeoutMs?: number;
   /** mkdir(2) of one cgroup level; unit tests pass one that also creates the files cgroupfs would */
   mkdir?(dir: string): void;
+  /** where 'oom-check' reports an OOM kill (default: stderr) */
+  report?(message: string): void;
   /** rmdir(2) of one cgroup level (cgroupfs removes a directory together with its files) */
   rmdir?(dir: string): void;
 }
@@ -351,6 +360,15 @@ export function runCgroupAction(a: Extract<ParentAction, { action: 'cgroup' }>, 
       if (ctx.pid === undefined) throw new Error('cgroup join needs the container pid');
       writeCgroupFile(join(a.path, 'cgroup.procs'), String(ctx.pid));
       return;
+    case 'oom-check': {
+      const n = oomKillsIn(a.path);
+      if (n > 0) {
+        const limit = (readCgroupFile(join(a.path, 'memory.max')) ?? readCgroupFile(join(a.path, 'memory.limit_in_bytes')) ?? '').trim();
+        const msg = `the container was OOM-killed: it reached its memory limit (${limit ? `${formatBytes(limit)}, ` : ''}oom_kill ${n} in ${a.file ?? 'memory.events'})`;
+        (ctx.report ?? ((m: string) => writeSync(2, `tsrun: ${m}\n`)))(msg);
+      }
+      return;
+    }
     case 'kill':
       emptyCgroup(a.path, ctx);
       return;
@@ -408,6 +426,19 @@ export class CgroupManager {
   oomKilled(): boolean {
     return wasOomKilled(this.targets);
   }
+}
+
+function formatBytes(v: string): string {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n >= 2 ** 62) return v;
+  return n % (1024 * 1024) === 0 ? `${n / 1024 / 1024} MiB` : `${n} bytes`;
+}
+
+/** The OOM-kill counter of one memory cgroup directory, v1 or v2 (0 when none or unknown). */
+export function oomKillsIn(dir: string): number {
+  const text = readCgroupFile(join(dir, 'memory.events')) ?? readCgroupFile(join(dir, 'memory.oom_control'));
+  const m = text ? /^oom_kill (\d+)$/m.exec(text) : null;
+  return m ? Number(m[1]) : 0;
 }
 
 /** How many times the kernel's OOM killer fired in the memory cgroup (undefined: unknown). */

@@ -146,6 +146,13 @@ export function planCgroup(spec: Spec, id: string, layout: CgroupLayout, opts: {
   for (const t of targets) {
     steps.push(step('cleanup', { verb: 'remove', path: t.dir }, `rmdir ${t.dir}`, 'leave no cgroup behind'));
   }
+  // tsrun's own parent goes too once no container uses it; a --cgroup-parent or
+  // linux.cgroupsPath parent belongs to whoever named it and stays
+  if (spec.linux.cgroupsPath === undefined && spec.annotations?.[CGROUP_PARENT_ANNOTATION] === undefined) {
+    for (const t of targets) {
+      steps.push(step('cleanup', { verb: 'remove', path: dirname(t.dir), value: 'if-empty' }, `rmdir ${dirname(t.dir)}  # if no other container uses it`, 'leave no cgroup behind'));
+    }
+  }
   return { cgroupPath, targets, writes: mapping.writes, warnings: mapping.warnings, steps };
 }
 
@@ -210,6 +217,8 @@ export interface ExecContext {
   timeoutMs?: number;
   /** mkdir(2) of one cgroup level; unit tests pass one that also creates the files cgroupfs would */
   mkdir?(dir: string): void;
+  /** internal: mkdir -p restarts after losing a race with a parent's removal */
+  retries?: number;
   /** where 'oom-check' reports an OOM kill (default: stderr) */
   report?(message: string): void;
   /** rmdir(2) of one cgroup level (cgroupfs removes a directory together with its files) */
@@ -313,7 +322,10 @@ function createCgroupDir(dir: string, inherit: string[] | undefined, ctx: ExecCo
       if (ctx.mkdir) ctx.mkdir(d);
       else mkdirSync(d);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw kernelError(`mkdir ${d}`, e);
+      const code = (e as NodeJS.ErrnoException).code;
+      // ENOENT: another container's cleanup removed the shared parent meanwhile; start over
+      if (code === 'ENOENT' && (ctx.retries ?? 0) < 5) return createCgroupDir(dir, inherit, { ...ctx, retries: (ctx.retries ?? 0) + 1 });
+      if (code !== 'EEXIST') throw kernelError(`mkdir ${d}`, e);
     }
     for (const f of inherit ?? []) {
       const mine = readCgroupFile(join(d, f));
@@ -373,6 +385,15 @@ export function runCgroupAction(a: Extract<ParentAction, { action: 'cgroup' }>, 
       emptyCgroup(a.path, ctx);
       return;
     case 'remove':
+      if (a.value === 'if-empty') {
+        try {
+          rmdirSync(a.path);
+        } catch (e) {
+          // another container's cgroup is inside (EBUSY/ENOTEMPTY), or it is gone already
+          if (!['EBUSY', 'ENOTEMPTY', 'ENOENT'].includes((e as NodeJS.ErrnoException).code ?? '')) throw kernelError(`rmdir ${a.path}`, e);
+        }
+        return;
+      }
       removeCgroupDir(a.path, ctx);
       return;
   }

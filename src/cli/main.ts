@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { TsrunError } from '../errors.js';
 import { defaultPaths, type Paths } from '../runtime/paths.js';
 import { addRunFlags, explainVerb, runVerb, type RunCliOptions } from './run.js';
+import { registerStatsCommand } from './stats.js';
 
 const VERSION = '0.1.0';
 
@@ -44,6 +45,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   addRunFlags(explain).action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
     setExit(await explainVerb(image, args, opts, paths(program)));
   });
+  registerStatsCommand(program);
   return program;
 }
 

@@ -124,6 +124,37 @@ describeKernel('cgroup limits through tsrun run', () => {
     expect(r.stdout.trim()).toMatch(/^Cpus_allowed_list:\s+1$/);
   });
 
+  it('tsrun stats --no-stream --format json reports pids, memory limit and CPU of a running container', async () => {
+    // default parent (/tsrun), where stats finds containers without a state file
+    const p = tsrunAsync(['run', '--rm', '-m', '48m', '--pids-limit', '30', 'busybox', 'sh', '-c', 'while :; do :; done & sleep 4; kill %1']);
+    const exited = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+    try {
+      let rows: Record<string, any>[] = [];
+      for (let i = 0; i < 20 && rows.length === 0; i++) {
+        await sleep(100);
+        const r = tsrun(['stats', '--no-stream', '--format', 'json']);
+        expect(r.code, r.stderr).toBe(0);
+        rows = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>).filter((x) => x['raw'].memoryLimit === 48 * 1024 * 1024);
+      }
+      expect(rows).toHaveLength(1);
+      const row = rows[0]!;
+      console.log(`tsrun stats: ${JSON.stringify(row)}`);
+      expect(row['ID']).toMatch(/^[0-9a-f]{12}$/);
+      expect(row['MemUsage']).toMatch(/ \/ 48\.00MiB$/);
+      expect(row['raw'].pids).toBeGreaterThanOrEqual(2);
+      expect(row['raw'].cpuPercent).toBeGreaterThan(40);
+      const table = tsrun(['stats', '--no-stream', row['ID']]);
+      expect(table.code).toBe(0);
+      expect(table.stdout).toMatch(new RegExp(`^CONTAINER ID .*\\n${row['ID']} `));
+      const none = tsrun(['stats', '--no-stream', 'no-such-container']);
+      expect(none.code).toBe(125);
+      expect(none.stderr).toBe('tsrun: stats: no running container "no-such-container"\n');
+    } finally {
+      p.kill('SIGTERM');
+      await exited;
+    }
+  });
+
   it('bad input: exit 125, one line naming the flag, no cgroup created', () => {
     const cases: [string[], RegExp][] = [
       [['--memory', '12xyz'], /^tsrun: --memory: invalid size "12xyz"/],

@@ -121,5 +121,27 @@ await test('cleanup after SIGKILL of the main process leaves no process and no c
   return `${pids.length} processes killed via cgroup.kill`;
 });
 
+await test('tsrun run --pids-limit 20 holds a fork bomb on v2 and removes its cgroup', async () => {
+  const root = new URL('../..', import.meta.url).pathname;
+  const env = { ...process.env, TSRUN_DATA: '/tmp/tsrun-data', TSRUN_ROOT: '/tmp/tsrun-run' };
+  const { spawnSync } = await import('node:child_process');
+  const img = '/tmp/tsrun-data/images/busybox';
+  const b = spawnSync('sh', [join(root, 'rootfs/build-busybox.sh'), join(img, 'rootfs')], { encoding: 'utf8' });
+  check(b.status === 0, `build-busybox: ${b.stderr}`);
+  (await import('node:fs')).writeFileSync(join(img, 'config.json'), JSON.stringify({ Cmd: ['sh'], WorkingDir: '/' }));
+  const r = spawnSync(process.execPath, [join(root, 'bin/tsrun'), 'run', '--rm', '--pids-limit', '20', 'busybox', 'sh', '-c',
+    'b() { b | b & }; b; sleep 2; cat /sys/fs/cgroup/pids.max; grep max /sys/fs/cgroup/pids.events; cat /proc/self/cgroup; echo x > /sys/fs/cgroup/pids.max || echo refused'],
+    { env, encoding: 'utf8', timeout: 120000 });
+  const out = r.stdout.trim().split('\n');
+  check(r.status === 0, `exit ${r.status} ${r.signal ?? ''}: ${r.stderr.slice(-500)}`);
+  check(/can't fork/.test(r.stderr), 'no fork failure reported');
+  check(out[0] === '20', `pids.max inside: ${out[0]}`);
+  check(/^max [1-9]/.test(out[1] ?? ''), `pids.events inside: ${out[1]}`);
+  check(out[2] === '0::/', `own cgroup as root: ${out[2]}`);
+  check(out[3] === 'refused', `read-only: ${out[3]}`);
+  check(!existsSync('/sys/fs/cgroup/tsrun'), '/sys/fs/cgroup/tsrun left behind');
+  return `pids.max 20 inside, ${out[1]}, cgroup as ${out[2]}`;
+});
+
 console.log(`1..${n}`);
 process.exit(failures);

@@ -21,8 +21,21 @@ export { mapResources } from './resources.js';
 const CONTROL = 'cgroups';
 const SAFE: MountFlag[] = ['NOSUID', 'NODEV', 'NOEXEC', 'RELATIME'];
 
-function layoutOf(ctx: BuildContext): CgroupLayout {
-  return ctx.host.cgroupLayout ?? hostLayout();
+/**
+ * The host's layout, or undefined on a host with no cgroup filesystem at all (some build
+ * sandboxes): a container without limits then runs without a cgroup of its own, but any
+ * limit is refused rather than silently dropped.
+ */
+function layoutOf(ctx: BuildContext): CgroupLayout | undefined {
+  if (ctx.host.cgroupLayout) return ctx.host.cgroupLayout;
+  try {
+    return hostLayout();
+  } catch (e) {
+    const r = ctx.spec.linux.resources;
+    const asked = r && Object.values(r).some((v) => v !== undefined && !(Array.isArray(v) && v.length === 0));
+    if (asked || ctx.spec.linux.cgroupsPath) throw new UnsupportedError(`linux.resources: ${(e as Error).message}; no limit can be applied`);
+    return undefined;
+  }
 }
 
 /** OCI mounts of type cgroup/cgroup2 are this control's (the mounts control skips them). */
@@ -104,11 +117,13 @@ export const control: Control = {
   ref: 'CIS Docker 5.11 (memory), 5.12 (CPU); workshop 5.28 (PIDs limit)',
   validate(ctx) {
     const layout = layoutOf(ctx);
+    if (!layout) return;
     planCgroup(ctx.spec, ctx.id, layout); // throws for values the host cannot honour
     checkCpusetAgainstHost(ctx, layout);
   },
   steps(ctx): Step[] {
     const layout = layoutOf(ctx);
+    if (!layout) return [];
     const plan = planCgroup(ctx.spec, ctx.id, layout);
     const steps: Step[] = [...plan.steps];
     // unshare(CLONE_NEWCGROUP) in phase 'early' comes from the namespaces control, after

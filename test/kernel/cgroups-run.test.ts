@@ -2,11 +2,12 @@
 // Each test names its own --cgroup-parent, so the container's cgroup can be watched from
 // outside and its removal checked.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, it } from 'vitest';
 import { hostLayout } from '../../src/controls/cgroups/mode.js';
-import { describeKernel, leaks, tsrun, tsrunAsync } from './helpers.js';
+import { describeKernel, leaks, testEnv, tsrun, tsrunAsync } from './helpers.js';
 
 const PARENT = `/tsrun-run-test-${process.pid}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -152,6 +153,32 @@ describeKernel('cgroup limits through tsrun run', () => {
     } finally {
       p.kill('SIGTERM');
       await exited;
+    }
+  });
+
+  it('a bundle\'s linux.resources, linux.cgroupsPath and cgroup mount are honoured', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsrun-cg-bundle-'));
+    try {
+      cpSync(join(testEnv().data, 'images/busybox/rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+      const pidsMax = v1('pids') ? '/sys/fs/cgroup/pids/pids.max' : '/sys/fs/cgroup/pids.max';
+      const config = {
+        ociVersion: '1.2.0',
+        process: { user: { uid: 0, gid: 0 }, args: ['sh', '-c', `cat ${pidsMax}; grep -c . /proc/self/cgroup`], env: ['PATH=/bin'], cwd: '/' },
+        root: { path: 'rootfs' },
+        mounts: [
+          { destination: '/proc', type: 'proc', source: 'proc' },
+          { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['ro', 'nosuid', 'nodev', 'noexec'] },
+          { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['ro', 'nosuid', 'nodev', 'noexec'] },
+        ],
+        linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'cgroup' }], cgroupsPath: `${PARENT}/bundle`, resources: { pids: { limit: 33 } } },
+      };
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+      const r = tsrun(['run', '--bundle', dir]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout.split('\n')[0]).toBe('33');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -19,6 +19,8 @@ export interface RunCliOptions extends RunOptions {
   bundle?: string;
   dryRun?: boolean;
   json?: boolean;
+  /** stop the init before exec until MSG_START (OCI create/start); not a run flag */
+  waitStart?: boolean;
 }
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -68,7 +70,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
   if (opts.bundle) {
     if (image) throw new UsageError(`--bundle ${opts.bundle}: the bundle's config.json names the command; do not also give an image (${JSON.stringify(image)})`);
     const b = loadBundle(opts.bundle);
-    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: false };
+    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart) };
   } else {
     if (!image) throw new UsageError('run needs an IMAGE (e.g. busybox) or --bundle DIR');
     const store = new LocalStore(imagesDir(paths));
@@ -87,7 +89,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
       flags: RUN_FLAGS,
       ...(consoleSize ? { consoleSize } : {}),
     });
-    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: false };
+    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart) };
   }
   return buildPlan(ctx);
 }

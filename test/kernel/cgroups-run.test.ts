@@ -25,8 +25,10 @@ const v1 = (c: string): boolean => hostLayout().controllers[c]?.version === 1;
 
 describeKernel('cgroup limits through tsrun run', () => {
   afterEach(() => {
+    // an empty parent cgroup also proves no process of ours survived; leaks()'s process scan
+    // is host-wide and other sessions on a shared host run their own containers
     expect(childCgroups()).toEqual([]);
-    expect(leaks()).toEqual([]);
+    expect(leaks().filter((l) => !l.startsWith('process:'))).toEqual([]);
   });
   afterAll(() => {
     for (const d of parentDirs()) {
@@ -39,7 +41,7 @@ describeKernel('cgroup limits through tsrun run', () => {
   });
 
   it('--pids-limit 50 holds a fork bomb; the shell cannot fork; the host stays responsive; the cgroup goes', async () => {
-    const p = tsrunAsync(['run', '--rm', '--pids-limit', '50', '--cgroup-parent', PARENT, 'busybox', 'sh', '-c', 'b() { b | b & }; b; sleep 3; echo done']);
+    const p = tsrunAsync(['run', '--rm', '--pids-limit', '50', '--cgroup-parent', PARENT, 'busybox', 'sh', '-c', `b() { b | b & }; b; sleep 2; echo "peak $(cat ${v1('pids') ? '/sys/fs/cgroup/pids/' : '/sys/fs/cgroup/'}pids.peak 2>/dev/null)"; echo done`]);
     let stderr = '';
     let stdout = '';
     p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -77,8 +79,13 @@ describeKernel('cgroup limits through tsrun run', () => {
     expect(code).toBe(0);
     expect(stdout).toContain('done');
     expect(stderr).toMatch(/can't fork/);
-    expect(peak).toBeGreaterThan(10);
+    // the bomb collapses once forks fail, so a busy host may sample it late: the kernel's
+    // own high-water mark (pids.peak, Linux 6.1+) read inside the container is the witness
+    const insidePeak = Number(/^peak (\d+)$/m.exec(stdout)?.[1] ?? 0);
+    console.log(`pids.peak inside: ${insidePeak}`);
+    expect(Math.max(peak, insidePeak)).toBeGreaterThan(10);
     expect(peak).toBeLessThanOrEqual(50);
+    if (insidePeak) expect(insidePeak).toBeLessThanOrEqual(50);
     expect(refused).toBeGreaterThan(0);
     expect(hostMs).toBeLessThan(1000);
     expect(existsSync(pidsDir)).toBe(false);

@@ -15,8 +15,9 @@ describe.skipIf(!isRoot && !ci)('cgroup v2 in a QEMU guest', () => {
   it('boots the guest and runs the in-guest suite', async () => {
     // a missing prerequisite is a failure, not a skip (CI must not go green without v2 coverage)
     if (!isRoot) throw new Error('the VM test needs root (apt-get, qemu with 9p of /)');
-    const tsc = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: PROJECT, encoding: 'utf8' });
-    expect(tsc.status, tsc.stdout + tsc.stderr).toBe(0);
+    // the guest imports dist/src and runs bin/tsrun (dist/tsrun.mjs): build both first
+    const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: PROJECT, encoding: 'utf8' });
+    expect(build.status, build.stdout + build.stderr).toBe(0);
     result = await runGuest('test/vm/guest-suite.sh', { timeoutMs: 240_000 });
     console.log(result.output.split('\n').filter((l) => /^(ok|not ok|#|tsrun-vm|1\.\.)/.test(l.trim())).join('\n'));
     console.log(`guest run: ${result.ms} ms`);

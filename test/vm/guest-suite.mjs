@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const dist = new URL('../../dist/', import.meta.url);
+const dist = new URL('../../dist/src/', import.meta.url);
 const { CgroupManager, wasOomKilled } = await import(new URL('controls/cgroups/manager.js', dist).href);
 const { hostLayout } = await import(new URL('controls/cgroups/mode.js', dist).href);
 

@@ -39,7 +39,11 @@ export function ensureTools(): void {
   }
 }
 
-/** The current Debian generic kernel (not -cloud: it lacks 9p), unpacked, never installed. */
+/**
+ * The current Debian generic kernel (not -cloud: it lacks 9p), downloaded with apt-get and
+ * unpacked, never installed (installing runs boot hooks). Only vmlinuz and the modules the
+ * initramfs loads are kept, so the cache stays small.
+ */
 export function ensureKernel(): { vmlinuz: string; modules: string; version: string } {
   mkdirSync(CACHE, { recursive: true });
   const depends = sh('apt-cache', ['depends', 'linux-image-amd64']);
@@ -47,16 +51,26 @@ export function ensureKernel(): { vmlinuz: string; modules: string; version: str
   if (!pkg) throw new Error(`cannot find the kernel package behind linux-image-amd64:\n${depends}`);
   const version = pkg.replace(/^linux-image-/, '');
   const dir = join(CACHE, `kernel-${version}`);
-  const vmlinuz = join(dir, `boot/vmlinuz-${version}`);
-  if (!existsSync(vmlinuz)) {
+  const vmlinuz = join(dir, 'vmlinuz');
+  const modules = join(dir, 'modules');
+  if (!existsSync(vmlinuz) || !MODULES.every((m) => existsSync(join(modules, `${m}.ko`)))) {
     const debs = readdirSync(CACHE).filter((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
     if (debs.length === 0) sh('apt-get', ['download', pkg], { cwd: CACHE });
     const deb = readdirSync(CACHE).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
     if (!deb) throw new Error(`apt-get download ${pkg} left no .deb in ${CACHE}`);
-    rmSync(dir, { recursive: true, force: true });
-    sh('dpkg-deb', ['-x', join(CACHE, deb), dir]);
+    const tmp = join(CACHE, `unpack-${process.pid}`);
+    rmSync(tmp, { recursive: true, force: true });
+    try {
+      sh('dpkg-deb', ['-x', join(CACHE, deb), tmp]);
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(modules, { recursive: true });
+      copyFileSync(join(tmp, `boot/vmlinuz-${version}`), vmlinuz);
+      for (const m of MODULES) copyFileSync(findModule(join(tmp, 'lib/modules', version), m), join(modules, `${m}.ko`));
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   }
-  return { vmlinuz, modules: join(dir, 'lib/modules', version), version };
+  return { vmlinuz, modules, version };
 }
 
 function findModule(root: string, name: string): string {
@@ -98,12 +112,22 @@ export function ensureInitramfs(kernel: { modules: string; version: string }): s
   for (const d of ['bin', 'proc', 'sys', 'dev', 'modules', 'newroot']) mkdirSync(join(root, d), { recursive: true });
   copyFileSync('/bin/busybox', join(root, 'bin/busybox'));
   chmodSync(join(root, 'bin/busybox'), 0o755);
-  for (const m of MODULES) copyFileSync(findModule(kernel.modules, m), join(root, 'modules', `${m}.ko`));
+  for (const m of MODULES) copyFileSync(join(kernel.modules, `${m}.ko`), join(root, 'modules', `${m}.ko`));
   writeFileSync(join(root, 'init'), INIT, { mode: 0o755 });
   // no cpio binary on these hosts: busybox has one
   sh('sh', ['-c', `cd '${root}' && find . | /bin/busybox cpio -o -H newc > '${out}.tmp' 2>/dev/null && mv '${out}.tmp' '${out}'`]);
   rmSync(root, { recursive: true, force: true });
   return out;
+}
+
+/** The built-in busybox image's root, built on the host for the in-guest `tsrun run`. */
+export function ensureBusyboxImage(): string {
+  const dir = join(CACHE, 'busybox-rootfs');
+  if (!existsSync(join(dir, 'bin/busybox'))) {
+    rmSync(dir, { recursive: true, force: true });
+    sh('sh', [join(PROJECT, 'rootfs/build-busybox.sh'), dir]);
+  }
+  return dir;
 }
 
 export interface GuestResult {
@@ -121,6 +145,7 @@ export function runGuest(script: string, opts: { timeoutMs?: number; memMB?: num
   ensureTools();
   const kernel = ensureKernel();
   const initrd = ensureInitramfs(kernel);
+  ensureBusyboxImage();
   const args = [
     '-accel', 'tcg,thread=multi', '-m', String(opts.memMB ?? 1024), '-smp', String(opts.cpus ?? 2),
     '-kernel', kernel.vmlinuz, '-initrd', initrd,

@@ -189,6 +189,19 @@ describeKernel('cgroup limits through tsrun run', () => {
     }
   });
 
+  it('--device-read-bps / --device-write-iops resolve the device and land in the throttle files', () => {
+    // any block device the host has: /sys/dev/block/MAJ:MIN/uevent names its /dev node
+    const majmin = readdirSync('/sys/dev/block').sort()[0]!;
+    const devname = /^DEVNAME=(.+)$/m.exec(readFileSync(`/sys/dev/block/${majmin}/uevent`, 'utf8'))![1]!;
+    const v1io = v1('blkio');
+    const files = v1io ? '/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device' : '/sys/fs/cgroup/io.max';
+    const r = tsrun(['run', '--rm', '--device-read-bps', `/dev/${devname}:1mb`, '--device-write-iops', `/dev/${devname}:100`, '--cgroup-parent', PARENT, 'busybox', 'cat', ...files.split(' ')]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    if (v1io) expect(r.stdout).toBe(`${majmin} 1048576\n${majmin} 100\n`);
+    else expect(r.stdout).toMatch(new RegExp(`^${majmin} rbps=1048576 wbps=max riops=max wiops=100`));
+  });
+
   it('bad input: exit 125, one line naming the flag, no cgroup created', () => {
     const cases: [string[], RegExp][] = [
       [['--memory', '12xyz'], /^tsrun: --memory: invalid size "12xyz"/],

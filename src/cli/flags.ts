@@ -1,4 +1,5 @@
 import type { FlagDef } from '../spec/flag-types.js';
+import { flags as cgroupFlags } from '../controls/cgroups/flags.js';
 
 // The flag table of `run` / `explain`: --help, docs/flags.md and the spec builder all read
 // it. Core rows are applied by src/spec/from-flags.ts itself (they shape the whole spec);
@@ -30,4 +31,4 @@ export const CORE_FLAGS: FlagDef[] = [
 ];
 
 /** Every row of the table; control modules add theirs here. */
-export const RUN_FLAGS: FlagDef[] = [...CORE_FLAGS];
+export const RUN_FLAGS: FlagDef[] = [...CORE_FLAGS, ...cgroupFlags];

@@ -7,10 +7,11 @@ import { control as etcFiles } from './etc-files.js';
 import { control as readonlyRootfs } from './readonly-rootfs.js';
 import { control as utsNet } from './uts-net.js';
 import { control as processControl } from './process.js';
+import { control as cgroups } from './cgroups/index.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so
  * the rootfs mount precedes the spec's mounts, which precede the default devices that
  * live on the /dev tmpfs.
  */
-export const CONTROLS: readonly Control[] = [namespaces, rootfs, mounts, defaultDevices, etcFiles, readonlyRootfs, utsNet, processControl];
+export const CONTROLS: readonly Control[] = [namespaces, rootfs, mounts, defaultDevices, etcFiles, readonlyRootfs, utsNet, processControl, cgroups];

@@ -57,7 +57,16 @@ export type ParentAction =
   | { action: 'write-file'; path: string; content: string; mode: number }
   | { action: 'remove'; path: string }
   | { action: 'clone'; flags: string[] }
-  | { action: 'cgroup'; verb: 'create' | 'join' | 'set' | 'remove'; path: string; file?: string; value?: string }
+  | {
+      action: 'cgroup';
+      /** executed by src/controls/cgroups/manager.ts runCgroupAction (see there for each verb) */
+      verb: 'create' | 'enable' | 'join' | 'set' | 'oom-check' | 'kill' | 'remove';
+      path: string;
+      file?: string;
+      value?: string;
+      /** create: files copied from the parent into each new level (v1 cpuset starts empty) */
+      inherit?: string[];
+    }
   | { action: 'id-map'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
   | { action: 'send-mount-fd'; source: string; idmapUserns: boolean; recursive: boolean }
   | { action: 'go' };
@@ -108,6 +117,8 @@ export interface HostInfo {
   capEff: bigint;
   /** "v1" | "v2" | "hybrid", detected by src/controls/cgroups */
   cgroupMode?: 'v1' | 'v2' | 'hybrid';
+  /** which hierarchy holds each controller (src/controls/cgroups/mode.ts hostLayout()) */
+  cgroupLayout?: import('../controls/cgroups/mode.js').CgroupLayout;
   lsms: string[];
   ncpu: number;
 }

@@ -1,8 +1,9 @@
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { KernelError } from '../errors.js';
 import { errnoOf } from '../kernel/errno.js';
 import type { ParentStep } from '../plan/types.js';
 import { nativeKernel } from '../kernel/native.js';
+import { runCgroupAction } from '../controls/cgroups/manager.js';
 
 /**
  * Runs one parent-side step. `clone` and `go` are performed by the runtime itself (they
@@ -26,6 +27,9 @@ export function execParentStep(step: ParentStep, pid?: number): void {
         return;
       case 'id-map':
         writeFileSync(`/proc/${pid}/${step.file}`, step.content);
+        return;
+      case 'cgroup':
+        runCgroupAction(step, { ...(pid !== undefined ? { pid } : {}), warn: (m) => writeSync(2, `tsrun: warning: ${m}\n`) });
         return;
       case 'clone':
       case 'go':

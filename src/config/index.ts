@@ -96,7 +96,7 @@ export function validateConfig(raw: unknown, path: string): TsrunConfig {
       try {
         parseUlimit(`${name}=${String(u.Soft)}:${String(u.Hard)}`, 'x');
       } catch (e) {
-        throw bad(path, key, (e as Error).message.replace(/^x [^:]*: /, ''));
+        throw bad(path, key, (e as Error).message.replace(/^x \S+?: /, ''));
       }
       out[name] = { Name: name, Soft: u.Soft as number, Hard: u.Hard as number };
     }

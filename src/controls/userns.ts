@@ -34,6 +34,8 @@ export interface IdDb {
   subgid: string;
   /** useradd --prefix: the directory holding etc/ (absent = the host's /etc) */
   prefix?: string;
+  /** creates a system user (default: useradd); unit tests pass a fake, since useradd needs root */
+  addUser?: (name: string, db: IdDb) => void;
 }
 
 export const HOST_ID_DB: IdDb = {
@@ -134,22 +136,25 @@ export function nextFreeStart(entries: SubIdEntry[], count = MIN_RANGE): number 
   return start;
 }
 
+/** useradd(8) of a system user without home or login shell, into db.prefix when given. */
+export function useradd(name: string, db: IdDb): void {
+  const args = ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin'];
+  if (db.prefix) args.push('--prefix', db.prefix);
+  try {
+    execFileSync('useradd', [...args, name], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    const msg = (e as { stderr?: Buffer }).stderr?.toString().trim() || String(e);
+    throw new UsageError(`--userns-remap default: could not create user "${name}": ${msg}`, { cause: e });
+  }
+}
+
 /**
  * Creates the `tsrun` system user (no home, no login shell) with useradd, and a free
  * range of 65536 ids in both subuid and subgid files, when they are missing.
  * dockerd does the same for `dockremap` when userns-remap=default.
  */
 export function ensureDefaultUser(db: IdDb): void {
-  if (!parseAccounts(db.passwd).some((a) => a.name === DEFAULT_REMAP_USER)) {
-    const args = ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin'];
-    if (db.prefix) args.push('--prefix', db.prefix);
-    try {
-      execFileSync('useradd', [...args, DEFAULT_REMAP_USER], { stdio: ['ignore', 'ignore', 'pipe'] });
-    } catch (e) {
-      const msg = (e as { stderr?: Buffer }).stderr?.toString().trim() || String(e);
-      throw new UsageError(`--userns-remap default: could not create user "${DEFAULT_REMAP_USER}": ${msg}`, { cause: e });
-    }
-  }
+  if (!parseAccounts(db.passwd).some((a) => a.name === DEFAULT_REMAP_USER)) (db.addUser ?? useradd)(DEFAULT_REMAP_USER, db);
   for (const path of [db.subuid, db.subgid]) {
     const entries = readSubIds(path);
     if (entries.some((e) => e.owner === DEFAULT_REMAP_USER)) continue;

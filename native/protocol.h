@@ -75,6 +75,7 @@ enum tsrun_op {
   OP_MASK_PATH = 29,     /*                        strs: path — /dev/null over a file, ro tmpfs over a dir, skip if absent */
   OP_SET_DUMPABLE = 30,  /* ints: 0|1 */
   OP_OOM_SCORE_ADJ = 31, /* ints: value (signed) */
+  OP_ROOT = 32,          /* strs: path — later paths under it resolve inside it (openat2 RESOLVE_IN_ROOT) */
   OP__MAX
 };
 

@@ -36,6 +36,7 @@ export const OP = {
   MASK_PATH: 29,
   SET_DUMPABLE: 30,
   OOM_SCORE_ADJ: 31,
+  ROOT: 32,
 } as const;
 export type OpName = keyof typeof OP;
 

@@ -21,7 +21,7 @@ export interface FlagDef {
 
 /** What flag mappers may need beyond the spec itself. */
 export interface FlagEnv {
-  /** host path of the container's root (to resolve users from /etc/passwd, etc.) */
-  rootfs: string;
+  /** reads a file of the image (top layer first), e.g. `/etc/passwd`; undefined when absent */
+  readImageFile(path: string): string | undefined;
   ncpu: number;
 }

@@ -1,0 +1,627 @@
+/*
+ * tsrun-init: the container's first process until it execs the container's command.
+ *
+ * Built static (no loader, no libc from the container) and executed by the addon from a
+ * sealed memfd, so /proc/<pid>/exe of this process is an anonymous read-only copy and never
+ * a host binary (CVE-2019-5736). It is a small interpreter: it waits for the parent's GO,
+ * reads the plan (native/protocol.h) from fd 4 and runs each operation in order; the first
+ * failure is reported to the parent as {op index, errno} over fd 3 and ends the process.
+ * The policy (what to mount, which capabilities...) is all decided in TypeScript.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/mount.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "protocol.h"
+
+#define SYNC_FD 3
+#define PLAN_FD 4
+#define INIT_MARK "--tsrun-init-v1"
+
+/* The container root while it is still a host path (before pivot_root): paths below
+ * `root_prefix` are resolved with openat2(RESOLVE_IN_ROOT), so a symlink planted in an
+ * image (e.g. /dev -> /host/etc) cannot redirect a mount or mkdir onto the host. */
+static int root_fd = -1;
+static char root_prefix[4096];
+static size_t root_len;
+
+struct op {
+  uint32_t code;
+  uint16_t nint, nstr;
+  const uint64_t *ints;
+  const uint8_t *blob;
+  uint32_t bloblen;
+  const char *strs[64];
+};
+
+static void sync_send(uint32_t type, uint32_t index, int err) {
+  struct sync_msg m = {type, index, err, 0};
+  ssize_t r;
+  do r = write(SYNC_FD, &m, sizeof m);
+  while (r < 0 && errno == EINTR);
+}
+
+static int sync_recv(uint32_t want) {
+  struct sync_msg m;
+  ssize_t r;
+  do r = read(SYNC_FD, &m, sizeof m);
+  while (r < 0 && errno == EINTR);
+  if (r != (ssize_t)sizeof m) return -1; /* parent gone: nothing to report to */
+  return m.type == want ? 0 : -1;
+}
+
+static void fail(uint32_t index, int err) {
+  sync_send(MSG_ERROR, index, err);
+  _exit(INIT_FAILED);
+}
+
+static const char *nullable(const char *s) { return s && *s ? s : NULL; }
+
+static long xopenat2(int dirfd, const char *path, int flags, uint64_t resolve) {
+  struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC, .mode = 0, .resolve = resolve};
+  return syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+/* Relative part of `path` when it lies under the container root, else NULL. */
+static const char *in_root(const char *path) {
+  if (root_fd < 0 || strncmp(path, root_prefix, root_len) != 0) return NULL;
+  if (path[root_len] == '\0') return ".";
+  if (path[root_len] != '/') return NULL;
+  const char *rel = path + root_len;
+  while (*rel == '/') rel++;
+  return *rel ? rel : ".";
+}
+
+/* Open `path` (O_PATH unless flags say otherwise), confined to the container root when under it. */
+static int open_confined(const char *path, int flags) {
+  const char *rel = in_root(path);
+  if (rel) return (int)xopenat2(root_fd, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+  return open(path, flags | O_CLOEXEC);
+}
+
+/* A path the mount API can use for `path`: /proc/self/fd/N of a confined O_PATH fd. */
+struct target {
+  int fd;
+  char buf[64];
+  const char *path;
+};
+
+static int target_open(struct target *t, const char *path) {
+  t->fd = -1;
+  t->path = path;
+  if (!in_root(path)) return 0;
+  t->fd = open_confined(path, O_PATH);
+  if (t->fd < 0) return -1;
+  snprintf(t->buf, sizeof t->buf, "/proc/self/fd/%d", t->fd);
+  t->path = t->buf;
+  return 0;
+}
+
+static void target_close(struct target *t) {
+  if (t->fd >= 0) close(t->fd);
+}
+
+/* Split `path` into an fd of its parent directory (confined) and its last component. */
+static int open_parent(const char *path, const char **base) {
+  char dir[4096];
+  const char *slash = strrchr(path, '/');
+  if (!slash || slash[1] == '\0') {
+    errno = EINVAL;
+    return -1;
+  }
+  size_t n = (size_t)(slash - path);
+  if (n >= sizeof dir) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(dir, path, n);
+  dir[n] = '\0';
+  if (n == 0) strcpy(dir, "/");
+  *base = slash + 1;
+  return open_confined(dir, O_PATH | O_DIRECTORY);
+}
+
+static int mkdir_p(const char *path, mode_t mode) {
+  char buf[4096];
+  size_t len = strlen(path);
+  if (len >= sizeof buf) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(buf, path, len + 1);
+  while (len > 1 && buf[len - 1] == '/') buf[--len] = '\0';
+  for (size_t i = 1; i <= len; i++) {
+    if (buf[i] != '/' && buf[i] != '\0') continue;
+    if (buf[i - 1] == '/') continue; /* "//" */
+    char saved = buf[i];
+    buf[i] = '\0';
+    const char *base;
+    int dfd = open_parent(buf, &base);
+    if (dfd < 0) return -1;
+    int r = mkdirat(dfd, base, mode);
+    int e = errno;
+    close(dfd);
+    if (r < 0 && e != EEXIST) {
+      errno = e;
+      return -1;
+    }
+    buf[i] = saved;
+  }
+  return 0;
+}
+
+static int mkfile(const char *path, mode_t mode) {
+  int fd = open_confined(path, O_PATH);
+  if (fd >= 0) {
+    close(fd);
+    return 0;
+  }
+  const char *base;
+  int dfd = open_parent(path, &base);
+  if (dfd < 0) return -1;
+  fd = openat(dfd, base, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
+  int e = errno;
+  close(dfd);
+  if (fd < 0) {
+    errno = e;
+    return -1;
+  }
+  close(fd);
+  return 0;
+}
+
+static int do_mount(const struct op *o) {
+  struct target t;
+  if (target_open(&t, o->strs[1]) < 0) return -1;
+  int r = mount(nullable(o->strs[0]), t.path, nullable(o->strs[2]), (unsigned long)o->ints[0],
+                nullable(o->strs[3]));
+  int e = errno;
+  target_close(&t);
+  errno = e;
+  return r;
+}
+
+/* A remount keeps the flags the kernel locked on the mount (nosuid, nodev, noexec when it
+ * came from a less privileged namespace): mount(2) EPERM otherwise. */
+static int remount_ro(const char *path, unsigned long extra) {
+  struct statvfs sv;
+  struct target t;
+  if (target_open(&t, path) < 0) return -1;
+  if (statvfs(t.path, &sv) < 0) {
+    int e = errno;
+    target_close(&t);
+    errno = e;
+    return -1;
+  }
+  unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | extra;
+  if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  int r = mount(NULL, t.path, NULL, flags, NULL);
+  int e = errno;
+  target_close(&t);
+  errno = e;
+  return r;
+}
+
+static int mask_path(const char *path) {
+  struct stat st;
+  if (stat(path, &st) < 0) return errno == ENOENT ? 0 : -1;
+  if (S_ISDIR(st.st_mode)) return mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0");
+  return mount("/dev/null", path, NULL, MS_BIND, NULL);
+}
+
+static int pivot(const char *newroot) {
+  if (chdir(newroot) < 0) return -1;
+  /* pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
+   * drops every host mount from this namespace (pivot_root(2), NOTES). */
+  if (syscall(SYS_pivot_root, ".", ".") < 0) return -1;
+  if (umount2(".", MNT_DETACH) < 0) return -1;
+  if (root_fd >= 0) close(root_fd);
+  root_fd = -1;
+  return chdir("/");
+}
+
+static int set_root(const char *path) {
+  size_t n = strlen(path);
+  if (n >= sizeof root_prefix) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  if (root_fd >= 0) close(root_fd);
+  root_fd = fd;
+  memcpy(root_prefix, path, n + 1);
+  while (n > 1 && root_prefix[n - 1] == '/') root_prefix[--n] = '\0';
+  root_len = n;
+  return 0;
+}
+
+static int send_fd(int fd, uint32_t type) {
+  struct sync_msg m = {type, 0, 0, 0};
+  struct iovec iov = {&m, sizeof m};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return sendmsg(SYNC_FD, &mh, 0) < 0 ? -1 : 0;
+}
+
+static int recv_fd(uint32_t type) {
+  struct sync_msg m;
+  struct iovec iov = {&m, sizeof m};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t r = recvmsg(SYNC_FD, &mh, MSG_CMSG_CLOEXEC);
+  if (r != (ssize_t)sizeof m || m.type != type) {
+    errno = EPROTO;
+    return -1;
+  }
+  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  if (!c || c->cmsg_type != SCM_RIGHTS) {
+    errno = EPROTO;
+    return -1;
+  }
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+/* The pty comes from the container's own devpts instance (mounted newinstance), so the
+ * container sees /dev/pts/0 and can never reach the host's ptys; the master goes to the
+ * parent over the sync socket (the OCI console-socket model). */
+static int console(uint16_t rows, uint16_t cols) {
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return -1;
+  int unlock = 0, n = -1;
+  if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &n) < 0) return -1;
+  char path[64];
+  snprintf(path, sizeof path, "/dev/pts/%d", n);
+  int slave = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) return -1;
+  if (rows && cols) {
+    struct winsize ws = {.ws_row = rows, .ws_col = cols};
+    ioctl(slave, TIOCSWINSZ, &ws);
+  }
+  /* /dev/console is an empty file made by the rootfs steps; a failing bind is not fatal
+   * for a shell but would hide a broken plan, so report it. */
+  if (mount(path, "/dev/console", NULL, MS_BIND, NULL) < 0) return -1;
+  if (send_fd(master, MSG_PTY) < 0) return -1;
+  close(master);
+  if (setsid() < 0) return -1;
+  if (ioctl(slave, TIOCSCTTY, 0) < 0) return -1;
+  for (int i = 0; i < 3; i++)
+    if (dup2(slave, i) < 0) return -1;
+  if (slave > 2) close(slave);
+  return 0;
+}
+
+static int loopback_up(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return -1;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  int r = ioctl(s, SIOCGIFFLAGS, &ifr);
+  if (r == 0) {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    r = ioctl(s, SIOCSIFFLAGS, &ifr);
+  }
+  int e = errno;
+  close(s);
+  errno = e;
+  return r;
+}
+
+static int capbset(uint64_t keep) {
+  for (int cap = 0; cap < 64; cap++) {
+    if (keep & (1ULL << cap)) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+      if (errno == EINVAL) break; /* past CAP_LAST_CAP of this kernel */
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int capset_all(uint64_t eff, uint64_t perm, uint64_t inh, uint64_t amb) {
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2] = {
+      {(uint32_t)eff, (uint32_t)perm, (uint32_t)inh},
+      {(uint32_t)(eff >> 32), (uint32_t)(perm >> 32), (uint32_t)(inh >> 32)},
+  };
+  if (syscall(SYS_capset, &h, d) < 0) return -1;
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+  for (int cap = 0; cap < 64; cap++)
+    if ((amb & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) return -1;
+  return 0;
+}
+
+static int write_file(const char *path, const char *content) {
+  int fd = open_confined(path, O_WRONLY | O_TRUNC);
+  if (fd < 0) return -1;
+  size_t len = strlen(content);
+  ssize_t r = write(fd, content, len);
+  int e = errno;
+  close(fd);
+  if (r < 0) {
+    errno = e;
+    return -1;
+  }
+  if ((size_t)r != len) {
+    errno = EIO;
+    return -1;
+  }
+  return 0;
+}
+
+static const char *env_get(char *const *envp, const char *name) {
+  size_t n = strlen(name);
+  for (; *envp; envp++)
+    if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=') return *envp + n + 1;
+  return NULL;
+}
+
+/* execvpe(3) semantics without its allocation: search PATH from the container's own
+ * environment, remember EACCES so "found but not executable" wins over "not found". */
+static int exec_cmd(const char *file, char *const *argv, char *const *envp) {
+  if (strchr(file, '/')) return execve(file, argv, envp);
+  const char *path = env_get(envp, "PATH");
+  if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  int saw_eacces = 0;
+  char buf[4096];
+  while (*path) {
+    const char *end = strchr(path, ':');
+    size_t dl = end ? (size_t)(end - path) : strlen(path);
+    if (dl + 1 + strlen(file) + 1 <= sizeof buf) {
+      memcpy(buf, path, dl);
+      size_t o = dl;
+      if (o == 0) buf[o++] = '.';
+      buf[o++] = '/';
+      strcpy(buf + o, file);
+      execve(buf, argv, envp);
+      if (errno == EACCES || errno == ENOEXEC) saw_eacces = errno;
+      else if (errno != ENOENT && errno != ENOTDIR) return -1;
+    }
+    if (!end) break;
+    path = end + 1;
+  }
+  errno = saw_eacces ? saw_eacces : ENOENT;
+  return -1;
+}
+
+static int run_op(const struct op *o) {
+  const uint64_t *I = o->ints;
+  const char *const *S = o->strs;
+  switch (o->code) {
+  case OP_MOUNT:
+    return do_mount(o);
+  case OP_MKDIR:
+    return mkdir_p(S[0], (mode_t)I[0]);
+  case OP_MKFILE:
+    return mkfile(S[0], (mode_t)I[0]);
+  case OP_SYMLINK: {
+    const char *base;
+    int dfd = open_parent(S[1], &base);
+    if (dfd < 0) return -1;
+    int r = symlinkat(S[0], dfd, base);
+    int e = errno;
+    close(dfd);
+    errno = e;
+    return r < 0 && e == EEXIST ? 0 : r;
+  }
+  case OP_MKNOD: {
+    const char *base;
+    int dfd = open_parent(S[0], &base);
+    if (dfd < 0) return -1;
+    int r = mknodat(dfd, base, (mode_t)I[0], (dev_t)I[1]);
+    int e = errno;
+    close(dfd);
+    errno = e;
+    return r < 0 && e == EEXIST ? 0 : r;
+  }
+  case OP_PIVOT_ROOT:
+    return pivot(S[0]);
+  case OP_UMOUNT:
+    return umount2(S[0], (int)I[0]);
+  case OP_CHDIR:
+    return chdir(S[0]);
+  case OP_SETHOSTNAME:
+    return sethostname(S[0], strlen(S[0]));
+  case OP_SETDOMAINNAME:
+    return setdomainname(S[0], strlen(S[0]));
+  case OP_SETRLIMIT: {
+    struct rlimit rl = {(rlim_t)I[1], (rlim_t)I[2]};
+    return setrlimit((int)I[0], &rl);
+  }
+  case OP_SETGROUPS: {
+    gid_t g[o->nint ? o->nint : 1];
+    for (int i = 0; i < o->nint; i++) g[i] = (gid_t)I[i];
+    return setgroups(o->nint, g);
+  }
+  case OP_SETRESGID:
+    return (int)syscall(SYS_setresgid, (gid_t)I[0], (gid_t)I[0], (gid_t)I[0]);
+  case OP_SETRESUID:
+    return (int)syscall(SYS_setresuid, (uid_t)I[0], (uid_t)I[0], (uid_t)I[0]);
+  case OP_KEEPCAPS:
+    return prctl(PR_SET_KEEPCAPS, (unsigned long)I[0], 0, 0, 0);
+  case OP_CAPBSET:
+    return capbset(I[0]);
+  case OP_CAPSET:
+    return capset_all(I[0], I[1], I[2], I[3]);
+  case OP_NO_NEW_PRIVS:
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  case OP_SECCOMP: {
+    struct sock_fprog prog = {(unsigned short)(o->bloblen / sizeof(struct sock_filter)),
+                              (struct sock_filter *)o->blob};
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned)I[0], &prog);
+  }
+  case OP_WRITE_FILE:
+    return write_file(S[0], S[1]);
+  case OP_CONSOLE:
+    return console((uint16_t)I[0], (uint16_t)I[1]);
+  case OP_SETSID:
+    return setsid() < 0 ? -1 : 0;
+  case OP_WAIT_START:
+    sync_send(MSG_READY, 0, 0);
+    if (sync_recv(MSG_START) < 0) _exit(INIT_FAILED); /* the parent went away: never exec */
+    return 0;
+  case OP_EXEC: {
+    size_t argc = (size_t)I[0], envc = (size_t)I[1];
+    char *argv[argc + 1], *envp[envc + 1];
+    for (size_t i = 0; i < argc; i++) argv[i] = (char *)S[1 + i];
+    argv[argc] = NULL;
+    for (size_t i = 0; i < envc; i++) envp[i] = (char *)S[1 + argc + i];
+    envp[envc] = NULL;
+    return exec_cmd(S[0], argv, envp);
+  }
+  case OP_LOOPBACK_UP:
+    return loopback_up();
+  case OP_UNSHARE:
+    return unshare((int)I[0]);
+  case OP_MOUNT_FD: {
+    int fd = recv_fd(MSG_MOUNT_FD);
+    if (fd < 0) return -1;
+    struct target t;
+    if (target_open(&t, S[0]) < 0) return -1;
+    int r = (int)syscall(SYS_move_mount, fd, "", AT_FDCWD, t.path, MOVE_MOUNT_F_EMPTY_PATH);
+    int e = errno;
+    target_close(&t);
+    close(fd);
+    errno = e;
+    return r;
+  }
+  case OP_REMOUNT_RO:
+    return remount_ro(S[0], (unsigned long)I[0]);
+  case OP_MASK_PATH:
+    return mask_path(S[0]);
+  case OP_SET_DUMPABLE:
+    return prctl(PR_SET_DUMPABLE, (unsigned long)I[0], 0, 0, 0);
+  case OP_OOM_SCORE_ADJ: {
+    char v[32];
+    snprintf(v, sizeof v, "%lld", (long long)(int64_t)I[0]);
+    return write_file("/proc/self/oom_score_adj", v);
+  }
+  case OP_ROOT:
+    return set_root(S[0]);
+  }
+  errno = ENOSYS;
+  return -1;
+}
+
+/* Bounds-checked decoding: a malformed plan is reported as EBADMSG at its op index. */
+static int decode(const uint8_t *p, size_t left, struct op *o, uint32_t *size) {
+  if (left < sizeof(struct op_header)) return -1;
+  struct op_header h;
+  memcpy(&h, p, sizeof h);
+  if (h.size < sizeof h || h.size > left || h.size % 8 || h.nstr > 64) return -1;
+  size_t off = sizeof h;
+  if (off + (size_t)h.nint * 8 > h.size) return -1;
+  o->code = h.op;
+  o->nint = h.nint;
+  o->nstr = h.nstr;
+  o->ints = (const uint64_t *)(p + off);
+  off += (size_t)h.nint * 8;
+  size_t padded = ((size_t)h.bloblen + 7) & ~(size_t)7;
+  if (off + padded > h.size) return -1;
+  o->blob = p + off;
+  o->bloblen = h.bloblen;
+  off += padded;
+  for (int i = 0; i < h.nstr; i++) {
+    const char *s = (const char *)p + off;
+    const void *nul = memchr(s, 0, h.size - off);
+    if (!nul) return -1;
+    o->strs[i] = s;
+    off = (size_t)((const uint8_t *)nul - p) + 1;
+  }
+  for (int i = h.nstr; i < 64; i++) o->strs[i] = "";
+  *size = h.size;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  /* Anything but the addon's own invocation (e.g. a container script starting with
+   * "#!/proc/self/exe", which resolves to this memfd) gets a refusal, not a runtime. */
+  if (argc != 2 || strcmp(argv[1], INIT_MARK) != 0) {
+    static const char msg[] = "tsrun-init: this is tsrun's container init, not a command; refusing to run\n";
+    ssize_t ignored = write(2, msg, sizeof msg - 1);
+    (void)ignored;
+    return 126;
+  }
+  /* Non-dumpable until execve resets it: container processes that lack CAP_SYS_PTRACE cannot
+   * open /proc/<this pid>/exe or /proc/<this pid>/fd (ptrace access mode checks, proc(5)). */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  /* Node ignores SIGPIPE and ignored signals survive execve (signal(7)); a container must
+   * start with default dispositions and an empty mask, as after a fresh fork+exec by a shell. */
+  for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+
+  if (sync_recv(MSG_GO) < 0) _exit(INIT_FAILED);
+
+  struct stat st;
+  if (fstat(PLAN_FD, &st) < 0 || st.st_size < (off_t)sizeof(struct plan_header)) fail(0, EBADMSG);
+  const uint8_t *plan = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, PLAN_FD, 0);
+  if (plan == MAP_FAILED) fail(0, errno);
+  close(PLAN_FD);
+  /* No host fd may reach the container (CVE-2024-21626): only 0-2 and the sync socket
+   * remain, and the sync socket closes itself on execve. */
+  syscall(SYS_close_range, PLAN_FD, ~0U, 0);
+  if (fcntl(SYNC_FD, F_SETFD, FD_CLOEXEC) < 0) fail(0, errno);
+
+  struct plan_header ph;
+  memcpy(&ph, plan, sizeof ph);
+  if (ph.magic != TSRUN_PLAN_MAGIC || ph.version != TSRUN_PLAN_VERSION || ph.size != (uint32_t)st.st_size)
+    fail(0, EBADMSG);
+  size_t off = sizeof ph;
+  for (uint32_t i = 0; i < ph.nops; i++) {
+    struct op o;
+    uint32_t size;
+    if (decode(plan + off, ph.size - off, &o, &size) < 0) fail(i, EBADMSG);
+    if (run_op(&o) < 0) fail(i, errno);
+    off += size;
+  }
+  /* A plan must end in OP_EXEC; reaching here means it did not. */
+  fail(ph.nops, ENOEXEC);
+}

@@ -1,0 +1,241 @@
+/*
+ * probe: a static witness run inside containers by the tests. It reports what the kernel
+ * says about the process it runs as, one JSON object per line, so tests assert on the
+ * kernel's own answers rather than on what tsrun meant to do.
+ *
+ *   probe info                 identity, namespaces, fds, status fields, rlimits, mounts
+ *   probe write PATH           create+write PATH               → {"op":"write","errno":...}
+ *   probe open-write PATH      open(PATH, O_WRONLY) only       → {"op":"open-write","errno":...}
+ *   probe read PATH            open+read PATH                  → {"op":"read","errno":...}
+ *   probe fork N [SECONDS]     fork N children that sleep      → {"op":"fork","ok":K,"errno":...}
+ *   probe chown PATH UID GID   chown(2)                        → {"op":"chown","errno":...}
+ *   probe mknod PATH           mknod a char device 1:3         → {"op":"mknod","errno":...}
+ *   probe sleep SECONDS
+ *   probe exit CODE
+ * Errors are given by name (ENOENT, EPERM...) and "0" for success.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *ename(int e) {
+  switch (e) {
+  case 0: return "0";
+  case EPERM: return "EPERM";
+  case ENOENT: return "ENOENT";
+  case EACCES: return "EACCES";
+  case EROFS: return "EROFS";
+  case EAGAIN: return "EAGAIN";
+  case EEXIST: return "EEXIST";
+  case EINVAL: return "EINVAL";
+  case ENOSYS: return "ENOSYS";
+  case ETXTBSY: return "ETXTBSY";
+  case EBADF: return "EBADF";
+  case ENOMEM: return "ENOMEM";
+  case ENOTDIR: return "ENOTDIR";
+  case EISDIR: return "EISDIR";
+  case EAFNOSUPPORT: return "EAFNOSUPPORT";
+  case ENXIO: return "ENXIO";
+  }
+  static char buf[32];
+  snprintf(buf, sizeof buf, "E%d", e);
+  return buf;
+}
+
+static void json_str(const char *s) {
+  putchar('"');
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') printf("\\%c", c);
+    else if (c < 0x20) printf("\\u%04x", c);
+    else putchar(c);
+  }
+  putchar('"');
+}
+
+static void result(const char *op, int err) {
+  printf("{\"op\":\"%s\",\"errno\":\"%s\"}\n", op, ename(err));
+}
+
+static void status_field(const char *name) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[512];
+  size_t n = strlen(name);
+  while (f && fgets(line, sizeof line, f)) {
+    if (strncmp(line, name, n) == 0 && line[n] == ':') {
+      char *v = line + n + 1;
+      while (*v == ' ' || *v == '\t') v++;
+      v[strcspn(v, "\n")] = 0;
+      printf(",\"%s\":", name);
+      json_str(v);
+      break;
+    }
+  }
+  if (f) fclose(f);
+}
+
+static void info(void) {
+  char host[256] = "", cwd[4096] = "";
+  gethostname(host, sizeof host);
+  if (!getcwd(cwd, sizeof cwd)) strcpy(cwd, "?");
+  printf("{\"op\":\"info\",\"pid\":%d,\"ppid\":%d,\"uid\":%d,\"gid\":%d,\"euid\":%d,\"egid\":%d", getpid(), getppid(),
+         getuid(), getgid(), geteuid(), getegid());
+  gid_t groups[64];
+  int ng = getgroups(64, groups);
+  printf(",\"groups\":[");
+  for (int i = 0; i < ng; i++) printf("%s%d", i ? "," : "", groups[i]);
+  printf("],\"hostname\":");
+  json_str(host);
+  printf(",\"cwd\":");
+  json_str(cwd);
+
+  static const char *ns[] = {"cgroup", "ipc", "mnt", "net", "pid", "user", "uts", "time"};
+  printf(",\"ns\":{");
+  for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
+    char p[64], link[128] = "";
+    snprintf(p, sizeof p, "/proc/self/ns/%s", ns[i]);
+    ssize_t r = readlink(p, link, sizeof link - 1);
+    if (r > 0) link[r] = 0;
+    printf("%s\"%s\":", i ? "," : "", ns[i]);
+    json_str(link);
+  }
+  printf("}");
+
+  /* open fds other than the one opendir uses to list them */
+  printf(",\"fds\":[");
+  DIR *d = opendir("/proc/self/fd");
+  int first = 1, self = d ? dirfd(d) : -1;
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    if (fd == self) continue;
+    char p[64], link[512] = "";
+    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+    ssize_t r = readlink(p, link, sizeof link - 1);
+    if (r > 0) link[r] = 0;
+    printf("%s{\"fd\":%d,\"target\":", first ? "" : ",", fd);
+    json_str(link);
+    printf("}");
+    first = 0;
+  }
+  if (d) closedir(d);
+  printf("]");
+
+  static const char *fields[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"};
+  for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) status_field(fields[i]);
+
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  printf(",\"nofile\":[%llu,%llu]", (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+  getrlimit(RLIMIT_NPROC, &rl);
+  printf(",\"nproc\":[%llu,%llu]", (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+
+  printf(",\"mounts\":[");
+  FILE *m = fopen("/proc/self/mountinfo", "r");
+  char line[4096];
+  first = 1;
+  while (m && fgets(line, sizeof line, m)) {
+    /* fields: id parent major:minor root mountpoint options ... - fstype source superopts */
+    char *save, *tok = strtok_r(line, " ", &save);
+    char *mp = NULL, *opts = NULL, *fstype = NULL;
+    for (int i = 0; tok; i++, tok = strtok_r(NULL, " ", &save)) {
+      if (i == 4) mp = tok;
+      if (i == 5) opts = tok;
+      if (strcmp(tok, "-") == 0) {
+        fstype = strtok_r(NULL, " ", &save);
+        break;
+      }
+    }
+    if (!mp || !opts || !fstype) continue;
+    printf("%s{\"path\":", first ? "" : ",");
+    json_str(mp);
+    printf(",\"type\":");
+    json_str(fstype);
+    printf(",\"options\":");
+    json_str(opts);
+    printf("}");
+    first = 0;
+  }
+  if (m) fclose(m);
+  printf("]}\n");
+}
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc < 2 || strcmp(argv[1], "info") == 0) {
+    info();
+    return 0;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "write") == 0 && argc == 3) {
+    int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0 && write(fd, "probe\n", 6) != 6) err = errno;
+    if (fd >= 0) close(fd);
+    result("write", err);
+    return 0;
+  }
+  if (strcmp(cmd, "open-write") == 0 && argc == 3) {
+    int fd = open(argv[2], O_WRONLY);
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0) close(fd); /* never write: the target may be a host binary */
+    result("open-write", err);
+    return 0;
+  }
+  if (strcmp(cmd, "read") == 0 && argc == 3) {
+    char buf[64];
+    int fd = open(argv[2], O_RDONLY);
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0 && read(fd, buf, sizeof buf) < 0) err = errno;
+    if (fd >= 0) close(fd);
+    result("read", err);
+    return 0;
+  }
+  if (strcmp(cmd, "fork") == 0 && argc >= 3) {
+    int n = atoi(argv[2]), secs = argc > 3 ? atoi(argv[3]) : 2, ok = 0, err = 0;
+    for (int i = 0; i < n; i++) {
+      pid_t p = fork();
+      if (p == 0) {
+        sleep((unsigned)secs);
+        _exit(0);
+      }
+      if (p < 0) {
+        err = errno;
+        break;
+      }
+      ok++;
+    }
+    printf("{\"op\":\"fork\",\"ok\":%d,\"errno\":\"%s\"}\n", ok, ename(err));
+    while (wait(NULL) > 0) {
+    }
+    return 0;
+  }
+  if (strcmp(cmd, "chown") == 0 && argc == 5) {
+    result("chown", chown(argv[2], (uid_t)atoi(argv[3]), (gid_t)atoi(argv[4])) < 0 ? errno : 0);
+    return 0;
+  }
+  if (strcmp(cmd, "mknod") == 0 && argc == 3) {
+    result("mknod", mknod(argv[2], S_IFCHR | 0600, makedev(1, 3)) < 0 ? errno : 0);
+    return 0;
+  }
+  if (strcmp(cmd, "sleep") == 0 && argc == 3) {
+    sleep((unsigned)atoi(argv[2]));
+    return 0;
+  }
+  if (strcmp(cmd, "exit") == 0 && argc == 3) return atoi(argv[2]);
+  fprintf(stderr, "probe: unknown command\n");
+  return 2;
+}

@@ -1,0 +1,32 @@
+import type { FlagDef } from '../spec/flag-types.js';
+
+// The flag table of `run` / `explain`: --help, docs/flags.md and the spec builder all read
+// it. Core rows are applied by src/spec/from-flags.ts itself (they shape the whole spec);
+// control rows carry their own `apply`.
+export const CORE_FLAGS: FlagDef[] = [
+  { syntax: '-i, --interactive', help: 'keep stdin open: the container reads tsrun\'s stdin', docker: '-i', control: 'process' },
+  { syntax: '-t, --tty', help: 'give the container a terminal (a pty of its own devpts)', docker: '-t', control: 'process' },
+  { syntax: '--rm', help: 'remove the container when it exits (tsrun always does, until detached containers exist)', docker: '--rm', control: 'process' },
+  { syntax: '--name <name>', help: 'a name for the container', docker: '--name', control: 'process' },
+  { syntax: '-e, --env <NAME[=VALUE]>', help: 'set an environment variable (repeatable)', docker: '-e', control: 'process', repeatable: true },
+  { syntax: '--env-file <file>', help: 'read NAME=VALUE lines from a file (repeatable)', docker: '--env-file', control: 'process', repeatable: true },
+  { syntax: '-w, --workdir <dir>', help: 'working directory inside the container', docker: '-w', control: 'process' },
+  { syntax: '-u, --user <user[:group]>', help: 'user (name or uid) and group, from the image\'s /etc/passwd and /etc/group', docker: '-u', control: 'process' },
+  { syntax: '--entrypoint <cmd>', help: 'override the image\'s entrypoint', docker: '--entrypoint', control: 'process' },
+  { syntax: '-h, --hostname <name>', help: 'container hostname (default: the short container id)', docker: '--hostname', control: 'uts-net' },
+  { syntax: '--network <mode>', help: 'none (own namespace, loopback only; the default) or host', docker: '--network', control: 'namespaces' },
+  {
+    syntax: '--read-only',
+    help: 'mount the root filesystem read-only (writes fail with EROFS)',
+    docker: '--read-only',
+    control: 'readonly-rootfs',
+    apply: (spec) => {
+      spec.root.readonly = true;
+    },
+  },
+  { syntax: '-v, --volume <host:ctr[:ro|rw]>', help: 'bind-mount a host path; :ro makes it read-only (repeatable)', docker: '-v', control: 'mounts', repeatable: true },
+  { syntax: '--tmpfs <path[:opts]>', help: 'mount a tmpfs (nosuid,nodev,noexec plus opts) (repeatable)', docker: '--tmpfs', control: 'mounts', repeatable: true },
+];
+
+/** Every row of the table; control modules add theirs here. */
+export const RUN_FLAGS: FlagDef[] = [...CORE_FLAGS];

@@ -1,0 +1,119 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { UsageError } from '../errors.js';
+import { LocalStore } from '../image/local-store.js';
+import { buildPlan } from '../plan/build.js';
+import { planJson, renderPlan } from '../plan/render.js';
+import type { BuildContext, Plan } from '../plan/types.js';
+import { loadBundle } from '../spec/bundle.js';
+import type { FlagDef } from '../spec/flag-types.js';
+import { specFromFlags, type RunOptions } from '../spec/from-flags.js';
+import { detectHost } from '../runtime/host.js';
+import { containerDir, defaultPaths, imagesDir, type Paths } from '../runtime/paths.js';
+import { attachAndWait, startContainer } from '../runtime/run.js';
+import { RUN_FLAGS } from './flags.js';
+
+export interface RunCliOptions extends RunOptions {
+  bundle?: string;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+export function addRunFlags(cmd: Command, flags: readonly FlagDef[] = RUN_FLAGS): Command {
+  for (const f of flags) {
+    if (f.repeatable) cmd.option(f.syntax, f.help, collect);
+    else cmd.option(f.syntax, f.help);
+  }
+  return cmd
+    .option('--bundle <dir>', 'run an OCI bundle (config.json + rootfs) instead of an image')
+    .option('--json', 'with --dry-run / explain: the plan as JSON');
+}
+
+function requireRoot(verb: string): void {
+  if (process.getuid?.() !== 0) {
+    throw new UsageError(`tsrun ${verb} needs root: it creates namespaces, mounts and cgroups (try: sudo tsrun ${verb} ...); --dry-run does not`);
+  }
+}
+
+/** Reads a file of the image through its layers, top layer first (as overlayfs would show it). */
+function imageFileReader(layers: string[]): (path: string) => string | undefined {
+  return (path) => {
+    for (const l of [...layers].reverse()) {
+      const p = join(l, path);
+      if (existsSync(p)) {
+        try {
+          return readFileSync(p, 'utf8');
+        } catch {
+          return undefined;
+        }
+      }
+    }
+    return undefined;
+  };
+}
+
+/** flags or bundle → spec → plan. Pure apart from reading the image and the bundle. */
+export async function planRun(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths): Promise<Plan> {
+  const id = randomBytes(32).toString('hex');
+  const host = detectHost();
+  const cdir = containerDir(paths, id);
+  const terminal = Boolean(opts.tty);
+  let ctx: BuildContext;
+  if (opts.bundle) {
+    if (image) throw new UsageError(`--bundle ${opts.bundle}: the bundle's config.json names the command; do not also give an image (${JSON.stringify(image)})`);
+    const b = loadBundle(opts.bundle);
+    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: false };
+  } else {
+    if (!image) throw new UsageError('run needs an IMAGE (e.g. busybox) or --bundle DIR');
+    const store = new LocalStore(imagesDir(paths));
+    const img = await store.resolve(image);
+    const rootfs = join(cdir, 'merged');
+    const consoleSize = terminal && process.stdout.isTTY ? { height: process.stdout.rows, width: process.stdout.columns } : undefined;
+    const spec = specFromFlags({
+      id,
+      image: { name: img.name, config: img.config },
+      args,
+      opts,
+      rootfs,
+      containerDir: cdir,
+      env: { readImageFile: imageFileReader(img.layers), ncpu: host.ncpu },
+      hostEnv: process.env,
+      flags: RUN_FLAGS,
+      ...(consoleSize ? { consoleSize } : {}),
+    });
+    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: false };
+  }
+  return buildPlan(ctx);
+}
+
+function abbreviations(plan: Plan, paths: Paths): Record<string, string> {
+  return { $CONTAINER: containerDir(paths, plan.id), $IMAGES: imagesDir(paths) };
+}
+
+export function printPlan(plan: Plan, json: boolean, abbrev: Record<string, string>): void {
+  const text = json ? JSON.stringify(planJson(plan), null, 2) + '\n' : renderPlan(plan, abbrev);
+  writeSync(1, text);
+}
+
+export async function runVerb(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths = defaultPaths()): Promise<number> {
+  if (!opts.dryRun) requireRoot('run');
+  const plan = await planRun(image, args, opts, paths);
+  if (opts.dryRun) {
+    printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
+    return 0;
+  }
+  const started = await startContainer({ plan, interactive: Boolean(opts.interactive) });
+  return attachAndWait(plan, started);
+}
+
+export async function explainVerb(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths = defaultPaths()): Promise<number> {
+  const plan = await planRun(image, args, opts, paths);
+  printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
+  return 0;
+}

@@ -1,0 +1,84 @@
+import { UnsupportedError, SpecError } from '../errors.js';
+import * as op from '../plan/ops.js';
+import type { CloneFlag } from '../plan/ops.js';
+import { child, parent } from '../plan/step.js';
+import type { BuildContext, Control, Step } from '../plan/types.js';
+import type { NamespaceType } from '../spec/types.js';
+
+// namespaces(7): each type isolates one view of the system. They are created by clone(2)
+// in one call, so the container's first instruction already runs inside all of them —
+// except the cgroup namespace, created later (see phase 'early' in plan/types.ts).
+const FLAG: Record<NamespaceType, CloneFlag | undefined> = {
+  pid: 'NEWPID',
+  network: 'NEWNET',
+  mount: 'NEWNS',
+  ipc: 'NEWIPC',
+  uts: 'NEWUTS',
+  user: 'NEWUSER',
+  cgroup: 'NEWCGROUP',
+  time: undefined,
+};
+
+const WHY: Record<NamespaceType, string> = {
+  pid: 'own process tree: the command is PID 1 and cannot see or signal host processes',
+  network: 'own network stack: only a loopback device unless tsrun adds one',
+  mount: 'own mount table: the pivot_root and every mount below stay inside the container',
+  ipc: 'own System V IPC and POSIX message queues',
+  uts: 'own hostname and domain name',
+  user: 'own uid/gid mapping: root inside is an unprivileged uid outside',
+  cgroup: 'own cgroup root: the container sees its cgroup as /',
+  time: 'own boot and monotonic clocks',
+};
+
+export function hasNamespace(ctx: BuildContext, type: NamespaceType): boolean {
+  return ctx.spec.linux.namespaces.some((n) => n.type === type && !n.path);
+}
+
+/** clone(2) flags for the namespaces the spec asks for (cgroup excepted). */
+export function cloneFlags(ctx: BuildContext): CloneFlag[] {
+  const flags: CloneFlag[] = [];
+  for (const ns of ctx.spec.linux.namespaces) {
+    const f = FLAG[ns.type];
+    if (f && !ns.path && ns.type !== 'cgroup') flags.push(f);
+  }
+  return flags;
+}
+
+export const control: Control = {
+  id: 'namespaces',
+  title: 'Namespaces (PID, mount, UTS, IPC, network, user, cgroup)',
+  ref: 'workshop lab 3; CIS 5.9 (host network), 5.15 (host PID), 5.16 (host IPC), 5.20 (host UTS)',
+  validate(ctx) {
+    const seen = new Set<string>();
+    ctx.spec.linux.namespaces.forEach((ns, i) => {
+      const field = `linux.namespaces[${i}]`;
+      if (!(ns.type in FLAG)) throw new SpecError(`${field}.type`, `unknown namespace type ${JSON.stringify(ns.type)}`);
+      if (seen.has(ns.type)) throw new SpecError(`${field}.type`, `namespace ${ns.type} listed twice`);
+      seen.add(ns.type);
+      if (ns.type === 'time') throw new UnsupportedError(`${field}: time namespaces are not supported by tsrun yet`);
+      if (ns.path) throw new UnsupportedError(`${field}.path: joining an existing namespace (${ns.path}) is not supported yet`);
+    });
+    if (!seen.has('mount')) throw new SpecError('linux.namespaces', 'a mount namespace is required (tsrun pivots into the rootfs)');
+  },
+  steps(ctx) {
+    const steps: Step[] = [];
+    const flags = cloneFlags(ctx);
+    steps.push(
+      parent(
+        'after-clone',
+        'namespaces',
+        flags.map((f) => `CLONE_${f}`).join(', ') + ': ' + flags.map((f) => WHY[typeOfFlag(f)]).join('; '),
+        { action: 'clone', flags },
+        `clone(${[...flags.map((f) => `CLONE_${f}`), 'SIGCHLD'].join('|')}) → execveat(sealed memfd "tsrun-init") with the plan on fd 4`,
+      ),
+    );
+    if (hasNamespace(ctx, 'cgroup')) {
+      steps.push(child('early', 'namespaces', WHY.cgroup + ' (unshared after tsrun placed this process in its cgroup)', op.unshare(['NEWCGROUP'])));
+    }
+    return steps;
+  },
+};
+
+function typeOfFlag(f: CloneFlag): NamespaceType {
+  return (Object.keys(FLAG) as NamespaceType[]).find((t) => FLAG[t] === f)!;
+}

@@ -1,0 +1,50 @@
+import { posix } from 'node:path';
+import { SpecError } from '../errors.js';
+import * as op from '../plan/ops.js';
+import { child } from '../plan/step.js';
+import type { Control, Step } from '../plan/types.js';
+import { under } from './mounts.js';
+
+// The container's process: its terminal, its user, its working directory and finally
+// the execve of its command. The command path is searched in the container's own PATH
+// after pivot_root, so the host's binaries are never candidates.
+export const control: Control = {
+  id: 'process',
+  title: 'Process: terminal, user, working directory, command',
+  ref: 'CIS 4.1 (a non-root user for the container)',
+  validate(ctx) {
+    const p = ctx.spec.process;
+    if (!Array.isArray(p.args) || p.args.length === 0 || p.args.some((a) => typeof a !== 'string')) {
+      throw new SpecError('process.args', 'must be a non-empty array of strings');
+    }
+    if (typeof p.cwd !== 'string' || !p.cwd.startsWith('/')) throw new SpecError('process.cwd', `must be an absolute path (got ${JSON.stringify(p.cwd)})`);
+    for (const k of ['uid', 'gid'] as const) {
+      const v = p.user?.[k];
+      if (!Number.isInteger(v) || v! < 0 || v! > 0xfffffffe) throw new SpecError(`process.user.${k}`, `must be an integer from 0 to 4294967294 (got ${JSON.stringify(v)})`);
+    }
+    (p.env ?? []).forEach((e, i) => {
+      if (typeof e !== 'string' || !e.includes('=')) throw new SpecError(`process.env[${i}]`, `must be NAME=VALUE (got ${JSON.stringify(e)})`);
+    });
+  },
+  steps(ctx) {
+    const p = ctx.spec.process;
+    const steps: Step[] = [];
+    // docker creates a missing working directory instead of failing
+    steps.push(child('mounts', 'process', 'the working directory exists', op.mkdir(under(ctx, p.cwd))));
+    if (ctx.terminal) {
+      const size = p.consoleSize ?? { height: 0, width: 0 };
+      steps.push(child('console', 'process', 'a terminal from the container\'s own devpts, relayed by tsrun', op.consoleOp(size.height, size.width)));
+    } else {
+      steps.push(child('early', 'process', "own session: a Ctrl-C at tsrun's terminal reaches the container only through tsrun's forwarding", op.setsid()));
+    }
+    if (p.oomScoreAdj !== undefined) steps.push(child('system', 'process', 'OOM-killer preference', op.oomScoreAdj(p.oomScoreAdj)));
+    const groups = [...new Set([p.user.gid, ...(p.user.additionalGids ?? [])])];
+    steps.push(child('user', 'process', 'supplementary groups of the container user, none of tsrun\'s', op.setgroups(groups)));
+    steps.push(child('user', 'process', 'the container\'s group', op.setresgid(p.user.gid)));
+    steps.push(child('user', 'process', p.user.uid === 0 ? 'root inside the container' : 'an unprivileged user inside the container', op.setresuid(p.user.uid)));
+    steps.push(child('exec', 'process', 'the working directory', op.chdir(posix.normalize(p.cwd))));
+    if (ctx.waitStart) steps.push(child('wait-start', 'process', 'OCI create/start: the command runs only on `start`', op.waitStart()));
+    steps.push(child('exec', 'process', 'the container\'s command; tsrun-init is gone from here on', op.exec(p.args[0]!, p.args, p.env ?? [])));
+    return steps;
+  },
+};

@@ -1,0 +1,57 @@
+import { SpecError } from '../errors.js';
+import * as op from '../plan/ops.js';
+import type { MountFlag } from '../plan/ops.js';
+import { child, parent } from '../plan/step.js';
+import type { Control, Step } from '../plan/types.js';
+
+// The root filesystem: a copy-on-write overlay over the image (or a bundle's rootfs bound
+// onto itself, since pivot_root(2) needs the new root to be a mount point), then
+// pivot_root, so the host's tree is not hidden (as chroot does) but detached entirely.
+
+const PROPAGATION: Record<string, MountFlag[]> = {
+  private: ['PRIVATE'],
+  rprivate: ['REC', 'PRIVATE'],
+  slave: ['SLAVE'],
+  rslave: ['REC', 'SLAVE'],
+  shared: ['SHARED'],
+  rshared: ['REC', 'SHARED'],
+  unbindable: ['UNBINDABLE'],
+  runbindable: ['REC', 'UNBINDABLE'],
+};
+
+export const control: Control = {
+  id: 'rootfs',
+  title: 'Root filesystem: overlay copy-on-write layer and pivot_root',
+  ref: 'workshop slides: union filesystem; CIS 5.1x (container isolation from the host filesystem)',
+  validate(ctx) {
+    const p = ctx.spec.linux.rootfsPropagation;
+    if (p && !PROPAGATION[p]) {
+      throw new SpecError('linux.rootfsPropagation', `unknown propagation ${JSON.stringify(p)} (one of ${Object.keys(PROPAGATION).join(', ')})`);
+    }
+  },
+  steps(ctx) {
+    const steps: Step[] = [];
+    steps.push(parent('prepare', 'rootfs', "the container's own directory: generated files and its layers", { action: 'mkdir', path: ctx.containerDir, mode: 0o700 }, `mkdir ${ctx.containerDir}`));
+    if (ctx.overlay) {
+      for (const d of [ctx.overlay.upper, ctx.overlay.work, ctx.rootfs]) {
+        steps.push(parent('prepare', 'rootfs', 'overlayfs upper, work and merged directories', { action: 'mkdir', path: d, mode: 0o755 }, `mkdir ${d}`));
+      }
+    }
+    steps.push(parent('cleanup', 'rootfs', "the container's writes go with it (its mounts went with its mount namespace)", { action: 'remove', path: ctx.containerDir }, `rm -rf ${ctx.containerDir}`));
+    const prop = PROPAGATION[ctx.spec.linux.rootfsPropagation ?? 'rprivate']!;
+    // Every mount below must stay in this namespace: make the inherited tree private
+    // (mount_namespaces(7), shared subtrees) before mounting anything.
+    steps.push(child('mounts', 'rootfs', 'no mount made here may propagate back to the host', op.mount('', '/', '', prop.includes('REC') ? prop : ['REC', ...prop])));
+    if (ctx.overlay) {
+      const { lower, upper, work } = ctx.overlay;
+      // overlayfs(5): lowerdir lists the top layer first.
+      const data = `lowerdir=${[...lower].reverse().join(':')},upperdir=${upper},workdir=${work}`;
+      steps.push(child('mounts', 'rootfs', "copy-on-write: the container's writes land in its own upper dir, never in the image", op.mount('overlay', ctx.rootfs, 'overlay', [], data)));
+    } else {
+      steps.push(child('mounts', 'rootfs', 'pivot_root needs the new root to be a mount point', op.mount(ctx.rootfs, ctx.rootfs, '', ['BIND', 'REC'])));
+    }
+    steps.push(child('mounts', 'rootfs', 'resolve every later path inside the new root, so a symlink in the image cannot point a mount at the host', op.root(ctx.rootfs)));
+    steps.push(child('pivot', 'rootfs', 'swap roots and detach the old one: no host path stays reachable', op.pivotRoot(ctx.rootfs)));
+    return steps;
+  },
+};

@@ -1,0 +1,45 @@
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ExitStatus, Kernel, SpawnRequest, SpawnResult, SyncMessage } from './types.js';
+import { UnsupportedError } from '../errors.js';
+
+/** The project root (dist/kernel → ../..), where build/ holds the addon and the init. */
+export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const INIT_PATH = join(PROJECT_ROOT, 'build', 'tsrun-init');
+
+interface Addon {
+  spawn(req: SpawnRequest & { plan: Buffer }): SpawnResult;
+  syncSend(fd: number, type: number, passFd?: number): void;
+  syncRecv(fd: number): SyncMessage | null;
+  waitPid(pid: number): Promise<ExitStatus>;
+  setWinsize(fd: number, rows: number, cols: number): void;
+  close(fd: number): void;
+  strerror(errno: number): string;
+}
+
+let addon: Addon | undefined;
+
+function load(): Addon {
+  if (addon) return addon;
+  const path = join(PROJECT_ROOT, 'build', 'Release', 'tsrun.node');
+  if (!existsSync(path) || !existsSync(INIT_PATH)) {
+    throw new UnsupportedError(
+      `native parts not built (${path}, ${INIT_PATH}): run \`npm install\` (needs g++, make and a static libc)`,
+    );
+  }
+  addon = createRequire(import.meta.url)(path) as Addon;
+  return addon;
+}
+
+/** The real kernel, through the addon. Loaded lazily so `--dry-run` never needs it. */
+export const nativeKernel: Kernel = {
+  spawn: (req) => load().spawn({ ...req, plan: Buffer.from(req.plan.buffer, req.plan.byteOffset, req.plan.byteLength) }),
+  syncSend: (fd, type, passFd) => load().syncSend(fd, type, passFd),
+  syncRecv: (fd) => load().syncRecv(fd),
+  waitPid: (pid) => load().waitPid(pid),
+  setWinsize: (fd, rows, cols) => load().setWinsize(fd, rows, cols),
+  close: (fd) => load().close(fd),
+  strerror: (errno) => load().strerror(errno),
+};

@@ -1,0 +1,44 @@
+// The typed kernel boundary: everything tsrun asks of the kernel that Node cannot do
+// itself goes through this interface. src/kernel/native.ts implements it with the addon;
+// src/kernel/fake.ts records calls so the runtime can be unit-tested without root.
+
+export interface SpawnRequest {
+  /** path of the static init binary; the addon copies it into a sealed memfd once */
+  initPath: string;
+  /** encoded plan (src/plan/encode.ts) */
+  plan: Uint8Array;
+  /** clone(2) flags, CLONE_NEW* only (SIGCHLD is added) */
+  cloneFlags: number;
+  /** fds that become the child's 0, 1, 2 */
+  stdio: [number, number, number];
+}
+
+export interface SpawnResult {
+  pid: number;
+  /** the parent's end of the SOCK_SEQPACKET sync socket */
+  syncFd: number;
+}
+
+export interface SyncMessage {
+  type: number;
+  index: number;
+  err: number;
+  /** an fd passed with SCM_RIGHTS (the pty master) */
+  fd?: number;
+}
+
+export interface ExitStatus {
+  code?: number;
+  signal?: number;
+}
+
+export interface Kernel {
+  spawn(req: SpawnRequest): SpawnResult;
+  syncSend(fd: number, type: number, passFd?: number): void;
+  /** null when the child closed its end (it exec'd, or died) */
+  syncRecv(fd: number): SyncMessage | null;
+  waitPid(pid: number): Promise<ExitStatus>;
+  setWinsize(fd: number, rows: number, cols: number): void;
+  close(fd: number): void;
+  strerror(errno: number): string;
+}

@@ -1,0 +1,37 @@
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { KernelError } from '../errors.js';
+import { errnoOf } from '../kernel/errno.js';
+import type { ParentStep } from '../plan/types.js';
+
+/**
+ * Runs one parent-side step. `clone` and `go` are performed by the runtime itself (they
+ * are the spawn and the sync message); they appear in the plan so that it is complete.
+ */
+export function execParentStep(step: ParentStep, pid?: number): void {
+  try {
+    switch (step.action) {
+      case 'mkdir':
+        mkdirSync(step.path, { recursive: true, mode: step.mode });
+        return;
+      case 'write-file':
+        writeFileSync(step.path, step.content, { mode: step.mode });
+        chmodSync(step.path, step.mode);
+        return;
+      case 'remove':
+        rmSync(step.path, { recursive: true, force: true, maxRetries: 3 });
+        return;
+      case 'id-map':
+        writeFileSync(`/proc/${pid}/${step.file}`, step.content);
+        return;
+      case 'clone':
+      case 'go':
+        return;
+      default:
+        throw new Error(`parent action ${step.action} has no executor in this build`);
+    }
+  } catch (e) {
+    const en = errnoOf(e);
+    if (en) throw new KernelError(step.text, en.errno, en.name, (e as Error).message, step.control);
+    throw e;
+  }
+}

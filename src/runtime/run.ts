@@ -1,0 +1,215 @@
+import { createReadStream, openSync, closeSync, writeSync } from 'node:fs';
+import { isatty } from 'node:tty';
+import { constants as osConstants } from 'node:os';
+import { ExecError, KernelError, TsrunError } from '../errors.js';
+import { errnoName } from '../kernel/errno.js';
+import { INIT_PATH, nativeKernel } from '../kernel/native.js';
+import type { Kernel } from '../kernel/types.js';
+import { CLONE, type CloneFlag } from '../plan/ops.js';
+import { encodePlan } from '../plan/encode.js';
+import { childSteps } from '../plan/build.js';
+import { MSG } from '../plan/protocol.js';
+import type { ParentStep, Plan } from '../plan/types.js';
+import { execParentStep } from './parent-exec.js';
+
+export interface StartOptions {
+  plan: Plan;
+  /** fd given to the container as stdin when it has no terminal (-i: 0, else /dev/null) */
+  interactive: boolean;
+  kernel?: Kernel;
+}
+
+export interface Started {
+  pid: number;
+  /** pty master when the spec asks for a terminal */
+  ptyFd?: number;
+  /** where the init stopped: exec'd, or waiting for `start` */
+  state: 'running' | 'created';
+  syncFd: number;
+}
+
+const INIT_EXEC_INDEX = 0xffffffff;
+
+function parentSteps(plan: Plan, phase: ParentStep['phase']): ParentStep[] {
+  return plan.steps.filter((s): s is ParentStep => s.where === 'parent' && s.phase === phase);
+}
+
+/** Best effort: every cleanup step runs even when one fails; the first error is returned. */
+export function cleanup(plan: Plan): Error | undefined {
+  let first: Error | undefined;
+  for (const s of parentSteps(plan, 'cleanup')) {
+    try {
+      execParentStep(s);
+    } catch (e) {
+      first ??= e as Error;
+    }
+  }
+  return first;
+}
+
+function childError(plan: Plan, index: number, err: number, kernel: Kernel): TsrunError {
+  const name = errnoName(err);
+  const msg = kernel.strerror(err);
+  if (index === INIT_EXEC_INDEX) return new KernelError('execveat(sealed memfd "tsrun-init")', err, name, msg, 'namespaces');
+  const step = childSteps(plan)[index];
+  if (!step) return new KernelError(`plan operation #${index}`, err, name, msg);
+  if (step.op === 'EXEC') {
+    const file = step.strs[0]!;
+    // docker's exit codes: 127 the command was not found, 126 it cannot be executed
+    if (err === osConstants.errno.ENOENT || err === osConstants.errno.ENOTDIR) {
+      return new ExecError(
+        file.includes('/') ? `exec ${JSON.stringify(file)}: no such file or directory in the container` : `exec ${JSON.stringify(file)}: executable file not found in $PATH`,
+        127,
+      );
+    }
+    if (err === osConstants.errno.EACCES || err === osConstants.errno.ENOEXEC || err === osConstants.errno.EISDIR) {
+      return new ExecError(`exec ${JSON.stringify(file)}: not executable: ${name} (${msg})`, 126);
+    }
+  }
+  return new KernelError(step.text, err, name, msg, step.control);
+}
+
+/**
+ * Creates the container's process and runs the plan up to the exec (or up to OCI
+ * `create`'s wait). On any failure the child is killed and reaped, the cleanup steps run,
+ * and the error names the operation and errno.
+ */
+export async function startContainer(o: StartOptions): Promise<Started> {
+  const kernel = o.kernel ?? nativeKernel;
+  const { plan } = o;
+  let pid = 0;
+  let syncFd = -1;
+  let ptyFd: number | undefined;
+  let devNull = -1;
+  try {
+    for (const s of parentSteps(plan, 'prepare')) execParentStep(s);
+    const flags = plan.cloneFlags.reduce((acc, f) => acc | CLONE[f.replace(/^CLONE_/, '') as CloneFlag], 0);
+    devNull = openSync('/dev/null', 'r');
+    const stdin = o.interactive && !plan.spec.process.terminal ? 0 : devNull;
+    ({ pid, syncFd } = kernel.spawn({ initPath: INIT_PATH, plan: encodePlan(childSteps(plan)), cloneFlags: flags, stdio: [stdin, 1, 2] }));
+    closeSync(devNull);
+    devNull = -1;
+    for (const s of parentSteps(plan, 'after-clone')) execParentStep(s, pid);
+    kernel.syncSend(syncFd, MSG.GO);
+    for (;;) {
+      const m = kernel.syncRecv(syncFd);
+      if (m === null) {
+        // EOF: the socket is close-on-exec in the init, so the command is running
+        kernel.close(syncFd);
+        return { pid, ptyFd, state: 'running', syncFd: -1 };
+      }
+      if (m.type === MSG.PTY && m.fd !== undefined) ptyFd = m.fd;
+      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd };
+      else if (m.type === MSG.ERROR) throw childError(plan, m.index, m.err, kernel);
+      else throw new TsrunError(`unexpected message ${m.type} from tsrun-init`);
+    }
+  } catch (e) {
+    if (devNull >= 0) closeSync(devNull);
+    if (pid > 0) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      await kernel.waitPid(pid).catch(() => undefined);
+    }
+    if (syncFd >= 0) kernel.close(syncFd);
+    if (ptyFd !== undefined) kernel.close(ptyFd);
+    cleanup(plan);
+    throw e;
+  }
+}
+
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+
+/** Exit status as docker reports it: the code, or 128 + the signal number. */
+export function exitCode(s: { code?: number; signal?: number }): number {
+  return s.code ?? 128 + (s.signal ?? 0);
+}
+
+/**
+ * Foreground run: relay the terminal (if any), forward signals to the container's PID 1,
+ * wait for it, clean up. Returns docker's exit code.
+ */
+export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel = nativeKernel): Promise<number> {
+  const forward = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(started.pid, sig);
+    } catch {
+      /* exited meanwhile */
+    }
+  };
+  for (const s of FORWARDED) process.on(s, forward);
+  const relay = started.ptyFd !== undefined ? relayPty(started.ptyFd, kernel) : undefined;
+  try {
+    const status = await kernel.waitPid(started.pid);
+    await relay?.done();
+    return exitCode(status);
+  } finally {
+    for (const s of FORWARDED) process.off(s, forward);
+    relay?.stop();
+    const err = cleanup(plan);
+    if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
+  }
+}
+
+function writeAll(fd: number, buf: Buffer): void {
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += writeSync(fd, buf, off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+      throw e;
+    }
+  }
+}
+
+/** Copies between the user's terminal and the container's pty master; raw mode while it runs. */
+function relayPty(master: number, kernel: Kernel): { done(): Promise<void>; stop(): void } {
+  const stdinTty = isatty(0);
+  const out = createReadStream('', { fd: master, autoClose: false, highWaterMark: 65536 });
+  const ended = new Promise<void>((resolve) => {
+    out.on('data', (c) => writeAll(1, c as Buffer));
+    // the master reads EIO once the last slave fd in the container is closed (pty(7))
+    out.on('error', () => resolve());
+    out.on('end', () => resolve());
+    out.on('close', () => resolve());
+  });
+  const input = (c: Buffer) => {
+    try {
+      writeAll(master, c);
+    } catch {
+      /* container gone */
+    }
+  };
+  const resize = () => {
+    if (process.stdout.isTTY) {
+      try {
+        kernel.setWinsize(master, process.stdout.rows, process.stdout.columns);
+      } catch {
+        /* container gone */
+      }
+    }
+  };
+  if (stdinTty) process.stdin.setRawMode(true);
+  process.stdin.on('data', input);
+  process.on('SIGWINCH', resize);
+  resize();
+  let stopped = false;
+  return {
+    async done() {
+      await Promise.race([ended, new Promise((r) => setTimeout(r, 2000).unref())]);
+    },
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      process.off('SIGWINCH', resize);
+      process.stdin.off('data', input);
+      if (stdinTty) process.stdin.setRawMode(false);
+      process.stdin.pause();
+      out.destroy();
+      kernel.close(master);
+    },
+  };
+}

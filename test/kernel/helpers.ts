@@ -1,0 +1,96 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, inject, it } from 'vitest';
+
+export const ROOT = join(import.meta.dirname, '..', '..');
+export const BIN = join(ROOT, 'bin', 'tsrun');
+export const isRoot = process.getuid?.() === 0;
+export const inCI = process.env.CI === 'true';
+
+/**
+ * A describe() for tests that need root and the real kernel. Outside CI they are skipped
+ * for non-root users; in CI (CI=true) that would hide a broken set-up, so it fails instead.
+ */
+export function describeKernel(name: string, fn: () => void): void {
+  if (isRoot) describe(name, fn);
+  else if (inCI) describe(name, () => it('runs as root', () => expect.fail('kernel tests need root; CI runs them as root')));
+  else describe.skip(name, fn);
+}
+
+export function testEnv() {
+  const env = inject('tsrunEnv');
+  if (!env) throw new Error('tsrunEnv not provided: global set-up did not run as root');
+  return env;
+}
+
+export interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function tsrunEnvVars(): Record<string, string> {
+  const e = testEnv();
+  return { ...(process.env as Record<string, string>), TSRUN_DATA: e.data, TSRUN_ROOT: e.root };
+}
+
+/** Runs bin/tsrun with the test's own state and data directories. */
+export function tsrun(args: string[], opts: { input?: string; env?: Record<string, string>; timeout?: number } = {}): Result {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    input: opts.input ?? '',
+    env: { ...tsrunEnvVars(), ...opts.env },
+    encoding: 'utf8',
+    timeout: opts.timeout ?? 30_000,
+  });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Starts bin/tsrun in the background (for signal tests). */
+export function tsrunAsync(args: string[]) {
+  return spawn(process.execPath, [BIN, ...args], { env: tsrunEnvVars(), stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Runs the probe in a container and returns its JSON lines. */
+export function probe(flags: string[], probeArgs: string[] = ['info']): { result: Result; lines: Record<string, any>[] } {
+  const result = tsrun(['run', '--rm', ...flags, 'probe', '/probe', ...probeArgs]);
+  const lines = result.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, any>);
+  return { result, lines };
+}
+
+export function probeInfo(flags: string[] = []): Record<string, any> {
+  const { result, lines } = probe(flags, ['info']);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  expect(lines).toHaveLength(1);
+  return lines[0]!;
+}
+
+/** What a test run may have left behind: mounts, container dirs, state dirs, init processes. */
+export function leaks(): string[] {
+  const e = testEnv();
+  const found: string[] = [];
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    if (line.includes(e.base)) found.push(`mount: ${line}`);
+  }
+  for (const sub of [join(e.data, 'containers'), e.root]) {
+    if (existsSync(sub)) for (const d of readdirSync(sub)) found.push(`dir: ${join(sub, d)}`);
+  }
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.startsWith('tsrun-init')) found.push(`process: ${pid} ${cmd}`);
+    } catch {
+      /* exited */
+    }
+  }
+  return found;
+}
+
+export function hostNs(name: string): string {
+  return spawnSync('readlink', [`/proc/self/ns/${name}`], { encoding: 'utf8' }).stdout.trim();
+}

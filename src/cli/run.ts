@@ -14,9 +14,12 @@ import { detectHost } from '../runtime/host.js';
 import { containerDir, defaultPaths, imagesDir, type Paths } from '../runtime/paths.js';
 import { attachAndWait, startContainer } from '../runtime/run.js';
 import { RUN_FLAGS } from './flags.js';
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/index.js';
+import { applyDefaults } from '../config/spec-defaults.js';
 
 export interface RunCliOptions extends RunOptions {
   bundle?: string;
+  config?: string;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -32,6 +35,7 @@ export function addRunFlags(cmd: Command, flags: readonly FlagDef[] = RUN_FLAGS)
   }
   return cmd
     .option('--bundle <dir>', 'run an OCI bundle (config.json + rootfs) instead of an image')
+    .option('--config <file>', `host-wide defaults, daemon.json keys (default ${DEFAULT_CONFIG_PATH}, or $TSRUN_CONFIG)`)
     .option('--json', 'with --dry-run / explain: the plan as JSON');
 }
 
@@ -74,6 +78,8 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     const store = new LocalStore(imagesDir(paths));
     const img = await store.resolve(image);
     const rootfs = join(cdir, 'merged');
+    const cfg = loadConfig(opts.config, process.env, host);
+    for (const w of cfg.warnings) writeSync(2, `tsrun: warning: ${w}\n`);
     const consoleSize = terminal && process.stdout.isTTY ? { height: process.stdout.rows, width: process.stdout.columns } : undefined;
     const spec = specFromFlags({
       id,
@@ -85,6 +91,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
       env: { readImageFile: imageFileReader(img.layers), ncpu: host.ncpu },
       hostEnv: process.env,
       flags: RUN_FLAGS,
+      beforeFlags: (spec) => applyDefaults(spec, cfg.config, { userns: opts.userns, usernsRemap: opts.usernsRemap }),
       ...(consoleSize ? { consoleSize } : {}),
     });
     ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: false };

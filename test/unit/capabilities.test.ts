@@ -18,7 +18,7 @@ import type { ChildStep } from '../../src/plan/types.js';
 import { HOST_CAPEFF, baseSpec, ctxFor } from './privileges-fixture.js';
 
 const flag = (name: string) => flags.find((f) => f.syntax.startsWith(name))!;
-const env = { rootfs: '/r', ncpu: 2 };
+const env = { readImageFile: () => undefined, ncpu: 2 };
 
 describe('capability names', () => {
   it('knows all 41 capabilities of Linux 6.x with their bit numbers', () => {

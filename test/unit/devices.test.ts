@@ -3,7 +3,7 @@ import { DEFAULT_DEVICE_RULES, applyDefaultDevices, control, flags, makedev, par
 import type { ChildStep } from '../../src/plan/types.js';
 import { baseSpec, ctxFor } from './privileges-fixture.js';
 
-const env = { rootfs: '/', ncpu: 1 };
+const env = { readImageFile: () => undefined, ncpu: 1 };
 
 describe('--device', () => {
   it('parses HOST[:CONTAINER][:rwm] as docker does', () => {

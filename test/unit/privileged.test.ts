@@ -14,7 +14,7 @@ describe('--privileged', () => {
     s.linux.seccomp = { defaultAction: 'SCMP_ACT_ERRNO' };
     s.linux.maskedPaths = ['/proc/kcore'];
     s.linux.readonlyPaths = ['/proc/sys'];
-    flags[0]!.apply!(s, true, { rootfs: '/', ncpu: 1 });
+    flags[0]!.apply!(s, true, { readImageFile: () => undefined, ncpu: 1 });
     expect(s.process.capabilities!.bounding).toEqual(ALL_CAPS);
     expect(s.linux.seccomp).toBeUndefined();
     expect(s.linux.maskedPaths).toEqual([]);
@@ -29,7 +29,7 @@ describe('--privileged', () => {
     setPrivilegedHooks({ warn: () => {}, devices: () => [] });
     const s = baseSpec();
     s.linux.namespaces.push({ type: 'user' });
-    flags[0]!.apply!(s, true, { rootfs: '/', ncpu: 1 });
+    flags[0]!.apply!(s, true, { readImageFile: () => undefined, ncpu: 1 });
     expect(() => control.validate!(ctxFor(s))).toThrow(/--privileged cannot be used with a user namespace.*--userns host/);
   });
 });

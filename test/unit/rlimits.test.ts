@@ -55,7 +55,7 @@ describe('--ulimit parsing', () => {
   });
   it('the flag row replaces earlier values of the same limit', () => {
     const s = baseSpec();
-    flags[0]!.apply!(s, ['nofile=100:200', 'nproc=50', 'nofile=300:400'], { rootfs: '/', ncpu: 1 });
+    flags[0]!.apply!(s, ['nofile=100:200', 'nproc=50', 'nofile=300:400'], { readImageFile: () => undefined, ncpu: 1 });
     expect(s.process.rlimits).toEqual([
       { type: 'RLIMIT_NOFILE', soft: 300, hard: 400 },
       { type: 'RLIMIT_NPROC', soft: 50, hard: 50 },

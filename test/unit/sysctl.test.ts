@@ -3,7 +3,7 @@ import { control, flags, sysctlNamespace } from '../../src/controls/sysctl.js';
 import type { ChildStep } from '../../src/plan/types.js';
 import { baseSpec, ctxFor } from './privileges-fixture.js';
 
-const apply = (s: ReturnType<typeof baseSpec>, v: string[]) => flags[0]!.apply!(s, v, { rootfs: '/', ncpu: 1 });
+const apply = (s: ReturnType<typeof baseSpec>, v: string[]) => flags[0]!.apply!(s, v, { readImageFile: () => undefined, ncpu: 1 });
 
 describe('--sysctl', () => {
   it('classifies namespaced sysctls', () => {

@@ -124,13 +124,13 @@ describe('--userns-remap', () => {
     writeFileSync(db.subgid, 'alice:100000:65536\n');
     setIdDb(db);
     const s = baseSpec();
-    flags.find((f) => f.syntax.startsWith('--userns-remap'))!.apply!(s, 'alice', { rootfs: '/', ncpu: 1 });
+    flags.find((f) => f.syntax.startsWith('--userns-remap'))!.apply!(s, 'alice', { readImageFile: () => undefined, ncpu: 1 });
     expect(s.linux.namespaces.filter((n) => n.type === 'user')).toHaveLength(1);
     expect(s.linux.uidMappings).toEqual([{ containerID: 0, hostID: 100000, size: 65536 }]);
-    flags.find((f) => f.syntax.startsWith('--userns <'))!.apply!(s, 'host', { rootfs: '/', ncpu: 1 });
+    flags.find((f) => f.syntax.startsWith('--userns <'))!.apply!(s, 'host', { readImageFile: () => undefined, ncpu: 1 });
     expect(s.linux.namespaces.some((n) => n.type === 'user')).toBe(false);
     expect(s.linux.uidMappings).toBeUndefined();
-    expect(() => flags.find((f) => f.syntax.startsWith('--userns <'))!.apply!(s, 'private', { rootfs: '/', ncpu: 1 })).toThrow(/only "host"/);
+    expect(() => flags.find((f) => f.syntax.startsWith('--userns <'))!.apply!(s, 'private', { readImageFile: () => undefined, ncpu: 1 })).toThrow(/only "host"/);
   });
 });
 

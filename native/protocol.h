@@ -85,7 +85,8 @@ enum tsrun_msg {
   MSG_PTY = 3,     /* child → parent: SCM_RIGHTS carries the pty master */
   MSG_READY = 4,   /* child → parent: waiting before exec (OP_WAIT_START) */
   MSG_START = 5,   /* parent → child: go on to exec */
-  MSG_MOUNT_FD = 6 /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
+  MSG_MOUNT_FD = 6, /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
+  MSG_ID_MAPPED = 7 /* parent → child before exec, CLONE_NEWUSER only: uid_map/gid_map are written */
 };
 
 struct sync_msg {
@@ -94,6 +95,10 @@ struct sync_msg {
   int32_t err;    /* errno for MSG_ERROR */
   uint32_t pad;
 };
+
+/* op index of MSG_ERROR when the cloned child failed before the plan ran */
+#define INDEX_EXEC 0xffffffffu    /* execveat of tsrun-init */
+#define INDEX_ID_SWITCH 0xfffffffeu /* setgroups/setresgid/setresuid(0) in a new user namespace */
 
 /* init's exit code when it failed before exec (the parent reports the op instead) */
 #define INIT_FAILED 125

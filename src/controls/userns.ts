@@ -2,8 +2,10 @@
 // uid 0 in the container is an unprivileged uid on the host, taken from a subordinate
 // range in /etc/subuid and /etc/subgid (subuid(5)), as dockerd's userns-remap does.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, appendFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, appendFileSync, writeFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import * as op from '../plan/ops.js';
+import { child } from '../plan/step.js';
 import type { BuildContext, Control, ParentAction, ParentStep, Step } from '../plan/types.js';
 import type { FlagDef } from '../spec/flag-types.js';
 import type { IdMapping, Spec } from '../spec/types.js';
@@ -55,7 +57,9 @@ export function idDbUnder(prefix: string): IdDb {
   };
 }
 
-let currentDb: IdDb = HOST_ID_DB;
+// TSRUN_ID_PREFIX points at a directory whose etc/ holds passwd, group, subuid and subgid
+// (useradd --prefix): tests use a copy so they never add a user to the host.
+let currentDb: IdDb = process.env.TSRUN_ID_PREFIX ? idDbUnder(process.env.TSRUN_ID_PREFIX) : HOST_ID_DB;
 /** Tests point the flag mappers at a copy of the account files. */
 export function setIdDb(db: IdDb): void {
   currentDb = db;
@@ -272,8 +276,78 @@ export const flags: FlagDef[] = [
   },
 ];
 
-function parentStep(a: ParentAction, text: string, why: string): ParentStep {
-  return { ...a, where: 'parent', phase: 'after-clone', control: 'userns', text, why };
+function parentStep(a: ParentAction, text: string, why: string, phase: ParentStep['phase'] = 'after-clone'): ParentStep {
+  return { ...a, where: 'parent', phase, control: 'userns', text, why };
+}
+
+/** A user namespace tsrun creates (not one it joins). */
+function newUserNs(spec: Spec): boolean {
+  return spec.linux.namespaces.some((n) => n.type === 'user' && !n.path);
+}
+
+/** Where layer `i` is mounted, idmapped, in the container's mount namespace only. */
+export function idmapLayerDir(ctx: BuildContext, i: number): string {
+  return join(ctx.containerDir, 'idmap', String(i));
+}
+
+/**
+ * The overlay's lower directories (lowest first). With a remapped root they are idmapped
+ * copies of the image layers, so a file owned by uid 0 in the image is owned by the
+ * container's root (host uid 100000) inside, without chown-ing a copy of the image:
+ * overlayfs itself cannot be idmapped (mount_setattr EINVAL), its layers can.
+ */
+export function overlayLowerDirs(ctx: BuildContext): string[] {
+  if (!ctx.overlay) return [];
+  return newUserNs(ctx.spec) ? ctx.overlay.lower.map((_, i) => idmapLayerDir(ctx, i)) : ctx.overlay.lower;
+}
+
+let statMode: (p: string) => number | undefined = (p) => {
+  try {
+    return statSync(p).mode & 0o7777;
+  } catch {
+    return undefined;
+  }
+};
+/** Tests fake the host's directory modes. */
+export function setStatMode(f: (p: string) => number | undefined): void {
+  statMode = f;
+}
+
+/**
+ * Prepare steps so the remapped root (an unprivileged uid on the host) can reach its
+ * directories: search permission (o+x, no listing) on the ancestors of the container
+ * directory, and ownership of the container directory and the overlay's upper and work
+ * directories (overlayfs creates files there with the mounter's ids).
+ */
+function remapDirSteps(ctx: BuildContext, uid: number, gid: number): ParentStep[] {
+  const steps: ParentStep[] = [];
+  const why = `host uid ${uid} (container root) must be able to reach its layers: search only, no listing`;
+  const ancestors: string[] = [];
+  for (let d = dirname(ctx.containerDir); d !== '/' && d !== '.'; d = dirname(d)) ancestors.unshift(d);
+  const parentDir = ancestors.at(-1);
+  if (parentDir) steps.push(parentStep({ action: 'mkdir', path: parentDir, mode: 0o711 }, `mkdir -p ${parentDir} (mode 711)`, why, 'prepare'));
+  for (const d of ancestors) {
+    const mode = statMode(d);
+    if (mode !== undefined && !(mode & 0o001))
+      steps.push(parentStep({ action: 'chown', path: d, uid: -1, gid: -1, mode: mode | 0o001 }, `chmod o+x ${d}`, why, 'prepare'));
+  }
+  const own = [ctx.containerDir, ...(ctx.overlay ? [ctx.overlay.upper, ctx.overlay.work] : [])];
+  for (const d of [...own, ...(ctx.overlay ? [ctx.rootfs] : [])])
+    steps.push(parentStep({ action: 'mkdir', path: d, mode: d === ctx.containerDir ? 0o700 : 0o755 }, `mkdir -p ${d}`, 'created here so it can be handed to the remapped root', 'prepare'));
+  for (const d of own)
+    steps.push(
+      parentStep(
+        { action: 'chown', path: d, uid, gid },
+        `chown ${uid}:${gid} ${d}`,
+        d === ctx.overlay?.upper ? `the container's / and every file it writes belong to its root, host uid ${uid}` : `owned by the container's root, host uid ${uid}`,
+        'prepare',
+      ),
+    );
+  ctx.overlay?.lower.forEach((_, i) => {
+    const d = idmapLayerDir(ctx, i);
+    steps.push(parentStep({ action: 'mkdir', path: d, mode: 0o755 }, `mkdir -p ${d}`, `mount point for image layer ${i}, idmapped (only in the container's mount namespace)`, 'prepare'));
+  });
+  return steps;
 }
 
 export const control: Control = {
@@ -291,6 +365,9 @@ export const control: Control = {
     if (ns?.path) return; // joining an existing namespace: its maps are already written
     checkMappings(s.linux.uidMappings, 'linux.uidMappings');
     checkMappings(s.linux.gidMappings, 'linux.gidMappings');
+    // tsrun sets the container up as the namespace's root (native/addon.cc, MSG_ID_MAPPED)
+    if (toHostId(s.linux.uidMappings, 0) === undefined) throw new SpecError('linux.uidMappings', 'container uid 0 must be mapped (tsrun sets the container up as its root)');
+    if (toHostId(s.linux.gidMappings, 0) === undefined) throw new SpecError('linux.gidMappings', 'container gid 0 must be mapped (tsrun sets the container up as its root)');
     const { uid, gid } = s.process.user;
     if (toHostId(s.linux.uidMappings, uid) === undefined)
       throw new SpecError('process.user.uid', `${uid} is not mapped by linux.uidMappings`);
@@ -314,6 +391,9 @@ export const control: Control = {
       ),
       );
     }
+    const hostUid = toHostId(s.linux.uidMappings, 0);
+    const hostGid = toHostId(s.linux.gidMappings, 0);
+    if (hostUid !== undefined && hostGid !== undefined) steps.unshift(...remapDirSteps(ctx, hostUid, hostGid));
     const uid = mapFileContent(s.linux.uidMappings ?? []);
     const gid = mapFileContent(s.linux.gidMappings ?? []);
     steps.push(
@@ -325,9 +405,22 @@ export const control: Control = {
       parentStep(
         { action: 'id-map', file: 'gid_map', content: gid },
         `write /proc/<pid>/gid_map "${gid.trim().replace(/\n/g, '; ')}"`,
-        'written before GO: setresgid/setresuid inside fail with EINVAL until the ids are mapped',
+        'then MSG_ID_MAPPED: before it execs tsrun-init the child takes uid/gid 0 of its namespace (host root is unmapped there, and an execve by an unmapped uid drops every capability)',
       ),
     );
+    if (ctx.overlay) {
+      steps.push(child('mounts', 'userns', 'the idmapped layers below must not propagate to the host', op.mount('', '/', '', ['REC', 'PRIVATE'])));
+      ctx.overlay.lower.forEach((layer, i) => {
+        steps.push(
+          parentStep(
+            { action: 'send-mount-fd', source: layer, idmapUserns: true, recursive: false },
+            `open_tree(${layer}, OPEN_TREE_CLONE); mount_setattr(MOUNT_ATTR_IDMAP, userns of the child) → MSG_MOUNT_FD`,
+            `image layer ${i} seen through the container's id map: its uid 0 files are owned by the container's root, the image itself is untouched`,
+          ),
+          child('mounts', 'userns', `idmapped image layer ${i}, a lower layer of the overlay`, op.mountFd(idmapLayerDir(ctx, i))),
+        );
+      });
+    }
     return steps;
   },
 };

@@ -17,6 +17,7 @@ interface Addon {
   setWinsize(fd: number, rows: number, cols: number): void;
   close(fd: number): void;
   strerror(errno: number): string;
+  idmapTree(path: string, pid: number, recursive: boolean): number;
 }
 
 let addon: Addon | undefined;
@@ -42,4 +43,5 @@ export const nativeKernel: Kernel = {
   setWinsize: (fd, rows, cols) => load().setWinsize(fd, rows, cols),
   close: (fd) => load().close(fd),
   strerror: (errno) => load().strerror(errno),
+  idmapTree: (path, pid, recursive) => load().idmapTree(path, pid, recursive),
 };

@@ -41,4 +41,6 @@ export interface Kernel {
   setWinsize(fd: number, rows: number, cols: number): void;
   close(fd: number): void;
   strerror(errno: number): string;
+  /** a detached copy of the mount at `path`, idmapped through `pid`'s user namespace (an fd to pass with MSG_MOUNT_FD) */
+  idmapTree(path: string, pid: number, recursive: boolean): number;
 }

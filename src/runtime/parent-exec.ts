@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { KernelError } from '../errors.js';
 import { errnoOf } from '../kernel/errno.js';
 import type { ParentStep } from '../plan/types.js';
@@ -20,11 +20,16 @@ export function execParentStep(step: ParentStep, pid?: number): void {
       case 'remove':
         rmSync(step.path, { recursive: true, force: true, maxRetries: 3 });
         return;
+      case 'chown':
+        chownSync(step.path, step.uid, step.gid);
+        if (step.mode !== undefined) chmodSync(step.path, step.mode);
+        return;
       case 'id-map':
         writeFileSync(`/proc/${pid}/${step.file}`, step.content);
         return;
       case 'clone':
       case 'go':
+      case 'send-mount-fd': // sent by the runtime after GO (it needs the sync socket)
         return;
       default:
         throw new Error(`parent action ${step.action} has no executor in this build`);

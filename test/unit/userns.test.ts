@@ -14,11 +14,13 @@ import {
   resolveRemap,
   setIdDb,
   HOST_ID_DB,
+  overlayLowerDirs,
+  setStatMode,
   toHostId,
   type IdDb,
 } from '../../src/controls/userns.js';
 import { UsageError } from '../../src/errors.js';
-import type { ParentStep } from '../../src/plan/types.js';
+import type { ChildStep, ParentStep } from '../../src/plan/types.js';
 import { baseSpec, ctxFor } from './privileges-fixture.js';
 
 let dir: string;
@@ -141,8 +143,10 @@ describe('plan', () => {
     return s;
   };
 
+  const idMaps = (steps: unknown[]) => (steps as ParentStep[]).filter((s) => s.where === 'parent' && s.action === 'id-map');
+
   it('writes uid_map and gid_map after clone, without setgroups deny as host root', () => {
-    const steps = control.steps(ctxFor(remapped())) as ParentStep[];
+    const steps = idMaps(control.steps(ctxFor(remapped())));
     expect(steps.map((s) => [s.where, s.phase, s.action, 'file' in s ? s.file : ''])).toEqual([
       ['parent', 'after-clone', 'id-map', 'uid_map'],
       ['parent', 'after-clone', 'id-map', 'gid_map'],
@@ -152,8 +156,43 @@ describe('plan', () => {
   });
 
   it('denies setgroups first when the writer lacks CAP_SETGID', () => {
-    const steps = control.steps(ctxFor(remapped(), 0x1ffffffffbfn)) as ParentStep[];
+    const steps = idMaps(control.steps(ctxFor(remapped(), 0x1ffffffffbfn)));
     expect(steps.map((s) => ('file' in s ? s.file : ''))).toEqual(['setgroups', 'uid_map', 'gid_map']);
+  });
+
+  it('hands the container directory to the remapped root and idmaps each image layer', () => {
+    setStatMode((p) => (p === '/var/lib/tsrun/containers' ? 0o700 : 0o755));
+    const ctx = {
+      ...ctxFor(remapped()),
+      rootfs: '/var/lib/tsrun/containers/c1/merged',
+      containerDir: '/var/lib/tsrun/containers/c1',
+      overlay: { lower: ['/var/lib/tsrun/images/a', '/var/lib/tsrun/images/b'], upper: '/var/lib/tsrun/containers/c1/upper', work: '/var/lib/tsrun/containers/c1/work' },
+    };
+    const steps = control.steps(ctx);
+    const parent = steps.filter((s): s is ParentStep => s.where === 'parent');
+    expect(parent.filter((s) => s.action === 'chown').map((s) => [s.path, (s as { uid: number }).uid, (s as { mode?: number }).mode])).toEqual([
+      ['/var/lib/tsrun/containers', -1, 0o701],
+      ['/var/lib/tsrun/containers/c1', 100000, undefined],
+      ['/var/lib/tsrun/containers/c1/upper', 100000, undefined],
+      ['/var/lib/tsrun/containers/c1/work', 100000, undefined],
+    ]);
+    expect(parent.filter((s) => s.action === 'send-mount-fd').map((s) => (s as { source: string }).source)).toEqual(['/var/lib/tsrun/images/a', '/var/lib/tsrun/images/b']);
+    const child = steps.filter((s) => s.where === 'child') as ChildStep[];
+    expect(child.map((s) => [s.phase, s.op, s.strs[1] ?? s.strs[0]])).toEqual([
+      ['mounts', 'MOUNT', '/'],
+      ['mounts', 'MOUNT_FD', '/var/lib/tsrun/containers/c1/idmap/0'],
+      ['mounts', 'MOUNT_FD', '/var/lib/tsrun/containers/c1/idmap/1'],
+    ]);
+    expect(overlayLowerDirs(ctx)).toEqual(['/var/lib/tsrun/containers/c1/idmap/0', '/var/lib/tsrun/containers/c1/idmap/1']);
+    const plain = { ...ctx, spec: baseSpec() };
+    expect(overlayLowerDirs(plain)).toEqual(ctx.overlay.lower);
+  });
+
+  it('requires container root to be mapped', () => {
+    const s = remapped();
+    s.linux.uidMappings = [{ containerID: 1, hostID: 100001, size: 65535 }];
+    s.process.user.uid = 1;
+    expect(() => control.validate!(ctxFor(s))).toThrow(/linux\.uidMappings: container uid 0 must be mapped/);
   });
 
   it('no steps without a user namespace, or when joining one', () => {

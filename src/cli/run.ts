@@ -16,6 +16,7 @@ import { attachAndWait, startContainer } from '../runtime/run.js';
 import { RUN_FLAGS } from './flags.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/index.js';
 import { applyDefaults } from '../config/spec-defaults.js';
+import { capabilityReport } from '../controls/capabilities.js';
 
 export interface RunCliOptions extends RunOptions {
   bundle?: string;
@@ -122,5 +123,7 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
 export async function explainVerb(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths = defaultPaths()): Promise<number> {
   const plan = await planRun(image, args, opts, paths);
   printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
+  // every capability, kept or dropped, with what it allows (CIS 5.3)
+  if (!opts.json) writeSync(1, `\ncapabilities (bounding set):\n${capabilityReport(plan.spec, detectHost().capEff).map((l) => `  ${l}`).join('\n')}\n`);
   return 0;
 }

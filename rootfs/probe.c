@@ -6,6 +6,9 @@
  *   probe info                 identity, namespaces, fds, status fields, rlimits, mounts
  *   probe write PATH           create+write PATH               → {"op":"write","errno":...}
  *   probe open-write PATH      open(PATH, O_WRONLY) only       → {"op":"open-write","errno":...}
+ *   probe reopen-write PATH S  open(PATH, O_PATH), wait S seconds, reopen it through
+ *                              /proc/self/fd for writing, write one byte (the 2019 attack)
+ *                                                              → {"op":"reopen-write","open":...,"write":...}
  *   probe read PATH            open+read PATH                  → {"op":"read","errno":...}
  *   probe fork N [SECONDS]     fork N children that sleep      → {"op":"fork","ok":K,"errno":...}
  *   probe chown PATH UID GID   chown(2)                        → {"op":"chown","errno":...}
@@ -193,6 +196,22 @@ int main(int argc, char **argv) {
     int err = fd < 0 ? errno : 0;
     if (fd >= 0) close(fd); /* never write: the target may be a host binary */
     result("open-write", err);
+    return 0;
+  }
+  if (strcmp(cmd, "reopen-write") == 0 && argc == 4) {
+    int pfd = open(argv[2], O_PATH);
+    if (pfd < 0) {
+      printf("{\"op\":\"reopen-write\",\"open\":\"%s\",\"write\":\"-\"}\n", ename(errno));
+      return 0;
+    }
+    printf("{\"op\":\"ready\"}\n");
+    sleep((unsigned)atoi(argv[3]));
+    char p[64];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", pfd);
+    int fd = open(p, O_WRONLY);
+    int oerr = fd < 0 ? errno : 0, werr = -1;
+    if (fd >= 0) werr = write(fd, "", 1) < 0 ? errno : 0;
+    printf("{\"op\":\"reopen-write\",\"open\":\"%s\",\"write\":\"%s\"}\n", ename(oerr), werr < 0 ? "-" : ename(werr));
     return 0;
   }
   if (strcmp(cmd, "read") == 0 && argc == 3) {

@@ -23,6 +23,8 @@ export interface RunCliOptions extends RunOptions {
   config?: string;
   dryRun?: boolean;
   json?: boolean;
+  /** stop the init before exec until MSG_START (OCI create/start); not a run flag */
+  waitStart?: boolean;
 }
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -73,7 +75,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
   if (opts.bundle) {
     if (image) throw new UsageError(`--bundle ${opts.bundle}: the bundle's config.json names the command; do not also give an image (${JSON.stringify(image)})`);
     const b = loadBundle(opts.bundle);
-    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: false };
+    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart) };
   } else {
     if (!image) throw new UsageError('run needs an IMAGE (e.g. busybox) or --bundle DIR');
     const store = new LocalStore(imagesDir(paths));
@@ -95,7 +97,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
       beforeFlags: (spec) => applyDefaults(spec, cfg.config, { userns: opts.userns, usernsRemap: opts.usernsRemap }),
       ...(consoleSize ? { consoleSize } : {}),
     });
-    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: false };
+    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart) };
   }
   return buildPlan(ctx);
 }

@@ -219,7 +219,10 @@ export function computeMasks(spec: Spec, hostCapEff: bigint): CapMasks {
   const extraAmb = m.ambient & ~(m.permitted & m.inheritable);
   if (extraAmb)
     throw new SpecError(`${f}.ambient`, `${maskNames(extraAmb).join(', ')} must also be permitted and inheritable (PR_CAP_AMBIENT_RAISE EPERM)`);
-  const available = hasUserNamespace(spec) ? ALL_MASK : hostCapEff & ALL_MASK;
+  // Planning without CAP_SYS_ADMIN (explain/--dry-run as a user, unit tests) cannot run
+  // the plan anyway: show it as asked instead of judging it by this process's capabilities.
+  const planningOnly = ((hostCapEff >> 21n) & 1n) === 0n;
+  const available = hasUserNamespace(spec) || planningOnly ? ALL_MASK : hostCapEff & ALL_MASK;
   const wanted = m.bounding | m.permitted;
   const unavailable = wanted & ~available;
   if (unavailable && (wanted & ALL_MASK) !== ALL_MASK) {

@@ -176,7 +176,10 @@ export const control: Control = {
   title: 'Resource limits (setrlimit)',
   ref: 'CIS 5.28 (pids/nproc), CIS 2.7 (default ulimits), workshop lab 4',
   validate(ctx: BuildContext): void {
-    checkRlimits(ctx.spec, ctx.host.capEff, hostReader());
+    // Without CAP_SYS_ADMIN this is explain/--dry-run as a user: the limits that matter are
+    // those of root's tsrun, not this process's; only the spec's own consistency is checked.
+    const planningOnly = ((ctx.host.capEff >> 21n) & 1n) === 0n;
+    checkRlimits(ctx.spec, planningOnly ? (1n << CAP_SYS_RESOURCE) : ctx.host.capEff, planningOnly ? { limits: new Map(), nrOpen: RLIM_INFINITY } : hostReader());
   },
   steps(ctx: BuildContext): Step[] {
     return (ctx.spec.process.rlimits ?? []).map((l): ChildStep => {

@@ -5,8 +5,12 @@ import { fileURLToPath } from 'node:url';
 import type { ExitStatus, Kernel, SpawnRequest, SpawnResult, SyncMessage } from './types.js';
 import { UnsupportedError } from '../errors.js';
 
-/** The project root (dist/kernel → ../..), where build/ holds the addon and the init. */
-export const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The project root (the nearest folder with package.json), where build/ holds the addon and the init. */
+export const PROJECT_ROOT = ((): string => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+})();
 export const INIT_PATH = join(PROJECT_ROOT, 'build', 'tsrun-init');
 
 interface Addon {

@@ -25,6 +25,8 @@ export interface Started {
   ptyFd?: number;
   /** where the init stopped: exec'd, or waiting for `start` */
   state: 'running' | 'created';
+  /** forward tsrun's stdin (docker -i) */
+  interactive: boolean;
   syncFd: number;
 }
 
@@ -114,10 +116,10 @@ export async function startContainer(o: StartOptions): Promise<Started> {
       if (m === null) {
         // EOF: the socket is close-on-exec in the init, so the command is running
         kernel.close(syncFd);
-        return { pid, ptyFd, state: 'running', syncFd: -1 };
+        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive };
       }
       if (m.type === MSG.PTY && m.fd !== undefined) ptyFd = m.fd;
-      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd };
+      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive };
       else if (m.type === MSG.ERROR) throw childError(plan, m.index, m.err, kernel);
       else throw new TsrunError(`unexpected message ${m.type} from tsrun-init`);
     }
@@ -158,7 +160,7 @@ export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel
     }
   };
   for (const s of FORWARDED) process.on(s, forward);
-  const relay = started.ptyFd !== undefined ? relayPty(started.ptyFd, kernel) : undefined;
+  const relay = started.ptyFd !== undefined ? relayPty(started.ptyFd, started.interactive, kernel) : undefined;
   try {
     const status = await kernel.waitPid(started.pid);
     await relay?.done();
@@ -184,8 +186,9 @@ function writeAll(fd: number, buf: Buffer): void {
 }
 
 /** Copies between the user's terminal and the container's pty master; raw mode while it runs. */
-function relayPty(master: number, kernel: Kernel): { done(): Promise<void>; stop(): void } {
-  const stdinTty = isatty(0);
+function relayPty(master: number, interactive: boolean, kernel: Kernel): { done(): Promise<void>; stop(): void } {
+  // docker -t without -i: a terminal for output only, tsrun's stdin is not read
+  const stdinTty = interactive && isatty(0);
   const out = createReadStream('', { fd: master, autoClose: false, highWaterMark: 65536 });
   const ended = new Promise<void>((resolve) => {
     out.on('data', (c) => writeAll(1, c as Buffer));
@@ -211,7 +214,7 @@ function relayPty(master: number, kernel: Kernel): { done(): Promise<void>; stop
     }
   };
   if (stdinTty) process.stdin.setRawMode(true);
-  process.stdin.on('data', input);
+  if (interactive) process.stdin.on('data', input);
   process.on('SIGWINCH', resize);
   resize();
   let stopped = false;
@@ -223,9 +226,11 @@ function relayPty(master: number, kernel: Kernel): { done(): Promise<void>; stop
       if (stopped) return;
       stopped = true;
       process.off('SIGWINCH', resize);
-      process.stdin.off('data', input);
-      if (stdinTty) process.stdin.setRawMode(false);
-      process.stdin.pause();
+      if (interactive) {
+        process.stdin.off('data', input);
+        if (stdinTty) process.stdin.setRawMode(false);
+        process.stdin.pause();
+      }
       out.destroy();
       kernel.close(master);
     },

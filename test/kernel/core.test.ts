@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, expect, it } from 'vitest';
 import { defaultMaskedPaths, defaultReadonlyPaths } from '../../src/controls/masked-paths.js';
-import { describeKernel, hostNs, leaks, probe, probeInfo, testEnv, tsrun, tsrunAsync } from './helpers.js';
+import { BIN, describeKernel, hostNs, leaks, probe, probeInfo, testEnv, tsrun, tsrunAsync, tsrunEnvVars } from './helpers.js';
 
 describeKernel('core runtime on the real kernel', () => {
   afterAll(() => {
@@ -119,6 +119,18 @@ describeKernel('core runtime on the real kernel', () => {
   it('pipes stdin with -i', () => {
     expect(tsrun(['run', '--rm', '-i', 'busybox', 'cat'], { input: 'through\n' }).stdout).toBe('through\n');
     expect(tsrun(['run', '--rm', 'busybox', 'cat'], { input: 'ignored\n' }).stdout).toBe('');
+  });
+
+  it('-t gives a pty of the container\'s own devpts as controlling terminal, with TERM set', () => {
+    // script(1) gives tsrun a terminal, as a user's shell would
+    const cmd = `${process.execPath} ${BIN} run --rm -t busybox sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo isatty; echo $TERM; ls -l /proc/self/fd/0'`;
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: tsrunEnvVars(), timeout: 20_000 });
+    expect(r.status).toBe(0);
+    const lines = r.stdout.replace(/\r/g, '').split('\n');
+    expect(lines[0]).toBe('/dev/pts/0');
+    expect(lines[1]).toBe('isatty');
+    expect(lines[2]).toBe('xterm');
+    expect(lines[3]).toMatch(/-> \/dev\/pts\/0$/);
   });
 
   it('exits as docker does: own code, 126, 127, 125', () => {

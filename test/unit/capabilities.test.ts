@@ -110,6 +110,12 @@ describe('masks and steps', () => {
     expect(() => control.validate!(ctxFor(s))).toThrow(/CAP_SYS_RESOURCE requested but tsrun itself does not hold it/);
   });
 
+  it('plans without judging when the planner itself has no CAP_SYS_ADMIN (explain as a user)', () => {
+    const s = baseSpec();
+    flag('--cap-add').apply!(s, ['SYS_RESOURCE'], env);
+    expect(computeMasks(s, 0n).bounding & (1n << 24n)).toBe(1n << 24n);
+  });
+
   it('grants it inside a user namespace, where the child holds every capability', () => {
     const s = baseSpec();
     s.linux.namespaces.push({ type: 'user' });

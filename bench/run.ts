@@ -1,0 +1,29 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../src/kernel/native.js';
+import { benchStartup } from './startup.js';
+
+// `npm run bench` (as root): every benchmark, printed and written to docs/performance.md.
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('npm run bench needs root (it starts containers)');
+  const n = Number(process.env.BENCH_N ?? 30);
+  const runc = execFileSync('runc', ['--version'], { encoding: 'utf8' }).split('\n')[0];
+  const header = [
+    '# Performance',
+    '',
+    `Measured by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}, Node ${process.version}, ${runc}.`,
+    'Medians; numbers move by a few ms between runs on a shared machine.',
+    '',
+  ].join('\n');
+  const sections = [await benchStartup(n)];
+  const text = header + '\n' + sections.join('\n');
+  process.stdout.write(text);
+  writeFileSync(join(PROJECT_ROOT, 'docs', 'performance.md'), text);
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${e?.stack ?? e}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,159 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildPlan, childSteps } from '../../src/plan/build.js';
+import { encodePlan } from '../../src/plan/encode.js';
+import { MSG, OP, PLAN_MAGIC, PLAN_VERSION, INIT_FAILED } from '../../src/plan/protocol.js';
+import { renderPlan, planJson } from '../../src/plan/render.js';
+import type { BuildContext } from '../../src/plan/types.js';
+import { CHILD_PHASES } from '../../src/plan/types.js';
+import { specFromFlags, type RunOptions } from '../../src/spec/from-flags.js';
+import { RUN_FLAGS } from '../../src/cli/flags.js';
+import { SpecError, UnsupportedError } from '../../src/errors.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+function ctxFor(opts: RunOptions = {}, args: string[] = ['sh'], over: Partial<BuildContext> = {}): BuildContext {
+  const spec = specFromFlags({
+    id: 'a'.repeat(64),
+    image: { name: 'busybox', config: { Cmd: ['sh'] } },
+    args,
+    opts,
+    rootfs: '/var/lib/tsrun/containers/x/merged',
+    containerDir: '/var/lib/tsrun/containers/x',
+    env: { readImageFile: () => undefined, ncpu: 2 },
+    flags: RUN_FLAGS,
+  });
+  return {
+    id: 'a'.repeat(64),
+    spec,
+    rootfs: '/var/lib/tsrun/containers/x/merged',
+    overlay: { lower: ['/img/l1', '/img/l2'], upper: '/var/lib/tsrun/containers/x/upper', work: '/var/lib/tsrun/containers/x/work' },
+    containerDir: '/var/lib/tsrun/containers/x',
+    host: { capEff: 0n, lsms: [], ncpu: 2 },
+    terminal: Boolean(opts.tty),
+    waitStart: false,
+    ...over,
+  };
+}
+
+describe('protocol', () => {
+  it('mirrors native/protocol.h number for number', () => {
+    const h = readFileSync(join(ROOT, 'native', 'protocol.h'), 'utf8');
+    const ops = Object.fromEntries([...h.matchAll(/^\s*OP_([A-Z_]+) = (\d+),/gm)].map((m) => [m[1], Number(m[2])]));
+    expect(ops).toEqual(OP);
+    const msgs = Object.fromEntries([...h.matchAll(/^\s*MSG_([A-Z_]+) = (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+    expect(msgs).toEqual(MSG);
+    expect(Number(/TSRUN_PLAN_MAGIC (0x[0-9a-f]+)u/.exec(h)![1])).toBe(PLAN_MAGIC);
+    expect(Number(/TSRUN_PLAN_VERSION (\d+)/.exec(h)![1])).toBe(PLAN_VERSION);
+    expect(Number(/INIT_FAILED (\d+)/.exec(h)![1])).toBe(INIT_FAILED);
+  });
+
+  it('encodes ops as header, u64 ints, padded blob, NUL-terminated strings, 8-byte aligned', () => {
+    const buf = encodePlan([
+      { op: 'MOUNT', ints: [7n], strs: ['a', '', 'bc', ''], text: '' },
+      { op: 'SECCOMP', ints: [0n], strs: [], blob: new Uint8Array([1, 2, 3]), text: '' },
+    ]);
+    expect(buf.readUInt32LE(0)).toBe(PLAN_MAGIC);
+    expect(buf.readUInt32LE(8)).toBe(2);
+    expect(buf.readUInt32LE(12)).toBe(buf.length);
+    const size1 = buf.readUInt32LE(16 + 4);
+    expect(buf.readUInt32LE(16)).toBe(OP.MOUNT);
+    expect(buf.readUInt16LE(16 + 8)).toBe(1);
+    expect(buf.readUInt16LE(16 + 10)).toBe(4);
+    expect(buf.readBigUInt64LE(16 + 16)).toBe(7n);
+    expect(buf.subarray(16 + 24, 16 + 24 + 7).toString('latin1')).toBe('a\0\0bc\0\0');
+    expect(size1 % 8).toBe(0);
+    const o2 = 16 + size1;
+    expect(buf.readUInt32LE(o2)).toBe(OP.SECCOMP);
+    expect(buf.readUInt32LE(o2 + 12)).toBe(3);
+    expect([...buf.subarray(o2 + 24, o2 + 27)]).toEqual([1, 2, 3]);
+  });
+
+  it('refuses strings the C side could not read back', () => {
+    expect(() => encodePlan([{ op: 'CHDIR', ints: [], strs: ['a\0b'], text: '' }])).toThrow(/NUL/);
+  });
+});
+
+describe('spec → plan', () => {
+  it('creates every namespace in one clone, the cgroup one after the cgroup join', () => {
+    const plan = buildPlan(ctxFor());
+    expect(plan.cloneFlags).toEqual(['CLONE_NEWPID', 'CLONE_NEWIPC', 'CLONE_NEWUTS', 'CLONE_NEWNS', 'CLONE_NEWNET']);
+    const first = childSteps(plan)[0]!;
+    expect(first.text).toBe('unshare(CLONE_NEWCGROUP)');
+  });
+
+  it('orders steps by phase: mounts (proc included) before pivot_root, exec last', () => {
+    const plan = buildPlan(ctxFor());
+    const steps = childSteps(plan);
+    const ranks = steps.map((s) => CHILD_PHASES.indexOf(s.phase));
+    expect(ranks).toEqual([...ranks].sort((a, b) => a - b));
+    const pivot = steps.findIndex((s) => s.op === 'PIVOT_ROOT');
+    const proc = steps.findIndex((s) => s.op === 'MOUNT' && s.strs[2] === 'proc');
+    expect(proc).toBeGreaterThan(-1);
+    expect(proc).toBeLessThan(pivot);
+    expect(steps.at(-1)!.op).toBe('EXEC');
+    // mount propagation is made private before anything is mounted
+    expect(steps.find((s) => s.op === 'MOUNT')!.text).toBe('mount(NULL, "/", NULL, MS_REC|MS_PRIVATE)');
+  });
+
+  it('mounts the overlay with the top layer first', () => {
+    const ov = childSteps(buildPlan(ctxFor())).find((s) => s.op === 'MOUNT' && s.strs[2] === 'overlay')!;
+    expect(ov.strs[3]).toBe('lowerdir=/img/l2:/img/l1,upperdir=/var/lib/tsrun/containers/x/upper,workdir=/var/lib/tsrun/containers/x/work');
+  });
+
+  it('--read-only remounts / read-only after pivot_root; -v :ro remounts the bind', () => {
+    const steps = childSteps(buildPlan(ctxFor({ readOnly: true, volume: ['/tmp:/data:ro'] })));
+    const ro = steps.filter((s) => s.op === 'REMOUNT_RO').map((s) => [s.phase, s.strs[0]]);
+    expect(ro).toEqual([
+      ['mounts', '/var/lib/tsrun/containers/x/merged/data'],
+      ['post-pivot', '/'],
+    ]);
+  });
+
+  it('gives a terminal from the container\'s devpts with -t, its own session otherwise', () => {
+    const tty = childSteps(buildPlan(ctxFor({ tty: true })));
+    expect(tty.some((s) => s.op === 'CONSOLE')).toBe(true);
+    expect(tty.some((s) => s.op === 'SETSID')).toBe(false);
+    const plain = childSteps(buildPlan(ctxFor()));
+    expect(plain.some((s) => s.op === 'CONSOLE')).toBe(false);
+    expect(plain.find((s) => s.op === 'SETSID')?.phase).toBe('early');
+  });
+
+  it('--network host keeps the host network namespace and skips loopback set-up', () => {
+    const plan = buildPlan(ctxFor({ network: 'host' }));
+    expect(plan.cloneFlags).not.toContain('CLONE_NEWNET');
+    expect(childSteps(plan).some((s) => s.op === 'LOOPBACK_UP')).toBe(false);
+  });
+
+  it('switches user after the system steps and before exec', () => {
+    const steps = childSteps(buildPlan(ctxFor({ user: '1000:100' })));
+    const ops = steps.map((s) => s.op);
+    expect(ops.indexOf('SETRESUID')).toBeGreaterThan(ops.indexOf('SETHOSTNAME'));
+    expect(ops.indexOf('SETRESGID')).toBeLessThan(ops.indexOf('SETRESUID'));
+    expect(steps.find((s) => s.op === 'SETRESUID')!.ints).toEqual([1000n]);
+  });
+
+  it('validates bundles: unknown namespace, joined namespaces, relative mount destinations', () => {
+    const ctx = ctxFor();
+    ctx.spec.linux.namespaces.push({ type: 'bogus' as never });
+    expect(() => buildPlan(ctx)).toThrow(SpecError);
+    const j = ctxFor();
+    j.spec.linux.namespaces = [{ type: 'mount' }, { type: 'network', path: '/run/netns/x' }];
+    expect(() => buildPlan(j)).toThrow(UnsupportedError);
+    const m = ctxFor();
+    m.spec.mounts = [{ destination: 'relative', type: 'tmpfs' }];
+    expect(() => buildPlan(m)).toThrow(/mounts\[0\].destination/);
+  });
+
+  it('renders every step with its control and reason, and as JSON', () => {
+    const plan = buildPlan(ctxFor());
+    const text = renderPlan(plan, { $C: '/var/lib/tsrun/containers/x' });
+    expect(text).toContain('pivot_root(".", ".")');
+    expect(text).toContain('$C/merged/proc');
+    expect(text).not.toMatch(/containers\/x\/merged\/proc/);
+    for (const s of plan.steps) expect(s.why.length).toBeGreaterThan(3);
+    const json = planJson(plan) as { steps: { control: string }[] };
+    expect(json.steps).toHaveLength(plan.steps.length);
+  });
+});

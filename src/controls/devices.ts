@@ -199,3 +199,18 @@ export const control: Control = {
     return out;
   },
 };
+
+/**
+ * The rules as cgroup v1 writes, in order (Documentation/admin-guide/cgroup-v1/devices.rst):
+ * `a` for all, `*` for any major/minor. For the cgroups control's ParentAction 'cgroup' set
+ * steps: e.g. devices.deny "a", then devices.allow "c 1:3 rwm" ...
+ */
+export function deviceCgroupV1Writes(rules: readonly DeviceRule[]): { file: 'devices.allow' | 'devices.deny'; value: string }[] {
+  return rules.map((r) => {
+    const type = r.type ?? 'a';
+    const num = (n: number | null | undefined) => (n === undefined || n === null || n < 0 ? '*' : String(n));
+    const access = r.access || 'rwm';
+    const value = type === 'a' ? 'a' : `${type} ${num(r.major)}:${num(r.minor)} ${access}`;
+    return { file: r.allow ? 'devices.allow' : 'devices.deny', value };
+  });
+}

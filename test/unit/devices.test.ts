@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_DEVICE_RULES, applyDefaultDevices, control, flags, makedev, parseDeviceFlag, setDeviceStat, splitDev, statHostDevice } from '../../src/controls/devices.js';
+import { DEFAULT_DEVICE_RULES, applyDefaultDevices, deviceCgroupV1Writes, control, flags, makedev, parseDeviceFlag, setDeviceStat, splitDev, statHostDevice } from '../../src/controls/devices.js';
 import type { ChildStep } from '../../src/plan/types.js';
 import { baseSpec, ctxFor } from './privileges-fixture.js';
 
@@ -59,6 +59,19 @@ describe('--device', () => {
     expect(() => control.validate!(ctxFor(s))).toThrow(/linux\.devices\[0\]\.path/);
     s.linux.devices = [{ type: 'c', path: '/dev/x' }];
     expect(() => control.validate!(ctxFor(s))).toThrow(/major and minor/);
+  });
+});
+
+describe('device cgroup v1', () => {
+  it('turns the rules into devices.deny/devices.allow writes', () => {
+    expect(deviceCgroupV1Writes(DEFAULT_DEVICE_RULES).slice(0, 4)).toEqual([
+      { file: 'devices.deny', value: 'a' },
+      { file: 'devices.allow', value: 'c *:* m' },
+      { file: 'devices.allow', value: 'b *:* m' },
+      { file: 'devices.allow', value: 'c 1:3 rwm' },
+    ]);
+    expect(deviceCgroupV1Writes([{ allow: true, type: 'c', major: 136, minor: null, access: 'rwm' }])).toEqual([{ file: 'devices.allow', value: 'c 136:* rwm' }]);
+    expect(deviceCgroupV1Writes([{ allow: true, access: 'rwm' }])).toEqual([{ file: 'devices.allow', value: 'a' }]);
   });
 });
 

@@ -365,6 +365,10 @@ export const control: Control = {
     if (ns?.path) return; // joining an existing namespace: its maps are already written
     checkMappings(s.linux.uidMappings, 'linux.uidMappings');
     checkMappings(s.linux.gidMappings, 'linux.gidMappings');
+    // The host's network namespace belongs to the host's user namespace: a remapped root
+    // cannot mount sysfs for it (EPERM), nor configure it. docker refuses the pair too.
+    if (!s.linux.namespaces.some((n) => n.type === 'network'))
+      throw new SpecError('linux.namespaces', 'a user namespace cannot share the host\'s network namespace (--network host): add --userns host');
     // tsrun sets the container up as the namespace's root (native/addon.cc, MSG_ID_MAPPED)
     if (toHostId(s.linux.uidMappings, 0) === undefined) throw new SpecError('linux.uidMappings', 'container uid 0 must be mapped (tsrun sets the container up as its root)');
     if (toHostId(s.linux.gidMappings, 0) === undefined) throw new SpecError('linux.gidMappings', 'container gid 0 must be mapped (tsrun sets the container up as its root)');

@@ -59,6 +59,27 @@ describeKernel('privilege controls on the real kernel', () => {
     expect(leaks()).toEqual([]);
   });
 
+  it('capabilities: a bundle\'s ambient set is what a non-root user keeps across execve', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsrun-bundle-'));
+    try {
+      cpSync(join(testEnv().data, 'images', 'probe', 'rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+      const caps = (ambient: string[]) => ({ bounding: ['CAP_NET_BIND_SERVICE'], permitted: ['CAP_NET_BIND_SERVICE'], effective: ['CAP_NET_BIND_SERVICE'], inheritable: ambient, ambient });
+      const spec = (ambient: string[]) => ({
+        ociVersion: '1.2.0',
+        process: { args: ['/probe', 'info'], cwd: '/', user: { uid: 1000, gid: 1000 }, env: ['PATH=/bin'], capabilities: caps(ambient) },
+        root: { path: 'rootfs' },
+        mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+        linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }] },
+      });
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(spec(['CAP_NET_BIND_SERVICE'])));
+      expect(JSON.parse(tsrun(['run', '--bundle', dir]).stdout)).toMatchObject({ uid: 1000, CapEff: '0000000000000400', CapAmb: '0000000000000400' });
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(spec([])));
+      expect(JSON.parse(tsrun(['run', '--bundle', dir]).stdout)).toMatchObject({ uid: 1000, CapEff: '0000000000000000', CapAmb: '0000000000000000' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('no-new-privileges: a setuid-root binary gives euid 0 without it, not with it', () => {
     const without = probe(['-u', '1000'], ['info']);
     expect(without.lines[0]).toMatchObject({ euid: 1000, NoNewPrivs: '0' });

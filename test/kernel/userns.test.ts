@@ -85,6 +85,18 @@ describeKernel('user namespace remap on the real kernel', () => {
     }
   });
 
+  it('a non-root user in the remapped container is host uid 101000 and holds no capability', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsrun-vol-'));
+    try {
+      chmodSync(dir, 0o777);
+      expect(probeJson(['--userns-remap', 'default', '-u', '1000', '-v', `${dir}:/data`], ['info'])).toMatchObject({ uid: 1000, CapEff: '0000000000000000' });
+      expect(probeJson(['--userns-remap', 'default', '-u', '1000', '-v', `${dir}:/data`], ['write', '/data/u'])).toEqual({ op: 'write', errno: '0' });
+      expect(statSync(join(dir, 'u')).uid).toBe(101000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('remapped root is not exempt from --ulimit nproc (host uid 0 is)', () => {
     expect(probeJson(['--userns-remap', 'default', '--ulimit', 'nproc=5'], ['fork', '20', '1'])).toEqual({ op: 'fork', ok: 4, errno: 'EAGAIN' });
     expect(probeJson(['--ulimit', 'nproc=5'], ['fork', '20', '1'])).toEqual({ op: 'fork', ok: 20, errno: '0' });
@@ -106,6 +118,9 @@ describeKernel('user namespace remap on the real kernel', () => {
   });
 
   it('bad remaps fail with exit 125 before anything is created', () => {
+    const h = run(['run', '--rm', '--userns-remap', 'default', '--network', 'host', 'busybox', 'true']);
+    expect(h.code).toBe(125);
+    expect(h.stderr).toMatch(/cannot share the host's network namespace/);
     const p = run(['run', '--rm', '--userns-remap', 'default', '--privileged', 'busybox', 'true']);
     expect(p.code).toBe(125);
     expect(p.stderr).toMatch(/--privileged cannot be used with a user namespace/);

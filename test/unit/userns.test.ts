@@ -188,6 +188,12 @@ describe('plan', () => {
     expect(overlayLowerDirs(plain)).toEqual(ctx.overlay.lower);
   });
 
+  it('refuses the host network namespace with a user namespace', () => {
+    const s = remapped();
+    s.linux.namespaces = s.linux.namespaces.filter((n) => n.type !== 'network');
+    expect(() => control.validate!(ctxFor(s))).toThrow(/--network host\): add --userns host/);
+  });
+
   it('requires container root to be mapped', () => {
     const s = remapped();
     s.linux.uidMappings = [{ containerID: 1, hostID: 100001, size: 65535 }];

@@ -2,7 +2,7 @@
 // uid 0 in the container is an unprivileged uid on the host, taken from a subordinate
 // range in /etc/subuid and /etc/subgid (subuid(5)), as dockerd's userns-remap does.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, appendFileSync, writeFileSync, statSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as op from '../plan/ops.js';
 import { child } from '../plan/step.js';
@@ -140,6 +140,29 @@ export function nextFreeStart(entries: SubIdEntry[], count = MIN_RANGE): number 
   return start;
 }
 
+/**
+ * `PATH.lock`, created exclusively: the lock file shadow's tools (useradd, usermod) take on
+ * the same files, so two tsruns, or tsrun and usermod, never pick the same free range.
+ */
+function withLock(path: string, fn: () => void): void {
+  const lock = `${path}.lock`;
+  for (let i = 0; ; i++) {
+    try {
+      closeSync(openSync(lock, 'wx', 0o600));
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || i >= 100)
+        throw new UsageError(`--userns-remap: cannot lock ${lock}: ${(e as NodeJS.ErrnoException).code ?? String(e)}${i >= 100 ? ' (held for 5 s; remove it if no useradd/usermod is running)' : ''}`, { cause: e });
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
+  }
+  try {
+    fn();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
 /** useradd(8) of a system user without home or login shell, into db.prefix when given. */
 export function useradd(name: string, db: IdDb): void {
   const args = ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin'];
@@ -160,13 +183,15 @@ export function useradd(name: string, db: IdDb): void {
 export function ensureDefaultUser(db: IdDb): void {
   if (!parseAccounts(db.passwd).some((a) => a.name === DEFAULT_REMAP_USER)) (db.addUser ?? useradd)(DEFAULT_REMAP_USER, db);
   for (const path of [db.subuid, db.subgid]) {
-    const entries = readSubIds(path);
-    if (entries.some((e) => e.owner === DEFAULT_REMAP_USER)) continue;
-    const line = `${DEFAULT_REMAP_USER}:${nextFreeStart(entries)}:${MIN_RANGE}\n`;
-    if (existsSync(path)) {
-      const text = readFileSync(path, 'utf8');
-      appendFileSync(path, text && !text.endsWith('\n') ? `\n${line}` : line);
-    } else writeFileSync(path, line, { mode: 0o644 });
+    withLock(path, () => {
+      const entries = readSubIds(path);
+      if (entries.some((e) => e.owner === DEFAULT_REMAP_USER)) return;
+      const line = `${DEFAULT_REMAP_USER}:${nextFreeStart(entries)}:${MIN_RANGE}\n`;
+      if (existsSync(path)) {
+        const text = readFileSync(path, 'utf8');
+        appendFileSync(path, text && !text.endsWith('\n') ? `\n${line}` : line);
+      } else writeFileSync(path, line, { mode: 0o644 });
+    });
   }
 }
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -119,7 +119,13 @@ describe('--userns-remap', () => {
     expect(resolveRemap('default', db)).toEqual(r);
     expect(readFileSync(db.passwd, 'utf8').match(/^tsrun:/gm)).toHaveLength(1);
     expect(readFileSync('/etc/passwd', 'utf8')).not.toMatch(/^tsrun:/m);
+    expect(existsSync(db.subuid + '.lock')).toBe(false);
   });
+
+  it('waits for shadow\'s lock file and fails clearly when it stays', () => {
+    writeFileSync(db.subuid + '.lock', '');
+    expect(() => resolveRemap('default', db)).toThrow(/cannot lock .*subuid\.lock: EEXIST \(held for 5 s/);
+  }, 10_000);
 
   it('the flag adds a user namespace and the maps; --userns host removes them', () => {
     writeFileSync(db.subuid, 'alice:100000:65536\n');

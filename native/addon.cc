@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -23,6 +24,7 @@
 
 extern "C" {
 #include "protocol.h"
+#include "spawn.h"
 }
 
 namespace {
@@ -110,52 +112,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     throw ErrnoError(env, "socketpair", err);
   }
 
-  // Raw clone without a new stack behaves like fork(): the child gets a copy of this
-  // (multithreaded) process with only the calling thread, so until execveat it may make
-  // async-signal-safe syscalls only (design.md trap 4). Namespace flags go here rather than
-  // through unshare, which a multithreaded process may not call for CLONE_NEWUSER.
-  pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
-  if (pid == 0) {
-    // Move every source fd above the targets first, so that no dup2 clobbers another source.
-    int src[5] = {in_fds[0], in_fds[1], in_fds[2], sv[1], plan_fd};
-    int hi[5];
-    for (int i = 0; i < 5; i++) {
-      hi[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10);
-      if (hi[i] < 0) _exit(INIT_FAILED);
-    }
-    // Node marks 0-2 close-on-exec (design.md trap 1): dup2 gives clean copies.
-    for (int i = 0; i < 5; i++)
-      if (dup2(hi[i], i) < 0) _exit(INIT_FAILED);
-    syscall(SYS_close_range, 5, ~0U, CLOSE_RANGE_CLOEXEC);
-    if (flags & CLONE_NEWUSER) {
-      // In a new user namespace this process is still host uid 0, which the namespace does
-      // not map: an execve now would drop every capability (capabilities(7): only the
-      // namespace's own root keeps them across execve), leaving tsrun-init unable to
-      // mount anything. So wait for the parent's maps, take uid/gid 0 *of the namespace*
-      // with raw syscalls (glibc's would signal threads that do not exist here), drop the
-      // host's supplementary groups, then exec as the namespace's root.
-      struct sync_msg m;
-      ssize_t r;
-      do r = read(3, &m, sizeof m);
-      while (r < 0 && errno == EINTR);
-      if (r != (ssize_t)sizeof m || m.type != MSG_ID_MAPPED) _exit(INIT_FAILED);
-      if (syscall(SYS_setgroups, 0, nullptr) < 0 || syscall(SYS_setresgid, 0, 0, 0) < 0 ||
-          syscall(SYS_setresuid, 0, 0, 0) < 0) {
-        struct sync_msg e = {MSG_ERROR, INDEX_ID_SWITCH, errno, 0};
-        ssize_t ignored = write(3, &e, sizeof e);
-        (void)ignored;
-        _exit(INIT_FAILED);
-      }
-    }
-    char arg0[] = "tsrun-init", arg1[] = "--tsrun-init-v1";
-    char* argv[] = {arg0, arg1, nullptr};
-    char* envp[] = {nullptr};
-    syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
-    struct sync_msg m = {MSG_ERROR, INDEX_EXEC, errno, 0};
-    ssize_t ignored = write(3, &m, sizeof m);
-    (void)ignored;
-    _exit(INIT_FAILED);
-  }
+  pid_t pid = tsrun_spawn_init(flags, init_fd, plan_fd, sv[1], in_fds);
   err = errno;
   close(sv[1]);
   close(plan_fd);
@@ -167,6 +124,138 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   r.Set("pid", Napi::Number::New(env, pid));
   r.Set("syncFd", Napi::Number::New(env, sv[0]));
   return r;
+}
+
+// prepareSpawn({ initPath, plan }) → { initFd, planFd, syncFd, childSyncFd }: what a
+// clone needs, for when another process (tsrun-monitor) does the clone.
+Napi::Value PrepareSpawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  std::string init_path = o.Get("initPath").As<Napi::String>();
+  Napi::Buffer<uint8_t> plan = o.Get("plan").As<Napi::Buffer<uint8_t>>();
+  int err = 0;
+  int init_fd = SealedInit(init_path, &err);
+  if (init_fd < 0) throw ErrnoError(env, "open " + init_path, err);
+  int plan_fd = (int)syscall(SYS_memfd_create, "tsrun-plan", MFD_CLOEXEC);
+  if (plan_fd < 0) throw ErrnoError(env, "memfd_create", errno);
+  if (!WriteAll(plan_fd, plan.Data(), plan.Length())) {
+    err = errno;
+    close(plan_fd);
+    throw ErrnoError(env, "write plan", err);
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+    err = errno;
+    close(plan_fd);
+    throw ErrnoError(env, "socketpair", err);
+  }
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("initFd", Napi::Number::New(env, init_fd));
+  r.Set("planFd", Napi::Number::New(env, plan_fd));
+  r.Set("syncFd", Napi::Number::New(env, sv[0]));
+  r.Set("childSyncFd", Napi::Number::New(env, sv[1]));
+  return r;
+}
+
+// socketpair() → [fd, fd]: SOCK_SEQPACKET, close-on-exec.
+Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) throw ErrnoError(info.Env(), "socketpair", errno);
+  Napi::Array a = Napi::Array::New(info.Env(), 2);
+  a.Set(0u, Napi::Number::New(info.Env(), sv[0]));
+  a.Set(1u, Napi::Number::New(info.Env(), sv[1]));
+  return a;
+}
+
+// sendMsg(fd, Buffer, [fds]): one datagram with SCM_RIGHTS.
+Napi::Value SendMsg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<uint8_t> data = info[1].As<Napi::Buffer<uint8_t>>();
+  int fds[8];
+  uint32_t nfds = 0;
+  if (info.Length() > 2 && info[2].IsArray()) {
+    Napi::Array a = info[2].As<Napi::Array>();
+    for (; nfds < a.Length() && nfds < 8; nfds++) fds[nfds] = a.Get(nfds).As<Napi::Number>().Int32Value();
+  }
+  struct iovec iov = {data.Data(), data.Length()};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * 8)];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr mh = {};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (nfds) {
+    mh.msg_control = u.buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  ssize_t r;
+  do r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) throw ErrnoError(env, "sendmsg", errno);
+  return env.Undefined();
+}
+
+// recvMsg(fd, size) → null on EOF, or Buffer (blocking).
+Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint32_t size = info[1].As<Napi::Number>().Uint32Value();
+  std::string buf(size, '\0');
+  ssize_t r;
+  do r = recv(fd, &buf[0], size, 0);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) throw ErrnoError(env, "recv", errno);
+  if (r == 0) return env.Null();
+  return Napi::Buffer<uint8_t>::Copy(env, (const uint8_t*)buf.data(), (size_t)r);
+}
+
+// sendConsole(path, fd): the OCI console-socket protocol: connect to the engine's unix
+// socket and pass it the pty master with SCM_RIGHTS (runtime-spec, "Console socket").
+Napi::Value SendConsole(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>();
+  int pty = info[1].As<Napi::Number>().Int32Value();
+  struct sockaddr_un sa = {};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path) throw ErrnoError(env, "--console-socket " + path, ENAMETOOLONG);
+  memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) throw ErrnoError(env, "socket", errno);
+  if (connect(s, (struct sockaddr*)&sa, sizeof sa) < 0) {
+    int e = errno;
+    close(s);
+    throw ErrnoError(env, "connect --console-socket " + path, e);
+  }
+  char name[] = "/dev/ptmx";
+  struct iovec iov = {name, sizeof name};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr mh = {};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.buf;
+  mh.msg_controllen = sizeof u.buf;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &pty, sizeof pty);
+  ssize_t r = sendmsg(s, &mh, MSG_NOSIGNAL);
+  int e = errno;
+  close(s);
+  if (r < 0) throw ErrnoError(env, "sendmsg --console-socket " + path, e);
+  return env.Undefined();
 }
 
 // syncSend(fd, type[, passFd])
@@ -327,6 +416,14 @@ Napi::Value StrError(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), strerror(info[0].As<Napi::Number>().Int32Value()));
 }
 
+// mkfifo(path, mode): Node has no API for it; OCI create/start synchronise through one.
+Napi::Value MkFifo(const Napi::CallbackInfo& info) {
+  std::string path = info[0].As<Napi::String>();
+  if (mkfifo(path.c_str(), (mode_t)info[1].As<Napi::Number>().Uint32Value()) < 0)
+    throw ErrnoError(info.Env(), "mkfifo " + path, errno);
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("syncSend", Napi::Function::New(env, SyncSend));
@@ -336,6 +433,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("strerror", Napi::Function::New(env, StrError));
   exports.Set("idmapTree", Napi::Function::New(env, IdmapTree));
+  exports.Set("mkfifo", Napi::Function::New(env, MkFifo));
+  exports.Set("prepareSpawn", Napi::Function::New(env, PrepareSpawn));
+  exports.Set("socketpair", Napi::Function::New(env, SocketPair));
+  exports.Set("sendMsg", Napi::Function::New(env, SendMsg));
+  exports.Set("recvMsg", Napi::Function::New(env, RecvMsg));
+  exports.Set("sendConsole", Napi::Function::New(env, SendConsole));
   return exports;
 }
 

@@ -52,6 +52,7 @@ static char root_prefix[4096];
 static size_t root_len;
 
 struct op {
+  int pre_fd; /* fd opened by the pre-pass (OP_WAIT_START, OP_SETNS), else -1 */
   uint32_t code;
   uint16_t nint, nstr;
   const uint64_t *ints;
@@ -63,7 +64,8 @@ struct op {
 static void sync_send(uint32_t type, uint32_t index, int err) {
   struct sync_msg m = {type, index, err, 0};
   ssize_t r;
-  do r = write(SYNC_FD, &m, sizeof m);
+  /* after `tsrun create` has exited nobody reads: no SIGPIPE for that */
+  do r = send(SYNC_FD, &m, sizeof m, MSG_NOSIGNAL);
   while (r < 0 && errno == EINTR);
 }
 
@@ -502,10 +504,30 @@ static int run_op(const struct op *o) {
     return console((uint16_t)I[0], (uint16_t)I[1]);
   case OP_SETSID:
     return setsid() < 0 ? -1 : 0;
-  case OP_WAIT_START:
+  case OP_WAIT_START: {
     sync_send(MSG_READY, 0, 0);
-    if (sync_recv(MSG_START) < 0) _exit(INIT_FAILED); /* the parent went away: never exec */
-    return 0;
+    /* Blocks until `tsrun start` opens the fifo for reading (fifo(7)); the O_PATH fd
+     * from the pre-pass still names the host file after pivot_root. */
+    char p[64];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", o->pre_fd);
+    int fd;
+    do fd = open(p, O_WRONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return -1;
+    ssize_t w = write(fd, "s", 1);
+    int e = errno;
+    close(fd);
+    close(o->pre_fd);
+    errno = e;
+    return w == 1 ? 0 : -1;
+  }
+  case OP_SETNS: {
+    int r = setns(o->pre_fd, (int)I[0]);
+    int e = errno;
+    close(o->pre_fd);
+    errno = e;
+    return r;
+  }
   case OP_EXEC: {
     size_t argc = (size_t)I[0], envc = (size_t)I[1];
     char *argv[argc + 1], *envp[envc + 1];
@@ -575,8 +597,40 @@ static int decode(const uint8_t *p, size_t left, struct op *o, uint32_t *size) {
     off = (size_t)((const uint8_t *)nul - p) + 1;
   }
   for (int i = h.nstr; i < 64; i++) o->strs[i] = "";
+  o->pre_fd = -1;
   *size = h.size;
   return 0;
+}
+
+/* Paths that must be opened before the plan changes this process's view of the host:
+ * the start fifo (a host path, used after pivot_root) and namespace files (setns into a
+ * mount namespace changes what /proc/<pid> means). At most 16 per plan. */
+#define MAX_PRE 16
+static int pre_fds[MAX_PRE];
+static uint32_t pre_index[MAX_PRE];
+static int npre;
+
+static void pre_open(const uint8_t *plan, size_t size, uint32_t nops) {
+  size_t off = sizeof(struct plan_header);
+  for (uint32_t i = 0; i < nops; i++) {
+    struct op o;
+    uint32_t sz;
+    if (decode(plan + off, size - off, &o, &sz) < 0) fail(i, EBADMSG);
+    if (o.code == OP_WAIT_START || o.code == OP_SETNS) {
+      if (npre == MAX_PRE) fail(i, E2BIG);
+      int fd = open(o.strs[0], (o.code == OP_WAIT_START ? O_PATH : O_RDONLY) | O_CLOEXEC);
+      if (fd < 0) fail(i, errno);
+      pre_fds[npre] = fd;
+      pre_index[npre++] = i;
+    }
+    off += sz;
+  }
+}
+
+static int pre_fd_for(uint32_t index) {
+  for (int k = 0; k < npre; k++)
+    if (pre_index[k] == index) return pre_fds[k];
+  return -1;
 }
 
 int main(int argc, char **argv) {
@@ -614,11 +668,13 @@ int main(int argc, char **argv) {
   memcpy(&ph, plan, sizeof ph);
   if (ph.magic != TSRUN_PLAN_MAGIC || ph.version != TSRUN_PLAN_VERSION || ph.size != (uint32_t)st.st_size)
     fail(0, EBADMSG);
+  pre_open(plan, ph.size, ph.nops);
   size_t off = sizeof ph;
   for (uint32_t i = 0; i < ph.nops; i++) {
     struct op o;
     uint32_t size;
     if (decode(plan + off, ph.size - off, &o, &size) < 0) fail(i, EBADMSG);
+    o.pre_fd = pre_fd_for(i);
     if (run_op(&o) < 0) fail(i, errno);
     off += size;
   }

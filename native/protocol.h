@@ -66,7 +66,9 @@ enum tsrun_op {
   OP_WRITE_FILE = 20,    /*                        strs: path, content (O_WRONLY|O_TRUNC) */
   OP_CONSOLE = 21,       /* open /dev/ptmx in the container, send master, slave → 0-2, ctty */
   OP_SETSID = 22,
-  OP_WAIT_START = 23,    /* send MSG_READY, block until MSG_START */
+  OP_WAIT_START = 23,    /* strs: fifo — send MSG_READY, then block opening the fifo for writing
+                            until `start` opens it for reading (it was opened O_PATH before any
+                            mount changed, so a host path works after pivot_root) */
   OP_EXEC = 24,          /* ints: argc, envc       strs: file, argv..., env... (PATH searched in env) */
   OP_LOOPBACK_UP = 25,   /* bring "lo" up in the new network namespace */
   OP_UNSHARE = 26,       /* ints: CLONE_* flags */
@@ -76,6 +78,7 @@ enum tsrun_op {
   OP_SET_DUMPABLE = 30,  /* ints: 0|1 */
   OP_OOM_SCORE_ADJ = 31, /* ints: value (signed) */
   OP_ROOT = 32,          /* strs: path — later paths under it resolve inside it (openat2 RESOLVE_IN_ROOT) */
+  OP_SETNS = 33,         /* ints: CLONE_NEW* type  strs: /proc/<pid>/ns/<name> (opened before any setns) */
   OP__MAX
 };
 
@@ -84,7 +87,7 @@ enum tsrun_msg {
   MSG_ERROR = 2,   /* child → parent: op `index` failed with `err` */
   MSG_PTY = 3,     /* child → parent: SCM_RIGHTS carries the pty master */
   MSG_READY = 4,   /* child → parent: waiting before exec (OP_WAIT_START) */
-  MSG_START = 5,   /* parent → child: go on to exec */
+  MSG_START = 5,   /* unused: `start` goes through the fifo of OP_WAIT_START */
   MSG_MOUNT_FD = 6, /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
   MSG_ID_MAPPED = 7 /* parent → child before exec, CLONE_NEWUSER only: uid_map/gid_map are written */
 };
@@ -99,6 +102,21 @@ struct sync_msg {
 /* op index of MSG_ERROR when the cloned child failed before the plan ran */
 #define INDEX_EXEC 0xffffffffu    /* execveat of tsrun-init */
 #define INDEX_ID_SWITCH 0xfffffffeu /* setgroups/setresgid/setresuid(0) in a new user namespace */
+
+/* tsrun ⇄ tsrun-monitor (detached containers), over a SOCK_SEQPACKET pair on the monitor's fd 3 */
+enum tsrun_mon_msg {
+  MON_CLONE = 1, /* tsrun → monitor: flags, tty; SCM_RIGHTS: init memfd, plan memfd, sync (child end) */
+  MON_PID = 2,   /* monitor → tsrun: pid of the cloned init, or err */
+  MON_PTY = 3,   /* tsrun → monitor: SCM_RIGHTS: the pty master to log from */
+};
+
+struct mon_msg {
+  uint32_t type;
+  uint32_t tty;
+  uint64_t flags;
+  int32_t pid;
+  int32_t err;
+};
 
 /* init's exit code when it failed before exec (the parent reports the op instead) */
 #define INIT_FAILED 125

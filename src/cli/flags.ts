@@ -14,7 +14,8 @@ import { flags as privilegedFlags } from '../controls/privileged.js';
 export const CORE_FLAGS: FlagDef[] = [
   { syntax: '-i, --interactive', help: 'keep stdin open: the container reads tsrun\'s stdin', docker: '-i', control: 'process' },
   { syntax: '-t, --tty', help: 'give the container a terminal (a pty of its own devpts)', docker: '-t', control: 'process' },
-  { syntax: '--rm', help: 'remove the container when it exits (tsrun always does, until detached containers exist)', docker: '--rm', control: 'process' },
+  { syntax: '-d, --detach', help: 'run in the background (a tsrun-monitor holds it); print the id', docker: '-d', control: 'process' },
+  { syntax: '--rm', help: 'remove the container when it exits', docker: '--rm', control: 'process' },
   { syntax: '--name <name>', help: 'a name for the container', docker: '--name', control: 'process' },
   { syntax: '-e, --env <NAME[=VALUE]>', help: 'set an environment variable (repeatable)', docker: '-e', control: 'process', repeatable: true },
   { syntax: '--env-file <file>', help: 'read NAME=VALUE lines from a file (repeatable)', docker: '--env-file', control: 'process', repeatable: true },

@@ -2,7 +2,10 @@ import { writeSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { TsrunError } from '../errors.js';
 import { defaultPaths, type Paths } from '../runtime/paths.js';
-import { addRunFlags, explainVerb, runVerb, type RunCliOptions } from './run.js';
+import { appendFileSync } from 'node:fs';
+import { UsageError } from '../errors.js';
+import { addRunFlags, createVerb, explainVerb, runVerb, type RunCliOptions } from './run.js';
+import { registerLifecycle } from './lifecycle.js';
 
 const VERSION = '0.1.0';
 
@@ -18,6 +21,11 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .version(VERSION)
     .option('--root <dir>', 'state directory (default /run/tsrun, or $TSRUN_ROOT)')
     .option('--data-root <dir>', 'images and container layers (default /var/lib/tsrun, or $TSRUN_DATA)')
+    // the global flags engines pass to an OCI runtime (see docs/engines.md)
+    .option('--log <file>', 'also write errors to this file')
+    .option('--log-format <fmt>', 'text or json (JSON lines with level, msg, time, as engines read)', 'text')
+    .option('--systemd-cgroup', 'use systemd for cgroups (not supported: refused)')
+    .option('--debug', 'accepted for runc compatibility')
     .enablePositionalOptions()
     .showHelpAfterError('(tsrun --help, or tsrun VERB --help, lists the flags)')
     // Every subcommand inherits these when created after them: usage errors become exit 125.
@@ -44,7 +52,38 @@ export function buildProgram(setExit: (code: number) => void): Command {
   addRunFlags(explain).action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
     setExit(await explainVerb(image, args, opts, paths(program)));
   });
+  program
+    .command('create')
+    .description('create a container from an OCI bundle, stopped before its command (OCI create)')
+    .argument('<id>', 'container id')
+    .option('-b, --bundle <dir>', 'bundle directory (default: the current directory)')
+    .option('--pid-file <file>', 'write the init pid here')
+    .option('--console-socket <path>', 'unix socket to send the pty master to (process.terminal)')
+    .option('--no-pivot', 'accepted for runc compatibility (tsrun always pivots)')
+    .action(async (id: string, o: { bundle?: string; pidFile?: string; consoleSocket?: string }) => {
+      setExit(await createVerb(id, o, paths(program)));
+    });
+
+  registerLifecycle(program, () => paths(program));
+  program.hook('preAction', () => {
+    if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {
+      throw new UsageError('--systemd-cgroup: tsrun drives cgroupfs directly and has no systemd support; configure the engine for cgroupfs (podman: cgroup_manager = "cgroupfs")');
+    }
+  });
   return program;
+}
+
+/** stderr always; and --log FILE in --log-format, where engines look for the last msg. */
+function report(program: Command, msg: string): void {
+  writeSync(2, `tsrun: ${msg}\n`);
+  const g = program.opts<{ log?: string; logFormat?: string }>();
+  if (!g.log) return;
+  try {
+    const line = g.logFormat === 'json' ? JSON.stringify({ level: 'error', msg, time: new Date().toISOString() }) : `${new Date().toISOString()} error: ${msg}`;
+    appendFileSync(g.log, line + '\n');
+  } catch {
+    /* the log is best effort; the error is on stderr */
+  }
 }
 
 /** Runs the CLI; returns the process exit code (docker's conventions). */
@@ -60,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : 125;
     }
     if (e instanceof TsrunError) {
-      writeSync(2, `tsrun: ${e.message}\n`);
+      report(program, e.message);
       return e.exitCode;
     }
     writeSync(2, `tsrun: internal error: ${(e as Error)?.stack ?? String(e)}\n`);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { LocalStore } from '../image/local-store.js';
@@ -12,7 +12,10 @@ import type { FlagDef } from '../spec/flag-types.js';
 import { specFromFlags, type RunOptions } from '../spec/from-flags.js';
 import { detectHost } from '../runtime/host.js';
 import { containerDir, defaultPaths, imagesDir, type Paths } from '../runtime/paths.js';
-import { attachAndWait, startContainer } from '../runtime/run.js';
+import { attachAndWait, forwardSignals } from '../runtime/run.js';
+import { launch } from '../runtime/lifecycle.js';
+import { exitFile, removeState } from '../runtime/state.js';
+import { PROJECT_ROOT } from '../kernel/native.js';
 import { RUN_FLAGS } from './flags.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/index.js';
 import { applyDefaults } from '../config/spec-defaults.js';
@@ -23,8 +26,11 @@ export interface RunCliOptions extends RunOptions {
   config?: string;
   dryRun?: boolean;
   json?: boolean;
-  /** stop the init before exec until MSG_START (OCI create/start); not a run flag */
+  /** stop the init before exec until `start` (OCI create/start); not a run flag */
   waitStart?: boolean;
+  /** container id (OCI create names it); random otherwise */
+  id?: string;
+  detach?: boolean;
 }
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -67,7 +73,8 @@ function imageFileReader(layers: string[]): (path: string) => string | undefined
 
 /** flags or bundle → spec → plan. Pure apart from reading the image and the bundle. */
 export async function planRun(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths): Promise<Plan> {
-  const id = randomBytes(32).toString('hex');
+  const id = opts.id ?? randomBytes(32).toString('hex');
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(id)) throw new UsageError(`container id ${JSON.stringify(id)}: letters, digits, '_', '.', '-' (at most 128, starting with a letter or digit)`);
   const host = detectHost();
   const cdir = containerDir(paths, id);
   const terminal = Boolean(opts.tty);
@@ -118,8 +125,37 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
     printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
     return 0;
   }
-  const started = await startContainer({ plan, interactive: Boolean(opts.interactive) });
-  return attachAndWait(plan, started);
+  const bundle = opts.bundle ?? '';
+  const common = { plan, paths, ...(opts.name ? { name: opts.name } : {}), bundle, ...(image ? { image } : {}) };
+  if (opts.detach) {
+    if (opts.interactive) throw new UsageError('-d with -i: attaching to a detached container is not supported; drop -i');
+    const tsrunArgv = [process.execPath, join(PROJECT_ROOT, 'bin', 'tsrun'), '--root', paths.root, '--data-root', paths.data];
+    const { state } = await launch({ ...common, interactive: false, detached: { rmOnExit: Boolean(opts.rm), tsrunArgv } });
+    writeSync(1, `${state.id}\n`);
+    return 0;
+  }
+  const signals = forwardSignals();
+  let code: number;
+  try {
+    const { started } = await launch({ ...common, interactive: Boolean(opts.interactive) });
+    code = await attachAndWait(plan, started, undefined, !opts.rm, signals);
+  } finally {
+    signals.dispose();
+    if (opts.rm) removeState(paths, plan.id);
+  }
+  if (!opts.rm) writeFileSync(exitFile(paths, plan.id), JSON.stringify({ code, finishedAt: new Date().toISOString() }));
+  return code;
+}
+
+/** OCI create: the init waits before exec until `tsrun start ID`. */
+export async function createVerb(id: string, opts: { bundle?: string; pidFile?: string; consoleSocket?: string }, paths: Paths): Promise<number> {
+  requireRoot('create');
+  const bundle = resolvePath(opts.bundle ?? '.');
+  const plan = await planRun(undefined, [], { bundle, waitStart: true, id }, paths);
+  if (plan.spec.process.terminal && !opts.consoleSocket) throw new UsageError('process.terminal is true: create needs --console-socket to hand the pty to');
+  if (!plan.spec.process.terminal && opts.consoleSocket) throw new UsageError('--console-socket given but process.terminal is false');
+  await launch({ plan, paths, bundle, interactive: true, ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}), ...(opts.consoleSocket ? { consoleSocket: opts.consoleSocket } : {}) });
+  return 0;
 }
 
 export async function explainVerb(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths = defaultPaths()): Promise<number> {

@@ -1,13 +1,18 @@
 import { posix } from 'node:path';
 import { SpecError } from '../errors.js';
 import * as op from '../plan/ops.js';
-import { child } from '../plan/step.js';
+import { child, parent } from '../plan/step.js';
 import type { Control, Step } from '../plan/types.js';
 import { under } from './mounts.js';
 
 // The container's process: its terminal, its user, its working directory and finally
 // the execve of its command. The command path is searched in the container's own PATH
 // after pivot_root, so the host's binaries are never candidates.
+/** The fifo `tsrun start` opens to release a created container. */
+export function startFifo(containerDir: string): string {
+  return posix.join(containerDir, 'start.fifo');
+}
+
 export const control: Control = {
   id: 'process',
   title: 'Process: terminal, user, working directory, command',
@@ -43,7 +48,11 @@ export const control: Control = {
     steps.push(child('user', 'process', 'the container\'s group', op.setresgid(p.user.gid)));
     steps.push(child('user', 'process', p.user.uid === 0 ? 'root inside the container' : 'an unprivileged user inside the container', op.setresuid(p.user.uid)));
     steps.push(child('exec', 'process', 'the working directory', op.chdir(posix.normalize(p.cwd))));
-    if (ctx.waitStart) steps.push(child('wait-start', 'process', 'OCI create/start: the command runs only on `start`', op.waitStart()));
+    if (ctx.waitStart) {
+      const fifo = startFifo(ctx.containerDir);
+      steps.push(parent('prepare', 'process', 'OCI create/start: `tsrun start` opens it to let the command run', { action: 'mkfifo', path: fifo, mode: 0o600 }, `mkfifo ${fifo}`));
+      steps.push(child('wait-start', 'process', 'OCI create/start: the command runs only on `start`', op.waitStart(fifo)));
+    }
     steps.push(child('exec', 'process', 'the container\'s command; tsrun-init is gone from here on', op.exec(p.args[0]!, p.args, p.env ?? [])));
     return steps;
   },

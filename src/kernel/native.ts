@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ExitStatus, Kernel, SpawnRequest, SpawnResult, SyncMessage } from './types.js';
+import type { ExitStatus, Kernel, PreparedSpawn, SpawnRequest, SpawnResult, SyncMessage } from './types.js';
 import { UnsupportedError } from '../errors.js';
 
 /** The project root (the nearest folder with package.json), where build/ holds the addon and the init. */
@@ -12,6 +12,7 @@ export const PROJECT_ROOT = ((): string => {
   return dir;
 })();
 export const INIT_PATH = join(PROJECT_ROOT, 'build', 'tsrun-init');
+export const MONITOR_PATH = join(PROJECT_ROOT, 'build', 'tsrun-monitor');
 
 interface Addon {
   spawn(req: SpawnRequest & { plan: Buffer }): SpawnResult;
@@ -22,6 +23,12 @@ interface Addon {
   close(fd: number): void;
   strerror(errno: number): string;
   idmapTree(path: string, pid: number, recursive: boolean): number;
+  mkfifo(path: string, mode: number): void;
+  prepareSpawn(req: { initPath: string; plan: Buffer }): PreparedSpawn;
+  socketpair(): [number, number];
+  sendMsg(fd: number, data: Buffer, fds?: number[]): void;
+  recvMsg(fd: number, size: number): Buffer | null;
+  sendConsole(socketPath: string, fd: number): void;
 }
 
 let addon: Addon | undefined;
@@ -40,7 +47,7 @@ function load(): Addon {
 
 /** The real kernel, through the addon. Loaded lazily so `--dry-run` never needs it. */
 export const nativeKernel: Kernel = {
-  spawn: (req) => load().spawn({ ...req, plan: Buffer.from(req.plan.buffer, req.plan.byteOffset, req.plan.byteLength) }),
+  spawn: (req) => load().spawn({ ...req, plan: toBuffer(req.plan) }),
   syncSend: (fd, type, passFd) => load().syncSend(fd, type, passFd),
   syncRecv: (fd) => load().syncRecv(fd),
   waitPid: (pid) => load().waitPid(pid),
@@ -48,4 +55,14 @@ export const nativeKernel: Kernel = {
   close: (fd) => load().close(fd),
   strerror: (errno) => load().strerror(errno),
   idmapTree: (path, pid, recursive) => load().idmapTree(path, pid, recursive),
+  mkfifo: (path, mode) => load().mkfifo(path, mode),
+  prepareSpawn: (req) => load().prepareSpawn({ initPath: req.initPath, plan: toBuffer(req.plan) }),
+  socketpair: () => load().socketpair(),
+  sendMsg: (fd, data, fds) => load().sendMsg(fd, toBuffer(data), fds),
+  recvMsg: (fd, size) => load().recvMsg(fd, size),
+  sendConsole: (path, fd) => load().sendConsole(path, fd),
 };
+
+function toBuffer(u: Uint8Array): Buffer {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}

@@ -32,6 +32,16 @@ export interface ExitStatus {
   signal?: number;
 }
 
+export interface PreparedSpawn {
+  /** the sealed memfd of tsrun-init (owned by the addon: do not close) */
+  initFd: number;
+  planFd: number;
+  /** parent end of the sync socket */
+  syncFd: number;
+  /** child end, to hand to whoever clones */
+  childSyncFd: number;
+}
+
 export interface Kernel {
   spawn(req: SpawnRequest): SpawnResult;
   syncSend(fd: number, type: number, passFd?: number): void;
@@ -43,4 +53,13 @@ export interface Kernel {
   strerror(errno: number): string;
   /** a detached copy of the mount at `path`, idmapped through `pid`'s user namespace (an fd to pass with MSG_MOUNT_FD) */
   idmapTree(path: string, pid: number, recursive: boolean): number;
+  mkfifo(path: string, mode: number): void;
+  /** everything a clone needs, for a clone done by another process (tsrun-monitor) */
+  prepareSpawn(req: { initPath: string; plan: Uint8Array }): PreparedSpawn;
+  socketpair(): [number, number];
+  sendMsg(fd: number, data: Uint8Array, fds?: number[]): void;
+  /** one datagram, or null on EOF */
+  recvMsg(fd: number, size: number): Buffer | null;
+  /** connect to an OCI --console-socket and pass it the pty master (SCM_RIGHTS) */
+  sendConsole(socketPath: string, fd: number): void;
 }

@@ -183,8 +183,12 @@ export function setsid(): ChildOp {
   return { op: 'SETSID', ints: [], strs: [], text: 'setsid()' };
 }
 
-export function waitStart(): ChildOp {
-  return { op: 'WAIT_START', ints: [], strs: [], text: 'report ready; block until `tsrun start`' };
+export function waitStart(fifo: string): ChildOp {
+  return { op: 'WAIT_START', ints: [], strs: [fifo], text: `report ready; open(${q(fifo)}, O_WRONLY) blocks until \`tsrun start\` reads it` };
+}
+
+export function setns(path: string, flag: CloneFlag): ChildOp {
+  return { op: 'SETNS', ints: [int(CLONE[flag])], strs: [path], text: `setns(open(${q(path)}), CLONE_${flag})` };
 }
 
 export function exec(file: string, argv: readonly string[], env: readonly string[]): ChildOp {

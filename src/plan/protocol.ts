@@ -37,6 +37,7 @@ export const OP = {
   SET_DUMPABLE: 30,
   OOM_SCORE_ADJ: 31,
   ROOT: 32,
+  SETNS: 33,
 } as const;
 export type OpName = keyof typeof OP;
 

@@ -53,6 +53,7 @@ export interface ChildOp {
 /** An operation the parent performs itself (TypeScript, via the kernel module). */
 export type ParentAction =
   | { action: 'mkdir'; path: string; mode: number }
+  | { action: 'mkfifo'; path: string; mode: number }
   | { action: 'write-file'; path: string; content: string; mode: number }
   | { action: 'remove'; path: string }
   /** chown(2) (-1 keeps the id) and, when given, chmod(2) */
@@ -125,6 +126,6 @@ export interface BuildContext {
   host: HostInfo;
   /** whether the parent relays a pty (process.terminal) */
   terminal: boolean;
-  /** stop before exec until `start` (OCI create) */
+  /** stop before exec until `start` (OCI create): the init waits on `startFifo(ctx)` */
   waitStart: boolean;
 }

@@ -2,6 +2,7 @@ import { chmodSync, chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { KernelError } from '../errors.js';
 import { errnoOf } from '../kernel/errno.js';
 import type { ParentStep } from '../plan/types.js';
+import { nativeKernel } from '../kernel/native.js';
 
 /**
  * Runs one parent-side step. `clone` and `go` are performed by the runtime itself (they
@@ -12,6 +13,9 @@ export function execParentStep(step: ParentStep, pid?: number): void {
     switch (step.action) {
       case 'mkdir':
         mkdirSync(step.path, { recursive: true, mode: step.mode });
+        return;
+      case 'mkfifo':
+        nativeKernel.mkfifo(step.path, step.mode);
         return;
       case 'write-file':
         writeFileSync(step.path, step.content, { mode: step.mode });

@@ -12,11 +12,19 @@ import { MSG } from '../plan/protocol.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
 
+/** Clones the init: the addon in this process, or tsrun-monitor for detached containers. */
+export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number]) => { pid: number; syncFd: number };
+
+export const spawnHere: Spawner = (kernel, plan, cloneFlags, stdio) => kernel.spawn({ initPath: INIT_PATH, plan, cloneFlags, stdio });
+
 export interface StartOptions {
   plan: Plan;
   /** fd given to the container as stdin when it has no terminal (-i: 0, else /dev/null) */
   interactive: boolean;
   kernel?: Kernel;
+  spawner?: Spawner;
+  /** the pty master, as soon as the init sends it (detached runs hand it to the monitor) */
+  onPty?: (fd: number) => void;
 }
 
 export interface Started {
@@ -90,11 +98,11 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     const flags = plan.cloneFlags.reduce((acc, f) => acc | CLONE[f.replace(/^CLONE_/, '') as CloneFlag], 0);
     devNull = openSync('/dev/null', 'r');
     const stdin = o.interactive && !plan.spec.process.terminal ? 0 : devNull;
-    ({ pid, syncFd } = kernel.spawn({ initPath: INIT_PATH, plan: encodePlan(childSteps(plan)), cloneFlags: flags, stdio: [stdin, 1, 2] }));
+    ({ pid, syncFd } = (o.spawner ?? spawnHere)(kernel, encodePlan(childSteps(plan)), flags, [stdin, 1, 2]));
     closeSync(devNull);
     devNull = -1;
     for (const s of parentSteps(plan, 'after-clone')) execParentStep(s, pid);
-    // The child waits before exec for its maps (native/addon.cc): release it first.
+    // The child waits before exec for its maps (native/spawn.h): release it first.
     if (plan.cloneFlags.includes('CLONE_NEWUSER')) kernel.syncSend(syncFd, MSG.ID_MAPPED);
     kernel.syncSend(syncFd, MSG.GO);
     // Detached idmapped mounts for OP_MOUNT_FD: made now that the child's user namespace
@@ -118,7 +126,10 @@ export async function startContainer(o: StartOptions): Promise<Started> {
         kernel.close(syncFd);
         return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive };
       }
-      if (m.type === MSG.PTY && m.fd !== undefined) ptyFd = m.fd;
+      if (m.type === MSG.PTY && m.fd !== undefined) {
+        ptyFd = m.fd;
+        o.onPty?.(m.fd);
+      }
       else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive };
       else if (m.type === MSG.ERROR) throw childError(plan, m.index, m.err, kernel);
       else throw new TsrunError(`unexpected message ${m.type} from tsrun-init`);
@@ -148,27 +159,49 @@ export function exitCode(s: { code?: number; signal?: number }): number {
 }
 
 /**
- * Foreground run: relay the terminal (if any), forward signals to the container's PID 1,
- * wait for it, clean up. Returns docker's exit code.
+ * Forwards tsrun's signals to the container's PID 1. Installed before the clone, so a
+ * signal that arrives while the container starts is held and delivered once its pid is
+ * known, instead of killing tsrun and orphaning the container.
  */
-export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel = nativeKernel): Promise<number> {
-  const forward = (sig: NodeJS.Signals) => {
+export function forwardSignals(): { setPid(pid: number): void; dispose(): void } {
+  let pid = 0;
+  const pending: NodeJS.Signals[] = [];
+  const send = (sig: NodeJS.Signals) => {
     try {
-      process.kill(started.pid, sig);
+      process.kill(pid, sig);
     } catch {
       /* exited meanwhile */
     }
   };
-  for (const s of FORWARDED) process.on(s, forward);
+  const handler = (sig: NodeJS.Signals) => (pid ? send(sig) : pending.push(sig));
+  for (const s of FORWARDED) process.on(s, handler);
+  return {
+    setPid(p) {
+      pid = p;
+      for (const sig of pending.splice(0)) send(sig);
+    },
+    dispose() {
+      for (const s of FORWARDED) process.off(s, handler);
+    },
+  };
+}
+
+/**
+ * Foreground run: relay the terminal (if any), forward signals to the container's PID 1,
+ * wait for it, clean up. Returns docker's exit code.
+ */
+export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel = nativeKernel, keep = false, signals = forwardSignals()): Promise<number> {
+  signals.setPid(started.pid);
   const relay = started.ptyFd !== undefined ? relayPty(started.ptyFd, started.interactive, kernel) : undefined;
   try {
     const status = await kernel.waitPid(started.pid);
     await relay?.done();
     return exitCode(status);
   } finally {
-    for (const s of FORWARDED) process.off(s, forward);
+    signals.dispose();
     relay?.stop();
-    const err = cleanup(plan);
+    // a kept container (docker run without --rm) keeps its layer until `tsrun rm`
+    const err = keep ? undefined : cleanup(plan);
     if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
   }
 }

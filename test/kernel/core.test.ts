@@ -212,7 +212,7 @@ describeKernel('core runtime on the real kernel', () => {
         linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }] },
       };
       writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
-      const r = tsrun(['run', '--bundle', dir]);
+      const r = tsrun(['run', '--rm', '--bundle', dir]);
       expect(r.stderr).toBe('');
       const info = JSON.parse(r.stdout);
       expect(info).toMatchObject({ pid: 1, hostname: 'bundled' });

@@ -1,0 +1,217 @@
+/*
+ * tsrun-monitor: one per detached container (`tsrun run -d`). It is the container's parent:
+ * it clones the init (as the addon does for foreground runs), holds the container's stdout
+ * and stderr (or its pty), appends them to a json-file log, reaps the container and records
+ * how it ended. It outlives the tsrun that started it — the daemonless form of docker's
+ * live-restore (workshop control 2.13): no tsrun process needs to run for the container to.
+ *
+ *   tsrun-monitor LOG-FILE EXIT-FILE      (fd 3: control socket from tsrun, see protocol.h)
+ *
+ * Static and small on purpose (issue 6 asks < 1 MiB resident): no Node, no allocation.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "protocol.h"
+#include "spawn.h"
+
+#define CTL_FD 3
+#define CHUNK 16384 /* docker's json-file splits long lines at 16 KiB too */
+
+static int log_fd = -1;
+
+struct stream {
+  const char *name;
+  int fd;
+  char buf[CHUNK];
+  size_t len;
+};
+
+static void now_rfc3339(char *out, size_t n) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t k = strftime(out, n, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out + k, n - k, ".%09ldZ", ts.tv_nsec);
+}
+
+static void write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return; /* log full or gone: keep the container running regardless */
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+/* One json-file record: {"log":"…","stream":"stdout","time":"…"} */
+static void emit(const char *stream, const char *data, size_t n) {
+  static char out[CHUNK * 6 + 256];
+  size_t o = 0;
+  o += (size_t)snprintf(out, sizeof out, "{\"log\":\"");
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)data[i];
+    if (c == '"' || c == '\\') {
+      out[o++] = '\\';
+      out[o++] = (char)c;
+    } else if (c == '\n') {
+      out[o++] = '\\';
+      out[o++] = 'n';
+    } else if (c == '\r') {
+      out[o++] = '\\';
+      out[o++] = 'r';
+    } else if (c == '\t') {
+      out[o++] = '\\';
+      out[o++] = 't';
+    } else if (c < 0x20) {
+      o += (size_t)snprintf(out + o, sizeof out - o, "\\u%04x", c);
+    } else {
+      out[o++] = (char)c;
+    }
+  }
+  char ts[64];
+  now_rfc3339(ts, sizeof ts);
+  o += (size_t)snprintf(out + o, sizeof out - o, "\",\"stream\":\"%s\",\"time\":\"%s\"}\n", stream, ts);
+  write_all(log_fd, out, o);
+}
+
+/* Emit complete lines; keep a partial one until it completes, fills the buffer or ends. */
+static int pump(struct stream *s) {
+  ssize_t r = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
+  if (r < 0 && (errno == EINTR || errno == EAGAIN)) return 0;
+  if (r <= 0) { /* EOF, or EIO from a pty master whose last slave closed */
+    if (s->len) emit(s->name, s->buf, s->len);
+    s->len = 0;
+    close(s->fd);
+    s->fd = -1;
+    return -1;
+  }
+  s->len += (size_t)r;
+  size_t start = 0;
+  for (size_t i = 0; i < s->len; i++) {
+    if (s->buf[i] == '\n') {
+      emit(s->name, s->buf + start, i + 1 - start);
+      start = i + 1;
+    }
+  }
+  if (start == 0 && s->len == sizeof s->buf) {
+    emit(s->name, s->buf, s->len);
+    start = s->len;
+  }
+  memmove(s->buf, s->buf + start, s->len - start);
+  s->len -= start;
+  return 0;
+}
+
+static int recv_msg(struct mon_msg *m, int *fds, int maxfds) {
+  struct iovec iov = {m, sizeof *m};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * 8)];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t r;
+  do r = recvmsg(CTL_FD, &mh, MSG_CMSG_CLOEXEC);
+  while (r < 0 && errno == EINTR);
+  if (r != (ssize_t)sizeof *m) return -1;
+  int n = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    for (int i = 0; i < k && n < maxfds; i++) memcpy(&fds[n++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+  }
+  return n;
+}
+
+static void write_exit(const char *path, int status) {
+  char tmp[4096], ts[64], body[256];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  now_rfc3339(ts, sizeof ts);
+  int n = WIFSIGNALED(status) ? snprintf(body, sizeof body, "{\"signal\":%d,\"finishedAt\":\"%s\"}\n", WTERMSIG(status), ts)
+                              : snprintf(body, sizeof body, "{\"code\":%d,\"finishedAt\":\"%s\"}\n", WEXITSTATUS(status), ts);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  write_all(fd, body, (size_t)n);
+  fsync(fd);
+  close(fd);
+  rename(tmp, path); /* atomic: a reader sees the whole record or none */
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: tsrun-monitor LOG-FILE EXIT-FILE (started by tsrun run -d)\n");
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  log_fd = open(argv[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (log_fd < 0) return 1;
+
+  struct mon_msg m;
+  int fds[3];
+  if (recv_msg(&m, fds, 3) != 3 || m.type != MON_CLONE) return 1;
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (!m.tty && (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)) return 1;
+  int stdio[3] = {devnull, m.tty ? devnull : out[1], m.tty ? devnull : err[1]};
+  pid_t pid = tsrun_spawn_init(m.flags, fds[0], fds[1], fds[2], stdio);
+  struct mon_msg reply = {MON_PID, 0, 0, pid < 0 ? -1 : pid, pid < 0 ? errno : 0};
+  send(CTL_FD, &reply, sizeof reply, MSG_NOSIGNAL);
+  for (int i = 0; i < 3; i++) close(fds[i]);
+  if (pid < 0) return 1;
+  if (!m.tty) {
+    close(out[1]);
+    close(err[1]);
+  }
+
+  struct stream s[2] = {{"stdout", m.tty ? -1 : out[0], "", 0}, {"stderr", m.tty ? -1 : err[0], "", 0}};
+  int ctl = CTL_FD;
+  int status = 0, exited = 0;
+  for (;;) {
+    struct pollfd p[3] = {{s[0].fd, POLLIN, 0}, {s[1].fd, POLLIN, 0}, {ctl, POLLIN, 0}};
+    int r = poll(p, 3, exited ? 100 : 500);
+    if (r < 0 && errno != EINTR) break;
+    for (int i = 0; i < 2; i++)
+      if (s[i].fd >= 0 && (p[i].revents & (POLLIN | POLLHUP | POLLERR))) pump(&s[i]);
+    if (ctl >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+      int pty = -1;
+      struct mon_msg pm;
+      int n = recv_msg(&pm, &pty, 1);
+      if (n == 1 && pm.type == MON_PTY && s[0].fd < 0) {
+        s[0].fd = pty; /* a pty merges stdout and stderr, as docker logs it */
+      } else {
+        if (n == 1) close(pty);
+        close(ctl); /* tsrun is done with us (or gone): the container goes on */
+        ctl = -1;
+      }
+    }
+    if (!exited) {
+      pid_t w = waitpid(pid, &status, WNOHANG | __WALL);
+      if (w == pid) exited = 1;
+    }
+    /* Done once the container exited and its output is drained (or has gone quiet: a
+     * process outside a PID namespace could hold the pipe open forever). */
+    if (exited && ((s[0].fd < 0 && s[1].fd < 0) || r == 0)) break;
+  }
+  for (int i = 0; i < 2; i++)
+    if (s[i].fd >= 0 && s[i].len) emit(s[i].name, s[i].buf, s[i].len);
+  write_exit(argv[2], status);
+  return 0;
+}

@@ -1,0 +1,256 @@
+import { existsSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { constants as osc } from 'node:os';
+import type { Command } from 'commander';
+import { StateError, UsageError } from '../errors.js';
+import { containerPids, deleteContainer, killContainer, prune, readLogLines, resolve, startCreated, waitGone } from '../runtime/lifecycle.js';
+import type { Paths } from '../runtime/paths.js';
+import { listStates, logFile, readExit, statusOf, type ContainerState } from '../runtime/state.js';
+
+// The verbs around a container's life: docker's (ps, logs, stop, kill -s, rm, wait,
+// inspect) and the OCI runtime CLI's that engines call (create/start/state/kill/delete,
+// ps --format json) on the same state directory.
+
+const out = (s: string) => writeSync(1, s);
+
+export function parseSignal(v: string, flag = 'signal'): NodeJS.Signals | number {
+  const up = v.toUpperCase();
+  if (/^\d+$/.test(v)) {
+    const n = Number(v);
+    if (n < 1 || n > 64) throw new UsageError(`${flag} ${v}: not a signal number (1-64)`);
+    return n;
+  }
+  const name = (up.startsWith('SIG') ? up : `SIG${up}`) as NodeJS.Signals;
+  if (!(name in osc.signals)) throw new UsageError(`${flag} ${JSON.stringify(v)}: unknown signal (e.g. TERM, KILL, HUP, 9)`);
+  return name;
+}
+
+export function describe(paths: Paths, s: ContainerState) {
+  const status = statusOf(s);
+  const exit = status === 'stopped' ? readExit(paths, s.id) : undefined;
+  return {
+    id: s.id,
+    name: s.name ?? '',
+    image: s.image ?? '',
+    command: s.config.process.args.join(' '),
+    created: s.created,
+    status,
+    pid: status === 'stopped' ? 0 : s.pid,
+    exitCode: exit ? (exit.code ?? 128 + (exit.signal ?? 0)) : null,
+    finishedAt: exit?.finishedAt ?? null,
+  };
+}
+
+export function ociState(s: ContainerState) {
+  const status = statusOf(s);
+  return {
+    ociVersion: s.ociVersion,
+    id: s.id,
+    status,
+    pid: status === 'stopped' ? 0 : s.pid,
+    bundle: s.bundle,
+    rootfs: s.rootfs,
+    created: s.created,
+    owner: '',
+    annotations: s.annotations,
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('')).join('\n') + '\n';
+}
+
+function ago(iso: string | null): string {
+  if (!iso) return '';
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  return s < 60 ? `${Math.round(s)} seconds ago` : s < 3600 ? `${Math.round(s / 60)} minutes ago` : `${Math.round(s / 3600)} hours ago`;
+}
+
+export function registerLifecycle(program: Command, paths: () => Paths): void {
+  program
+    .command('ps [id]')
+    .alias('ls')
+    .description('list containers (docker ps); with an ID, the pids inside it (OCI ps)')
+    .option('-a, --all', 'include stopped containers')
+    .option('--format <fmt>', 'table or json', 'table')
+    .action((id: string | undefined, o: { all?: boolean; format: string }) => {
+      if (o.format !== 'table' && o.format !== 'json') throw new UsageError(`--format ${JSON.stringify(o.format)}: table or json`);
+      if (id) {
+        const s = resolve(paths(), id);
+        const pids = containerPids(s);
+        if (o.format === 'json') out(JSON.stringify(pids) + '\n');
+        else out(table([['PID', 'CMD'], ...pids.map((p) => [String(p), cmdline(p)])]));
+        return;
+      }
+      const rows = listStates(paths())
+        .map((s) => describe(paths(), s))
+        .filter((d) => o.all || d.status !== 'stopped')
+        .sort((a, b) => b.created.localeCompare(a.created));
+      if (o.format === 'json') return void out(JSON.stringify(rows, null, 2) + '\n');
+      out(
+        table([
+          ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES'],
+          ...rows.map((d) => [d.id.slice(0, 12), d.image, JSON.stringify(d.command.length > 20 ? d.command.slice(0, 19) + '…' : d.command), ago(d.created), d.status === 'stopped' ? `Exited (${d.exitCode ?? '?'}) ${ago(d.finishedAt)}` : d.status, d.name]),
+        ]),
+      );
+    });
+
+  program
+    .command('state <id>')
+    .description('the OCI state of a container (JSON)')
+    .action((id: string) => void out(JSON.stringify(ociState(resolve(paths(), id)), null, 2) + '\n'));
+
+  program
+    .command('start <id>')
+    .description('start a created container (OCI start)')
+    .action(async (id: string) => startCreated(paths(), id));
+
+  program
+    .command('kill <id> [signal]')
+    .description('send a signal (default SIGTERM) to the container\'s init, or with --all to every process in it')
+    .option('-s, --signal <sig>', 'signal name or number (docker style)')
+    .option('-a, --all', 'every process of the container (OCI kill --all)')
+    .action(async (id: string, sig: string | undefined, o: { signal?: string; all?: boolean }) => {
+      await killContainer(paths(), id, parseSignal(o.signal ?? sig ?? 'TERM'), Boolean(o.all));
+    });
+
+  program
+    .command('delete <id>')
+    .description('delete a container (OCI delete): its processes (with --force), mounts, cgroup, files and state')
+    .option('-f, --force', 'kill it first if it runs')
+    .action(async (id: string, o: { force?: boolean }) => deleteContainer(paths(), id, Boolean(o.force)));
+
+  program
+    .command('rm <ids...>')
+    .description('remove containers (docker rm)')
+    .option('-f, --force', 'kill running containers first')
+    .action(async (ids: string[], o: { force?: boolean }) => {
+      for (const id of ids) await deleteContainer(paths(), id, Boolean(o.force));
+    });
+
+  program
+    .command('stop <ids...>')
+    .description('SIGTERM, then SIGKILL after the grace period (docker stop)')
+    .option('-t, --time <seconds>', 'grace period', '10')
+    .action(async (ids: string[], o: { time: string }) => {
+      const t = Number(o.time);
+      if (!Number.isFinite(t) || t < 0) throw new UsageError(`--time ${JSON.stringify(o.time)}: a number of seconds`);
+      for (const id of ids) {
+        const s = resolve(paths(), id);
+        if (statusOf(s) === 'stopped') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is not running`);
+        await killContainer(paths(), s.id, 'SIGTERM', false);
+        if (!(await waitGone(s, t * 1000))) {
+          await killContainer(paths(), s.id, 'SIGKILL', true).catch(() => undefined);
+          await waitGone(s, 10_000);
+        }
+        await exitRecord(paths(), s);
+        out(`${id}\n`);
+      }
+    });
+
+  program
+    .command('wait <ids...>')
+    .description('wait until containers stop; print their exit codes')
+    .action(async (ids: string[]) => {
+      for (const id of ids) {
+        const s = resolve(paths(), id);
+        await waitGone(s, Number.MAX_SAFE_INTEGER);
+        const e = await exitRecord(paths(), s);
+        out(`${e ? (e.code ?? 128 + (e.signal ?? 0)) : 'unknown'}\n`);
+      }
+    });
+
+  program
+    .command('logs <id>')
+    .description('the output of a detached container (json-file log)')
+    .option('-f, --follow', 'keep printing until the container stops')
+    .option('--tail <n>', 'only the last N lines')
+    .option('-t, --timestamps', 'prefix each line with its time')
+    .action(async (id: string, o: { follow?: boolean; tail?: string; timestamps?: boolean }) => {
+      const s = resolve(paths(), id);
+      if (!s.monitorPid) throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} has no log: only detached containers (run -d) are logged`);
+      if (o.tail !== undefined && !/^\d+$/.test(o.tail)) throw new UsageError(`--tail ${JSON.stringify(o.tail)}: a number of lines`);
+      const print = (l: { log: string; stream: string; time: string }) => writeSync(l.stream === 'stderr' ? 2 : 1, (o.timestamps ? `${l.time} ` : '') + l.log);
+      let lines = readLogLines(paths(), s.id);
+      if (o.tail !== undefined) lines = lines.slice(Math.max(0, lines.length - Number(o.tail)));
+      lines.forEach(print);
+      if (!o.follow) return;
+      let seen = readLogLines(paths(), s.id).length;
+      const file = logFile(paths(), s.id);
+      for (;;) {
+        const stopped = statusOf(s) === 'stopped';
+        if (existsSync(file) && statSync(file).size > 0) {
+          const now = readLogLines(paths(), s.id);
+          now.slice(seen).forEach(print);
+          seen = now.length;
+        }
+        if (stopped) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    });
+
+  program
+    .command('inspect <ids...>')
+    .description('everything tsrun knows of containers: config, state, exit, as applied (JSON)')
+    .action((ids: string[]) => {
+      const docs = ids.map((id) => {
+        const s = resolve(paths(), id);
+        const d = describe(paths(), s);
+        return {
+          Id: s.id,
+          Name: s.name ?? '',
+          Image: s.image ?? '',
+          Created: s.created,
+          State: { Status: d.status, Pid: d.pid, StartedAt: s.started ?? null, FinishedAt: d.finishedAt, ExitCode: d.exitCode, OOMKilled: false },
+          Bundle: s.bundle,
+          Rootfs: s.rootfs,
+          Monitor: s.monitorPid ?? null,
+          Config: s.config,
+        };
+      });
+      out(JSON.stringify(docs, null, 2) + '\n');
+    });
+
+  program
+    .command('system')
+    .description('housekeeping')
+    .command('prune')
+    .description('remove stopped containers and the data of containers whose state is gone (e.g. after a reboot)')
+    .action(async () => {
+      for (const id of await prune(paths())) out(`${id}\n`);
+    });
+
+  program
+    .command('features')
+    .description('what this runtime supports (OCI runtime features, JSON)')
+    .action(() => {
+      out(
+        JSON.stringify(
+          {
+            ociVersionMin: '1.0.0',
+            ociVersionMax: '1.2.0',
+            hooks: [],
+            mountOptions: ['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev', 'noexec', 'exec', 'bind', 'rbind', 'private', 'rprivate', 'slave', 'rslave', 'shared', 'rshared', 'relatime', 'strictatime', 'noatime', 'nosymfollow'],
+            linux: { namespaces: ['pid', 'network', 'mount', 'ipc', 'uts', 'cgroup', 'user'] },
+            annotations: { 'org.opencontainers.runtime-spec.features': 'tsrun' },
+          },
+          null,
+          2,
+        ) + '\n',
+      );
+    });
+}
+
+/** The monitor writes the exit record right after it reaps the container: allow it a moment. */
+async function exitRecord(p: Paths, s: ContainerState) {
+  for (let i = 0; i < 300 && s.monitorPid && !readExit(p, s.id); i++) await new Promise((r) => setTimeout(r, 10));
+  return readExit(p, s.id);
+}
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '';
+  }
+}

@@ -72,9 +72,9 @@ describeKernel('privilege controls on the real kernel', () => {
         linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }] },
       });
       writeFileSync(join(dir, 'config.json'), JSON.stringify(spec(['CAP_NET_BIND_SERVICE'])));
-      expect(JSON.parse(tsrun(['run', '--bundle', dir]).stdout)).toMatchObject({ uid: 1000, CapEff: '0000000000000400', CapAmb: '0000000000000400' });
+      expect(JSON.parse(tsrun(['run', '--rm', '--bundle', dir]).stdout)).toMatchObject({ uid: 1000, CapEff: '0000000000000400', CapAmb: '0000000000000400' });
       writeFileSync(join(dir, 'config.json'), JSON.stringify(spec([])));
-      expect(JSON.parse(tsrun(['run', '--bundle', dir]).stdout)).toMatchObject({ uid: 1000, CapEff: '0000000000000000', CapAmb: '0000000000000000' });
+      expect(JSON.parse(tsrun(['run', '--rm', '--bundle', dir]).stdout)).toMatchObject({ uid: 1000, CapEff: '0000000000000000', CapAmb: '0000000000000000' });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -89,7 +89,8 @@ enum tsrun_msg {
   MSG_PTY = 3,     /* child → parent: SCM_RIGHTS carries the pty master */
   MSG_READY = 4,   /* child → parent: waiting before exec (OP_WAIT_START) */
   MSG_START = 5,   /* unused: `start` goes through the fifo of OP_WAIT_START */
-  MSG_MOUNT_FD = 6 /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
+  MSG_MOUNT_FD = 6, /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
+  MSG_ID_MAPPED = 7 /* parent → child before exec, CLONE_NEWUSER only: uid_map/gid_map are written */
 };
 
 struct sync_msg {
@@ -98,6 +99,10 @@ struct sync_msg {
   int32_t err;    /* errno for MSG_ERROR */
   uint32_t pad;
 };
+
+/* op index of MSG_ERROR when the cloned child failed before the plan ran */
+#define INDEX_EXEC 0xffffffffu    /* execveat of tsrun-init */
+#define INDEX_ID_SWITCH 0xfffffffeu /* setgroups/setresgid/setresuid(0) in a new user namespace */
 
 /* tsrun ⇄ tsrun-monitor (detached containers), over a SOCK_SEQPACKET pair on the monitor's fd 3 */
 enum tsrun_mon_msg {

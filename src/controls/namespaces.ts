@@ -30,6 +30,15 @@ const WHY: Record<NamespaceType, string> = {
   time: 'own boot and monotonic clocks',
 };
 
+/**
+ * Namespaces a container may join by path (linux.namespaces[].path) instead of creating
+ * them: engines create the network namespace themselves (podman's netavark under
+ * /run/netns, a Kubernetes pod sandbox shares net/ipc/uts). setns(2) into these needs no
+ * more than CAP_SYS_ADMIN and does not change the caller's root or pid; joining pid, user
+ * or mount namespaces would (the pid one only applies to children), so those are refused.
+ */
+const JOINABLE = new Set<NamespaceType>(['network', 'ipc', 'uts', 'cgroup']);
+
 export function hasNamespace(ctx: BuildContext, type: NamespaceType): boolean {
   return ctx.spec.linux.namespaces.some((n) => n.type === type && !n.path);
 }
@@ -56,7 +65,11 @@ export const control: Control = {
       if (seen.has(ns.type)) throw new SpecError(`${field}.type`, `namespace ${ns.type} listed twice`);
       seen.add(ns.type);
       if (ns.type === 'time') throw new UnsupportedError(`${field}: time namespaces are not supported by tsrun yet`);
-      if (ns.path) throw new UnsupportedError(`${field}.path: joining an existing namespace (${ns.path}) is not supported yet`);
+      if (ns.path !== undefined) {
+        if (!JOINABLE.has(ns.type))
+          throw new UnsupportedError(`${field}.path: joining an existing ${ns.type} namespace (${ns.path}) is not supported (tsrun joins network, ipc, uts and cgroup namespaces by path)`);
+        if (!ns.path.startsWith('/')) throw new SpecError(`${field}.path`, `${JSON.stringify(ns.path)} must be an absolute path`);
+      }
     });
     if (!seen.has('mount')) throw new SpecError('linux.namespaces', 'a mount namespace is required (tsrun pivots into the rootfs)');
   },
@@ -72,6 +85,13 @@ export const control: Control = {
         `clone(${[...flags.map((f) => `CLONE_${f}`), 'SIGCHLD'].join('|')}) → execveat(sealed memfd "tsrun-init") with the plan on fd 4`,
       ),
     );
+    // The init opens each path before its first setns (native/init.c pre-pass), in the
+    // copy of the host's mount table it was cloned with, so /run/netns/NAME still resolves.
+    for (const ns of ctx.spec.linux.namespaces) {
+      const f = FLAG[ns.type];
+      if (ns.path === undefined || !f) continue;
+      steps.push(child('early', 'namespaces', `join the existing ${ns.type} namespace the engine prepared (${WHY[ns.type]})`, op.setns(ns.path, f)));
+    }
     if (hasNamespace(ctx, 'cgroup')) {
       steps.push(child('early', 'namespaces', WHY.cgroup + ' (unshared after tsrun placed this process in its cgroup)', op.unshare(['NEWCGROUP'])));
     }

@@ -126,6 +126,21 @@ describe('spec → plan', () => {
     expect(childSteps(plan).some((s) => s.op === 'LOOPBACK_UP')).toBe(false);
   });
 
+  it('joins a network namespace by path (podman\'s netavark, a pod sandbox): setns early, no new netns, no loopback set-up', () => {
+    const ctx = ctxFor();
+    ctx.spec.linux.namespaces = ctx.spec.linux.namespaces.map((n) => (n.type === 'network' || n.type === 'ipc' ? { ...n, path: `/run/netns/${n.type}` } : n));
+    const plan = buildPlan(ctx);
+    expect(plan.cloneFlags).not.toContain('CLONE_NEWNET');
+    expect(plan.cloneFlags).not.toContain('CLONE_NEWIPC');
+    expect(plan.cloneFlags).toContain('CLONE_NEWPID');
+    const steps = childSteps(plan);
+    const joins = steps.filter((s) => s.op === 'SETNS');
+    expect(joins.map((s) => s.strs[0])).toEqual(['/run/netns/ipc', '/run/netns/network']);
+    expect(joins.every((s) => s.phase === 'early')).toBe(true);
+    expect(steps.some((s) => s.op === 'LOOPBACK_UP')).toBe(false);
+    expect(steps.indexOf(joins[0]!)).toBeLessThan(steps.findIndex((s) => s.op === 'PIVOT_ROOT'));
+  });
+
   it('switches user after the system steps and before exec', () => {
     const steps = childSteps(buildPlan(ctxFor({ user: '1000:100' })));
     const ops = steps.map((s) => s.op);
@@ -139,8 +154,12 @@ describe('spec → plan', () => {
     ctx.spec.linux.namespaces.push({ type: 'bogus' as never });
     expect(() => buildPlan(ctx)).toThrow(SpecError);
     const j = ctxFor();
-    j.spec.linux.namespaces = [{ type: 'mount' }, { type: 'network', path: '/run/netns/x' }];
+    j.spec.linux.namespaces = [{ type: 'mount' }, { type: 'pid', path: '/proc/1/ns/pid' }];
     expect(() => buildPlan(j)).toThrow(UnsupportedError);
+    expect(() => buildPlan(j)).toThrow(/linux\.namespaces\[1\]\.path: joining an existing pid namespace/);
+    const rel = ctxFor();
+    rel.spec.linux.namespaces = [{ type: 'mount' }, { type: 'network', path: 'netns/x' }];
+    expect(() => buildPlan(rel)).toThrow(/linux\.namespaces\[1\]\.path: "netns\/x" must be an absolute path/);
     const m = ctxFor();
     m.spec.mounts = [{ destination: 'relative', type: 'tmpfs' }];
     expect(() => buildPlan(m)).toThrow(/mounts\[0\].destination/);

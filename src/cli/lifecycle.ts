@@ -3,6 +3,7 @@ import { constants as osc } from 'node:os';
 import type { Command } from 'commander';
 import { SpecError, StateError, UsageError } from '../errors.js';
 import { execInContainer } from '../runtime/exec.js';
+import { pauseContainer, resumeContainer } from '../runtime/freeze.js';
 import type { Process } from '../spec/types.js';
 import { resolveUser } from '../spec/users.js';
 import { containerPids, deleteContainer, killContainer, prune, readLogLines, resolve, startCreated, waitGone } from '../runtime/lifecycle.js';
@@ -145,7 +146,27 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .command('delete <id>')
     .description('delete a container (OCI delete): its processes (with --force), mounts, cgroup, files and state')
     .option('-f, --force', 'kill it first if it runs')
-    .action(async (id: string, o: { force?: boolean }) => deleteContainer(paths(), id, Boolean(o.force)));
+    .action(async (id: string, o: { force?: boolean }) => {
+      // engines call `delete --force` to clean up after a create that failed or a delete
+      // that already ran (podman after a failed create, containerd's shim twice on exit):
+      // as runc does, a forced delete of a container that does not exist is not an error
+      try {
+        await deleteContainer(paths(), id, Boolean(o.force));
+      } catch (e) {
+        if (!(o.force && e instanceof StateError && e.message.startsWith('no such container'))) throw e;
+      }
+    });
+
+  program
+    .command('pause <id>')
+    .description('freeze every process of the container (cgroup freezer; OCI pause, docker pause)')
+    .action(async (id: string) => pauseContainer(paths(), id));
+
+  program
+    .command('resume <id>')
+    .alias('unpause')
+    .description('thaw a paused container (OCI resume, docker unpause)')
+    .action(async (id: string) => resumeContainer(paths(), id));
 
   program
     .command('rm <ids...>')

@@ -7,6 +7,7 @@ import { MONITOR_PATH, nativeKernel } from '../kernel/native.js';
 import type { Kernel } from '../kernel/types.js';
 import { startFifo } from '../controls/process.js';
 import type { ParentStep, Plan } from '../plan/types.js';
+import { freezerOf, setFrozen } from './freeze.js';
 import { execParentStep } from './parent-exec.js';
 import type { Paths } from './paths.js';
 import { cleanup, startContainer, type Spawner, type Started } from './run.js';
@@ -229,6 +230,17 @@ export async function killContainer(paths: Paths, ref: string, signal: NodeJS.Si
       if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
     }
   }
+  // A frozen task acts on SIGKILL only once thawed: engines kill paused containers (containerd's
+  // `task rm -f` sends kill --all 9 and waits), so a paused container is thawed to let it die.
+  // SIGKILL to the init ends the whole PID namespace (pid_namespaces(7)), so it stays unpaused.
+  if (statusOf(s) === 'paused' && (signal === 'SIGKILL' || signal === 9)) {
+    await withLock(paths, s.id, () => {
+      const freezer = freezerOf(s);
+      if (freezer) setFrozen(freezer, false);
+      s.paused = false;
+      saveState(paths, s);
+    });
+  }
 }
 
 /** Waits until the container's init is gone (reaped, or a zombie awaiting its parent). */
@@ -258,6 +270,9 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
           /* gone */
         }
       }
+      // a frozen task only acts on SIGKILL once thawed (engines delete --force paused containers)
+      const freezer = st === 'paused' ? freezerOf(s) : undefined;
+      if (freezer) setFrozen(freezer, false);
       if (!(await waitGone(s, 10_000))) throw new StateError(`container ${s.id.slice(0, 12)}: pid ${s.pid} did not die after SIGKILL`);
     }
     const err = runCleanup(s.cleanup);

@@ -83,6 +83,24 @@ static void fail(uint32_t index, int err) {
   _exit(INIT_FAILED);
 }
 
+/* Once OP_WAIT_START returns, the `tsrun create` that read SYNC_FD is long gone and `start`
+ * only read the fifo: an error sent on SYNC_FD reaches nobody. The container's stderr is the
+ * engine's (conmon, containerd-shim), which shows it to the user, so say it there, with the
+ * shell's exit codes for a command that is missing (127) or cannot run (126), as engines and
+ * runc report them. */
+static int after_start;
+
+static void late_failure(const struct op *o, int err) {
+  char msg[512];
+  int n = o->code == OP_EXEC ? snprintf(msg, sizeof msg, "tsrun: exec \"%s\": %s\n", o->strs[0], strerror(err))
+                             : snprintf(msg, sizeof msg, "tsrun: container set-up after start (op %u) failed: %s\n", o->code, strerror(err));
+  if (n > 0) {
+    ssize_t ignored = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+    (void)ignored;
+  }
+  if (o->code == OP_EXEC) _exit(err == ENOENT || err == ENOTDIR ? 127 : 126);
+}
+
 static const char *nullable(const char *s) { return s && *s ? s : NULL; }
 
 static long xopenat2(int dirfd, const char *path, int flags, uint64_t resolve) {
@@ -675,7 +693,12 @@ int main(int argc, char **argv) {
     uint32_t size;
     if (decode(plan + off, ph.size - off, &o, &size) < 0) fail(i, EBADMSG);
     o.pre_fd = pre_fd_for(i);
-    if (run_op(&o) < 0) fail(i, errno);
+    if (run_op(&o) < 0) {
+      int e = errno;
+      if (after_start) late_failure(&o, e);
+      fail(i, e);
+    }
+    if (o.code == OP_WAIT_START) after_start = 1;
     off += size;
   }
   /* A plan must end in OP_EXEC; reaching here means it did not. */

@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -219,4 +220,48 @@ export function unmountAll(dir: string): string[] {
   const found = mountsUnder(dir);
   for (const m of found) run('umount', ['-l', m]);
   return found;
+}
+
+/**
+ * An OCI image archive (image-spec "image layout", tarred) holding one uncompressed layer with
+ * `rootfs` and a config running `cmd`: what `ctr image import` reads. Written here rather
+ * than with umoci/skopeo so the test needs no image tool.
+ */
+export function ociArchive(rootfs: string, work: string, cmd: string[] = ['sh']): string {
+  const layout = join(work, 'oci-layout');
+  const blobs = join(layout, 'blobs', 'sha256');
+  mkdirSync(blobs, { recursive: true });
+  const blob = (data: Buffer): { digest: string; size: number } => {
+    const hex = createHash('sha256').update(data).digest('hex');
+    writeFileSync(join(blobs, hex), data);
+    return { digest: `sha256:${hex}`, size: data.length };
+  };
+  // numeric owners and a fixed order, so the layer is what the rootfs is
+  const layer = execFileSync('tar', ['-C', rootfs, '--numeric-owner', '--sort=name', '-cf', '-', '.'], { maxBuffer: 256 << 20 });
+  const l = blob(layer);
+  const config = blob(
+    Buffer.from(
+      JSON.stringify({
+        architecture: process.arch === 'x64' ? 'amd64' : process.arch,
+        os: 'linux',
+        config: { Cmd: cmd, Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], WorkingDir: '/' },
+        rootfs: { type: 'layers', diff_ids: [l.digest] },
+      }),
+    ),
+  );
+  const manifest = blob(
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...l }],
+      }),
+    ),
+  );
+  writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest }] }));
+  const archive = join(work, 'image.oci.tar');
+  execFileSync('tar', ['-C', layout, '-cf', archive, '.']);
+  return archive;
 }

@@ -89,6 +89,14 @@ describeEngine('podman drives tsrun (podman --runtime tsrun)', ['podman', 'conmo
     expect(existsSync(join(sb.tsrunRoot, id))).toBe(false);
   });
 
+  it('delete --force of a container that is gone succeeds, as engines expect when cleaning up twice', () => {
+    const gone = run(sb.runtime, ['delete', '--force', 'f'.repeat(64)]);
+    expect(gone).toMatchObject({ code: 0, stdout: '', stderr: '' });
+    const plain = run(sb.runtime, ['delete', 'f'.repeat(64)]);
+    expect(plain.code).toBe(125);
+    expect(plain.stderr).toMatch(/^tsrun: no such container: "f{64}"\n$/);
+  });
+
   it('the exit code and a missing command reach podman (127, with tsrun\'s message)', () => {
     expect(podman(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'exit 7']).code).toBe(7);
     const r = podman(['run', '--rm', '--network', 'none', IMAGE, 'no-such-command']);

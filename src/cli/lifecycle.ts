@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { StateError, UsageError } from '../errors.js';
 import { containerPids, deleteContainer, killContainer, prune, readLogLines, resolve, startCreated, waitGone } from '../runtime/lifecycle.js';
 import type { Paths } from '../runtime/paths.js';
+import { oomKilledFromSteps } from '../controls/cgroups/manager.js';
 import { listStates, logFile, readExit, statusOf, type ContainerState } from '../runtime/state.js';
 
 // The verbs around a container's life: docker's (ps, logs, stop, kill -s, rm, wait,
@@ -201,7 +202,7 @@ export function registerLifecycle(program: Command, paths: () => Paths): void {
           Name: s.name ?? '',
           Image: s.image ?? '',
           Created: s.created,
-          State: { Status: d.status, Pid: d.pid, StartedAt: s.started ?? null, FinishedAt: d.finishedAt, ExitCode: d.exitCode, OOMKilled: false },
+          State: { Status: d.status, Pid: d.pid, StartedAt: s.started ?? null, FinishedAt: d.finishedAt, ExitCode: d.exitCode, OOMKilled: oomKilledFromSteps(s.cleanup) },
           Bundle: s.bundle,
           Rootfs: s.rootfs,
           Monitor: s.monitorPid ?? null,

@@ -163,6 +163,32 @@ describeKernel('cgroup limits through tsrun run', () => {
     }
   });
 
+  it('run -d: stats finds the container by name through its state; inspect reports OOMKilled', async () => {
+    const name = `cg-web-${process.pid}`;
+    const hog = `cg-hog-${process.pid}`;
+    try {
+      expect(tsrun(['run', '-d', '--name', name, '-m', '40m', '--cgroup-parent', PARENT, 'busybox', 'sh', '-c', 'while :; do :; done']).code).toBe(0);
+      expect(tsrun(['run', '-d', '--name', hog, '-m', '32m', '--cgroup-parent', PARENT, 'busybox', 'sh', '-c', 'x=aaaaaaaa; while :; do x=$x$x; done']).code).toBe(0);
+      const st = tsrun(['stats', '--no-stream', '--format', 'json', name]);
+      expect(st.code, st.stderr).toBe(0);
+      const row = JSON.parse(st.stdout) as Record<string, any>;
+      expect(row['Name']).toBe(name);
+      expect(row['MemUsage']).toMatch(/ \/ 40\.00MiB$/);
+      expect(row['raw'].cpuPercent).toBeGreaterThan(30);
+      let doc: Record<string, any> = {};
+      for (let i = 0; i < 100; i++) {
+        doc = (JSON.parse(tsrun(['inspect', hog]).stdout) as Record<string, any>[])[0]!;
+        if (doc['State'].Status === 'stopped') break;
+        await sleep(50);
+      }
+      expect(doc['State']).toMatchObject({ Status: 'stopped', ExitCode: 137, OOMKilled: true });
+      // a stopped container is not listed by stats
+      expect(tsrun(['stats', '--no-stream', hog]).code).toBe(125);
+    } finally {
+      tsrun(['rm', '-f', name, hog]);
+    }
+  });
+
   it('a bundle\'s linux.resources, linux.cgroupsPath and cgroup mount are honoured', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsrun-cg-bundle-'));
     try {
@@ -180,7 +206,7 @@ describeKernel('cgroup limits through tsrun run', () => {
         linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'cgroup' }], cgroupsPath: `${PARENT}/bundle`, resources: { pids: { limit: 33 } } },
       };
       writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-      const r = tsrun(['run', '--bundle', dir]);
+      const r = tsrun(['run', '--rm', '--bundle', dir]);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       expect(r.stdout.split('\n')[0]).toBe('33');

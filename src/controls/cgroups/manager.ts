@@ -462,6 +462,21 @@ export function oomKillsIn(dir: string): number {
   return m ? Number(m[1]) : 0;
 }
 
+/**
+ * OOM verdict from a container's saved cleanup steps (state.json keeps them): reads the
+ * memory cgroup the 'oom-check' step names. For `inspect` of a stopped, not yet removed
+ * container, whose cgroup still exists.
+ */
+export function oomKilledFromSteps(steps: readonly { action: string; verb?: string; path?: string }[]): boolean {
+  const s = steps.find((x) => x.action === 'cgroup' && x.verb === 'oom-check');
+  return s?.path ? oomKillsIn(s.path) > 0 : false;
+}
+
+/** The container's cgroup directories, from its saved cleanup steps. */
+export function cgroupDirsFromSteps(steps: readonly { action: string; verb?: string; path?: string; value?: string }[]): string[] {
+  return steps.filter((x) => x.action === 'cgroup' && x.verb === 'remove' && x.value !== 'if-empty' && x.path).map((x) => x.path!);
+}
+
 /** How many times the kernel's OOM killer fired in the memory cgroup (undefined: unknown). */
 export function oomKillCount(targets: CgroupTarget[]): number | undefined {
   const t = targets.find((x) => x.hierarchy.controllers.includes('memory'));

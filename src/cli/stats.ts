@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { StateError, UsageError } from '../errors.js';
-import { DEFAULT_PARENT, cgroupDirsFromSteps, readCgroupFile, type CgroupTarget } from '../controls/cgroups/manager.js';
+import { DEFAULT_PARENT, readCgroupFile, targetsFromSteps, type CgroupTarget } from '../controls/cgroups/manager.js';
 import { hostLayout, type CgroupLayout } from '../controls/cgroups/mode.js';
 import { containersUnder, formatTable, sampleCgroup, statsRow, targetsFor, type StatsRow } from '../controls/cgroups/stats.js';
 import { defaultPaths } from '../runtime/paths.js';
@@ -17,22 +17,13 @@ interface Found {
   targets: CgroupTarget[];
 }
 
-/** Maps saved cgroup directories back onto the host's hierarchies. */
-function targetsOfDirs(layout: CgroupLayout, dirs: string[]): CgroupTarget[] {
-  const hs = [...layout.v1, ...(layout.unified ? [layout.unified] : [])];
-  return dirs.flatMap((dir) => {
-    const h = hs.filter((x) => dir.startsWith(`${x.mountPoint}/`)).sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
-    return h ? [{ hierarchy: h, dir }] : [];
-  });
-}
-
 /** A state file (src/runtime/state.ts) keeps the plan's cleanup steps: they name the cgroup dirs. */
 function fromState(layout: CgroupLayout, root: string, id: string): Found | undefined {
   const file = join(root, id, 'state.json');
   if (!existsSync(file)) return undefined;
   try {
     const st = JSON.parse(readFileSync(file, 'utf8')) as { id?: string; name?: string; cleanup?: { action: string; verb?: string; path?: string; value?: string }[] };
-    const targets = targetsOfDirs(layout, cgroupDirsFromSteps(st.cleanup ?? []));
+    const targets = targetsFromSteps(layout, st.cleanup ?? []);
     return targets.length ? { id: st.id ?? id, name: st.name ?? '', targets } : undefined;
   } catch {
     return undefined;

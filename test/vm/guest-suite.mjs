@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const dist = new URL('../../dist/src/', import.meta.url);
-const { CgroupManager, wasOomKilled } = await import(new URL('controls/cgroups/manager.js', dist).href);
+const { CgroupManager, setFrozen, wasOomKilled } = await import(new URL('controls/cgroups/manager.js', dist).href);
 const { hostLayout } = await import(new URL('controls/cgroups/mode.js', dist).href);
 
 const PARENT = '/tsrun-vm';
@@ -119,6 +119,26 @@ await test('cleanup after SIGKILL of the main process leaves no process and no c
   const alive = pids.filter((p) => existsSync(`/proc/${p}/stat`) && !/ Z /.test(read(`/proc/${p}/stat`)));
   check(alive.length === 0, `alive: ${alive}`);
   return `${pids.length} processes killed via cgroup.kill`;
+});
+
+await test('cgroup.freeze stops and resumes the group', async () => {
+  const r = start('freeze', {}, 'while :; do :; done');
+  const d = r.m.targets[0].dir;
+  const usage = () => Number(/usage_usec (\d+)/.exec(read(join(d, 'cpu.stat')))[1]);
+  await sleep(300);
+  setFrozen(r.m.targets, true);
+  const u0 = usage();
+  await sleep(500);
+  const frozen = usage() - u0;
+  setFrozen(r.m.targets, false);
+  const u1 = usage();
+  await sleep(500);
+  const thawed = usage() - u1;
+  r.m.destroy();
+  await r.exited;
+  check(frozen < 5000, `frozen group used ${frozen} µs`);
+  check(thawed > 50000, `thawed group used ${thawed} µs`);
+  return `frozen ${frozen} µs / thawed ${thawed} µs of CPU in 500 ms`;
 });
 
 await test('tsrun run --pids-limit 20 holds a fork bomb on v2 and removes its cgroup', async () => {

@@ -463,6 +463,45 @@ export function oomKillsIn(dir: string): number {
 }
 
 /**
+ * Pause/unpause (docker pause, OCI has none): the freezer stops every task of the cgroup
+ * where it stands (v1 freezer.state FROZEN, v2 cgroup.freeze 1) and waits until the kernel
+ * says the whole group is frozen.
+ */
+export function setFrozen(targets: CgroupTarget[], frozen: boolean, ctx: ExecContext = {}): void {
+  const v1 = targets.find((t) => t.hierarchy.version === 1 && t.hierarchy.controllers.includes('freezer'));
+  const v2 = targets.find((t) => t.hierarchy.version === 2 && existsSync(join(t.dir, 'cgroup.freeze')));
+  const deadline = Date.now() + (ctx.timeoutMs ?? 5_000);
+  if (v1) {
+    const file = join(v1.dir, 'freezer.state');
+    writeCgroupFile(file, frozen ? 'FROZEN' : 'THAWED');
+    while (frozen && !/^FROZEN/.test(readCgroupFile(file) ?? '')) {
+      if (Date.now() > deadline) throw new KernelError(`freeze ${v1.dir}`, 16, 'EBUSY', 'still FREEZING (a task in uninterruptible sleep?)', CONTROL);
+      sleepMs(2);
+    }
+    return;
+  }
+  if (v2) {
+    writeCgroupFile(join(v2.dir, 'cgroup.freeze'), frozen ? '1' : '0');
+    const want = frozen ? /^frozen 1$/m : /^frozen 0$/m;
+    while (!want.test(readCgroupFile(join(v2.dir, 'cgroup.events')) ?? '')) {
+      if (Date.now() > deadline) throw new KernelError(`${frozen ? 'freeze' : 'thaw'} ${v2.dir}`, 16, 'EBUSY', 'cgroup.events does not report the change', CONTROL);
+      sleepMs(2);
+    }
+    return;
+  }
+  throw new UnsupportedError('pause needs the freezer: no v1 freezer hierarchy and no cgroup.freeze (cgroup v2, Linux 5.2) here');
+}
+
+/** The container's cgroup targets from its saved cleanup steps (for pause/unpause/stats). */
+export function targetsFromSteps(layout: CgroupLayout, steps: readonly { action: string; verb?: string; path?: string; value?: string }[]): CgroupTarget[] {
+  const hs = [...layout.v1, ...(layout.unified ? [layout.unified] : [])];
+  return cgroupDirsFromSteps(steps).flatMap((dir) => {
+    const h = hs.filter((x) => dir.startsWith(`${x.mountPoint}/`)).sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
+    return h ? [{ hierarchy: h, dir }] : [];
+  });
+}
+
+/**
  * OOM verdict from a container's saved cleanup steps (state.json keeps them): reads the
  * memory cgroup the 'oom-check' step names. For `inspect` of a stopped, not yet removed
  * container, whose cgroup still exists.

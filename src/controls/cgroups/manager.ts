@@ -2,7 +2,7 @@
 // steps that create / fill / join / empty / remove it, and the executor for those steps.
 // Everything goes through plain file operations on cgroupfs (cgroups(7)), so the same code
 // runs against a fixture tree in a temp dir (unit tests) and the real hierarchy.
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statSync, writeSync, constants } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, writeSync, constants } from 'node:fs';
 import { dirname, isAbsolute, join, posix } from 'node:path';
 import { KernelError, SpecError, UnsupportedError } from '../../errors.js';
 import type { ParentAction, ParentPhase, ParentStep } from '../../plan/types.js';
@@ -542,13 +542,4 @@ export function oomKillCount(targets: CgroupTarget[]): number | undefined {
 export function wasOomKilled(targets: CgroupTarget[] | CgroupManager): boolean {
   const t = targets instanceof CgroupManager ? targets.targets : targets;
   return (oomKillCount(t) ?? 0) > 0;
-}
-
-/** True when `dir` is a directory (used by tests and stats to see whether a cgroup exists). */
-export function cgroupExists(dir: string): boolean {
-  try {
-    return statSync(dir).isDirectory();
-  } catch {
-    return false;
-  }
 }

@@ -190,6 +190,25 @@ describeKernel('cgroup limits through tsrun run', () => {
     }
   });
 
+  it('tsrun itself SIGKILLed mid-run: rm -f still empties and removes the container\'s cgroup', async () => {
+    const name = `cg-orphan-${process.pid}`;
+    const p = tsrunAsync(['run', '--name', name, '--pids-limit', '30', '--cgroup-parent', PARENT, 'busybox', 'sh', '-c', 'sleep 60 & sleep 60 & sleep 60']);
+    const exited = new Promise((r) => p.on('exit', r));
+    let dirs: string[] = [];
+    for (let i = 0; i < 100 && dirs.length === 0; i++) {
+      await sleep(20);
+      dirs = childCgroups().filter((d) => existsSync(join(d, 'cgroup.procs')) && readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).length >= 3);
+    }
+    expect(dirs.length).toBeGreaterThan(0);
+    p.kill('SIGKILL'); // the runtime dies; its container and cgroup stay behind
+    await exited;
+    expect(childCgroups().length).toBeGreaterThan(0);
+    const r = tsrun(['rm', '-f', name]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(childCgroups()).toEqual([]);
+  });
+
   it('a bundle\'s linux.resources, linux.cgroupsPath and cgroup mount are honoured', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsrun-cg-bundle-'));
     try {

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -92,6 +93,10 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Array stdio = o.Get("stdio").As<Napi::Array>();
   int in_fds[3];
   for (uint32_t i = 0; i < 3; i++) in_fds[i] = stdio.Get(i).As<Napi::Number>().Int32Value();
+  // exec: clone into an existing PID namespace. setns(CLONE_NEWPID) only changes the
+  // namespace this thread's *children* are born in (pid_namespaces(7)); it is undone
+  // right after the clone, so no other child of this process is affected.
+  std::string pidns = o.Has("pidns") ? o.Get("pidns").As<Napi::String>().Utf8Value() : "";
 
   int err = 0;
   int init_fd = SealedInit(init_path, &err);
@@ -111,8 +116,27 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     throw ErrnoError(env, "socketpair", err);
   }
 
+  int own_ns = -1, target_ns = -1;
+  if (!pidns.empty()) {
+    own_ns = open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC);
+    target_ns = open(pidns.c_str(), O_RDONLY | O_CLOEXEC);
+    if (own_ns < 0 || target_ns < 0 || setns(target_ns, CLONE_NEWPID) < 0) {
+      err = errno;
+      if (own_ns >= 0) close(own_ns);
+      if (target_ns >= 0) close(target_ns);
+      close(sv[0]);
+      close(sv[1]);
+      close(plan_fd);
+      throw ErrnoError(env, "setns " + pidns, err);
+    }
+  }
   pid_t pid = tsrun_spawn_init(flags, init_fd, plan_fd, sv[1], in_fds);
   err = errno;
+  if (own_ns >= 0) {
+    setns(own_ns, CLONE_NEWPID);
+    close(own_ns);
+    close(target_ns);
+  }
   close(sv[1]);
   close(plan_fd);
   if (pid < 0) {
@@ -376,6 +400,41 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// idmapTree(path, pid, recursive) → fd of a detached copy of the mount at `path` whose
+// ids are shifted through the user namespace of `pid` (mount_setattr(2) MOUNT_ATTR_IDMAP,
+// Linux 5.12): a file owned by uid 0 on disk is seen as that namespace's uid 0, i.e. host
+// uid 100000 with a 0:100000 map. The child move_mount()s it (OP_MOUNT_FD). The filesystem
+// must support idmapping (ext4, xfs, btrfs, tmpfs do; overlayfs itself does not, which is
+// why tsrun idmaps the image layers under the overlay).
+Napi::Value IdmapTree(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>();
+  int pid = info[1].As<Napi::Number>().Int32Value();
+  bool recursive = info[2].As<Napi::Boolean>().Value();
+  std::string ns = "/proc/" + std::to_string(pid) + "/ns/user";
+  int userns = open(ns.c_str(), O_RDONLY | O_CLOEXEC);
+  if (userns < 0) throw ErrnoError(env, "open " + ns, errno);
+  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, path.c_str(),
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
+  if (tree < 0) {
+    int e = errno;
+    close(userns);
+    throw ErrnoError(env, "open_tree " + path, e);
+  }
+  struct mount_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.attr_set = MOUNT_ATTR_IDMAP;
+  attr.userns_fd = (uint64_t)userns;
+  int r = (int)syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof attr);
+  int e = errno;
+  close(userns);
+  if (r < 0) {
+    close(tree);
+    throw ErrnoError(env, "mount_setattr(MOUNT_ATTR_IDMAP) " + path, e);
+  }
+  return Napi::Number::New(env, tree);
+}
+
 Napi::Value StrError(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), strerror(info[0].As<Napi::Number>().Int32Value()));
 }
@@ -396,6 +455,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("strerror", Napi::Function::New(env, StrError));
+  exports.Set("idmapTree", Napi::Function::New(env, IdmapTree));
   exports.Set("mkfifo", Napi::Function::New(env, MkFifo));
   exports.Set("prepareSpawn", Napi::Function::New(env, PrepareSpawn));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));

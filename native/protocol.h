@@ -64,7 +64,8 @@ enum tsrun_op {
   OP_NO_NEW_PRIVS = 18,
   OP_SECCOMP = 19,       /* ints: flags            blob: struct sock_filter[] */
   OP_WRITE_FILE = 20,    /*                        strs: path, content (O_WRONLY|O_TRUNC) */
-  OP_CONSOLE = 21,       /* open /dev/ptmx in the container, send master, slave → 0-2, ctty */
+  OP_CONSOLE = 21,       /* ints: rows, cols, bind — open /dev/ptmx in the container, send master,
+                            slave → 0-2, ctty; bind it over /dev/console (not for exec) */
   OP_SETSID = 22,
   OP_WAIT_START = 23,    /* strs: fifo — send MSG_READY, then block opening the fifo for writing
                             until `start` opens it for reading (it was opened O_PATH before any
@@ -88,7 +89,8 @@ enum tsrun_msg {
   MSG_PTY = 3,     /* child → parent: SCM_RIGHTS carries the pty master */
   MSG_READY = 4,   /* child → parent: waiting before exec (OP_WAIT_START) */
   MSG_START = 5,   /* unused: `start` goes through the fifo of OP_WAIT_START */
-  MSG_MOUNT_FD = 6 /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
+  MSG_MOUNT_FD = 6, /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
+  MSG_ID_MAPPED = 7 /* parent → child before exec, CLONE_NEWUSER only: uid_map/gid_map are written */
 };
 
 struct sync_msg {
@@ -97,6 +99,10 @@ struct sync_msg {
   int32_t err;    /* errno for MSG_ERROR */
   uint32_t pad;
 };
+
+/* op index of MSG_ERROR when the cloned child failed before the plan ran */
+#define INDEX_EXEC 0xffffffffu    /* execveat of tsrun-init */
+#define INDEX_ID_SWITCH 0xfffffffeu /* setgroups/setresgid/setresuid(0) in a new user namespace */
 
 /* tsrun ⇄ tsrun-monitor (detached containers), over a SOCK_SEQPACKET pair on the monitor's fd 3 */
 enum tsrun_mon_msg {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <errno.h>
 #include <linux/close_range.h>
+#include <linux/sched.h>
 
 #include "protocol.h"
 
@@ -41,11 +42,30 @@ static inline pid_t tsrun_spawn_init(uint64_t clone_flags, int init_fd, int plan
   for (int i = 0; i < 5; i++)
     if (dup2(hi[i], i) < 0) _exit(INIT_FAILED);
   syscall(SYS_close_range, 5, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (clone_flags & CLONE_NEWUSER) {
+    /* In a new user namespace this process is still host uid 0, which the namespace does
+     * not map: an execve now would drop every capability (capabilities(7): only the
+     * namespace's own root keeps them across execve), leaving tsrun-init unable to mount
+     * anything. So wait for the parent's maps (MSG_ID_MAPPED), take uid/gid 0 *of the
+     * namespace* with raw syscalls (glibc's would signal threads that do not exist here),
+     * drop the host's supplementary groups, then exec as the namespace's root. */
+    struct sync_msg m;
+    ssize_t r;
+    do r = read(3, &m, sizeof m);
+    while (r < 0 && errno == EINTR);
+    if (r != (ssize_t)sizeof m || m.type != MSG_ID_MAPPED) _exit(INIT_FAILED);
+    if (syscall(SYS_setgroups, 0, 0) < 0 || syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0) {
+      struct sync_msg e = {MSG_ERROR, INDEX_ID_SWITCH, errno, 0};
+      ssize_t ignored = write(3, &e, sizeof e);
+      (void)ignored;
+      _exit(INIT_FAILED);
+    }
+  }
   char arg0[] = "tsrun-init", arg1[] = "--tsrun-init-v1";
   char *argv[] = {arg0, arg1, 0};
   char *envp[] = {0};
   syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
-  struct sync_msg m = {MSG_ERROR, 0xffffffffu, errno, 0};
+  struct sync_msg m = {MSG_ERROR, INDEX_EXEC, errno, 0};
   ssize_t ignored = write(3, &m, sizeof m);
   (void)ignored;
   _exit(INIT_FAILED);

@@ -1,5 +1,13 @@
 import type { FlagDef } from '../spec/flag-types.js';
 import { flags as cgroupFlags } from '../controls/cgroups/flags.js';
+import { UnsupportedError } from '../errors.js';
+import { applyPrivilegeSecurityOpt } from '../config/spec-defaults.js';
+import { flags as capabilityFlags } from '../controls/capabilities.js';
+import { flags as usernsFlags } from '../controls/userns.js';
+import { flags as rlimitFlags } from '../controls/rlimits.js';
+import { flags as deviceFlags } from '../controls/devices.js';
+import { flags as sysctlFlags } from '../controls/sysctl.js';
+import { flags as privilegedFlags } from '../controls/privileged.js';
 
 // The flag table of `run` / `explain`: --help, docs/flags.md and the spec builder all read
 // it. Core rows are applied by src/spec/from-flags.ts itself (they shape the whole spec);
@@ -30,5 +38,32 @@ export const CORE_FLAGS: FlagDef[] = [
   { syntax: '--tmpfs <path[:opts]>', help: 'mount a tmpfs (nosuid,nodev,noexec plus opts) (repeatable)', docker: '--tmpfs', control: 'mounts', repeatable: true },
 ];
 
-/** Every row of the table; control modules add theirs here. */
-export const RUN_FLAGS: FlagDef[] = [...CORE_FLAGS, ...cgroupFlags];
+/** docker's --security-opt: each control takes the forms it owns. */
+export const SECURITY_OPT_FLAG: FlagDef = {
+  syntax: '--security-opt <opt>',
+  help: 'no-new-privileges[=true|false], systempaths=unconfined (repeatable)',
+  docker: '--security-opt',
+  control: 'nnp',
+  repeatable: true,
+  apply(spec, value) {
+    for (const o of (Array.isArray(value) ? value : [value]).map(String)) {
+      if (!applyPrivilegeSecurityOpt(spec, o)) throw new UnsupportedError(`--security-opt ${JSON.stringify(o)}: not supported`);
+    }
+  },
+};
+
+/**
+ * Every row of the table; control modules add theirs here. --privileged comes last: it
+ * overrides what --cap-add, --security-opt and --device set.
+ */
+export const RUN_FLAGS: FlagDef[] = [
+  ...CORE_FLAGS,
+  ...usernsFlags,
+  ...capabilityFlags,
+  SECURITY_OPT_FLAG,
+  ...rlimitFlags,
+  ...deviceFlags,
+  ...sysctlFlags,
+  ...privilegedFlags,
+  ...cgroupFlags,
+];

@@ -65,7 +65,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       setExit(await createVerb(id, o, paths(program)));
     });
 
-  registerLifecycle(program, () => paths(program));
+  registerLifecycle(program, () => paths(program), setExit);
   registerStatsCommand(program);
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {

@@ -17,9 +17,13 @@ import { launch } from '../runtime/lifecycle.js';
 import { exitFile, removeState } from '../runtime/state.js';
 import { PROJECT_ROOT } from '../kernel/native.js';
 import { RUN_FLAGS } from './flags.js';
+import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/index.js';
+import { applyDefaults } from '../config/spec-defaults.js';
+import { capabilityReport } from '../controls/capabilities.js';
 
 export interface RunCliOptions extends RunOptions {
   bundle?: string;
+  config?: string;
   dryRun?: boolean;
   json?: boolean;
   /** stop the init before exec until `start` (OCI create/start); not a run flag */
@@ -40,6 +44,7 @@ export function addRunFlags(cmd: Command, flags: readonly FlagDef[] = RUN_FLAGS)
   }
   return cmd
     .option('--bundle <dir>', 'run an OCI bundle (config.json + rootfs) instead of an image')
+    .option('--config <file>', `host-wide defaults, daemon.json keys (default ${DEFAULT_CONFIG_PATH}, or $TSRUN_CONFIG)`)
     .option('--json', 'with --dry-run / explain: the plan as JSON');
 }
 
@@ -83,6 +88,8 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     const store = new LocalStore(imagesDir(paths));
     const img = await store.resolve(image);
     const rootfs = join(cdir, 'merged');
+    const cfg = loadConfig(opts.config, process.env, host);
+    for (const w of cfg.warnings) writeSync(2, `tsrun: warning: ${w}\n`);
     const consoleSize = terminal && process.stdout.isTTY ? { height: process.stdout.rows, width: process.stdout.columns } : undefined;
     const spec = specFromFlags({
       id,
@@ -94,6 +101,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
       env: { readImageFile: imageFileReader(img.layers), ncpu: host.ncpu },
       hostEnv: process.env,
       flags: RUN_FLAGS,
+      beforeFlags: (spec) => applyDefaults(spec, cfg.config, { userns: opts.userns, usernsRemap: opts.usernsRemap }),
       ...(consoleSize ? { consoleSize } : {}),
     });
     ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart) };
@@ -153,5 +161,7 @@ export async function createVerb(id: string, opts: { bundle?: string; pidFile?: 
 export async function explainVerb(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths = defaultPaths()): Promise<number> {
   const plan = await planRun(image, args, opts, paths);
   printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
+  // every capability, kept or dropped, with what it allows (CIS 5.3)
+  if (!opts.json) writeSync(1, `\ncapabilities (bounding set):\n${capabilityReport(plan.spec, detectHost().capEff).map((l) => `  ${l}`).join('\n')}\n`);
   return 0;
 }

@@ -8,10 +8,39 @@ import { control as readonlyRootfs } from './readonly-rootfs.js';
 import { control as utsNet } from './uts-net.js';
 import { control as processControl } from './process.js';
 import { control as cgroups } from './cgroups/index.js';
+import { control as userns } from './userns.js';
+import { control as devices } from './devices.js';
+import { control as sysctl } from './sysctl.js';
+import { control as maskedPaths } from './masked-paths.js';
+import { control as rlimits } from './rlimits.js';
+import { control as capabilities } from './capabilities.js';
+import { control as nnp } from './nnp.js';
+import { control as privileged } from './privileged.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so
  * the rootfs mount precedes the spec's mounts, which precede the default devices that
  * live on the /dev tmpfs.
  */
-export const CONTROLS: readonly Control[] = [namespaces, rootfs, mounts, defaultDevices, etcFiles, readonlyRootfs, utsNet, processControl, cgroups];
+// Privilege controls: userns before rootfs (its idmapped layers are mounted before the
+// overlay), devices after default-devices (they live on the /dev tmpfs), capabilities
+// before process (the bounding set is dropped before setresuid, in the same phase).
+export const CONTROLS: readonly Control[] = [
+  namespaces,
+  userns,
+  rootfs,
+  mounts,
+  defaultDevices,
+  devices,
+  sysctl,
+  etcFiles,
+  readonlyRootfs,
+  maskedPaths,
+  utsNet,
+  rlimits,
+  capabilities,
+  nnp,
+  privileged,
+  processControl,
+  cgroups,
+];

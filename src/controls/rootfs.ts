@@ -3,6 +3,7 @@ import * as op from '../plan/ops.js';
 import type { MountFlag } from '../plan/ops.js';
 import { child, parent } from '../plan/step.js';
 import type { Control, Step } from '../plan/types.js';
+import { overlayLowerDirs } from './userns.js';
 
 // The root filesystem: a copy-on-write overlay over the image (or a bundle's rootfs bound
 // onto itself, since pivot_root(2) needs the new root to be a mount point), then
@@ -43,7 +44,8 @@ export const control: Control = {
     // (mount_namespaces(7), shared subtrees) before mounting anything.
     steps.push(child('mounts', 'rootfs', 'no mount made here may propagate back to the host', op.mount('', '/', '', prop.includes('REC') ? prop : ['REC', ...prop])));
     if (ctx.overlay) {
-      const { lower, upper, work } = ctx.overlay;
+      const { upper, work } = ctx.overlay;
+      const lower = overlayLowerDirs(ctx); // idmapped copies with --userns-remap
       // overlayfs(5): lowerdir lists the top layer first.
       const data = `lowerdir=${[...lower].reverse().join(':')},upperdir=${upper},workdir=${work}`;
       steps.push(child('mounts', 'rootfs', "copy-on-write: the container's writes land in its own upper dir, never in the image", op.mount('overlay', ctx.rootfs, 'overlay', [], data)));

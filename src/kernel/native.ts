@@ -22,6 +22,7 @@ interface Addon {
   setWinsize(fd: number, rows: number, cols: number): void;
   close(fd: number): void;
   strerror(errno: number): string;
+  idmapTree(path: string, pid: number, recursive: boolean): number;
   mkfifo(path: string, mode: number): void;
   prepareSpawn(req: { initPath: string; plan: Buffer }): PreparedSpawn;
   socketpair(): [number, number];
@@ -53,6 +54,7 @@ export const nativeKernel: Kernel = {
   setWinsize: (fd, rows, cols) => load().setWinsize(fd, rows, cols),
   close: (fd) => load().close(fd),
   strerror: (errno) => load().strerror(errno),
+  idmapTree: (path, pid, recursive) => load().idmapTree(path, pid, recursive),
   mkfifo: (path, mode) => load().mkfifo(path, mode),
   prepareSpawn: (req) => load().prepareSpawn({ initPath: req.initPath, plan: toBuffer(req.plan) }),
   socketpair: () => load().socketpair(),

@@ -11,6 +11,8 @@ export interface SpawnRequest {
   cloneFlags: number;
   /** fds that become the child's 0, 1, 2 */
   stdio: [number, number, number];
+  /** exec: /proc/<pid>/ns/pid of the container to be born into */
+  pidns?: string;
 }
 
 export interface SpawnResult {
@@ -51,6 +53,8 @@ export interface Kernel {
   setWinsize(fd: number, rows: number, cols: number): void;
   close(fd: number): void;
   strerror(errno: number): string;
+  /** a detached copy of the mount at `path`, idmapped through `pid`'s user namespace (an fd to pass with MSG_MOUNT_FD) */
+  idmapTree(path: string, pid: number, recursive: boolean): number;
   mkfifo(path: string, mode: number): void;
   /** everything a clone needs, for a clone done by another process (tsrun-monitor) */
   prepareSpawn(req: { initPath: string; plan: Uint8Array }): PreparedSpawn;

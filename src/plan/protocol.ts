@@ -48,6 +48,7 @@ export const MSG = {
   READY: 4,
   START: 5,
   MOUNT_FD: 6,
+  ID_MAPPED: 7,
 } as const;
 
 export const INIT_FAILED = 125;

@@ -56,6 +56,8 @@ export type ParentAction =
   | { action: 'mkfifo'; path: string; mode: number }
   | { action: 'write-file'; path: string; content: string; mode: number }
   | { action: 'remove'; path: string }
+  /** chown(2) (-1 keeps the id) and, when given, chmod(2) */
+  | { action: 'chown'; path: string; uid: number; gid: number; mode?: number }
   | { action: 'clone'; flags: string[] }
   | {
       action: 'cgroup';

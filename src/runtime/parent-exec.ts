@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { KernelError } from '../errors.js';
 import { errnoOf } from '../kernel/errno.js';
 import type { ParentStep } from '../plan/types.js';
@@ -25,6 +25,10 @@ export function execParentStep(step: ParentStep, pid?: number): void {
       case 'remove':
         rmSync(step.path, { recursive: true, force: true, maxRetries: 3 });
         return;
+      case 'chown':
+        chownSync(step.path, step.uid, step.gid);
+        if (step.mode !== undefined) chmodSync(step.path, step.mode);
+        return;
       case 'id-map':
         writeFileSync(`/proc/${pid}/${step.file}`, step.content);
         return;
@@ -33,9 +37,12 @@ export function execParentStep(step: ParentStep, pid?: number): void {
         return;
       case 'clone':
       case 'go':
+      case 'send-mount-fd': // sent by the runtime after GO (it needs the sync socket)
         return;
-      default:
-        throw new Error(`parent action ${step.action} has no executor in this build`);
+      default: {
+        const unknown: never = step;
+        throw new Error(`parent action ${(unknown as ParentStep).action} has no executor in this build`);
+      }
     }
   } catch (e) {
     const en = errnoOf(e);

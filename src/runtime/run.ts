@@ -25,6 +25,8 @@ export interface StartOptions {
   spawner?: Spawner;
   /** the pty master, as soon as the init sends it (detached runs hand it to the monitor) */
   onPty?: (fd: number) => void;
+  /** the pid, as soon as the clone returned: before GO, so before any of the container's code runs */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface Started {
@@ -39,6 +41,7 @@ export interface Started {
 }
 
 const INIT_EXEC_INDEX = 0xffffffff;
+const INIT_ID_SWITCH_INDEX = 0xfffffffe;
 
 function parentSteps(plan: Plan, phase: ParentStep['phase']): ParentStep[] {
   return plan.steps.filter((s): s is ParentStep => s.where === 'parent' && s.phase === phase);
@@ -60,6 +63,7 @@ export function cleanup(plan: Plan): Error | undefined {
 function childError(plan: Plan, index: number, err: number, kernel: Kernel): TsrunError {
   const name = errnoName(err);
   const msg = kernel.strerror(err);
+  if (index === INIT_ID_SWITCH_INDEX) return new KernelError('setgroups(0), setresgid(0), setresuid(0) in the new user namespace (are container uid 0 and gid 0 mapped?)', err, name, msg, 'userns');
   if (index === INIT_EXEC_INDEX) return new KernelError('execveat(sealed memfd "tsrun-init")', err, name, msg, 'namespaces');
   const step = childSteps(plan)[index];
   if (!step) return new KernelError(`plan operation #${index}`, err, name, msg);
@@ -99,8 +103,25 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     ({ pid, syncFd } = (o.spawner ?? spawnHere)(kernel, encodePlan(childSteps(plan)), flags, [stdin, 1, 2]));
     closeSync(devNull);
     devNull = -1;
+    o.onSpawn?.(pid);
     for (const s of parentSteps(plan, 'after-clone')) execParentStep(s, pid);
+    // The child waits before exec for its maps (native/spawn.h): release it first.
+    if (plan.cloneFlags.includes('CLONE_NEWUSER')) kernel.syncSend(syncFd, MSG.ID_MAPPED);
     kernel.syncSend(syncFd, MSG.GO);
+    // Detached idmapped mounts for OP_MOUNT_FD: made now that the child's user namespace
+    // exists and its maps are written, sent after GO because init reads GO first. A send
+    // that fails means the child died: its MSG_ERROR, read below, says why.
+    for (const s of parentSteps(plan, 'after-clone')) {
+      if (s.action !== 'send-mount-fd') continue;
+      const fd = kernel.idmapTree(s.source, pid, s.recursive);
+      try {
+        kernel.syncSend(syncFd, MSG.MOUNT_FD, fd);
+      } catch {
+        break;
+      } finally {
+        kernel.close(fd);
+      }
+    }
     for (;;) {
       const m = kernel.syncRecv(syncFd);
       if (m === null) {

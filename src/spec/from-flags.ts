@@ -45,6 +45,8 @@ export interface SpecInput {
   flags?: readonly FlagDef[];
   /** user's terminal size, for process.consoleSize */
   consoleSize?: { height: number; width: number };
+  /** defaults applied before the flag rows (docker's privilege defaults, the config file) */
+  beforeFlags?: (spec: Spec) => void;
 }
 
 export function parseEnvFile(path: string, hostEnv: Record<string, string | undefined>): string[] {
@@ -176,6 +178,7 @@ export function specFromFlags(input: SpecInput): Spec {
       rootfsPropagation: 'rprivate',
     },
   };
+  input.beforeFlags?.(spec);
   for (const f of input.flags ?? []) {
     const key = optionKey(f.syntax);
     const value = opts[key];

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterAll, expect, it } from 'vitest';
+import { defaultMaskedPaths, defaultReadonlyPaths } from '../../src/controls/masked-paths.js';
 import { BIN, describeKernel, hostNs, leaks, probe, probeInfo, testEnv, tsrun, tsrunAsync, tsrunEnvVars } from './helpers.js';
 
 describeKernel('core runtime on the real kernel', () => {
@@ -45,7 +46,7 @@ describeKernel('core runtime on the real kernel', () => {
     expect(byPath.get('/dev/mqueue')?.type).toBe('mqueue');
     expect(byPath.get('/sys')?.type).toBe('sysfs');
     expect(byPath.get('/sys')?.options).toMatch(/^ro,/);
-    const allowed = new Set(['/', '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf', ...['null', 'zero', 'full', 'random', 'urandom', 'tty'].map((d) => `/dev/${d}`)]);
+    const allowed = new Set(['/', '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf', ...['null', 'zero', 'full', 'random', 'urandom', 'tty'].map((d) => `/dev/${d}`), ...defaultMaskedPaths(), ...defaultReadonlyPaths()]);
     // the cgroups control adds /sys/fs/cgroup (and one mount per hierarchy on v1/hybrid), all read-only
     const cgroupMounts = info.mounts.filter((m: any) => m.path === '/sys/fs/cgroup' || m.path.startsWith('/sys/fs/cgroup/'));
     expect(cgroupMounts.length).toBeGreaterThan(0);

@@ -1,0 +1,149 @@
+// tsrun's host-wide configuration: /etc/tsrun/config.json, overridable with --config or
+// TSRUN_CONFIG. The keys and value shapes are those of docker's daemon.json for the same
+// settings, so the workshop's daemon.json works as it is:
+//   { "userns-remap": "default", "no-new-privileges": true, "live-restore": true,
+//     "selinux-enabled": true, "seccomp-profile": "/etc/tsrun/seccomp.json",
+//     "default-ulimits": { "nofile": { "Name": "nofile", "Soft": 20000, "Hard": 20000 } } }
+// Unknown keys are an error (a typo must not silently leave a control off).
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import type { Spec } from '../spec/types.js';
+import { UsageError } from '../errors.js';
+import { parseUlimit, setRlimits } from '../controls/rlimits.js';
+import { applyRemap, hasUserNamespace, resolveRemap, type IdDb } from '../controls/userns.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/tsrun/config.json';
+
+export interface Ulimit {
+  Name: string;
+  Soft: number;
+  Hard: number;
+}
+
+export interface TsrunConfig {
+  /** "default", "USER[:GROUP]", or absent/"" for no remap */
+  'userns-remap'?: string;
+  'no-new-privileges'?: boolean;
+  'default-ulimits'?: Record<string, Ulimit>;
+  /** path of a seccomp profile (docker's JSON format) used when no --security-opt seccomp is given; "unconfined" for none */
+  'seccomp-profile'?: string;
+  /** accepted for daemon.json compatibility: tsrun has no daemon, every container is already independent of it */
+  'live-restore'?: boolean;
+  /** accepted; SELinux labels are refused at run time when SELinux is not active */
+  'selinux-enabled'?: boolean;
+}
+
+export interface LoadedConfig {
+  path: string;
+  /** false when the default path does not exist (an explicit path must exist) */
+  found: boolean;
+  config: TsrunConfig;
+  /** settings that cannot take effect on this host, one line each, for stderr */
+  warnings: string[];
+}
+
+const KEYS = ['userns-remap', 'no-new-privileges', 'default-ulimits', 'seccomp-profile', 'live-restore', 'selinux-enabled'] as const;
+
+/** --config beats TSRUN_CONFIG beats /etc/tsrun/config.json. */
+export function configPath(flag?: string, env: NodeJS.ProcessEnv = process.env): { path: string; explicit: boolean } {
+  if (flag) return { path: flag, explicit: true };
+  if (env.TSRUN_CONFIG) return { path: env.TSRUN_CONFIG, explicit: true };
+  return { path: DEFAULT_CONFIG_PATH, explicit: false };
+}
+
+function bad(path: string, key: string, msg: string): UsageError {
+  return new UsageError(`${path}: "${key}": ${msg}`);
+}
+
+/** Validates parsed JSON; every error names the file and the key. */
+export function validateConfig(raw: unknown, path: string): TsrunConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new UsageError(`${path}: expected a JSON object`);
+  const obj = raw as Record<string, unknown>;
+  for (const k of Object.keys(obj))
+    if (!(KEYS as readonly string[]).includes(k)) throw bad(path, k, `unknown key (known: ${KEYS.join(', ')})`);
+  const cfg: TsrunConfig = {};
+  for (const k of ['no-new-privileges', 'live-restore', 'selinux-enabled'] as const) {
+    if (obj[k] === undefined) continue;
+    if (typeof obj[k] !== 'boolean') throw bad(path, k, `expected true or false, got ${JSON.stringify(obj[k])}`);
+    cfg[k] = obj[k] as boolean;
+  }
+  const remap = obj['userns-remap'];
+  if (remap !== undefined) {
+    if (typeof remap !== 'string' || !/^(|default|[^:\s]+(:[^:\s]+)?)$/.test(remap))
+      throw bad(path, 'userns-remap', `expected "default" or "USER[:GROUP]", got ${JSON.stringify(remap)}`);
+    cfg['userns-remap'] = remap;
+  }
+  const sp = obj['seccomp-profile'];
+  if (sp !== undefined) {
+    if (typeof sp !== 'string' || (sp !== 'unconfined' && sp !== 'builtin' && !isAbsolute(sp)))
+      throw bad(path, 'seccomp-profile', `expected an absolute path, "builtin" or "unconfined", got ${JSON.stringify(sp)}`);
+    if (isAbsolute(sp) && !existsSync(sp)) throw bad(path, 'seccomp-profile', `${sp}: ENOENT (no such file)`);
+    cfg['seccomp-profile'] = sp;
+  }
+  const du = obj['default-ulimits'];
+  if (du !== undefined) {
+    if (typeof du !== 'object' || du === null || Array.isArray(du))
+      throw bad(path, 'default-ulimits', 'expected an object like {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 2048}}');
+    const out: Record<string, Ulimit> = {};
+    for (const [name, v] of Object.entries(du as Record<string, unknown>)) {
+      const key = `default-ulimits.${name}`;
+      if (typeof v !== 'object' || v === null) throw bad(path, key, 'expected {"Name", "Soft", "Hard"}');
+      const u = v as Record<string, unknown>;
+      for (const f of Object.keys(u)) if (!['Name', 'Soft', 'Hard'].includes(f)) throw bad(path, `${key}.${f}`, 'unknown key (Name, Soft, Hard)');
+      if (u.Name !== undefined && u.Name !== name) throw bad(path, `${key}.Name`, `"${String(u.Name)}" differs from the key "${name}"`);
+      for (const f of ['Soft', 'Hard'] as const)
+        if (!Number.isSafeInteger(u[f]) || (u[f] as number) < -1) throw bad(path, `${key}.${f}`, `expected an integer >= -1 (-1 = unlimited), got ${JSON.stringify(u[f])}`);
+      try {
+        parseUlimit(`${name}=${String(u.Soft)}:${String(u.Hard)}`, 'x');
+      } catch (e) {
+        throw bad(path, key, (e as Error).message.replace(/^x \S+?: /, ''));
+      }
+      out[name] = { Name: name, Soft: u.Soft as number, Hard: u.Hard as number };
+    }
+    cfg['default-ulimits'] = out;
+  }
+  return cfg;
+}
+
+export interface HostFacts {
+  lsms: string[];
+}
+
+/** Reads and validates the config file. A missing default file means "no defaults". */
+export function loadConfig(flag?: string, env: NodeJS.ProcessEnv = process.env, host?: HostFacts): LoadedConfig {
+  const { path, explicit } = configPath(flag, env);
+  if (!existsSync(path)) {
+    if (explicit) throw new UsageError(`config file ${path}: ENOENT (no such file)`);
+    return { path, found: false, config: {}, warnings: [] };
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(`config file ${path}: ${code ?? 'invalid JSON'} (${(e as Error).message})`, { cause: e });
+  }
+  const config = validateConfig(raw, path);
+  const warnings: string[] = [];
+  if (config['selinux-enabled'] && host && !host.lsms.includes('selinux'))
+    warnings.push(`${path}: "selinux-enabled": SELinux is not active on this host (LSMs: ${host.lsms.join(', ')}); containers get no SELinux labels`);
+  return { path, found: true, config, warnings };
+}
+
+/**
+ * Puts the config's defaults into a spec built from flags, before the flags are applied
+ * (so --ulimit, --security-opt no-new-privileges=false and --userns host override them).
+ */
+export function applyConfigDefaults(spec: Spec, cfg: TsrunConfig, db?: IdDb): void {
+  if (cfg['no-new-privileges'] !== undefined) spec.process.noNewPrivileges = cfg['no-new-privileges'];
+  const du = cfg['default-ulimits'];
+  if (du) setRlimits(spec, Object.values(du).map((u) => parseUlimit(`${u.Name}=${u.Soft}:${u.Hard}`, `default-ulimits.${u.Name}`)));
+  const remap = cfg['userns-remap'];
+  if (remap && !hasUserNamespace(spec)) {
+    try {
+      applyRemap(spec, resolveRemap(remap, db));
+    } catch (e) {
+      throw new UsageError(`config "userns-remap": ${(e as Error).message.replace(/^--userns-remap[^:]*: /, '')}`, { cause: e });
+    }
+  }
+}

@@ -209,6 +209,25 @@ describeKernel('cgroup limits through tsrun run', () => {
     expect(childCgroups()).toEqual([]);
   });
 
+  it('tsrun stats streams a sample per second until interrupted', async () => {
+    const name = `cg-stream-${process.pid}`;
+    try {
+      expect(tsrun(['run', '-d', '--name', name, '--pids-limit', '10', '--cgroup-parent', PARENT, 'busybox', 'sleep', '30']).code).toBe(0);
+      const p = tsrunAsync(['stats', '--format', 'json', name]);
+      let out = '';
+      p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      const exited = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+      for (let i = 0; i < 60 && out.split('\n').filter(Boolean).length < 2; i++) await sleep(100);
+      p.kill('SIGINT');
+      expect(await exited).toBe(0);
+      const rows = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
+      expect(rows.length).toBeGreaterThanOrEqual(2);
+      for (const r of rows) expect(r).toMatchObject({ Name: name, PIDs: '1' });
+    } finally {
+      tsrun(['rm', '-f', name]);
+    }
+  });
+
   it('a bundle\'s linux.resources, linux.cgroupsPath and cgroup mount are honoured', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsrun-cg-bundle-'));
     try {

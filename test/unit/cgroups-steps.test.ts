@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cgroupDirsFromSteps, oomKilledFromSteps, planCgroup, setFrozen, targetsFromSteps } from '../../src/controls/cgroups/manager.js';
+import { cgroupDirsFromSteps, joinTargets, oomKilledFromSteps, planCgroup, setFrozen, targetsFromSteps } from '../../src/controls/cgroups/manager.js';
 import { detectLayout } from '../../src/controls/cgroups/mode.js';
 import { UnsupportedError, KernelError } from '../../src/errors.js';
 import type { Spec } from '../../src/spec/types.js';
@@ -24,6 +24,11 @@ describe('from saved cleanup steps', () => {
   it('finds the container\'s directories (not tsrun\'s shared parent)', () => {
     expect(cgroupDirsFromSteps(steps).sort()).toEqual(['freezer', 'memory', 'pids'].map((c) => join(root, c, 'tsrun/x')));
     expect(targetsFromSteps(layout, steps).map((t) => t.hierarchy.controllers[0]).sort()).toEqual(['freezer', 'memory', 'pids']);
+  });
+  it('joins a pid to every directory (exec)', () => {
+    for (const c of ['memory', 'freezer', 'pids']) put(`${c}/tsrun/x/cgroup.procs`, '');
+    joinTargets(targetsFromSteps(layout, steps), 4321);
+    for (const c of ['memory', 'freezer', 'pids']) expect(readFileSync(join(root, c, 'tsrun/x/cgroup.procs'), 'utf8')).toBe('4321');
   });
   it('reads the OOM kill counter of the memory cgroup', () => {
     put('memory/tsrun/x/memory.oom_control', 'oom_kill_disable 0\nunder_oom 0\noom_kill 0\n');

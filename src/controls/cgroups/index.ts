@@ -13,7 +13,7 @@ import { hostLayout, type CgroupLayout } from './mode.js';
 import { parseCpuList } from './units.js';
 
 export { flags } from './flags.js';
-export { CgroupManager, planCgroup, runCgroupAction, wasOomKilled, oomKillCount, oomKilledFromSteps, resolveCgroupPath, cgroupTargets, setFrozen, targetsFromSteps } from './manager.js';
+export { CgroupManager, planCgroup, runCgroupAction, wasOomKilled, oomKillCount, oomKilledFromSteps, resolveCgroupPath, cgroupTargets, setFrozen, joinTargets, targetsFromSteps } from './manager.js';
 export { detectLayout, hostLayout } from './mode.js';
 export { mapResources } from './resources.js';
 

@@ -501,6 +501,11 @@ export function targetsFromSteps(layout: CgroupLayout, steps: readonly { action:
   });
 }
 
+/** Puts `pid` into every directory of the container's cgroup (exec: the new process shares the limits). */
+export function joinTargets(targets: CgroupTarget[], pid: number): void {
+  for (const t of targets) writeCgroupFile(join(t.dir, 'cgroup.procs'), String(pid));
+}
+
 /**
  * OOM verdict from a container's saved cleanup steps (state.json keeps them): reads the
  * memory cgroup the 'oom-check' step names. For `inspect` of a stopped, not yet removed

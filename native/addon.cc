@@ -93,6 +93,10 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Array stdio = o.Get("stdio").As<Napi::Array>();
   int in_fds[3];
   for (uint32_t i = 0; i < 3; i++) in_fds[i] = stdio.Get(i).As<Napi::Number>().Int32Value();
+  // exec: clone into an existing PID namespace. setns(CLONE_NEWPID) only changes the
+  // namespace this thread's *children* are born in (pid_namespaces(7)); it is undone
+  // right after the clone, so no other child of this process is affected.
+  std::string pidns = o.Has("pidns") ? o.Get("pidns").As<Napi::String>().Utf8Value() : "";
 
   int err = 0;
   int init_fd = SealedInit(init_path, &err);
@@ -112,8 +116,27 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     throw ErrnoError(env, "socketpair", err);
   }
 
+  int own_ns = -1, target_ns = -1;
+  if (!pidns.empty()) {
+    own_ns = open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC);
+    target_ns = open(pidns.c_str(), O_RDONLY | O_CLOEXEC);
+    if (own_ns < 0 || target_ns < 0 || setns(target_ns, CLONE_NEWPID) < 0) {
+      err = errno;
+      if (own_ns >= 0) close(own_ns);
+      if (target_ns >= 0) close(target_ns);
+      close(sv[0]);
+      close(sv[1]);
+      close(plan_fd);
+      throw ErrnoError(env, "setns " + pidns, err);
+    }
+  }
   pid_t pid = tsrun_spawn_init(flags, init_fd, plan_fd, sv[1], in_fds);
   err = errno;
+  if (own_ns >= 0) {
+    setns(own_ns, CLONE_NEWPID);
+    close(own_ns);
+    close(target_ns);
+  }
   close(sv[1]);
   close(plan_fd);
   if (pid < 0) {

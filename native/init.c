@@ -312,7 +312,7 @@ static int recv_fd(uint32_t type) {
 /* The pty comes from the container's own devpts instance (mounted newinstance), so the
  * container sees /dev/pts/0 and can never reach the host's ptys; the master goes to the
  * parent over the sync socket (the OCI console-socket model). */
-static int console(uint16_t rows, uint16_t cols) {
+static int console(uint16_t rows, uint16_t cols, int bind_console) {
   int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0) return -1;
   int unlock = 0, n = -1;
@@ -327,7 +327,7 @@ static int console(uint16_t rows, uint16_t cols) {
   }
   /* /dev/console is an empty file made by the rootfs steps; a failing bind is not fatal
    * for a shell but would hide a broken plan, so report it. */
-  if (mount(path, "/dev/console", NULL, MS_BIND, NULL) < 0) return -1;
+  if (bind_console && mount(path, "/dev/console", NULL, MS_BIND, NULL) < 0) return -1;
   if (send_fd(master, MSG_PTY) < 0) return -1;
   close(master);
   if (setsid() < 0) return -1;
@@ -501,7 +501,7 @@ static int run_op(const struct op *o) {
   case OP_WRITE_FILE:
     return write_file(S[0], S[1]);
   case OP_CONSOLE:
-    return console((uint16_t)I[0], (uint16_t)I[1]);
+    return console((uint16_t)I[0], (uint16_t)I[1], o->nint > 2 ? (int)I[2] : 1);
   case OP_SETSID:
     return setsid() < 0 ? -1 : 0;
   case OP_WAIT_START: {

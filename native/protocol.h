@@ -64,7 +64,8 @@ enum tsrun_op {
   OP_NO_NEW_PRIVS = 18,
   OP_SECCOMP = 19,       /* ints: flags            blob: struct sock_filter[] */
   OP_WRITE_FILE = 20,    /*                        strs: path, content (O_WRONLY|O_TRUNC) */
-  OP_CONSOLE = 21,       /* open /dev/ptmx in the container, send master, slave → 0-2, ctty */
+  OP_CONSOLE = 21,       /* ints: rows, cols, bind — open /dev/ptmx in the container, send master,
+                            slave → 0-2, ctty; bind it over /dev/console (not for exec) */
   OP_SETSID = 22,
   OP_WAIT_START = 23,    /* strs: fifo — send MSG_READY, then block opening the fifo for writing
                             until `start` opens it for reading (it was opened O_PATH before any

@@ -1,7 +1,10 @@
 import { existsSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { constants as osc } from 'node:os';
 import type { Command } from 'commander';
-import { StateError, UsageError } from '../errors.js';
+import { SpecError, StateError, UsageError } from '../errors.js';
+import { execInContainer } from '../runtime/exec.js';
+import type { Process } from '../spec/types.js';
+import { resolveUser } from '../spec/users.js';
 import { containerPids, deleteContainer, killContainer, prune, readLogLines, resolve, startCreated, waitGone } from '../runtime/lifecycle.js';
 import type { Paths } from '../runtime/paths.js';
 import { listStates, logFile, readExit, statusOf, type ContainerState } from '../runtime/state.js';
@@ -66,7 +69,31 @@ function ago(iso: string | null): string {
   return s < 60 ? `${Math.round(s)} seconds ago` : s < 3600 ? `${Math.round(s / 60)} minutes ago` : `${Math.round(s / 3600)} hours ago`;
 }
 
-export function registerLifecycle(program: Command, paths: () => Paths): void {
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+export function registerLifecycle(program: Command, paths: () => Paths, setExit: (code: number) => void): void {
+  program
+    .command('exec')
+    .description('run a command in a running container: same namespaces, cgroup, user, capabilities, seccomp, no-new-privileges and rlimits')
+    .argument('<id>', 'container id or name')
+    .argument('[command...]', 'command and arguments (or --process)')
+    .option('-i, --interactive', 'keep stdin open')
+    .option('-t, --tty', 'allocate a terminal')
+    .option('-u, --user <user[:group]>', 'user (name or uid) and group')
+    .option('-e, --env <NAME=VALUE>', 'set an environment variable (repeatable)', collect)
+    .option('-w, --workdir <dir>', 'working directory')
+    .option('-d, --detach', 'do not wait for the command')
+    .option('--privileged', 'give the command extended privileges (not supported: refused)')
+    .option('-p, --process <file>', 'an OCI process.json (engines)')
+    .option('--pid-file <file>', 'write the pid of the new process here')
+    .option('--console-socket <path>', 'send the pty master to this unix socket (with --tty)')
+    .passThroughOptions()
+    .action(async (id: string, command: string[], o: ExecCliOptions) => {
+      setExit(await execVerb(paths(), id, command, o));
+    });
+
   program
     .command('ps [id]')
     .alias('ls')
@@ -245,6 +272,69 @@ export function registerLifecycle(program: Command, paths: () => Paths): void {
 async function exitRecord(p: Paths, s: ContainerState) {
   for (let i = 0; i < 300 && s.monitorPid && !readExit(p, s.id); i++) await new Promise((r) => setTimeout(r, 10));
   return readExit(p, s.id);
+}
+
+interface ExecCliOptions {
+  interactive?: boolean;
+  tty?: boolean;
+  user?: string;
+  env?: string[];
+  workdir?: string;
+  detach?: boolean;
+  privileged?: boolean;
+  process?: string;
+  pidFile?: string;
+  consoleSocket?: string;
+}
+
+async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliOptions): Promise<number> {
+  if (o.privileged) throw new UsageError('exec --privileged is not supported: an exec gets exactly the container\'s privileges');
+  let proc: Partial<Process> & { args: string[] };
+  if (o.process) {
+    if (command.length) throw new UsageError('exec: give either --process FILE or a command, not both');
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(o.process, 'utf8'));
+    } catch (e) {
+      throw new UsageError(`--process ${o.process}: ${(e as Error).message}`, { cause: e });
+    }
+    const p = json as Partial<Process>;
+    if (!Array.isArray(p.args) || p.args.length === 0) throw new SpecError('process.args', `${o.process}: must be a non-empty array of strings`);
+    proc = { ...p, args: p.args, terminal: Boolean(p.terminal ?? o.tty) };
+  } else {
+    if (command.length === 0) throw new UsageError('exec needs a command (or --process FILE)');
+    const s = resolve(paths, id);
+    const user = o.user ? resolveUser(o.user, readRootFile(s.rootfs, '/etc/passwd', s.pid), readRootFile(s.rootfs, '/etc/group', s.pid)) : undefined;
+    if (o.workdir !== undefined && !o.workdir.startsWith('/')) throw new UsageError(`--workdir ${JSON.stringify(o.workdir)}: must be an absolute path`);
+    for (const e of o.env ?? []) if (!/^[^=\s]+=/.test(e)) throw new UsageError(`--env ${JSON.stringify(e)}: expected NAME=VALUE`);
+    proc = {
+      args: command,
+      terminal: Boolean(o.tty),
+      ...(o.env ? { env: o.env } : {}),
+      ...(o.workdir ? { cwd: o.workdir } : {}),
+      ...(user ? { user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length ? { additionalGids: user.additionalGids } : {}) } } : {}),
+      ...(o.tty && process.stdout.isTTY ? { consoleSize: { height: process.stdout.rows, width: process.stdout.columns } } : {}),
+    };
+  }
+  if (proc.terminal && o.detach && !o.consoleSocket) throw new UsageError('exec --detach --tty needs --console-socket');
+  return execInContainer({
+    paths,
+    ref: id,
+    process: proc,
+    interactive: Boolean(o.interactive),
+    detach: Boolean(o.detach),
+    ...(o.pidFile ? { pidFile: o.pidFile } : {}),
+    ...(o.consoleSocket ? { consoleSocket: o.consoleSocket } : {}),
+  });
+}
+
+/** A file of a running container, read through its init's root (/proc/<pid>/root). */
+function readRootFile(_rootfs: string, path: string, pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/root${path}`, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 function cmdline(pid: number): string {

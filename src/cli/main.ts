@@ -6,6 +6,7 @@ import { appendFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
 import { addRunFlags, createVerb, explainVerb, runVerb, type RunCliOptions } from './run.js';
 import { registerLifecycle } from './lifecycle.js';
+import { registerStatsCommand } from './stats.js';
 
 const VERSION = '0.1.0';
 
@@ -64,7 +65,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
       setExit(await createVerb(id, o, paths(program)));
     });
 
-  registerLifecycle(program, () => paths(program));
+  registerLifecycle(program, () => paths(program), setExit);
+  registerStatsCommand(program);
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {
       throw new UsageError('--systemd-cgroup: tsrun drives cgroupfs directly and has no systemd support; configure the engine for cgroupfs (podman: cgroup_manager = "cgroupfs")');

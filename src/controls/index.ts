@@ -15,6 +15,7 @@ import { control as rlimits } from './rlimits.js';
 import { control as capabilities } from './capabilities.js';
 import { control as nnp } from './nnp.js';
 import { control as privileged } from './privileged.js';
+import { control as cgroups } from './cgroups/index.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so
@@ -41,4 +42,5 @@ export const CONTROLS: readonly Control[] = [
   nnp,
   privileged,
   processControl,
+  cgroups,
 ];

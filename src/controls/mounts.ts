@@ -1,3 +1,4 @@
+import { isCgroupMount } from './cgroups/index.js';
 import { statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { SpecError } from '../errors.js';
@@ -151,7 +152,8 @@ export const control: Control = {
     });
   },
   steps(ctx) {
-    return (ctx.spec.mounts ?? []).flatMap((m) =>
+    // cgroup/cgroup2 mounts need the host's hierarchy layout: src/controls/cgroups does them
+    return (ctx.spec.mounts ?? []).filter((m) => !isCgroupMount(m)).flatMap((m) =>
       mountSteps(ctx, m, 'mounts', WHY_BY_DEST[m.destination] ?? (isBind(m) ? `volume ${m.source} → ${m.destination}` : `${m.type} on ${m.destination}`)),
     );
   },

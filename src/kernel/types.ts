@@ -11,6 +11,8 @@ export interface SpawnRequest {
   cloneFlags: number;
   /** fds that become the child's 0, 1, 2 */
   stdio: [number, number, number];
+  /** exec: /proc/<pid>/ns/pid of the container to be born into */
+  pidns?: string;
 }
 
 export interface SpawnResult {

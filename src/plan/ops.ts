@@ -170,12 +170,12 @@ export function writeFile(path: string, content: string): ChildOp {
   return { op: 'WRITE_FILE', ints: [], strs: [path, content], text: `write(${q(path)}, ${q(content)})` };
 }
 
-export function consoleOp(rows: number, cols: number): ChildOp {
+export function consoleOp(rows: number, cols: number, bindConsole = true): ChildOp {
   return {
     op: 'CONSOLE',
-    ints: [int(rows), int(cols)],
+    ints: [int(rows), int(cols), bindConsole ? 1n : 0n],
     strs: [],
-    text: 'open("/dev/ptmx"); unlockpt; open("/dev/pts/N"); mount --bind it on /dev/console; send the master to tsrun (SCM_RIGHTS); setsid(); ioctl(TIOCSCTTY); dup2 onto 0-2',
+    text: `open("/dev/ptmx"); unlockpt; open("/dev/pts/N");${bindConsole ? ' mount --bind it on /dev/console;' : ''} send the master to tsrun (SCM_RIGHTS); setsid(); ioctl(TIOCSCTTY); dup2 onto 0-2`,
   };
 }
 

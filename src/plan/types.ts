@@ -59,7 +59,16 @@ export type ParentAction =
   /** chown(2) (-1 keeps the id) and, when given, chmod(2) */
   | { action: 'chown'; path: string; uid: number; gid: number; mode?: number }
   | { action: 'clone'; flags: string[] }
-  | { action: 'cgroup'; verb: 'create' | 'join' | 'set' | 'remove'; path: string; file?: string; value?: string }
+  | {
+      action: 'cgroup';
+      /** executed by src/controls/cgroups/manager.ts runCgroupAction (see there for each verb) */
+      verb: 'create' | 'enable' | 'join' | 'set' | 'oom-check' | 'kill' | 'remove';
+      path: string;
+      file?: string;
+      value?: string;
+      /** create: files copied from the parent into each new level (v1 cpuset starts empty) */
+      inherit?: string[];
+    }
   | { action: 'id-map'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
   | { action: 'send-mount-fd'; source: string; idmapUserns: boolean; recursive: boolean }
   | { action: 'go' };
@@ -110,6 +119,8 @@ export interface HostInfo {
   capEff: bigint;
   /** "v1" | "v2" | "hybrid", detected by src/controls/cgroups */
   cgroupMode?: 'v1' | 'v2' | 'hybrid';
+  /** which hierarchy holds each controller (src/controls/cgroups/mode.ts hostLayout()) */
+  cgroupLayout?: import('../controls/cgroups/mode.js').CgroupLayout;
   lsms: string[];
   ncpu: number;
 }

@@ -134,6 +134,13 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
       interactive: o.interactive,
       kernel,
       ...(mon ? { spawner: mon.spawner, onPty: mon.onPty } : {}),
+      // recorded before the container runs: a tsrun killed from here on leaves a findable container
+      onSpawn: (pid) => {
+        state.pid = pid;
+        state.pidStart = processStart(pid) ?? '';
+        if (mon) state.monitorPid = mon.monitorPid();
+        saveState(paths, state);
+      },
     });
   } catch (e) {
     removeState(paths, id);
@@ -141,9 +148,6 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
   } finally {
     mon?.done();
   }
-  state.pid = started.pid;
-  state.pidStart = processStart(started.pid) ?? '';
-  if (mon) state.monitorPid = mon.monitorPid();
   if (started.state === 'running') state.started = new Date().toISOString();
   saveState(paths, state);
   if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));

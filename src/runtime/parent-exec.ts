@@ -1,8 +1,9 @@
-import { chmodSync, chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { KernelError } from '../errors.js';
 import { errnoOf } from '../kernel/errno.js';
 import type { ParentStep } from '../plan/types.js';
 import { nativeKernel } from '../kernel/native.js';
+import { runCgroupAction } from '../controls/cgroups/manager.js';
 
 /**
  * Runs one parent-side step. `clone` and `go` are performed by the runtime itself (they
@@ -31,12 +32,15 @@ export function execParentStep(step: ParentStep, pid?: number): void {
       case 'id-map':
         writeFileSync(`/proc/${pid}/${step.file}`, step.content);
         return;
+      case 'cgroup':
+        runCgroupAction(step, { ...(pid !== undefined ? { pid } : {}), warn: (m) => writeSync(2, `tsrun: warning: ${m}\n`) });
+        return;
       case 'clone':
       case 'go':
       case 'send-mount-fd': // sent by the runtime after GO (it needs the sync socket)
         return;
       default:
-        throw new Error(`parent action ${step.action} has no executor in this build`);
+        throw new Error(`parent action ${(step as ParentStep).action} has no executor in this build`);
     }
   } catch (e) {
     const en = errnoOf(e);

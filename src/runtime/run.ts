@@ -25,6 +25,8 @@ export interface StartOptions {
   spawner?: Spawner;
   /** the pty master, as soon as the init sends it (detached runs hand it to the monitor) */
   onPty?: (fd: number) => void;
+  /** the pid, as soon as the clone returned: before GO, so before any of the container's code runs */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface Started {
@@ -101,6 +103,7 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     ({ pid, syncFd } = (o.spawner ?? spawnHere)(kernel, encodePlan(childSteps(plan)), flags, [stdin, 1, 2]));
     closeSync(devNull);
     devNull = -1;
+    o.onSpawn?.(pid);
     for (const s of parentSteps(plan, 'after-clone')) execParentStep(s, pid);
     // The child waits before exec for its maps (native/spawn.h): release it first.
     if (plan.cloneFlags.includes('CLONE_NEWUSER')) kernel.syncSend(syncFd, MSG.ID_MAPPED);

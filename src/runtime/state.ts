@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StateError } from '../errors.js';
 import type { ParentStep } from '../plan/types.js';
@@ -148,12 +148,16 @@ export async function withLock<T>(p: Paths, key: string, fn: () => T | Promise<T
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       let owner = NaN;
+      let age = 0;
       try {
+        age = Date.now() - statSync(dir).mtimeMs;
         owner = Number(readFileSync(join(dir, 'pid'), 'utf8'));
       } catch {
         /* being written or removed */
       }
-      if (Number.isInteger(owner) && processStart(owner) === undefined) rmSync(dir, { recursive: true, force: true });
+      // stale: its owner died (SIGKILL), even between the mkdir and writing its pid
+      const stale = Number.isInteger(owner) && owner > 0 ? processStart(owner) === undefined : age > 1000;
+      if (stale) rmSync(dir, { recursive: true, force: true });
       else if (Date.now() > deadline) throw new StateError(`container ${key} is locked by tsrun process ${owner}`);
       else await new Promise((r) => setTimeout(r, 10));
     }

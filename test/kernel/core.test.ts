@@ -47,7 +47,11 @@ describeKernel('core runtime on the real kernel', () => {
     expect(byPath.get('/sys')?.type).toBe('sysfs');
     expect(byPath.get('/sys')?.options).toMatch(/^ro,/);
     const allowed = new Set(['/', '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf', ...['null', 'zero', 'full', 'random', 'urandom', 'tty'].map((d) => `/dev/${d}`), ...defaultMaskedPaths(), ...defaultReadonlyPaths()]);
-    expect(info.mounts.map((m: any) => m.path).filter((p: string) => !allowed.has(p))).toEqual([]);
+    // the cgroups control adds /sys/fs/cgroup (and one mount per hierarchy on v1/hybrid), all read-only
+    const cgroupMounts = info.mounts.filter((m: any) => m.path === '/sys/fs/cgroup' || m.path.startsWith('/sys/fs/cgroup/'));
+    expect(cgroupMounts.length).toBeGreaterThan(0);
+    for (const m of cgroupMounts) expect(m.options, m.path).toMatch(/^ro,/);
+    expect(info.mounts.map((m: any) => m.path).filter((p: string) => !allowed.has(p) && !p.startsWith('/sys/fs/cgroup'))).toEqual([]);
   });
 
   it('leaves the container only fds 0-2', () => {

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, expect, it } from 'vitest';
 import { planRun } from '../../src/cli/run.js';
 import { nativeKernel } from '../../src/kernel/native.js';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { attachAndWait, startContainer } from '../../src/runtime/run.js';
 import { describeKernel, leaks, testEnv } from './helpers.js';
 
@@ -36,6 +36,7 @@ describeKernel('CVE-2019-5736: the runtime binary is out of reach', () => {
       // what `tsrun start` does: open the start fifo for reading
       const fifo = plan.steps.find((x) => x.where === 'child' && x.op === 'WAIT_START')!;
       const fd = openSync((fifo as { strs: string[] }).strs[0]!, 'r');
+      expect(readSync(fd, Buffer.alloc(1))).toBe(1);
       closeSync(fd);
       nativeKernel.close(started.syncFd);
       const code = await attachAndWait(plan, { ...started, syncFd: -1 });

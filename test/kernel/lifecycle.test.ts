@@ -1,0 +1,184 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, expect, it } from 'vitest';
+import { BIN, describeKernel, leaks, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
+
+function state(id: string): { status: string; pid: number } {
+  const r = tsrun(['state', id]);
+  expect(r.stderr).toBe('');
+  return JSON.parse(r.stdout);
+}
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function bundle(args: string[]): string {
+  const e = testEnv();
+  const dir = mkdtempSync(join(tmpdir(), 'tsrun-oci-'));
+  cpSync(join(e.data, 'images', 'probe', 'rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+  writeFileSync(
+    join(dir, 'config.json'),
+    JSON.stringify({
+      ociVersion: '1.2.0',
+      process: { args, cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin:/usr/bin'] },
+      root: { path: 'rootfs' },
+      hostname: 'oci',
+      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+      linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }, { type: 'network' }] },
+    }),
+  );
+  return dir;
+}
+
+describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () => {
+  afterEach(() => {
+    // whatever a failing test left running
+    for (const c of JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout || '[]')) tsrun(['rm', '-f', c.id]);
+  });
+  afterAll(() => expect(leaks()).toEqual([]));
+
+  it('run -d: the monitor logs the output; ps, logs, stop, wait, inspect, rm', async () => {
+    const r = tsrun(['run', '-d', '--name', 'web', 'busybox', 'sh', '-c', 'echo out; echo err >&2; trap "echo bye; exit 7" TERM; while :; do sleep 0.05; done']);
+    expect(r.code).toBe(0);
+    const id = r.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const ps = JSON.parse(tsrun(['ps', '--format', 'json']).stdout);
+    expect(ps).toEqual([expect.objectContaining({ id, name: 'web', status: 'running', image: 'busybox' })]);
+    await until(() => tsrun(['logs', 'web']).stdout.includes('out'));
+    const logs = tsrun(['logs', 'web']);
+    expect(logs.stdout).toBe('out\n');
+    expect(logs.stderr).toBe('err\n');
+    const raw = readFileSync(join(testEnv().root, id, 'container.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(raw[0]).toMatchObject({ log: 'out\n', stream: 'stdout', time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
+    expect(tsrun(['stop', 'web']).code).toBe(0);
+    expect(tsrun(['wait', 'web']).stdout).toBe('7\n');
+    expect(tsrun(['logs', '--tail', '1', 'web']).stdout).toBe('bye\n');
+    const [inspect] = JSON.parse(tsrun(['inspect', 'web']).stdout);
+    expect(inspect.State).toMatchObject({ Status: 'stopped', ExitCode: 7, Pid: 0 });
+    expect(tsrun(['ps', '--format', 'json']).stdout.trim()).toBe('[]');
+    expect(tsrun(['rm', 'web']).code).toBe(0);
+    expect(tsrun(['ps', '-a', '--format', 'json']).stdout.trim()).toBe('[]');
+  });
+
+  it('live-restore: a container outlives the tsrun that started it, even SIGKILLed, and is found again', async () => {
+    // foreground tsrun killed with SIGKILL: the container goes on, and later tsruns see it
+    const child = spawn(process.execPath, [BIN, 'run', '--name', 'survivor', 'busybox', 'sh', '-c', 'echo up; exec sleep 60'], { env: tsrunEnvVars(), stdio: ['ignore', 'pipe', 'pipe'] });
+    await new Promise<void>((r) => child.stdout.once('data', () => r()));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+    const ps = JSON.parse(tsrun(['ps', '--format', 'json']).stdout);
+    expect(ps).toEqual([expect.objectContaining({ name: 'survivor', status: 'running' })]);
+    expect(tsrun(['exec', 'survivor', 'echo', 'still here']).stdout).toBe('still here\n');
+    expect(tsrun(['rm', 'survivor']).code).toBe(125); // running: refused without -f
+    expect(tsrun(['rm', '-f', 'survivor']).code).toBe(0);
+
+    // a detached container: its monitor, not tsrun, is its parent
+    const id = tsrun(['run', '-d', 'busybox', 'sleep', '60']).stdout.trim();
+    const st = JSON.parse(readFileSync(join(testEnv().root, id, 'state.json'), 'utf8'));
+    const ppid = Number(readFileSync(`/proc/${st.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+    expect(ppid).toBe(st.monitorPid);
+    expect(readFileSync(`/proc/${st.monitorPid}/cmdline`, 'utf8')).toMatch(/^.*tsrun-monitor\0/);
+    expect(tsrun(['rm', '-f', id]).code).toBe(0);
+  });
+
+  it('OCI create/start/state/kill/delete as engines call them', async () => {
+    const dir = bundle(['/probe', 'sleep', '30']);
+    try {
+      const pidFile = join(dir, 'pid');
+      // the init keeps the caller's stdio (engines pass their pipes): give it none to hold
+      const c = spawnSync(process.execPath, [BIN, '--log', join(dir, 'log.json'), '--log-format', 'json', 'create', '--bundle', dir, '--pid-file', pidFile, 'oci1'], { env: tsrunEnvVars(), stdio: 'ignore' });
+      expect(c.status).toBe(0);
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      expect(state('oci1')).toMatchObject({ status: 'created', pid, bundle: dir });
+      // created: the init waits before exec, still tsrun-init from its memfd
+      expect(readlinkSync(`/proc/${pid}/exe`)).toBe('/memfd:tsrun-init (deleted)');
+      expect(tsrun(['start', 'oci1']).code).toBe(0);
+      await until(() => readlinkSync(`/proc/${pid}/exe`).endsWith('/probe'));
+      expect(state('oci1').status).toBe('running');
+      expect(JSON.parse(tsrun(['ps', '--format', 'json', 'oci1']).stdout)).toEqual([pid]);
+      expect(tsrun(['start', 'oci1']).code).toBe(125);
+      expect(tsrun(['delete', 'oci1']).code).toBe(125);
+      expect(tsrun(['kill', 'oci1', 'KILL']).code).toBe(0);
+      await until(() => state('oci1').status === 'stopped');
+      expect(tsrun(['delete', 'oci1']).code).toBe(0);
+      const gone = tsrun(['--log', join(dir, 'log.json'), '--log-format', 'json', 'state', 'oci1']);
+      expect(gone.code).toBe(125);
+      const last = JSON.parse(readFileSync(join(dir, 'log.json'), 'utf8').trim().split('\n').at(-1)!);
+      expect(last).toMatchObject({ level: 'error', msg: expect.stringContaining('no such container') });
+      expect(tsrun(['--systemd-cgroup', 'state', 'x']).stderr).toMatch(/--systemd-cgroup: .*no systemd support/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('exec joins every namespace of the container and gets its user settings', () => {
+    const id = tsrun(['run', '-d', '--hostname', 'box', 'probe', '/probe', 'sleep', '60']).stdout.trim();
+    const init = JSON.parse(readFileSync(join(testEnv().root, id, 'state.json'), 'utf8')).pid;
+    const info = JSON.parse(tsrun(['exec', id, '/probe', 'info']).stdout);
+    for (const ns of ['pid', 'mnt', 'uts', 'ipc', 'net', 'cgroup']) expect(info.ns[ns], ns).toBe(readlinkSync(`/proc/${init}/ns/${ns}`));
+    expect(info.hostname).toBe('box');
+    expect(info.pid).toBeGreaterThan(1);
+    expect(info.fds.map((f: { fd: number }) => f.fd)).toEqual([0, 1, 2]);
+    expect(JSON.parse(tsrun(['exec', '-u', 'nobody', '-w', '/tmp', id, '/probe', 'info']).stdout)).toMatchObject({ uid: 65534, cwd: '/tmp' });
+    expect(tsrun(['exec', '-e', 'A=1', id, 'sh', '-c', 'echo $A']).stdout).toBe('1\n');
+    expect(tsrun(['exec', '-i', id, 'cat'], { input: 'piped\n' }).stdout).toBe('piped\n');
+    expect(tsrun(['exec', id, 'no-such']).code).toBe(127);
+    expect(tsrun(['exec', id, 'sh', '-c', 'exit 5']).code).toBe(5);
+    expect(tsrun(['rm', '-f', id]).code).toBe(0);
+    const stopped = tsrun(['run', '-d', 'busybox', 'true']).stdout.trim();
+    expect(tsrun(['wait', stopped]).stdout).toBe('0\n');
+    const e = tsrun(['exec', stopped, 'true']);
+    expect(e.code).toBe(125);
+    expect(e.stderr).toMatch(/is stopped: exec needs a running container/);
+    tsrun(['rm', stopped]);
+  });
+
+  it('names are unique, even when claimed concurrently; unknown names get suggestions', async () => {
+    const runs = await Promise.all(
+      Array.from({ length: 4 }, () => new Promise<number>((r) => spawn(process.execPath, [BIN, 'run', '-d', '--name', 'dup', 'busybox', 'sleep', '30'], { env: tsrunEnvVars(), stdio: 'ignore' }).on('exit', (c) => r(c ?? -1)))),
+    );
+    expect(runs.sort()).toEqual([0, 125, 125, 125]);
+    const miss = tsrun(['stop', 'dpu']);
+    expect(miss.code).toBe(125);
+    expect(miss.stderr).toMatch(/no such container: "dpu" \(did you mean "dup"\?\)/);
+    expect(tsrun(['rm', '-f', 'dup']).code).toBe(0);
+  });
+
+  it('leaves nothing behind when tsrun is SIGKILLed at any point of run or create', async () => {
+    const dir = bundle(['/probe', 'sleep', '30']);
+    try {
+      for (let i = 0; i < 12; i++) {
+        const args = i % 2 ? ['create', '--bundle', dir, `k${i}`] : ['run', '-d', 'busybox', 'sleep', '30'];
+        const child = spawn(process.execPath, [BIN, ...args], { env: tsrunEnvVars(), stdio: 'ignore' });
+        const exited = new Promise((r) => child.on('exit', r));
+        await new Promise((r) => setTimeout(r, 60 + i * 9)); // from node's start-up to past the clone
+        child.kill('SIGKILL');
+        await exited;
+      }
+      for (const c of JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout)) expect(tsrun(['rm', '-f', c.id]).code).toBe(0);
+      // containers killed before their state was written are only data dirs: prune takes them
+      tsrun(['system', 'prune']);
+      await until(() => leaks().length === 0, 5000).catch(() => undefined);
+      expect(leaks()).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('handles a state dir that vanished (a reboot emptied /run): data dirs are garbage-collected', () => {
+    const e = testEnv();
+    const id = tsrun(['run', 'busybox', 'true']).stdout.trim() || JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout)[0].id;
+    expect(existsSync(join(e.data, 'containers', id))).toBe(true);
+    rmSync(join(e.root, id), { recursive: true, force: true });
+    expect(JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout)).toEqual([]);
+    expect(tsrun(['system', 'prune']).stdout).toContain(id);
+    expect(existsSync(join(e.data, 'containers', id))).toBe(false);
+  });
+});

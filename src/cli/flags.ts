@@ -1,4 +1,5 @@
 import type { FlagDef } from '../spec/flag-types.js';
+import { flags as cgroupFlags } from '../controls/cgroups/flags.js';
 import { UnsupportedError } from '../errors.js';
 import { applyPrivilegeSecurityOpt } from '../config/spec-defaults.js';
 import { flags as capabilityFlags } from '../controls/capabilities.js';
@@ -7,7 +8,6 @@ import { flags as rlimitFlags } from '../controls/rlimits.js';
 import { flags as deviceFlags } from '../controls/devices.js';
 import { flags as sysctlFlags } from '../controls/sysctl.js';
 import { flags as privilegedFlags } from '../controls/privileged.js';
-import { flags as cgroupFlags } from '../controls/cgroups/flags.js';
 
 // The flag table of `run` / `explain`: --help, docs/flags.md and the spec builder all read
 // it. Core rows are applied by src/spec/from-flags.ts itself (they shape the whole spec);
@@ -64,6 +64,6 @@ export const RUN_FLAGS: FlagDef[] = [
   ...rlimitFlags,
   ...deviceFlags,
   ...sysctlFlags,
-  ...cgroupFlags,
   ...privilegedFlags,
+  ...cgroupFlags,
 ];

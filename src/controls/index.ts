@@ -7,6 +7,7 @@ import { control as etcFiles } from './etc-files.js';
 import { control as readonlyRootfs } from './readonly-rootfs.js';
 import { control as utsNet } from './uts-net.js';
 import { control as processControl } from './process.js';
+import { control as cgroups } from './cgroups/index.js';
 import { control as userns } from './userns.js';
 import { control as devices } from './devices.js';
 import { control as sysctl } from './sysctl.js';
@@ -15,7 +16,6 @@ import { control as rlimits } from './rlimits.js';
 import { control as capabilities } from './capabilities.js';
 import { control as nnp } from './nnp.js';
 import { control as privileged } from './privileged.js';
-import { control as cgroups } from './cgroups/index.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so

@@ -39,8 +39,10 @@ export function execParentStep(step: ParentStep, pid?: number): void {
       case 'go':
       case 'send-mount-fd': // sent by the runtime after GO (it needs the sync socket)
         return;
-      default:
-        throw new Error(`parent action ${(step as ParentStep).action} has no executor in this build`);
+      default: {
+        const unknown: never = step;
+        throw new Error(`parent action ${(unknown as ParentStep).action} has no executor in this build`);
+      }
     }
   } catch (e) {
     const en = errnoOf(e);

@@ -180,7 +180,7 @@ describeKernel('cgroup limits through tsrun run', () => {
         linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'cgroup' }], cgroupsPath: `${PARENT}/bundle`, resources: { pids: { limit: 33 } } },
       };
       writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
-      const r = tsrun(['run', '--bundle', dir]);
+      const r = tsrun(['run', '--rm', '--bundle', dir]);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       expect(r.stdout.split('\n')[0]).toBe('33');

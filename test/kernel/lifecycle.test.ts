@@ -174,7 +174,8 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
 
   it('handles a state dir that vanished (a reboot emptied /run): data dirs are garbage-collected', () => {
     const e = testEnv();
-    const id = tsrun(['run', 'busybox', 'true']).stdout.trim() || JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout)[0].id;
+    expect(tsrun(['run', '--name', 'vanish', 'busybox', 'true']).code).toBe(0); // no --rm: kept, stopped
+    const id = JSON.parse(tsrun(['inspect', 'vanish']).stdout)[0].Id;
     expect(existsSync(join(e.data, 'containers', id))).toBe(true);
     rmSync(join(e.root, id), { recursive: true, force: true });
     expect(JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout)).toEqual([]);

@@ -5,9 +5,8 @@ import { SpecError, StateError, UsageError } from '../errors.js';
 import { execInContainer } from '../runtime/exec.js';
 import type { Process } from '../spec/types.js';
 import { resolveUser } from '../spec/users.js';
-import { containerPids, deleteContainer, killContainer, prune, readLogLines, resolve, startCreated, waitGone } from '../runtime/lifecycle.js';
+import { containerPids, deleteContainer, killContainer, oomKilledOf, prune, readLogLines, resolve, setFrozen, startCreated, waitGone } from '../runtime/lifecycle.js';
 import type { Paths } from '../runtime/paths.js';
-import { oomKilledFromSteps } from '../controls/cgroups/manager.js';
 import { listStates, logFile, readExit, statusOf, type ContainerState } from '../runtime/state.js';
 
 // The verbs around a container's life: docker's (ps, logs, stop, kill -s, rm, wait,
@@ -124,6 +123,21 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     });
 
   program
+    .command('pause <ids...>')
+    .description('freeze every process of containers (cgroup freezer)')
+    .action(async (ids: string[]) => {
+      for (const id of ids) await setFrozen(paths(), id, true);
+    });
+
+  program
+    .command('unpause <ids...>')
+    .alias('resume')
+    .description('thaw paused containers (OCI resume)')
+    .action(async (ids: string[]) => {
+      for (const id of ids) await setFrozen(paths(), id, false);
+    });
+
+  program
     .command('state <id>')
     .description('the OCI state of a container (JSON)')
     .action((id: string) => void out(JSON.stringify(ociState(resolve(paths(), id)), null, 2) + '\n'));
@@ -229,7 +243,15 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
           Name: s.name ?? '',
           Image: s.image ?? '',
           Created: s.created,
-          State: { Status: d.status, Pid: d.pid, StartedAt: s.started ?? null, FinishedAt: d.finishedAt, ExitCode: d.exitCode, OOMKilled: oomKilledFromSteps(s.cleanup) },
+          State: { Status: d.status, Pid: d.pid, StartedAt: s.started ?? null, FinishedAt: d.finishedAt, ExitCode: d.exitCode, OOMKilled: d.status === 'stopped' && oomKilledOf(s) },
+          // as applied: what the plan gave the container's process (ids, capabilities, filters, limits)
+          Process: { User: s.config.process.user, Capabilities: s.config.process.capabilities ?? null, NoNewPrivileges: Boolean(s.config.process.noNewPrivileges), Rlimits: s.config.process.rlimits ?? [], Seccomp: s.config.linux.seccomp ? { defaultAction: s.config.linux.seccomp.defaultAction, rules: s.config.linux.seccomp.syscalls?.length ?? 0 } : null },
+          Mounts: (s.config.mounts ?? []).map((m) => ({ Destination: m.destination, Type: m.type ?? '', Source: m.source ?? '', Options: m.options ?? [] })),
+          Resources: s.config.linux.resources ?? {},
+          CgroupsPath: s.config.linux.cgroupsPath ?? null,
+          Namespaces: s.config.linux.namespaces,
+          IdMappings: { uid: s.config.linux.uidMappings ?? [], gid: s.config.linux.gidMappings ?? [] },
+          ReadonlyRootfs: Boolean(s.config.root.readonly),
           Bundle: s.bundle,
           Rootfs: s.rootfs,
           Monitor: s.monitorPid ?? null,

@@ -140,6 +140,30 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     tsrun(['rm', stopped]);
   });
 
+  it('pause freezes every process of the container; unpause thaws it; inspect reports an OOM kill', async () => {
+    const e = testEnv();
+    tsrun(['run', '-d', '--name', 'frozen', 'busybox', 'sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done']);
+    const id = JSON.parse(tsrun(['inspect', 'frozen']).stdout)[0].Id;
+    const pid = JSON.parse(readFileSync(join(e.root, id, 'state.json'), 'utf8')).pid;
+    const counter = () => Number(readFileSync(`/proc/${pid}/root/tmp/n`, 'utf8'));
+    await until(() => existsSync(`/proc/${pid}/root/tmp/n`) && counter() > 2);
+    expect(tsrun(['pause', 'frozen']).code).toBe(0);
+    expect(state('frozen').status).toBe('paused');
+    const at = counter();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(counter()).toBe(at); // not one more iteration while frozen
+    expect(tsrun(['exec', 'frozen', 'true']).stderr).toMatch(/is paused/);
+    expect(tsrun(['unpause', 'frozen']).code).toBe(0);
+    await until(() => counter() > at);
+    expect(tsrun(['rm', '-f', 'frozen']).code).toBe(0);
+
+    const oom = tsrun(['run', '--name', 'hog', '-m', '32m', 'busybox', 'sh', '-c', 'x=$(head -c 100000000 /dev/zero | tr "\\0" a)']);
+    expect(oom.code).toBe(137);
+    expect(oom.stderr).toMatch(/OOM-killed/);
+    expect(JSON.parse(tsrun(['inspect', 'hog']).stdout)[0].State).toMatchObject({ Status: 'stopped', ExitCode: 137, OOMKilled: true });
+    expect(tsrun(['rm', 'hog'])).toMatchObject({ code: 0, stderr: '' });
+  });
+
   it('names are unique, even when claimed concurrently; unknown names get suggestions', async () => {
     const runs = await Promise.all(
       Array.from({ length: 4 }, () => new Promise<number>((r) => spawn(process.execPath, [BIN, 'run', '-d', '--name', 'dup', 'busybox', 'sleep', '30'], { env: tsrunEnvVars(), stdio: 'ignore' }).on('exit', (c) => r(c ?? -1)))),

@@ -99,7 +99,7 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
       expect(state('oci1')).toMatchObject({ status: 'created', pid, bundle: dir });
       // created: the init waits before exec, still tsrun-init from its memfd
       expect(readlinkSync(`/proc/${pid}/exe`)).toBe('/memfd:tsrun-init (deleted)');
-      expect(tsrun(['start', 'oci1']).code).toBe(0);
+      expect(tsrun(['start', 'oci1'])).toMatchObject({ code: 0, stderr: '' });
       await until(() => readlinkSync(`/proc/${pid}/exe`).endsWith('/probe'));
       expect(state('oci1').status).toBe('running');
       expect(JSON.parse(tsrun(['ps', '--format', 'json', 'oci1']).stdout)).toEqual([pid]);
@@ -129,6 +129,12 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     expect(JSON.parse(tsrun(['exec', '-u', 'nobody', '-w', '/tmp', id, '/probe', 'info']).stdout)).toMatchObject({ uid: 65534, cwd: '/tmp' });
     expect(tsrun(['exec', '-e', 'A=1', id, 'sh', '-c', 'echo $A']).stdout).toBe('1\n');
     expect(tsrun(['exec', '-i', id, 'cat'], { input: 'piped\n' }).stdout).toBe('piped\n');
+    // exec --detach --pid-file (as engines call it): the new process is in the container's cgroup
+    const pidFile = join(testEnv().base, 'exec.pid');
+    expect(tsrun(['exec', '--detach', '--pid-file', pidFile, id, '/probe', 'sleep', '5']).code).toBe(0);
+    const execPid = Number(readFileSync(pidFile, 'utf8'));
+    expect(readFileSync(`/proc/${execPid}/cgroup`, 'utf8')).toBe(readFileSync(`/proc/${init}/cgroup`, 'utf8'));
+    rmSync(pidFile);
     expect(tsrun(['exec', id, 'no-such']).code).toBe(127);
     expect(tsrun(['exec', id, 'sh', '-c', 'exit 5']).code).toBe(5);
     expect(tsrun(['rm', '-f', id]).code).toBe(0);

@@ -3,6 +3,7 @@ import { constants as osc } from 'node:os';
 import type { Command } from 'commander';
 import { SpecError, StateError, UsageError } from '../errors.js';
 import { execInContainer } from '../runtime/exec.js';
+import { assertSocket } from './run.js';
 import type { Process } from '../spec/types.js';
 import { resolveUser } from '../spec/users.js';
 import { containerPids, deleteContainer, killContainer, oomKilledOf, prune, readLogLines, resolve, setFrozen, startCreated, waitGone } from '../runtime/lifecycle.js';
@@ -340,6 +341,7 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
     };
   }
   if (proc.terminal && o.detach && !o.consoleSocket) throw new UsageError('exec --detach --tty needs --console-socket');
+  if (o.consoleSocket) assertSocket(o.consoleSocket, '--console-socket');
   return execInContainer({
     paths,
     ref: id,

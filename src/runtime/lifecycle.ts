@@ -153,10 +153,16 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
   }
   if (started.state === 'running') state.started = new Date().toISOString();
   saveState(paths, state);
-  if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));
-  if (o.consoleSocket && started.ptyFd !== undefined) {
-    kernel.sendConsole(o.consoleSocket, started.ptyFd);
-    kernel.close(started.ptyFd);
+  try {
+    if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));
+    if (o.consoleSocket && started.ptyFd !== undefined) {
+      kernel.sendConsole(o.consoleSocket, started.ptyFd);
+      kernel.close(started.ptyFd);
+    }
+  } catch (e) {
+    // the caller cannot use a container it has no pid or terminal for: undo it whole
+    await deleteContainer(paths, id, true).catch(() => undefined);
+    throw e;
   }
   return { state, started };
 }

@@ -59,6 +59,7 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     expect(raw[0]).toMatchObject({ log: 'out\n', stream: 'stdout', time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
     expect(tsrun(['stop', 'web']).code).toBe(0);
     expect(tsrun(['wait', 'web']).stdout).toBe('7\n');
+    expect(tsrun(['stop', 'web']).stderr).toMatch(/web is not running/);
     expect(tsrun(['logs', '--tail', '1', 'web']).stdout).toBe('bye\n');
     const [inspect] = JSON.parse(tsrun(['inspect', 'web']).stdout);
     expect(inspect.State).toMatchObject({ Status: 'stopped', ExitCode: 7, Pid: 0 });
@@ -113,6 +114,16 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
       const last = JSON.parse(readFileSync(join(dir, 'log.json'), 'utf8').trim().split('\n').at(-1)!);
       expect(last).toMatchObject({ level: 'error', msg: expect.stringContaining('no such container') });
       expect(tsrun(['--systemd-cgroup', 'state', 'x']).stderr).toMatch(/--systemd-cgroup: .*no systemd support/);
+      // bad input leaves nothing half-made
+      const tty = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+      tty.process.terminal = true;
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(tty));
+      expect(tsrun(['create', '--bundle', dir, 'oci2']).stderr).toMatch(/process.terminal is true: create needs --console-socket/);
+      const bad = tsrun(['create', '--bundle', dir, '--console-socket', join(dir, 'nope.sock'), 'oci2']);
+      expect(bad.code).toBe(125);
+      expect(bad.stderr).toMatch(/--console-socket .*nope.sock: ENOENT/);
+      expect(tsrun(['state', 'oci2']).code).toBe(125);
+      expect(tsrun(['create', '--bundle', dir, '--console-socket', join(dir, 'config.json'), 'oci2']).stderr).toMatch(/ENOTSOCK/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

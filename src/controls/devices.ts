@@ -205,6 +205,19 @@ export const control: Control = {
  * `a` for all, `*` for any major/minor. For the cgroups control's ParentAction 'cgroup' set
  * steps: e.g. devices.deny "a", then devices.allow "c 1:3 rwm" ...
  */
+/**
+ * The spec's device rules followed by the allow rules for the devices every container gets.
+ * The OCI runtime spec (config-linux.md, "Default Devices") has the runtime supply /dev/null,
+ * zero, full, random, urandom, tty, console and ptmx whatever the spec lists, and engines rely
+ * on the runtime to let them be opened too: podman and containerd send only
+ * {allow: false, access: "rwm"} (runc appends its own defaults after the spec's rules). Taken
+ * literally, that rule makes `echo > /dev/null` fail with EPERM and a pty impossible.
+ */
+export function withDefaultDeviceRules(rules: readonly DeviceRule[]): DeviceRule[] {
+  const same = (a: DeviceRule, b: DeviceRule) => a.allow === b.allow && (a.type ?? 'a') === (b.type ?? 'a') && (a.major ?? null) === (b.major ?? null) && (a.minor ?? null) === (b.minor ?? null) && (a.access ?? 'rwm') === (b.access ?? 'rwm');
+  return [...rules, ...DEFAULT_DEVICE_RULES.filter((d) => d.allow && !rules.some((r) => same(r, d)))];
+}
+
 export function deviceCgroupV1Writes(rules: readonly DeviceRule[]): { file: 'devices.allow' | 'devices.deny'; value: string }[] {
   return rules.map((r) => {
     const type = r.type ?? 'a';

@@ -114,6 +114,12 @@ describeEngine('containerd drives tsrun (ctr run --runc-binary tsrun)', ['contai
     expect(existsSync(join(runcRoot, 'default', 'ctd-hi'))).toBe(false);
   });
 
+  it('the default devices open although the spec only says "deny all" in the device cgroup', () => {
+    const r = ctr(['run', '--rm', ...runArgs(), IMAGE, 'ctd-dev', 'sh', '-c', 'echo x > /dev/null && head -c 4 /dev/urandom | wc -c']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('4\n');
+  });
+
   it('ctr run -t: the pty goes to the shim over the console socket', () => {
     // ctr wants a terminal of its own for -t: script(1) gives it one
     const r = run('script', ['-qec', `ctr -a ${sock} run --rm -t ${runArgs().join(' ')} ${IMAGE} ctd-tty tty`, '/dev/null']);

@@ -104,6 +104,12 @@ describeEngine('podman drives tsrun (podman --runtime tsrun)', ['podman', 'conmo
     expect(r.stderr).toContain('tsrun: exec "no-such-command": No such file or directory');
   });
 
+  it('the default devices open although podman\'s spec only says "deny all" in the device cgroup', () => {
+    const r = podman(['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'echo x > /dev/null && head -c 4 /dev/urandom | wc -c && cat /dev/zero | head -c 2 | wc -c']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('4\n2\n');
+  });
+
   it('podman\'s own network: tsrun joins the netns netavark prepared (linux.namespaces[].path)', () => {
     const r = podman(['run', '--rm', IMAGE, 'sh', '-c', 'ip -o -4 addr show eth0; readlink /proc/self/ns/net']);
     expect(r.stderr).toBe('');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_DEVICE_RULES, applyDefaultDevices, deviceCgroupV1Writes, control, flags, makedev, parseDeviceFlag, setDeviceStat, splitDev, statHostDevice } from '../../src/controls/devices.js';
+import { DEFAULT_DEVICE_RULES, applyDefaultDevices, deviceCgroupV1Writes, withDefaultDeviceRules, control, flags, makedev, parseDeviceFlag, setDeviceStat, splitDev, statHostDevice } from '../../src/controls/devices.js';
 import type { ChildStep } from '../../src/plan/types.js';
 import { baseSpec, ctxFor } from './privileges-fixture.js';
 
@@ -81,3 +81,18 @@ function splitDevInverse(major: number, minor: number): bigint {
   const m = BigInt(minor);
   return (M << 8n) & 0xfff00n | (M >> 12n) << 44n | (m & 0xffn) | (m >> 8n) << 20n;
 }
+
+describe('device cgroup rules of bundles from engines', () => {
+  it('a lone "deny all" still lets the default devices open (OCI "Default Devices"; podman and containerd send only that rule)', () => {
+    const rules = withDefaultDeviceRules([{ allow: false, access: 'rwm' }]);
+    expect(rules[0]).toEqual({ allow: false, access: 'rwm' });
+    const writes = deviceCgroupV1Writes(rules).map((w) => `${w.file} ${w.value}`);
+    expect(writes[0]).toBe('devices.deny a');
+    expect(writes).toContain('devices.allow c 1:3 rwm'); // /dev/null
+    expect(writes).toContain('devices.allow c 5:2 rwm'); // /dev/ptmx
+    expect(writes).toContain('devices.allow c 136:* rwm'); // /dev/pts/*
+    expect(writes.some((w) => w.includes(' 8:'))).toBe(false); // no disk
+    // tsrun's own specs hold them already: nothing is written twice
+    expect(withDefaultDeviceRules(DEFAULT_DEVICE_RULES)).toEqual([...DEFAULT_DEVICE_RULES]);
+  });
+});

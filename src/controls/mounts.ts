@@ -1,7 +1,7 @@
 import { isCgroupMount } from './cgroups/index.js';
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
-import { SpecError } from '../errors.js';
+import { SpecError, UnsupportedError } from '../errors.js';
 import * as op from '../plan/ops.js';
 import type { MountFlag } from '../plan/ops.js';
 import { child } from '../plan/step.js';
@@ -108,10 +108,32 @@ export function mountSteps(ctx: BuildContext, m: Mount, controlId: string, why: 
       steps.push(child('mounts', controlId, 'apply the mount options to the bind mount', op.mount('', target, '', ['REMOUNT', 'BIND', ...extra])));
     }
   } else {
-    steps.push(child('mounts', controlId, why, op.mount(m.source ?? m.type ?? '', target, m.type ?? '', [...o.flags], o.data.join(','))));
+    const data = o.data.filter((d) => d !== 'tmpcopyup');
+    if (data.length !== o.data.length) assertNothingToCopyUp(m, target);
+    steps.push(child('mounts', controlId, why, op.mount(m.source ?? m.type ?? '', target, m.type ?? '', [...o.flags], data.join(','))));
   }
   for (const p of o.propagation) steps.push(child('mounts', controlId, 'mount propagation as asked', op.mount('', target, '', p)));
   return steps;
+}
+
+/**
+ * "tmpcopyup" is runc's and crun's extension (not in the OCI spec, not a tmpfs option: the
+ * kernel says EINVAL): fill the new tmpfs with what the image had at that path. podman puts
+ * it on the tmpfs it mounts at /tmp, /var/tmp and /run for `--read-only`. Over a directory
+ * that is empty or absent in the rootfs there is nothing to copy, so the plain tmpfs is the
+ * same thing; tsrun has no copy step, so over files it refuses rather than hide them.
+ */
+function assertNothingToCopyUp(m: Mount, target: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(target);
+  } catch {
+    return; // absent (or not readable while planning, e.g. an image rootfs not mounted yet)
+  }
+  if (entries.length)
+    throw new UnsupportedError(
+      `mounts: "tmpcopyup" on ${m.destination}: the rootfs has ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} there (${entries.slice(0, 3).join(', ')}) and tsrun cannot copy them into the tmpfs; with podman, use --read-only-tmpfs=false or a --tmpfs ${m.destination} of your own`,
+    );
 }
 
 // Whether a bind source is a file is a fact about the host, read while planning; the

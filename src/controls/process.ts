@@ -50,7 +50,10 @@ export const control: Control = {
     steps.push(child('exec', 'process', 'the working directory', op.chdir(posix.normalize(p.cwd))));
     if (ctx.waitStart) {
       const fifo = startFifo(ctx.containerDir);
-      steps.push(parent('prepare', 'process', 'OCI create/start: `tsrun start` opens it to let the command run', { action: 'mkfifo', path: fifo, mode: 0o600 }, `mkfifo ${fifo}`));
+      // 0622: the init opens it for writing *after* switching to process.user, without
+      // CAP_DAC_OVERRIDE when that user is not root (podman run --user 1000); only root can
+      // reach it on the host (the container dir is root's), and the init closes it before exec
+      steps.push(parent('prepare', 'process', 'OCI create/start: `tsrun start` opens it to let the command run', { action: 'mkfifo', path: fifo, mode: 0o622 }, `mkfifo -m 622 ${fifo}`));
       steps.push(child('wait-start', 'process', 'OCI create/start: the command runs only on `start`', op.waitStart(fifo)));
     }
     steps.push(child('exec', 'process', 'the container\'s command; tsrun-init is gone from here on', op.exec(p.args[0]!, p.args, p.env ?? [])));

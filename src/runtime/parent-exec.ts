@@ -17,6 +17,7 @@ export function execParentStep(step: ParentStep, pid?: number): void {
         return;
       case 'mkfifo':
         nativeKernel.mkfifo(step.path, step.mode);
+        chmodSync(step.path, step.mode); // mkfifo(3) applies the umask
         return;
       case 'write-file':
         writeFileSync(step.path, step.content, { mode: step.mode });

@@ -95,6 +95,11 @@ describeEngine('podman drives tsrun (podman --runtime tsrun)', ['podman', 'conmo
     const plain = run(sb.runtime, ['delete', 'f'.repeat(64)]);
     expect(plain.code).toBe(125);
     expect(plain.stderr).toMatch(/^tsrun: no such container: "f{64}"\n$/);
+    // where engines read errors: one JSON object per line, the last msg is what they show
+    const log = join(sb.dir, 'oci-log');
+    expect(run(sb.runtime, ['--log-format=json', '--log', log, 'delete', 'f'.repeat(64)]).code).toBe(125);
+    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.at(-1)).toEqual({ level: 'error', msg: `no such container: "${'f'.repeat(64)}"`, time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
   });
 
   it('the exit code and a missing command reach podman (127, with tsrun\'s message)', () => {
@@ -102,6 +107,15 @@ describeEngine('podman drives tsrun (podman --runtime tsrun)', ['podman', 'conmo
     const r = podman(['run', '--rm', '--network', 'none', IMAGE, 'no-such-command']);
     expect(r.code).toBe(127);
     expect(r.stderr).toContain('tsrun: exec "no-such-command": No such file or directory');
+  });
+
+  it('a create that tsrun refuses: podman shows tsrun\'s message (read from --log, JSON) and nothing is left', () => {
+    // root here lacks CAP_SYS_RESOURCE, so no runtime can raise this hard limit
+    const r = podman(['run', '--rm', '--network', 'none', '--ulimit', 'nofile=1048576:1048576', IMAGE, 'true']);
+    expect(r.code).toBe(126);
+    expect(r.stderr).toMatch(/OCI runtime error: \S+tsrun: process\.rlimits\[\d\]: RLIMIT_NOFILE \(--ulimit nofile\) hard 1048576 is above/);
+    expect(podmanOk(['ps', '-a', '-q'])).toBe('');
+    expect(existsSync(sb.tsrunRoot) ? readdirSync(sb.tsrunRoot).filter((d) => !d.endsWith('.lock')) : []).toEqual([]);
   });
 
   it('the default devices open although podman\'s spec only says "deny all" in the device cgroup', () => {

@@ -3,6 +3,8 @@
 // x86_64, x32 and aarch64, read from the kernel's UAPI headers as Debian ships them:
 //   x86_64  /usr/include/x86_64-linux-gnu/asm/unistd_64.h   (linux-libc-dev)
 //   x32     /usr/include/x86_64-linux-gnu/asm/unistd_x32.h  (linux-libc-dev)
+//   i386    /usr/include/x86_64-linux-gnu/asm/unistd_32.h   (linux-libc-dev; names only: tsrun does
+//           not compile i386 filters, but a profile naming i386 calls is not "unknown")
 //   aarch64 /usr/aarch64-linux-gnu/include/asm/unistd.h      (linux-libc-dev-arm64-cross),
 //           which defines the __ARCH_WANT_* switches and includes asm-generic/unistd.h;
 //           the C preprocessor (gcc -E -dM) expands it, so the switches decide as in the kernel.
@@ -16,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const X86_64 = '/usr/include/x86_64-linux-gnu/asm/unistd_64.h';
 const X32 = '/usr/include/x86_64-linux-gnu/asm/unistd_x32.h';
+const I386 = '/usr/include/x86_64-linux-gnu/asm/unistd_32.h';
 const ARM64_INC = '/usr/aarch64-linux-gnu/include';
 const X32_BIT = 0x40000000;
 
@@ -61,6 +64,7 @@ const x8664 = table(defines(readFileSync(X86_64, 'utf8')));
 const x32Macros = defines(readFileSync(X32, 'utf8'));
 x32Macros.set('__X32_SYSCALL_BIT', '0x40000000');
 const x32 = table(x32Macros);
+const i386 = table(defines(readFileSync(I386, 'utf8')));
 const arm = table(defines(execFileSync('gcc', ['-E', '-dM', '-nostdinc', '-I', ARM64_INC, '-D__aarch64__', join(ARM64_INC, 'asm', 'unistd.h')], { encoding: 'utf8' })));
 
 for (const line of readFileSync(join(root, 'scripts', 'syscalls-after-6.1.txt'), 'utf8').split('\n')) {
@@ -70,6 +74,7 @@ for (const line of readFileSync(join(root, 'scripts', 'syscalls-after-6.1.txt'),
   const n = Number(nr);
   x8664[name] ??= n;
   if (abi === 'common') {
+    i386[name] ??= n;
     x32[name] ??= n + X32_BIT;
     arm[name] ??= n;
   }
@@ -95,7 +100,7 @@ function pkgVersion(p) {
     return 'unknown';
   }
 }
-const body = [header, '/** x86_64 (AUDIT_ARCH_X86_64), asm/unistd_64.h */', emit('X86_64', x8664), '/** x32 (AUDIT_ARCH_X86_64 with X32_BIT), asm/unistd_x32.h */', emit('X32', x32), '/** aarch64 (AUDIT_ARCH_AARCH64), asm-generic/unistd.h as arm64 configures it */', emit('AARCH64', arm)].join('\n');
+const body = [header, '/** x86_64 (AUDIT_ARCH_X86_64), asm/unistd_64.h */', emit('X86_64', x8664), '/** x32 (AUDIT_ARCH_X86_64 with X32_BIT), asm/unistd_x32.h */', emit('X32', x32), '/** aarch64 (AUDIT_ARCH_AARCH64), asm-generic/unistd.h as arm64 configures it */', emit('AARCH64', arm), '/** i386 (AUDIT_ARCH_I386), asm/unistd_32.h: for names only */', emit('I386', i386)].join('\n');
 const dest = join(root, 'src', 'controls', 'seccomp', 'syscalls.generated.ts');
 writeFileSync(dest, body);
-console.log(`${dest}: x86_64 ${Object.keys(x8664).length}, x32 ${Object.keys(x32).length}, aarch64 ${Object.keys(arm).length} names`);
+console.log(`${dest}: x86_64 ${Object.keys(x8664).length}, x32 ${Object.keys(x32).length}, aarch64 ${Object.keys(arm).length}, i386 ${Object.keys(i386).length} names`);

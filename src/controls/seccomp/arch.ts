@@ -5,7 +5,7 @@
 // trusting nr.
 import { AARCH64, I386, X32, X32_BIT, X86_64 } from './syscalls.generated.js';
 
-export type ArchName = 'x86_64' | 'x32' | 'aarch64';
+export type ArchName = 'x86_64' | 'x32' | 'x86' | 'aarch64';
 
 export interface ArchInfo {
   name: ArchName;
@@ -25,13 +25,15 @@ export const AUDIT_ARCH_I386 = 0x40000003; // EM_386 = 3
 export const ARCHES: Record<ArchName, ArchInfo> = {
   x86_64: { name: 'x86_64', scmp: 'SCMP_ARCH_X86_64', audit: AUDIT_ARCH_X86_64, goarch: 'amd64', table: X86_64 },
   x32: { name: 'x32', scmp: 'SCMP_ARCH_X32', audit: AUDIT_ARCH_X86_64, goarch: 'x32', table: X32 },
+  // i386 programs (int 0x80) on an x86_64 kernel: arguments arrive zero-extended to 64 bits
+  x86: { name: 'x86', scmp: 'SCMP_ARCH_X86', audit: AUDIT_ARCH_I386, goarch: '386', table: I386 },
   aarch64: { name: 'aarch64', scmp: 'SCMP_ARCH_AARCH64', audit: AUDIT_ARCH_AARCH64, goarch: 'arm64', table: AARCH64 },
 };
 export { X32_BIT };
 
 /** Names libseccomp knows for arches tsrun does not compile (profiles list them). */
 export const OTHER_SCMP_ARCHES = new Set([
-  'SCMP_ARCH_X86', 'SCMP_ARCH_ARM', 'SCMP_ARCH_MIPS', 'SCMP_ARCH_MIPS64', 'SCMP_ARCH_MIPS64N32', 'SCMP_ARCH_MIPSEL', 'SCMP_ARCH_MIPSEL64',
+  'SCMP_ARCH_ARM', 'SCMP_ARCH_MIPS', 'SCMP_ARCH_MIPS64', 'SCMP_ARCH_MIPS64N32', 'SCMP_ARCH_MIPSEL', 'SCMP_ARCH_MIPSEL64',
   'SCMP_ARCH_MIPSEL64N32', 'SCMP_ARCH_PPC', 'SCMP_ARCH_PPC64', 'SCMP_ARCH_PPC64LE', 'SCMP_ARCH_S390', 'SCMP_ARCH_S390X', 'SCMP_ARCH_PARISC',
   'SCMP_ARCH_PARISC64', 'SCMP_ARCH_RISCV64', 'SCMP_ARCH_LOONGARCH64', 'SCMP_ARCH_M68K', 'SCMP_ARCH_SH', 'SCMP_ARCH_SHEB',
 ]);

@@ -35,8 +35,10 @@ export interface Compiled {
   /** SECCOMP_FILTER_FLAG_* for seccomp(2) */
   flags: number;
   arches: ArchName[];
-  /** e.g. unknown system call names, architectures tsrun does not compile */
+  /** unknown system call names (the user should hear of them) */
   warnings: string[];
+  /** listed architectures tsrun does not compile (shown in the listing) */
+  notes: string[];
   defaultAction: number;
 }
 
@@ -263,7 +265,8 @@ export function compile(s: Seccomp, opts: CompileOptions): Compiled {
   const badArch = opts.badArch ?? RET.KILL_PROCESS;
   const { arches, skipped } = compiledArches(s, opts.native);
   const warnings: string[] = [];
-  if (skipped.length) warnings.push(`architectures ${skipped.join(', ')}: tsrun compiles x86_64, x32 and aarch64 only; calls through those ABIs get ${actionName(badArch)}`);
+  const notes: string[] = [];
+  if (skipped.length) notes.push(`architectures ${skipped.join(', ')}: tsrun compiles x86_64, x32, x86 and aarch64 only; calls through those ABIs get ${actionName(badArch)}`);
   const unknown = new Set<string>();
   const above = opts.enosysAboveTable !== false && !isAllowLike(def) ? (RET.ERRNO | ENOSYS) >>> 0 : def;
   const aboveComment = above === def ? 'newer than our table: default action' : 'newer than our table: ENOSYS, so libc falls back';
@@ -313,7 +316,7 @@ export function compile(s: Seccomp, opts: CompileOptions): Compiled {
   const native = ARCHES[opts.native];
   const v = run(prog, { nr: native.table.execve!, arch: native.audit }).ret;
   if (!isAllowLike(v)) throw new ProfileError('syscalls', `the profile denies execve (${actionName(v)}): the container's command could never start`);
-  return { prog, comments, bytes: encode(prog), flags, arches, warnings, defaultAction: def };
+  return { prog, comments, bytes: encode(prog), flags, arches, warnings, notes, defaultAction: def };
 }
 
 /** The verdict for one call, by running the program. */
@@ -331,6 +334,7 @@ export function listing(c: Compiled, title: string): string {
     `; ${title}`,
     `; ${c.prog.length} instructions (${c.bytes.length} bytes), arches ${c.arches.join(', ')}, default ${actionName(c.defaultAction)}`,
     ...c.warnings.map((w) => `; warning: ${w}`),
+    ...c.notes.map((w) => `; note: ${w}`),
     ...disassemble(c.prog, c.comments),
   ].join('\n');
 }

@@ -67,9 +67,10 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
     'mq_timedsend_time64', 'mq_unlink', 'msgctl', 'msgget', 'msgrcv', 'msgsnd', 'semctl', 'semget', 'semop', 'semtimedop',
     'semtimedop_time64', 'shmat', 'shmctl', 'shmdt', 'shmget',
   ],
+  // (docker's list also names recv and send: calls of other arches, none tsrun compiles)
   'sockets (socket() itself is filtered by family below)': [
-    'accept', 'accept4', 'bind', 'connect', 'getpeername', 'getsockname', 'getsockopt', 'listen', 'recv', 'recvfrom', 'recvmmsg',
-    'recvmmsg_time64', 'recvmsg', 'send', 'sendmmsg', 'sendmsg', 'sendto', 'setsockopt', 'shutdown', 'socketcall', 'socketpair',
+    'accept', 'accept4', 'bind', 'connect', 'getpeername', 'getsockname', 'getsockopt', 'listen', 'recvfrom', 'recvmmsg',
+    'recvmmsg_time64', 'recvmsg', 'sendmmsg', 'sendmsg', 'sendto', 'setsockopt', 'shutdown', 'socketcall', 'socketpair',
   ],
 };
 
@@ -135,7 +136,7 @@ export function builtinProfile(): DockerProfile {
     // arch-specific calls libc uses on that arch
     { names: ['arch_prctl'], action: 'SCMP_ACT_ALLOW', includes: { arches: ['amd64', 'x32'] } },
     { names: ['modify_ldt'], action: 'SCMP_ACT_ALLOW', includes: { arches: ['amd64', 'x32', 'x86'] } },
-    { names: ['arm_fadvise64_64', 'arm_sync_file_range', 'sync_file_range2', 'breakpoint', 'cacheflush', 'set_tls'], action: 'SCMP_ACT_ALLOW', includes: { arches: ['arm', 'arm64'] } },
+    // (docker also allows arm32's arm_fadvise64_64, sync_file_range2, cacheflush, set_tls...: tsrun compiles no arm32 section)
     ...CAPABILITY_GATED.map((g): DockerRule => ({ names: [...g.names], action: 'SCMP_ACT_ALLOW', includes: { caps: [g.cap] }, comment: g.reason })),
     // fork/threads without CAP_SYS_ADMIN: clone only when no namespace flag is set
     { names: ['clone'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: CLONE_NAMESPACE_FLAGS, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }], excludes: { caps: ['CAP_SYS_ADMIN'] } },

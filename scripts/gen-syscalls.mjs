@@ -72,12 +72,11 @@ for (const line of readFileSync(join(root, 'scripts', 'syscalls-after-6.1.txt'),
   if (!l) continue;
   const [nr, abi, name] = l.split(/\s+/);
   const n = Number(nr);
-  x8664[name] ??= n;
-  if (abi === 'common') {
-    i386[name] ??= n;
-    x32[name] ??= n + X32_BIT;
-    arm[name] ??= n;
-  }
+  const tables = abi === 'common' ? ['x86_64', 'x32', 'i386', 'aarch64'] : abi.split(',');
+  if (tables.includes('x86_64')) x8664[name] ??= n;
+  if (tables.includes('x32')) x32[name] ??= n + X32_BIT;
+  if (tables.includes('i386')) i386[name] ??= n;
+  if (tables.includes('aarch64')) arm[name] ??= n;
 }
 
 function sorted(t) {

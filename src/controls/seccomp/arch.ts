@@ -15,6 +15,11 @@ export interface ArchInfo {
   audit: number;
   /** GOARCH name docker profiles use in includes/excludes.arches */
   goarch: string;
+  /**
+   * Width of an argument register in the ABI: 32-bit ABIs (x86, and x32, whose longs are
+   * 32 bits) have only the low half compared, as libseccomp does.
+   */
+  argBits: 32 | 64;
   table: Readonly<Record<string, number>>;
 }
 
@@ -23,11 +28,11 @@ export const AUDIT_ARCH_AARCH64 = 0xc00000b7; // EM_AARCH64 = 183
 export const AUDIT_ARCH_I386 = 0x40000003; // EM_386 = 3
 
 export const ARCHES: Record<ArchName, ArchInfo> = {
-  x86_64: { name: 'x86_64', scmp: 'SCMP_ARCH_X86_64', audit: AUDIT_ARCH_X86_64, goarch: 'amd64', table: X86_64 },
-  x32: { name: 'x32', scmp: 'SCMP_ARCH_X32', audit: AUDIT_ARCH_X86_64, goarch: 'x32', table: X32 },
+  x86_64: { name: 'x86_64', scmp: 'SCMP_ARCH_X86_64', audit: AUDIT_ARCH_X86_64, goarch: 'amd64', argBits: 64, table: X86_64 },
+  x32: { name: 'x32', scmp: 'SCMP_ARCH_X32', audit: AUDIT_ARCH_X86_64, goarch: 'x32', argBits: 32, table: X32 },
   // i386 programs (int 0x80) on an x86_64 kernel: arguments arrive zero-extended to 64 bits
-  x86: { name: 'x86', scmp: 'SCMP_ARCH_X86', audit: AUDIT_ARCH_I386, goarch: '386', table: I386 },
-  aarch64: { name: 'aarch64', scmp: 'SCMP_ARCH_AARCH64', audit: AUDIT_ARCH_AARCH64, goarch: 'arm64', table: AARCH64 },
+  x86: { name: 'x86', scmp: 'SCMP_ARCH_X86', audit: AUDIT_ARCH_I386, goarch: '386', argBits: 32, table: I386 },
+  aarch64: { name: 'aarch64', scmp: 'SCMP_ARCH_AARCH64', audit: AUDIT_ARCH_AARCH64, goarch: 'arm64', argBits: 64, table: AARCH64 },
 };
 export { X32_BIT };
 

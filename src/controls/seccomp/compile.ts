@@ -149,8 +149,38 @@ function split64(v: number): [number, number] {
   return [Number(b >> 32n) >>> 0, Number(b & 0xffffffffn) >>> 0];
 }
 
+/** One argument comparison on a 32-bit ABI: the low half only (the value truncated). */
+function emitArg32(a: Assembler, r: ArgRule, pass: Label, fail: Label): void {
+  const off = DATA.args + 8 * r.index;
+  const v = split64(r.value)[1];
+  const what = `args[${r.index}] (32-bit ABI)`;
+  switch (r.op) {
+    case 'SCMP_CMP_EQ':
+    case 'SCMP_CMP_NE':
+      a.ldw(off, `${what} ${r.op === 'SCMP_CMP_EQ' ? '==' : '!='} ${v}?`);
+      a.jmp(BPF.JEQ, v, r.op === 'SCMP_CMP_EQ' ? pass : fail, r.op === 'SCMP_CMP_EQ' ? fail : pass);
+      return;
+    case 'SCMP_CMP_MASKED_EQ':
+      a.ldw(off, `(${what} & 0x${split64(r.value)[1].toString(16)}) == 0x${split64(r.valueTwo ?? 0)[1].toString(16)}?`);
+      a.and(split64(r.value)[1]);
+      a.jmp(BPF.JEQ, split64(r.valueTwo ?? 0)[1], pass, fail);
+      return;
+    case 'SCMP_CMP_GT':
+    case 'SCMP_CMP_GE':
+      a.ldw(off, `${what} ${r.op === 'SCMP_CMP_GT' ? '>' : '>='} ${v}?`);
+      a.jmp(r.op === 'SCMP_CMP_GT' ? BPF.JGT : BPF.JGE, v, pass, fail);
+      return;
+    case 'SCMP_CMP_LT':
+    case 'SCMP_CMP_LE':
+      a.ldw(off, `${what} ${r.op === 'SCMP_CMP_LT' ? '<' : '<='} ${v}?`);
+      a.jmp(r.op === 'SCMP_CMP_LT' ? BPF.JGE : BPF.JGT, v, fail, pass);
+      return;
+  }
+}
+
 /** One argument comparison: jumps to pass or fail. */
-function emitArg(a: Assembler, r: ArgRule, pass: Label, fail: Label): void {
+function emitArg(a: Assembler, r: ArgRule, pass: Label, fail: Label, bits: 32 | 64): void {
+  if (bits === 32) return emitArg32(a, r, pass, fail);
   const hiOff = DATA.args + 8 * r.index + 4;
   const loOff = DATA.args + 8 * r.index;
   const [vhi, vlo] = split64(r.value);
@@ -209,7 +239,7 @@ function emitArg(a: Assembler, r: ArgRule, pass: Label, fail: Label): void {
   }
 }
 
-function emitLeaf(a: Assembler, leaf: Leaf): void {
+function emitLeaf(a: Assembler, leaf: Leaf, bits: 32 | 64): void {
   if (leaf.kind === 'ret') return a.ret(leaf.action, leaf.comment);
   if (leaf.kind === 'sub') return leaf.emit(a);
   const o = leaf.outcome;
@@ -217,7 +247,7 @@ function emitLeaf(a: Assembler, leaf: Leaf): void {
     const next = label('next-rule');
     c.args.forEach((arg, i) => {
       const pass = label('pass');
-      emitArg(a, arg, pass, next);
+      emitArg(a, arg, pass, next, bits);
       a.bind(pass);
       if (i === 0 && ci === 0) a.insns[a.insns.length - 1]!.comment ??= undefined;
     });
@@ -237,12 +267,12 @@ function emitTree(a: Assembler, rs: Range[], arch: ArchInfo): void {
     if (r.leaf.kind === 'args') {
       const nm = r.leaf.outcome.names.join(' ');
       const start = a.insns.length;
-      emitLeaf(a, r.leaf);
+      emitLeaf(a, r.leaf, arch.argBits);
       const i = a.insns[start];
       if (i) i.comment = `${nm} (nr ${nr32(r.lo)}): ${i.comment ?? ''}`;
       return;
     }
-    return emitLeaf(a, r.leaf);
+    return emitLeaf(a, r.leaf, arch.argBits);
   }
   const mid = rs.length >> 1;
   const left = label('left');
@@ -283,7 +313,9 @@ export function compile(s: Seccomp, opts: CompileOptions): Compiled {
       if (withX32) {
         const x32 = section('x32', false);
         rs.push({ lo: X32_BIT, hi: 0xffffffff, leaf: { kind: 'sub', comment: 'x32', emit: (a) => emitTree(a, x32, ARCHES.x32) } });
-      } else rs.push({ lo: X32_BIT, hi: 0xffffffff, leaf: { kind: 'ret', action: badArch, comment: 'x32 call (bit 30 set) and the profile does not list SCMP_ARCH_X32' } });
+      } else rs.push({ lo: X32_BIT, hi: 0xfffffffe, leaf: { kind: 'ret', action: badArch, comment: 'x32 call (bit 30 set) and the profile does not list SCMP_ARCH_X32' } });
+      // nr -1: a tracer cancelled the call (ptrace(2)); nothing runs, so not a foreign ABI
+      if (!withX32) rs.push({ lo: 0xffffffff, hi: 0xffffffff, leaf: { kind: 'ret', action: above, comment: 'nr -1: a call a tracer skipped' } });
     }
     return rs;
   };

@@ -708,7 +708,6 @@ export const X32: Readonly<Record<string, number>> = {
   set_mempolicy_home_node: X32_BIT + 450,
   cachestat: X32_BIT + 451,
   fchmodat2: X32_BIT + 452,
-  map_shadow_stack: X32_BIT + 453,
   futex_wake: X32_BIT + 454,
   futex_wait: X32_BIT + 455,
   futex_requeue: X32_BIT + 456,

@@ -150,6 +150,12 @@ d('differential: tsrun vs libseccomp, verdicts in the BPF interpreter', () => {
         { names: ['read'], action: 'SCMP_ACT_LOG', args: [{ index: 2, value: 7, op: 'SCMP_CMP_NE' }, { index: 0, value: 3, op: 'SCMP_CMP_GT' }] },
         { names: ['write'], action: 'SCMP_ACT_ERRNO', args: [{ index: 5, value: 0xffffffff, op: 'SCMP_CMP_EQ' }] },
         { names: ['write'], action: 'SCMP_ACT_ERRNO', args: [{ index: 4, value: 0x1_0000_0000, op: 'SCMP_CMP_EQ' }] },
+        // an unconditional rule and argument rules for one call: the unconditional one decides, in either order
+        { names: ['lseek'], action: 'SCMP_ACT_ERRNO', errnoRet: 3, args: [{ index: 0, value: 3, op: 'SCMP_CMP_EQ' }] },
+        { names: ['lseek', 'fstat'], action: 'SCMP_ACT_ERRNO', errnoRet: 7 },
+        { names: ['fstat'], action: 'SCMP_ACT_KILL_PROCESS', args: [{ index: 1, value: 3, op: 'SCMP_CMP_GT' }] },
+        { names: ['mmap'], action: 'SCMP_ACT_ERRNO', errnoRet: 4 },
+        { names: ['mmap'], action: 'SCMP_ACT_ERRNO', errnoRet: 5 },
       ],
     });
     compare(resolveDocker(p, { caps: [], arch: 'x86_64' }), 'x86_64');

@@ -93,7 +93,7 @@ describe('built-in profile (docker default behaviour)', () => {
     for (const p of [0, 8, 0x20000, 0x20008, 0xffffffff]) expect(verdict(x, 'x86_64', 'personality', p)).toBe('ALLOW');
     expect(verdict(x, 'x86_64', 'personality', 0x0040000)).toBe('ERRNO(EPERM)'); // ADDR_NO_RANDOMIZE
   });
-  it('counts: 311 of x86_64's 0..469 allowed (8 of them newer than libseccomp 2.5.4, which docker here would deny), ENOSYS above the table', () => {
+  it('counts: 311 of the x86_64 numbers 0..469 allowed (8 of them newer than libseccomp 2.5.4, which docker here would deny), ENOSYS above the table', () => {
     let allowed = 0;
     let eperm = 0;
     for (let nr = 0; nr <= 469; nr++) {

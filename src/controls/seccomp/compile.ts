@@ -102,8 +102,10 @@ function outcomes(s: Seccomp, arch: ArchInfo, def: number, unknown: Set<string>)
     }
   });
   for (const o of map.values()) {
-    // argument rules with the call's own fallback action add nothing
-    o.conds = o.conds.filter((c) => c.action !== o.fallback);
+    // An unconditional rule decides the call whatever its arguments, and the first one
+    // wins (libseccomp's semantics: argument rules for the same call are subsumed);
+    // argument rules with the call's fallback action add nothing.
+    o.conds = o.uncond !== undefined ? [] : o.conds.filter((c) => c.action !== o.fallback);
   }
   return map;
 }

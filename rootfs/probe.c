@@ -16,6 +16,8 @@
  *   probe syscall NAME [ARG...] one raw system call (keyctl unshare mount clone clone3 socket
  *                              personality getppid chroot setns), integer args
  *                                                              → {"op":"syscall","name":...,"errno":...}
+ *   probe filtered FILTER NAME [ARG...]  load FILTER (struct sock_filter[] bytes) under
+ *                              no_new_privs, then as `syscall`
  *   probe loop N [FILTER]      time N getppid() and N personality(0xffffffff) calls, after
  *                              loading FILTER (struct sock_filter[] bytes) if given
  *                                                              → {"op":"loop","getppid_ns":...,"personality_ns":...}
@@ -216,6 +218,18 @@ static void raw_syscall(int argc, char **argv) {
   printf("{\"op\":\"syscall\",\"name\":\"%s\",\"errno\":\"%s\"}\n", argv[2], ename(err));
 }
 
+/* Loads struct sock_filter[] from a file: prctl(NO_NEW_PRIVS) + seccomp(SET_MODE_FILTER). */
+static int load_filter(const char *path) {
+  static struct sock_filter insns[4096];
+  FILE *f = fopen(path, "rb");
+  size_t len = f ? fread(insns, sizeof *insns, 4096, f) : 0;
+  if (f) fclose(f);
+  struct sock_fprog prog = {(unsigned short)len, insns};
+  if (!len) return ENOENT;
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) return errno;
+  return 0;
+}
+
 static double ns_per_call(long nr, long arg, long n) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -229,16 +243,10 @@ static double ns_per_call(long nr, long arg, long n) {
  * personality(0xffffffff) (argument rule: the filter runs). */
 static int loop(int argc, char **argv) {
   long n = atol(argv[2]);
-  if (argc > 3) {
-    static struct sock_filter insns[4096];
-    FILE *f = fopen(argv[3], "rb");
-    size_t len = f ? fread(insns, sizeof *insns, 4096, f) : 0;
-    if (f) fclose(f);
-    struct sock_fprog prog = {(unsigned short)len, insns};
-    if (!len || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) {
-      printf("{\"op\":\"loop\",\"errno\":\"%s\"}\n", ename(len ? errno : ENOENT));
-      return 1;
-    }
+  int err = argc > 3 ? load_filter(argv[3]) : 0;
+  if (err) {
+    printf("{\"op\":\"loop\",\"errno\":\"%s\"}\n", ename(err));
+    return 1;
   }
   ns_per_call(SYS_getppid, 0, n / 10); /* warm up */
   double g = ns_per_call(SYS_getppid, 0, n), p = ns_per_call(SYS_personality, 0xffffffffL, n);
@@ -325,6 +333,15 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "loop") == 0 && argc >= 3) return loop(argc, argv);
+  if (strcmp(cmd, "filtered") == 0 && argc >= 4) {
+    int err = load_filter(argv[2]);
+    if (err) {
+      printf("{\"op\":\"filtered\",\"errno\":\"%s\"}\n", ename(err));
+      return 1;
+    }
+    raw_syscall(argc - 1, argv + 1);
+    return 0;
+  }
   if (strcmp(cmd, "sleep") == 0 && argc == 3) {
     sleep((unsigned)atoi(argv[2]));
     return 0;

@@ -24,7 +24,7 @@ function build(ref: string, o: Opts): Compiled {
   const caps = combineCaps(DOCKER_DEFAULT_CAPS, o.capAdd ?? [], o.capDrop ?? []);
   const profile = loadProfile(ref, 'seccomp profile');
   try {
-    return compile(resolveDocker(profile, { caps, arch }), { native: arch });
+    return compile(resolveDocker(profile, { caps, arch }), { native: arch, comments: true });
   } catch (e) {
     if (e instanceof ProfileError) throw new UsageError(`seccomp profile ${ref}: ${e.message}`, { cause: e });
     throw e;

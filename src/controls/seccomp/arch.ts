@@ -54,11 +54,21 @@ export function hostArch(): 'x86_64' | 'aarch64' {
   throw new Error(`seccomp: no syscall table for ${process.arch}`);
 }
 
-/** Every name some table knows (i386 included): a name outside it is a typo or newer than our headers. */
-export const KNOWN_NAMES: ReadonlySet<string> = new Set([...Object.keys(X86_64), ...Object.keys(X32), ...Object.keys(AARCH64), ...Object.keys(I386)]);
+let known: Set<string> | undefined;
+/** Whether some table knows the name (i386 included): if none does, it is a typo or newer than our headers. */
+export function isKnownName(name: string): boolean {
+  known ??= new Set([...Object.keys(X86_64), ...Object.keys(X32), ...Object.keys(AARCH64), ...Object.keys(I386)]);
+  return known.has(name);
+}
 
-/** name of a syscall number, for comments */
-export function syscallName(arch: ArchInfo, nr: number): string | undefined {
-  for (const [n, v] of Object.entries(arch.table)) if (v === nr) return n;
-  return undefined;
+const byNumber = new Map<ArchName, Map<number, string>>();
+/** number → name of one arch (the first name for aliases), built once */
+export function namesByNumber(arch: ArchInfo): Map<number, string> {
+  let m = byNumber.get(arch.name);
+  if (!m) {
+    m = new Map();
+    for (const [n, v] of Object.entries(arch.table)) if (!m.has(v)) m.set(v, n);
+    byNumber.set(arch.name, m);
+  }
+  return m;
 }

@@ -12,7 +12,7 @@
 // the kernel (5.11+, seccomp_cache_prepare) emulates the filter per syscall number and
 // skips it entirely for numbers that are always allowed.
 import type { Seccomp } from '../../spec/types.js';
-import { ARCHES, KNOWN_NAMES, X32_BIT, type ArchInfo, type ArchName } from './arch.js';
+import { ARCHES, X32_BIT, isKnownName, namesByNumber, type ArchInfo, type ArchName } from './arch.js';
 import { Assembler, BPF, DATA, RET, actionName, disassemble, encode, label, run, type Insn, type Label } from './bpf.js';
 import { FILTER_FLAGS, ProfileError, compiledArches, type ArgRule } from './profile.js';
 
@@ -24,6 +24,8 @@ export interface CompileOptions {
   native: 'x86_64' | 'aarch64';
   /** action for a foreign calling convention; KILL_PROCESS, as a call we cannot read is not a call we can allow */
   badArch?: number;
+  /** annotate the listing (names of each range): slower, for `tsrun seccomp compile` */
+  comments?: boolean;
   /** ERRNO(ENOSYS) above the highest known number when the default action denies (default true) */
   enosysAboveTable?: boolean;
 }
@@ -88,7 +90,7 @@ function outcomes(s: Seccomp, arch: ArchInfo, def: number, unknown: Set<string>)
     for (const name of r.names) {
       const nr = arch.table[name];
       if (nr === undefined) {
-        if (!KNOWN_NAMES.has(name)) unknown.add(name);
+        if (!isKnownName(name)) unknown.add(name);
         continue;
       }
       const o = map.get(nr) ?? { conds: [], fallback: def, names: [name] };
@@ -114,10 +116,12 @@ function namesComment(names: string[], max = 6): string {
   return names.length <= max ? names.join(' ') : `${names.slice(0, max).join(' ')} … (${names.length})`;
 }
 
+/** Comments cost time and are only read by `tsrun seccomp compile`: compile() sets this per call. */
+let withComments = false;
+
 /** Ranges over [lo, hi] of one arch's numbers, equal neighbours merged. */
 function ranges(arch: ArchInfo, out: Map<number, Outcome>, def: number, lo: number, max: number): Range[] {
-  const byNr = new Map<number, string>();
-  for (const [n, v] of Object.entries(arch.table)) if (!byNr.has(v)) byNr.set(v, n);
+  const byNr = namesByNumber(arch);
   const list: Range[] = [];
   for (let nr = lo; nr <= max; nr++) {
     const o = out.get(nr);
@@ -136,9 +140,10 @@ function ranges(arch: ArchInfo, out: Map<number, Outcome>, def: number, lo: numb
     const r = { lo: nr, hi: nr, leaf: { kind: 'ret', action, comment: '' } as Leaf, names: name ? [name] : [] };
     list.push(r);
   }
-  for (const r of list as (Range & { names?: string[] })[]) {
-    if (r.leaf.kind === 'ret') r.leaf.comment = `${r.lo === r.hi ? `nr ${nr32(r.lo)}` : `nr ${nr32(r.lo)}..${nr32(r.hi)}`}${r.names?.length ? `: ${namesComment(r.names)}` : ' (no call)'}`;
-  }
+  if (withComments)
+    for (const r of list as (Range & { names?: string[] })[]) {
+      if (r.leaf.kind === 'ret') r.leaf.comment = `${r.lo === r.hi ? `nr ${nr32(r.lo)}` : `nr ${nr32(r.lo)}..${nr32(r.hi)}`}${r.names?.length ? `: ${namesComment(r.names)}` : ' (no call)'}`;
+    }
   return list;
 }
 
@@ -293,6 +298,7 @@ function maxNr(t: Readonly<Record<string, number>>): number {
 
 /** Compiles a resolved (OCI) profile for the arches it names that tsrun supports. */
 export function compile(s: Seccomp, opts: CompileOptions): Compiled {
+  withComments = opts.comments === true;
   const def = actionValue(s.defaultAction, s.defaultErrnoRet);
   const badArch = opts.badArch ?? RET.KILL_PROCESS;
   const { arches, skipped } = compiledArches(s, opts.native);

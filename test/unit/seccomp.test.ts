@@ -223,6 +223,16 @@ describe('the seccomp control', () => {
     finishSeccomp(p);
     expect(p.linux.seccomp).toBeUndefined();
     expect(applySeccompSecurityOpt(p, 'no-new-privileges')).toBe(false);
+    // the config file's "seccomp-profile": unconfined, builtin, or a file; a flag still wins
+    const c = baseSpec();
+    setSeccompDefault(c, 'unconfined');
+    finishSeccomp(c);
+    expect(c.linux.seccomp).toBeUndefined();
+    setSeccompDefault(c, 'builtin');
+    applySeccompSecurityOpt(c, 'seccomp=unconfined');
+    finishSeccomp(c);
+    expect(c.linux.seccomp).toBeUndefined();
+    expect(() => setSeccompDefault(baseSpec(), '/no/such/profile.json')).toThrow(/^config "seccomp-profile": \/no\/such\/profile.json: ENOENT/);
   });
   it('reads a profile file; errors name the flag, the file and the JSON path', () => {
     const dir = mkdtempSync(join(tmpdir(), 'seccomp-'));

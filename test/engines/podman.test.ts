@@ -124,14 +124,14 @@ describeEngine('podman drives tsrun (podman --runtime tsrun)', ['podman', 'conmo
     expect(r.stdout).toBe('4\n2\n');
   });
 
-  it('what podman asks for reaches the container: --user, --cap-drop, no-new-privileges, --read-only (tmpfs /tmp), --memory, --pids-limit', () => {
+  it('what podman asks for reaches the container: --user, --cap-drop, no-new-privileges, its seccomp profile, --read-only (tmpfs /tmp), --memory, --pids-limit', () => {
     const r = podman([
       'run', '--rm', '--network', 'none', '--user', '1000:1000', '--cap-drop', 'all', '--security-opt', 'no-new-privileges',
       '--read-only', '--memory', '32m', '--pids-limit', '50', IMAGE,
-      'sh', '-c', 'id -u; grep -E "^(CapEff|NoNewPrivs):" /proc/self/status; touch /x 2>/dev/null || echo ro; touch /tmp/y && echo tmp-rw; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max',
+      'sh', '-c', 'id -u; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status; touch /x 2>/dev/null || echo ro; touch /tmp/y && echo tmp-rw; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max',
     ]);
     expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('1000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\nro\ntmp-rw\n33554432\n50\n');
+    expect(r.stdout).toBe('1000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nro\ntmp-rw\n33554432\n50\n');
   });
 
   it('podman\'s own network: tsrun joins the netns netavark prepared (linux.namespaces[].path)', () => {

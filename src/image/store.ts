@@ -67,6 +67,8 @@ export interface ImageRecord {
   /** repositories it was pulled from by digest (repo@digest resolves to it) */
   repos: string[];
   source: 'pull' | 'import' | 'builtin';
+  /** the image index / manifest list it was picked from, if any (repo@index-digest resolves) */
+  index?: string;
   added: string;
   created?: string;
   platform?: string;
@@ -203,7 +205,7 @@ export class ContentStore implements ImageStore {
     if (!ref.startsWith('sha256:')) {
       const p = parseReference(ref);
       if (p.digest) {
-        const r = all.find((r) => r.digest === p.digest && (r.repos.includes(repoName(p)) || r.names.some((n) => splitTagged(n).repo === repoName(p))));
+        const r = all.find((r) => (r.digest === p.digest || r.index === p.digest) && (r.repos.includes(repoName(p)) || r.names.some((n) => splitTagged(n).repo === repoName(p))));
         if (r) return r;
       } else {
         const r = all.find((r) => r.names.includes(canonicalName(p)));

@@ -114,7 +114,8 @@ export class RegistryClient {
         res = await fetch(url, { headers, redirect: 'manual', ...(signal ? { signal } : {}) });
       } catch (e) {
         const c = (e as { cause?: { code?: string; message?: string } }).cause;
-        throw new RegistryError(`${this.where()}: cannot reach ${new URL(url).host}: ${c?.code ?? ''} ${c?.message ?? (e as Error).message}`.replace(/  +/g, ' '), { cause: e });
+        const why = c?.message ?? (e as Error).message;
+        throw new RegistryError(`${this.where()}: cannot reach ${new URL(url).host}: ${c?.code && !why.includes(c.code) ? `${c.code} ` : ''}${why}`, { cause: e });
       }
       if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
         await res.body?.cancel();

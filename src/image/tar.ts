@@ -223,7 +223,7 @@ function octal(v: number, len: number): string {
   return v.toString(8).padStart(len - 1, '0') + '\0';
 }
 
-function header(name: string, e: { mode: number; uid: number; gid: number; size: number; mtime: number; flag: string; linkname: string }): Buffer {
+export function tarHeader(name: string, e: { mode: number; uid: number; gid: number; size: number; mtime: number; flag: string; linkname: string }): Buffer {
   const h = Buffer.alloc(512);
   h.write(name, 0, 100, 'utf8');
   h.write(octal(e.mode, 8), 100, 'latin1');
@@ -241,7 +241,7 @@ function header(name: string, e: { mode: number; uid: number; gid: number; size:
   return h;
 }
 
-function paxRecord(key: string, value: Buffer): Buffer {
+export function paxRecord(key: string, value: Buffer): Buffer {
   const kv = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
   let len = kv.length + 1;
   while (String(len).length + kv.length !== len) len = String(len).length + kv.length;
@@ -292,10 +292,10 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
       }
       if (records.length) {
         const body = Buffer.concat(records);
-        out(header('PaxHeader', { mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: 0, flag: 'x', linkname: '' }));
+        out(tarHeader('PaxHeader', { mode: 0o644, uid: 0, gid: 0, size: body.length, mtime: 0, flag: 'x', linkname: '' }));
         out(Buffer.concat([body, Buffer.alloc((512 - (body.length % 512)) % 512)]));
       }
-      out(header(name.slice(0, 100), { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: fsize, mtime: st.mtimeMs / 1000, flag, linkname: linkname.slice(0, 100) }));
+      out(tarHeader(name.slice(0, 100), { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: fsize, mtime: st.mtimeMs / 1000, flag, linkname: linkname.slice(0, 100) }));
       if (fsize > 0) {
         const in_ = openSync(p, 'r');
         try {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, describeKernel, inCI, leaks, testEnv, tsrun } from './helpers.js';
-import { freePort, layerFromDir, layerFromTar, push, rawTar, startRegistry, startTokenServer, writeLayout, type Registry, type TokenServer } from '../registry/harness.js';
+import { freePort, layerFromDir, layerFromTar, push, pushAsync, rawTar, startRegistry, startTokenServer, writeLayout, type Registry, type TokenServer } from '../registry/harness.js';
 
 function have(cmd: string): boolean {
   try {
@@ -19,6 +19,18 @@ function have(cmd: string): boolean {
     return false;
   }
 }
+/** tsrun without blocking the event loop: the proxy and token server live in this process */
+function runAsync(args: string[], env: Record<string, string>) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const c = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, TSRUN_ROOT: testEnv().root, ...env } });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    c.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 const tools = ['docker-registry', 'skopeo', 'openssl'].filter((t) => !have(t));
 
 describeKernel('images: pull from a registry on 127.0.0.1', () => {
@@ -161,21 +173,12 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
     const fresh = join(work, 'data-retry');
     const e = { ...env, TSRUN_DATA: fresh, TSRUN_INSECURE_REGISTRIES: `127.0.0.1:${port}` };
     try {
-      const runAsync = (args: string[]) =>
-        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-          const c = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...e } });
-          let stdout = '';
-          let stderr = '';
-          c.stdout.on('data', (d) => (stdout += d));
-          c.stderr.on('data', (d) => (stderr += d));
-          c.on('exit', (code) => resolve({ code, stdout, stderr }));
-        });
-      const first = await runAsync(['pull', `127.0.0.1:${port}/test/app:v1`]);
+      const first = await runAsync(['pull', `127.0.0.1:${port}/test/app:v1`], e);
       expect(first.code).toBe(125);
       expect(first.stderr).toMatch(/blob sha256:[0-9a-f]{64}: (download interrupted|got \d+ bytes)/);
       expect(existsSync(join(fresh, 'images', 'blobs', 'sha256', bigLayer.slice(7)))).toBe(false);
       expect(readdirSync(join(fresh, 'images', 'tmp'))).toEqual([]);
-      const second = await runAsync(['pull', `127.0.0.1:${port}/test/app:v1`]);
+      const second = await runAsync(['pull', `127.0.0.1:${port}/test/app:v1`], e);
       expect(second.stderr).toBe('');
       expect(second.code).toBe(0);
       expect(cut).toBe(2);
@@ -192,14 +195,14 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
     try {
       ts = await startTokenServer('alice', 's3cret');
       sreg = await startRegistry(ts.auth);
-      push(join(work, 'app'), 'v1', `${sreg.host}/team/app:v1`, { creds: 'alice:s3cret' });
+      await pushAsync(join(work, 'app'), 'v1', `${sreg.host}/team/app:v1`, { creds: 'alice:s3cret' });
       const e = { ...env, TSRUN_INSECURE_REGISTRIES: sreg.host, DOCKER_CONFIG: join(work, 'docker-auth') };
-      const anon = tsrun(['pull', `${sreg.host}/team/app:v1`], { env: e });
+      const anon = await runAsync(['pull', `${sreg.host}/team/app:v1`], e);
       expect(anon.code).toBe(125);
       expect(anon.stderr).toMatch(/token server 127\.0\.0\.1:\d+ refused: HTTP 401/);
       mkdirSync(join(work, 'docker-auth'), { recursive: true });
       writeFileSync(join(work, 'docker-auth', 'config.json'), JSON.stringify({ auths: { [sreg.host]: { auth: Buffer.from('alice:s3cret').toString('base64') } } }));
-      const ok = tsrun(['pull', `${sreg.host}/team/app:v1`], { env: e });
+      const ok = await runAsync(['pull', `${sreg.host}/team/app:v1`], e);
       expect(ok.stderr).toBe('');
       expect(ok.code).toBe(0);
       expect(ts.seen.some((s) => s.user === 'alice' && s.scope === 'repository:team/app:pull')).toBe(true);

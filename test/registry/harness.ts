@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, createSign, randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -284,6 +284,14 @@ export function writeLayout(layout: string, tag: string, images: LayoutImage[]):
   }
   writeFileSync(join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': tag } }] }));
   return top.digest;
+}
+
+/** The same push without blocking the event loop (the token server lives in this process). */
+export function pushAsync(layout: string, tag: string, dest: string, opts: { all?: boolean; creds?: string } = {}): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const args = ['copy', '--quiet', ...(opts.all ? ['--all'] : []), '--dest-tls-verify=false', ...(opts.creds ? ['--dest-creds', opts.creds] : []), `oci:${layout}:${tag}`, `docker://${dest}`];
+    execFile('skopeo', args, { timeout: 60_000 }, (err, _o, stderr) => (err ? reject(new Error(`skopeo ${args.join(' ')}: ${stderr}`)) : resolve()));
+  });
 }
 
 /** Pushes a layout to the registry with skopeo (an index with --all). */

@@ -4,6 +4,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/kernel/native.js';
 import { benchStartup } from './startup.js';
+import { benchPull } from './pull.js';
 
 // `npm run bench` (as root): every benchmark, printed and written to docs/performance.md.
 async function main(): Promise<void> {
@@ -17,7 +18,7 @@ async function main(): Promise<void> {
     'Medians; numbers move by a few ms between runs on a shared machine.',
     '',
   ].join('\n');
-  const sections = [await benchStartup(n)];
+  const sections = [await benchStartup(n), await benchPull(Number(process.env.BENCH_PULL_N ?? 3))];
   const text = header + '\n' + sections.join('\n');
   process.stdout.write(text);
   writeFileSync(join(PROJECT_ROOT, 'docs', 'performance.md'), text);

@@ -174,20 +174,20 @@ export interface BuiltLayer {
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-export function layerFromTar(tar: Buffer, gzip = true): BuiltLayer {
-  const blob = gzip ? gzipSync(tar) : tar;
+export function layerFromTar(tar: Buffer, gzip = true, level = 6): BuiltLayer {
+  const blob = gzip ? gzipSync(tar, { level }) : tar;
   return { blob, digest: sha(blob), diffId: sha(tar) };
 }
 
 /** A layer from a directory tree (tarred by tsrun's own writer). */
-export function layerFromDir(dir: string, gzip = true): BuiltLayer {
+export function layerFromDir(dir: string, gzip = true, level = 6): BuiltLayer {
   const f = join(mkdtempSync(join(tmpdir(), 'tsrun-layer-')), 'l.tar');
   const fd = openSync(f, 'w');
   writeTarOfDir(dir, fd);
   closeSync(fd);
   const tar = readFileSync(f);
   rmSync(join(f, '..'), { recursive: true, force: true });
-  return layerFromTar(tar, gzip);
+  return layerFromTar(tar, gzip, level);
 }
 
 export interface RawEntry {

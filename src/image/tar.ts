@@ -286,7 +286,7 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
       if (Buffer.byteLength(name) > 99) records.push(paxRecord('path', Buffer.from(name)));
       if (Buffer.byteLength(linkname) > 99) records.push(paxRecord('linkpath', Buffer.from(linkname)));
       for (const x of llistxattr(p)) {
-        if (x.startsWith('trusted.overlay.')) continue;
+        if (x.startsWith('trusted.overlay.') || x.startsWith('user.overlay.')) continue;
         const v = lgetxattr(p, x);
         if (v) records.push(paxRecord(`SCHILY.xattr.${x}`, v));
       }

@@ -19,7 +19,8 @@ import { lsetxattr, mknod, S_IFCHR, S_IFIFO } from './sys.js';
 //    not climb above the layer's root, device nodes are refused (the runtime makes /dev);
 //  - `.wh.NAME` becomes an overlay whiteout (char 0:0) and `.wh..wh..opq` sets
 //    trusted.overlay.opaque=y (the OCI image spec's "whiteouts" → overlayfs(5));
-//  - trusted.overlay.* xattrs from the image are refused (they steer overlayfs itself);
+//  - trusted.overlay.* and user.overlay.* xattrs from the image are refused (they steer
+//    overlayfs itself: redirects, metacopy, opaque);
 //  - ownership, setuid/setgid/sticky bits, mtimes and xattrs (security.capability) are kept.
 // Each layer lives in its own directory, so a symlink planted by a lower layer is not even
 // present where a later layer writes: the later layer's directory wins in the overlay.
@@ -136,12 +137,15 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
         return fail(`${(err as Error).message}: it would leave the layer`);
       }
       if (rel === '') continue; // "./": the layer root itself
-      for (const x of Object.keys(e.xattrs)) if (x.startsWith('trusted.overlay.')) fail(`xattr ${x} is overlayfs's own and may not come from an image`);
+      for (const x of Object.keys(e.xattrs)) if (x.startsWith('trusted.overlay.') || x.startsWith('user.overlay.')) fail(`xattr ${x} is overlayfs's own and may not come from an image`);
       parents(rel);
       const base = posix.basename(rel);
       const parent = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
       if (base === '.wh..wh..opq') {
+        // trusted.* for overlay mounted by host root; user.* for one mounted in a user
+        // namespace with `userxattr` (--userns-remap), which cannot read trusted.*
         lsetxattr(abs(parent), 'trusted.overlay.opaque', Buffer.from('y'));
+        lsetxattr(abs(parent), 'user.overlay.opaque', Buffer.from('y'));
         continue;
       }
       if (base.startsWith('.wh.')) {

@@ -44,6 +44,7 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
   let env: Record<string, string>;
   let appDigest: string;
   let bigLayer: string;
+  let base: ReturnType<typeof layerFromDir>;
   const t = (args: string[], timeout = 60_000) => tsrun(args, { env, timeout });
 
   beforeAll(async () => {
@@ -64,7 +65,7 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
       { name: 'data/', type: 'dir', mode: 0o1777 },
       { name: 'bin/su-probe', body: 'x', mode: 0o4755 },
     ]);
-    const base = layerFromDir(testEnv().rootfs.busybox);
+    base = layerFromDir(testEnv().rootfs.busybox);
     const mid = layerFromTar(rawTar([{ name: 'opt/', type: 'dir' }, { name: 'opt/old', body: 'old\n' }]));
     // ~3 MB of incompressible data: a blob big enough to cut mid-way
     const big = layerFromTar(rawTar([{ name: 'big.bin', body: randomBytes(3_000_000) }]));
@@ -189,6 +190,30 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
     }
   });
 
+  it('a full disk mid-pull: ENOSPC named, partial files removed, no image recorded', () => {
+    const small = join(work, 'small');
+    mkdirSync(small);
+    // 2 MB: the busybox layer fits, the 3 MB random layer does not
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tsrun-test-enospc', small]);
+    try {
+      const r2 = tsrun(['pull', `${reg.host}/test/app:v1`], { env: { ...env, TSRUN_DATA: small } });
+      expect(r2.code).toBe(125);
+      expect(r2.stderr).toMatch(/ENOSPC/);
+      expect(readdirSync(join(small, 'images', 'tmp'))).toEqual([]);
+      const layers = existsSync(join(small, 'images', 'layers')) ? readdirSync(join(small, 'images', 'layers')) : [];
+      expect(layers.filter((l) => l.startsWith('.tmp'))).toEqual([]);
+      expect(existsSync(join(small, 'images', 'images.json')) ? readFileSync(join(small, 'images', 'images.json'), 'utf8') : '').not.toContain('test/app');
+    } finally {
+      execFileSync('umount', [small]);
+    }
+  });
+
+  it('a pulled multi-layer image runs with --userns-remap: whiteouts and opaque dirs hold through idmapped layers', () => {
+    const r = t(['run', '--rm', '--userns-remap', 'default', `${reg.host}/test/app:v1`, 'sh', '-c', 'ls /etc/issue 2>&1; ls /opt; stat -c %u:%g /hello; id -u']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('ls: /etc/issue: No such file or directory\nnew\n0:0\n0\n');
+  });
+
   it('token auth: anonymous is refused by the token server, ~/.docker/config.json credentials get a token', async () => {
     let ts: TokenServer | undefined;
     let sreg: Registry | undefined;
@@ -213,19 +238,27 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
   });
 
   it('rmi is refused while a container uses the image, -f untags it; prune then frees it', () => {
-    const name = `${reg.host}/test/app:v1`;
-    const c = t(['run', '--name', 'keeps-image', name, 'true']);
-    expect(c.code).toBe(0);
-    const refused = t(['rmi', name]);
-    expect(refused.code).toBe(125);
-    expect(refused.stderr).toMatch(/is used by a container: remove the container first, or use rmi -f/);
-    expect(t(['rmi', '-f', name]).stdout).toBe(`Untagged: ${name}\n`);
-    // still runnable state: the layers stay while the container exists
-    expect(t(['image', 'prune']).code).toBe(0);
-    expect(t(['images', '--format', 'json']).stdout).toContain('"<none>"');
-    expect(t(['rm', 'keeps-image']).code).toBe(0);
-    const pr = t(['image', 'prune']);
-    expect(pr.stdout).toMatch(/Deleted: sha256:[0-9a-f]{64}\nTotal reclaimed space: /);
-    expect(t(['images', '--format', 'json']).stdout).not.toContain('"<none>"');
+    // an image of its own: no other name shares its manifest
+    writeLayout(join(work, 'rmi'), 'v1', [{ layers: [base, layerFromTar(rawTar([{ name: 'marker', body: 'rmi\n' }]))], config: { Cmd: ['true'] } }]);
+    push(join(work, 'rmi'), 'v1', `${reg.host}/test/rmi:v1`);
+    const name = `${reg.host}/test/rmi:v1`;
+    try {
+      expect(t(['pull', '-q', name]).code).toBe(0);
+      // a stopped container keeps its image
+      expect(t(['run', '--name', 'keeps-image', name]).code).toBe(0);
+      const refused = t(['rmi', name]);
+      expect(refused.code).toBe(125);
+      expect(refused.stderr).toMatch(/is used by a container: remove the container first, or use rmi -f/);
+      expect(t(['rmi', '-f', name]).stdout).toBe(`Untagged: ${name}\n`);
+      // the container still needs its layers: prune keeps the nameless image
+      expect(t(['image', 'prune']).stdout).toBe('Total reclaimed space: 0B\n');
+      expect(t(['images', '--format', 'json']).stdout).toContain('"<none>"');
+      expect(t(['rm', 'keeps-image']).code).toBe(0);
+      const pr = t(['image', 'prune']);
+      expect(pr.stdout).toMatch(/^Deleted: sha256:[0-9a-f]{64}\nTotal reclaimed space: \d/);
+      expect(t(['images', '--format', 'json']).stdout).not.toContain('"<none>"');
+    } finally {
+      t(['rm', '-f', 'keeps-image']);
+    }
   });
 });

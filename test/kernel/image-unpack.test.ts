@@ -138,6 +138,12 @@ describeKernel('images: safe layer unpacking', () => {
     expect(a.stderr).toBe('');
     expect(tsrun(['run', '--rm', 'fromtar:1'], { env }).stdout).toBe('from-tarball\n');
 
+    // zstd: Node 20's zlib has none, the zstd program does it
+    const tzst = join(work, 'rootfs.tar.zst');
+    execFileSync('sh', ['-c', `tar -cf - -C ${src} . | zstd -q -o ${tzst}`]);
+    expect(tsrun(['import', '-c', 'CMD echo from-zstd', tzst, 'fromzstd'], { env }).stderr).toBe('');
+    expect(tsrun(['run', '--rm', 'fromzstd'], { env }).stdout).toBe('from-zstd\n');
+
     const layout = join(work, 'layout');
     writeLayout(layout, 'v2', [{ layers: [layerFromDir(src)], config: { Cmd: ['echo', 'from-oci'] } }]);
     expect(tsrun(['import', layout, 'fromoci:2'], { env }).stderr).toBe('');
@@ -155,7 +161,7 @@ describeKernel('images: safe layer unpacking', () => {
     expect(d.stdout).toMatch(/^saved\/app:3 sha256:[0-9a-f]{64}\n$/);
     expect(tsrun(['run', '--rm', 'saved/app:3'], { env }).stdout).toBe('from-oci\n');
     const names = (JSON.parse(tsrun(['images', '--format', 'json'], { env }).stdout) as { repository: string; tag: string }[]).map((r) => `${r.repository}:${r.tag}`);
-    expect(names).toEqual(['fromoci:2', 'fromociarchive:latest', 'fromtar:1', 'saved/app:3']);
+    expect(names).toEqual(['fromoci:2', 'fromociarchive:latest', 'fromtar:1', 'fromzstd:latest', 'saved/app:3']);
     // a file that is no archive
     writeFileSync(join(work, 'junk'), 'not a tar');
     const j = tsrun(['import', join(work, 'junk'), 'junk'], { env });

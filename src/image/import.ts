@@ -118,6 +118,14 @@ async function commitImage(
 
 /** A root filesystem directory as a one-layer image. */
 export async function importRootfsDir(store: ContentStore, dir: string, name: string, config: ImageConfig, source: ImageRecord['source'] = 'import'): Promise<ImageRecord> {
+  try {
+    return await importDirLeased(store, dir, name, config, source);
+  } finally {
+    store.releaseLease();
+  }
+}
+
+async function importDirLeased(store: ContentStore, dir: string, name: string, config: ImageConfig, source: ImageRecord['source']): Promise<ImageRecord> {
   const names = [nameOf(name)];
   const tmp = store.tmpPath('layer.tar');
   const fd = openSync(tmp, 'wx', 0o600);
@@ -225,6 +233,14 @@ function isTar(path: string): boolean {
 
 /** `tsrun import FILE|DIR [NAME]`: figures out what it was given. */
 export async function importPath(store: ContentStore, path: string, name: string | undefined, config: ImageConfig = {}): Promise<ImageRecord[]> {
+  try {
+    return await importLeased(store, path, name, config);
+  } finally {
+    store.releaseLease();
+  }
+}
+
+async function importLeased(store: ContentStore, path: string, name: string | undefined, config: ImageConfig): Promise<ImageRecord[]> {
   let st;
   try {
     st = statSync(path);

@@ -103,6 +103,14 @@ async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Prom
 }
 
 export async function pull(store: ContentStore, input: string, opts: PullOptions = {}): Promise<ImageRecord> {
+  try {
+    return await pullLeased(store, input, opts);
+  } finally {
+    store.releaseLease();
+  }
+}
+
+async function pullLeased(store: ContentStore, input: string, opts: PullOptions): Promise<ImageRecord> {
   const ref = parseReference(input);
   const progress = opts.progress ?? quiet;
   const client = new RegistryClient(ref, { ...opts, credentials: opts.credentials ?? dockerCredentials(ref.registry) });

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StateError, TsrunError } from '../errors.js';
 import { withLock } from '../runtime/state.js';
@@ -91,7 +91,22 @@ export function shortId(digest: string): string {
 }
 
 export class ContentStore implements ImageStore {
+  private leaseFile: string | undefined;
   constructor(readonly dir: string) {}
+
+  /**
+   * Content this process has put in the store but not yet named in images.json (a pull in
+   * progress): listed in tmp/lease-<pid>-…, which gc() respects while the process lives, so
+   * an `rmi`/`prune` running meanwhile cannot delete it.
+   */
+  lease(key: string): void {
+    this.leaseFile ??= this.tmpPath('lease');
+    appendFileSync(this.leaseFile, `${key}\n`);
+  }
+  releaseLease(): void {
+    if (this.leaseFile) rmSync(this.leaseFile, { force: true });
+    this.leaseFile = undefined;
+  }
 
   blobPath(digest: string): string {
     return join(this.dir, 'blobs', 'sha256', hexOf(digest));
@@ -100,7 +115,9 @@ export class ContentStore implements ImageStore {
     return join(this.dir, 'layers', hexOf(diffId));
   }
   hasBlob(digest: string): boolean {
-    return existsSync(this.blobPath(digest));
+    const has = existsSync(this.blobPath(digest));
+    if (has) this.lease(hexOf(digest));
+    return has;
   }
   /** a fresh path in tmp/ (same filesystem as blobs/ and layers/, so rename is atomic) */
   tmpPath(what: string): string {
@@ -111,6 +128,7 @@ export class ContentStore implements ImageStore {
   commitBlob(tmp: string, digest: string): string {
     const dst = this.blobPath(digest);
     mkdirSync(join(this.dir, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
+    this.lease(hexOf(digest));
     renameSync(tmp, dst);
     return dst;
   }
@@ -131,6 +149,7 @@ export class ContentStore implements ImageStore {
   /** Unpacks a layer blob once (by diff_id); verifies the diff_id the config promised. */
   async ensureLayer(blobDigest: string, diffId: string, label = shortId(blobDigest)): Promise<string> {
     const dst = this.layerDir(diffId);
+    this.lease(`layer:${hexOf(diffId)}`);
     if (existsSync(dst)) return dst;
     mkdirSync(join(this.dir, 'layers'), { recursive: true, mode: 0o700 });
     const tmp = join(this.dir, 'layers', `.tmp-${hexOf(diffId).slice(0, 12)}-${process.pid}-${randomBytes(3).toString('hex')}`);
@@ -196,7 +215,7 @@ export class ContentStore implements ImageStore {
       };
       ix.images[rec.digest] = r;
       return r;
-    });
+    }).finally(() => this.releaseLease());
   }
 
   /** Finds an image by name[:tag], name@digest, manifest digest, or image id (prefix). */
@@ -325,6 +344,22 @@ export class ContentStore implements ImageStore {
       blobs.add(hexOf(r.config));
       for (const l of r.layers) (blobs.add(hexOf(l.digest)), layers.add(hexOf(l.diffId)));
     }
+    const tdir = join(this.dir, 'tmp');
+    const alive = (name: string) => {
+      const m = /-(\d+)-[a-f0-9]+$/.exec(name);
+      return Boolean(m && existsSync(`/proc/${m[1]}`));
+    };
+    for (const t of existsSync(tdir) ? readdirSync(tdir) : []) {
+      if (!t.startsWith('lease-') || !alive(t)) continue;
+      try {
+        for (const k of readFileSync(join(tdir, t), 'utf8').split('\n')) {
+          if (k.startsWith('layer:')) layers.add(k.slice(6));
+          else if (k) blobs.add(k);
+        }
+      } catch {
+        /* released meanwhile */
+      }
+    }
     let freed = 0;
     const bdir = join(this.dir, 'blobs', 'sha256');
     for (const b of existsSync(bdir) ? readdirSync(bdir) : []) {
@@ -344,12 +379,7 @@ export class ContentStore implements ImageStore {
       if (m && existsSync(`/proc/${m[1]}`)) continue;
       rmSync(join(ldir, l), { recursive: true, force: true });
     }
-    const tdir = join(this.dir, 'tmp');
-    for (const t of existsSync(tdir) ? readdirSync(tdir) : []) {
-      const m = /-(\d+)-[a-f0-9]+$/.exec(t);
-      if (m && existsSync(`/proc/${m[1]}`)) continue;
-      rmSync(join(tdir, t), { recursive: true, force: true });
-    }
+    for (const t of existsSync(tdir) ? readdirSync(tdir) : []) if (!alive(t)) rmSync(join(tdir, t), { recursive: true, force: true });
     return freed;
   }
 }

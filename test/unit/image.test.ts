@@ -1,7 +1,7 @@
 // Pure parts of the image code: references, tar headers, registry auth parsing, platform
 // choice, docker import's --change, and the registry client against a fake loopback server.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { applyChange } from '../../src/image/import.js';
 import { parsePullPolicy, pickPlatform } from '../../src/image/pull.js';
 import { canonicalName, familiarName, parseReference } from '../../src/image/reference.js';
 import { dockerCredentials, parseChallenge, RegistryClient } from '../../src/image/registry.js';
-import { MEDIA } from '../../src/image/store.js';
+import { ContentStore, MEDIA } from '../../src/image/store.js';
 import { ChunkReader, readTar, tarHeader, paxRecord } from '../../src/image/tar.js';
 import { safeRelPath } from '../../src/image/unpack.js';
 
@@ -242,6 +242,28 @@ describe('registry client against a fake registry on 127.0.0.1', () => {
       rmSync(d, { recursive: true, force: true });
       await srv.close();
       await other.close();
+    }
+  });
+});
+
+describe('store garbage collection', () => {
+  it('keeps what a live pull has leased, removes unnamed content otherwise', () => {
+    const d = mkdtempSync(join(tmpdir(), 'tsrun-store-'));
+    try {
+      const pulling = new ContentStore(d);
+      const leased = pulling.writeBlob(Buffer.from('in flight'));
+      const other = new ContentStore(d);
+      const stray = other.writeBlob(Buffer.from('stray'));
+      other.releaseLease();
+      // another process (rmi, prune) collects: the leased blob survives, the stray does not
+      expect(new ContentStore(d).gc()).toBe(5);
+      expect(pulling.hasBlob(leased)).toBe(true);
+      expect(other.hasBlob(stray)).toBe(false);
+      pulling.releaseLease();
+      new ContentStore(d).gc();
+      expect(existsSync(pulling.blobPath(leased))).toBe(false);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
     }
   });
 });

@@ -83,12 +83,40 @@ int SealedInit(const std::string& path, int* err) {
   return mfd;
 }
 
+// What every clone of tsrun-init needs: the sealed init, the plan in a memfd (the init
+// maps it: no size limit, unlike a pipe) and the sync socket pair.
+struct SpawnFds {
+  int init_fd;
+  int plan_fd;
+  int sync[2];
+};
+
+SpawnFds PrepareFds(Napi::Env env, Napi::Object o) {
+  std::string init_path = o.Get("initPath").As<Napi::String>();
+  Napi::Buffer<uint8_t> plan = o.Get("plan").As<Napi::Buffer<uint8_t>>();
+  SpawnFds f = {-1, -1, {-1, -1}};
+  int err = 0;
+  f.init_fd = SealedInit(init_path, &err);
+  if (f.init_fd < 0) throw ErrnoError(env, "open " + init_path, err);
+  f.plan_fd = (int)syscall(SYS_memfd_create, "tsrun-plan", MFD_CLOEXEC);
+  if (f.plan_fd < 0) throw ErrnoError(env, "memfd_create", errno);
+  if (!WriteAll(f.plan_fd, plan.Data(), plan.Length())) {
+    err = errno;
+    close(f.plan_fd);
+    throw ErrnoError(env, "write plan", err);
+  }
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f.sync) < 0) {
+    err = errno;
+    close(f.plan_fd);
+    throw ErrnoError(env, "socketpair", err);
+  }
+  return f;
+}
+
 // spawn({ initPath, plan: Buffer, cloneFlags, stdio: [fd, fd, fd] }) → { pid, syncFd }
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
-  std::string init_path = o.Get("initPath").As<Napi::String>();
-  Napi::Buffer<uint8_t> plan = o.Get("plan").As<Napi::Buffer<uint8_t>>();
   uint64_t flags = (uint64_t)o.Get("cloneFlags").As<Napi::Number>().Int64Value();
   Napi::Array stdio = o.Get("stdio").As<Napi::Array>();
   int in_fds[3];
@@ -98,23 +126,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // right after the clone, so no other child of this process is affected.
   std::string pidns = o.Has("pidns") ? o.Get("pidns").As<Napi::String>().Utf8Value() : "";
 
-  int err = 0;
-  int init_fd = SealedInit(init_path, &err);
-  if (init_fd < 0) throw ErrnoError(env, "open " + init_path, err);
-
-  int plan_fd = (int)syscall(SYS_memfd_create, "tsrun-plan", MFD_CLOEXEC);
-  if (plan_fd < 0) throw ErrnoError(env, "memfd_create", errno);
-  if (!WriteAll(plan_fd, plan.Data(), plan.Length())) {
-    err = errno;
-    close(plan_fd);
-    throw ErrnoError(env, "write plan", err);
-  }
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-    err = errno;
-    close(plan_fd);
-    throw ErrnoError(env, "socketpair", err);
-  }
+  SpawnFds f = PrepareFds(env, o);
+  int init_fd = f.init_fd, plan_fd = f.plan_fd, err = 0;
+  int* sv = f.sync;
 
   int own_ns = -1, target_ns = -1;
   if (!pidns.empty()) {
@@ -153,25 +167,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
 // clone needs, for when another process (tsrun-monitor) does the clone.
 Napi::Value PrepareSpawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = info[0].As<Napi::Object>();
-  std::string init_path = o.Get("initPath").As<Napi::String>();
-  Napi::Buffer<uint8_t> plan = o.Get("plan").As<Napi::Buffer<uint8_t>>();
-  int err = 0;
-  int init_fd = SealedInit(init_path, &err);
-  if (init_fd < 0) throw ErrnoError(env, "open " + init_path, err);
-  int plan_fd = (int)syscall(SYS_memfd_create, "tsrun-plan", MFD_CLOEXEC);
-  if (plan_fd < 0) throw ErrnoError(env, "memfd_create", errno);
-  if (!WriteAll(plan_fd, plan.Data(), plan.Length())) {
-    err = errno;
-    close(plan_fd);
-    throw ErrnoError(env, "write plan", err);
-  }
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-    err = errno;
-    close(plan_fd);
-    throw ErrnoError(env, "socketpair", err);
-  }
+  SpawnFds f = PrepareFds(env, info[0].As<Napi::Object>());
+  int init_fd = f.init_fd, plan_fd = f.plan_fd;
+  int* sv = f.sync;
   Napi::Object r = Napi::Object::New(env);
   r.Set("initFd", Napi::Number::New(env, init_fd));
   r.Set("planFd", Napi::Number::New(env, plan_fd));

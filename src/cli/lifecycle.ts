@@ -3,9 +3,10 @@ import { constants as osc } from 'node:os';
 import type { Command } from 'commander';
 import { SpecError, StateError, UsageError } from '../errors.js';
 import { execInContainer } from '../runtime/exec.js';
+import { assertSocket } from './run.js';
 import type { Process } from '../spec/types.js';
 import { resolveUser } from '../spec/users.js';
-import { containerPids, deleteContainer, killContainer, prune, readLogLines, resolve, startCreated, waitGone } from '../runtime/lifecycle.js';
+import { containerPids, deleteContainer, killContainer, oomKilledOf, prune, readLogLines, resolve, setFrozen, startCreated, waitGone } from '../runtime/lifecycle.js';
 import type { Paths } from '../runtime/paths.js';
 import { listStates, logFile, readExit, statusOf, type ContainerState } from '../runtime/state.js';
 
@@ -123,6 +124,21 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     });
 
   program
+    .command('pause <ids...>')
+    .description('freeze every process of containers (cgroup freezer)')
+    .action(async (ids: string[]) => {
+      for (const id of ids) await setFrozen(paths(), id, true);
+    });
+
+  program
+    .command('unpause <ids...>')
+    .alias('resume')
+    .description('thaw paused containers (OCI resume)')
+    .action(async (ids: string[]) => {
+      for (const id of ids) await setFrozen(paths(), id, false);
+    });
+
+  program
     .command('state <id>')
     .description('the OCI state of a container (JSON)')
     .action((id: string) => void out(JSON.stringify(ociState(resolve(paths(), id)), null, 2) + '\n'));
@@ -228,7 +244,15 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
           Name: s.name ?? '',
           Image: s.image ?? '',
           Created: s.created,
-          State: { Status: d.status, Pid: d.pid, StartedAt: s.started ?? null, FinishedAt: d.finishedAt, ExitCode: d.exitCode, OOMKilled: false },
+          State: { Status: d.status, Pid: d.pid, StartedAt: s.started ?? null, FinishedAt: d.finishedAt, ExitCode: d.exitCode, OOMKilled: d.status === 'stopped' && oomKilledOf(s) },
+          // as applied: what the plan gave the container's process (ids, capabilities, filters, limits)
+          Process: { User: s.config.process.user, Capabilities: s.config.process.capabilities ?? null, NoNewPrivileges: Boolean(s.config.process.noNewPrivileges), Rlimits: s.config.process.rlimits ?? [], Seccomp: s.config.linux.seccomp ? { defaultAction: s.config.linux.seccomp.defaultAction, rules: s.config.linux.seccomp.syscalls?.length ?? 0 } : null },
+          Mounts: (s.config.mounts ?? []).map((m) => ({ Destination: m.destination, Type: m.type ?? '', Source: m.source ?? '', Options: m.options ?? [] })),
+          Resources: s.config.linux.resources ?? {},
+          CgroupsPath: s.config.linux.cgroupsPath ?? null,
+          Namespaces: s.config.linux.namespaces,
+          IdMappings: { uid: s.config.linux.uidMappings ?? [], gid: s.config.linux.gidMappings ?? [] },
+          ReadonlyRootfs: Boolean(s.config.root.readonly),
           Bundle: s.bundle,
           Rootfs: s.rootfs,
           Monitor: s.monitorPid ?? null,
@@ -317,6 +341,7 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
     };
   }
   if (proc.terminal && o.detach && !o.consoleSocket) throw new UsageError('exec --detach --tty needs --console-socket');
+  if (o.consoleSocket) assertSocket(o.consoleSocket, '--console-socket');
   return execInContainer({
     paths,
     ref: id,

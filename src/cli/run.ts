@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { describeError } from '../kernel/errno.js';
 import { join, resolve as resolvePath } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
@@ -155,6 +156,17 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
   return code;
 }
 
+/** Checked before anything is created: a bad socket must not leave a half-made container. */
+export function assertSocket(path: string, flag: string): void {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw new UsageError(`${flag} ${path}: ${describeError(e)}`, { cause: e });
+  }
+  if (!st.isSocket()) throw new UsageError(`${flag} ${path}: ENOTSOCK (not a unix socket)`);
+}
+
 /** OCI create: the init waits before exec until `tsrun start ID`. */
 export async function createVerb(id: string, opts: { bundle?: string; pidFile?: string; consoleSocket?: string }, paths: Paths): Promise<number> {
   requireRoot('create');
@@ -162,6 +174,7 @@ export async function createVerb(id: string, opts: { bundle?: string; pidFile?: 
   const plan = await planRun(undefined, [], { bundle, waitStart: true, id }, paths);
   if (plan.spec.process.terminal && !opts.consoleSocket) throw new UsageError('process.terminal is true: create needs --console-socket to hand the pty to');
   if (!plan.spec.process.terminal && opts.consoleSocket) throw new UsageError('--console-socket given but process.terminal is false');
+  if (opts.consoleSocket) assertSocket(opts.consoleSocket, '--console-socket');
   await launch({ plan, paths, bundle, interactive: true, ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}), ...(opts.consoleSocket ? { consoleSocket: opts.consoleSocket } : {}) });
   return 0;
 }

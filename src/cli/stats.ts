@@ -1,34 +1,38 @@
 // `tsrun stats [ID...]`: pids, memory use/limit and CPU % of running containers, read from
 // their cgroups (as `docker stats`). Containers are found through their state files under
-// --root (the cgroup path recorded there) and under tsrun's own parent cgroup.
+// --root (the cgroup directories recorded in their cleanup steps) and under tsrun's own
+// parent cgroup.
 import { existsSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { StateError, UsageError } from '../errors.js';
-import { DEFAULT_PARENT, cgroupExists } from '../controls/cgroups/manager.js';
-import { hostLayout } from '../controls/cgroups/mode.js';
+import { DEFAULT_PARENT, readCgroupFile, targetsFromSteps, type CgroupTarget } from '../controls/cgroups/manager.js';
+import { hostLayout, type CgroupLayout } from '../controls/cgroups/mode.js';
 import { containersUnder, formatTable, sampleCgroup, statsRow, targetsFor, type StatsRow } from '../controls/cgroups/stats.js';
 import { defaultPaths } from '../runtime/paths.js';
 
 interface Found {
   id: string;
   name: string;
-  cgroupPath: string;
+  targets: CgroupTarget[];
 }
 
-/** Reads what a state file says about a container's cgroup; tolerant of the fields' absence. */
-function fromState(root: string, id: string): Found | undefined {
+/** A state file (src/runtime/state.ts) keeps the plan's cleanup steps: they name the cgroup dirs. */
+function fromState(layout: CgroupLayout, root: string, id: string): Found | undefined {
   const file = join(root, id, 'state.json');
   if (!existsSync(file)) return undefined;
   try {
-    const st = JSON.parse(readFileSync(file, 'utf8')) as Record<string, any>;
-    const cgroupPath = st['cgroupPath'] ?? st['cgroupsPath'] ?? st['spec']?.linux?.cgroupsPath ?? st['config']?.linux?.cgroupsPath;
-    const parent = st['spec']?.annotations?.['org.tsrun.cgroup-parent'] ?? st['annotations']?.['org.tsrun.cgroup-parent'];
-    const name = st['name'] ?? st['spec']?.annotations?.['tsrun.name'] ?? st['annotations']?.['tsrun.name'] ?? '';
-    return { id: st['id'] ?? id, name, cgroupPath: cgroupPath ?? `${parent ?? DEFAULT_PARENT}/${st['id'] ?? id}` };
+    const st = JSON.parse(readFileSync(file, 'utf8')) as { id?: string; name?: string; cleanup?: { action: string; verb?: string; path?: string; value?: string }[] };
+    const targets = targetsFromSteps(layout, st.cleanup ?? []);
+    return targets.length ? { id: st.id ?? id, name: st.name ?? '', targets } : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** Running = some process is in the container's cgroup (a stopped container keeps its cgroup until rm). */
+function running(f: Found): boolean {
+  return f.targets.some((t) => (readCgroupFile(join(t.dir, 'cgroup.procs')) ?? '').trim() !== '');
 }
 
 export function findContainers(root: string, ids: string[]): Found[] {
@@ -36,12 +40,15 @@ export function findContainers(root: string, ids: string[]): Found[] {
   const known = new Map<string, Found>();
   if (existsSync(root)) {
     for (const d of readdirSync(root)) {
-      const f = fromState(root, d);
+      const f = fromState(layout, root, d);
       if (f) known.set(f.id, f);
     }
   }
-  for (const id of containersUnder(layout, DEFAULT_PARENT)) if (!known.has(id)) known.set(id, { id, name: '', cgroupPath: `${DEFAULT_PARENT}/${id}` });
-  const live = [...known.values()].filter((f) => targetsFor(layout, f.cgroupPath).some((t) => cgroupExists(t.dir)));
+  // containers of other tsrun roots (or without state) under tsrun's own parent cgroup
+  for (const id of containersUnder(layout, DEFAULT_PARENT)) {
+    if (!known.has(id)) known.set(id, { id, name: '', targets: targetsFor(layout, `${DEFAULT_PARENT}/${id}`) });
+  }
+  const live = [...known.values()].filter(running);
   if (ids.length === 0) return live;
   return ids.map((want) => {
     const hits = live.filter((f) => f.id === want || f.name === want || f.id.startsWith(want));
@@ -52,10 +59,9 @@ export function findContainers(root: string, ids: string[]): Found[] {
 }
 
 async function collect(found: Found[], intervalMs: number): Promise<StatsRow[]> {
-  const layout = hostLayout();
-  const first = found.map((f) => sampleCgroup(targetsFor(layout, f.cgroupPath)));
+  const first = found.map((f) => sampleCgroup(f.targets));
   await new Promise((r) => setTimeout(r, intervalMs));
-  return found.map((f, i) => statsRow(f.id, f.name, first[i]!, sampleCgroup(targetsFor(layout, f.cgroupPath))));
+  return found.map((f, i) => statsRow(f.id, f.name, first[i]!, sampleCgroup(f.targets)));
 }
 
 function print(rows: StatsRow[], format: string | undefined): string {

@@ -193,6 +193,8 @@ export interface CapMasks {
   ambient: bigint;
   /** capabilities the spec asked for that tsrun cannot give (not held outside a user namespace) */
   unavailable: bigint;
+  /** ambient entries dropped because they are not permitted and inheritable */
+  ignoredAmbient: bigint;
 }
 
 /**
@@ -216,9 +218,11 @@ export function computeMasks(spec: Spec, hostCapEff: bigint): CapMasks {
   // capability in both permitted and inheritable.
   const extraEff = m.effective & ~m.permitted;
   if (extraEff) throw new SpecError(`${f}.effective`, `${maskNames(extraEff).join(', ')} not in permitted (capset(2) EPERM)`);
-  const extraAmb = m.ambient & ~(m.permitted & m.inheritable);
-  if (extraAmb)
-    throw new SpecError(`${f}.ambient`, `${maskNames(extraAmb).join(', ')} must also be permitted and inheritable (PR_CAP_AMBIENT_RAISE EPERM)`);
+  // An ambient capability that is not both permitted and inheritable cannot be raised
+  // (PR_CAP_AMBIENT_RAISE: EPERM). runc skips such entries, and `runc spec` itself writes
+  // ambient without inheritable, so bundles rely on that: tsrun drops them too, and says so.
+  const ignoredAmbient = m.ambient & ~(m.permitted & m.inheritable);
+  m.ambient &= ~ignoredAmbient;
   // Planning without CAP_SYS_ADMIN (explain/--dry-run as a user, unit tests) cannot run
   // the plan anyway: show it as asked instead of judging it by this process's capabilities.
   const planningOnly = ((hostCapEff >> 21n) & 1n) === 0n;
@@ -241,6 +245,7 @@ export function computeMasks(spec: Spec, hostCapEff: bigint): CapMasks {
     inheritable: keep(m.inheritable),
     ambient: keep(m.ambient),
     unavailable,
+    ignoredAmbient,
   };
 }
 
@@ -291,7 +296,8 @@ export const control: Control = {
         [m.effective, m.permitted, m.inheritable, m.ambient],
         `capset(eff=${maskHex(m.effective)}, prm=${maskHex(m.permitted)}, inh=${maskHex(m.inheritable)}); ` +
           `prctl(PR_CAP_AMBIENT_RAISE) for ${maskNames(m.ambient).join(' ') || 'none'}`,
-        'after the uid change (setresuid clears effective); inheritable empty so no file can inherit caps at execve (CVE-2022-24769)',
+        'after the uid change (setresuid clears effective); inheritable empty so no file can inherit caps at execve (CVE-2022-24769)' +
+          (m.ignoredAmbient ? `; ambient ${maskNames(m.ignoredAmbient).join(' ')} ignored: not permitted and inheritable, so PR_CAP_AMBIENT_RAISE would fail (as runc, which skips them)` : ''),
       ),
     ];
   },

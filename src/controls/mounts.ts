@@ -38,7 +38,8 @@ const FLAG_OPTIONS: Record<string, { set?: MountFlag; clear?: MountFlag }> = {
   rbind: { set: 'BIND' },
 };
 
-const PROPAGATION: Record<string, MountFlag[]> = {
+/** Mount propagation options (mount_namespaces(7)), for mounts and for linux.rootfsPropagation. */
+export const PROPAGATION: Record<string, MountFlag[]> = {
   private: ['PRIVATE'],
   rprivate: ['PRIVATE', 'REC'],
   shared: ['SHARED'],

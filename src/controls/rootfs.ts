@@ -1,24 +1,14 @@
 import { SpecError } from '../errors.js';
 import * as op from '../plan/ops.js';
-import type { MountFlag } from '../plan/ops.js';
 import { child, parent } from '../plan/step.js';
 import type { Control, Step } from '../plan/types.js';
+import { PROPAGATION } from './mounts.js';
 import { overlayLowerDirs } from './userns.js';
 
 // The root filesystem: a copy-on-write overlay over the image (or a bundle's rootfs bound
 // onto itself, since pivot_root(2) needs the new root to be a mount point), then
 // pivot_root, so the host's tree is not hidden (as chroot does) but detached entirely.
 
-const PROPAGATION: Record<string, MountFlag[]> = {
-  private: ['PRIVATE'],
-  rprivate: ['REC', 'PRIVATE'],
-  slave: ['SLAVE'],
-  rslave: ['REC', 'SLAVE'],
-  shared: ['SHARED'],
-  rshared: ['REC', 'SHARED'],
-  unbindable: ['UNBINDABLE'],
-  runbindable: ['REC', 'UNBINDABLE'],
-};
 
 export const control: Control = {
   id: 'rootfs',
@@ -42,7 +32,7 @@ export const control: Control = {
     const prop = PROPAGATION[ctx.spec.linux.rootfsPropagation ?? 'rprivate']!;
     // Every mount below must stay in this namespace: make the inherited tree private
     // (mount_namespaces(7), shared subtrees) before mounting anything.
-    steps.push(child('mounts', 'rootfs', 'no mount made here may propagate back to the host', op.mount('', '/', '', prop.includes('REC') ? prop : ['REC', ...prop])));
+    steps.push(child('mounts', 'rootfs', 'no mount made here may propagate back to the host', op.mount('', '/', '', ['REC', ...prop.filter((f) => f !== 'REC')])));
     if (ctx.overlay) {
       const { upper, work } = ctx.overlay;
       const lower = overlayLowerDirs(ctx); // idmapped copies with --userns-remap

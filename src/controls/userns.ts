@@ -394,7 +394,7 @@ export const control: Control = {
     // cannot mount sysfs for it (EPERM), nor configure it. docker refuses the pair too.
     if (!s.linux.namespaces.some((n) => n.type === 'network'))
       throw new SpecError('linux.namespaces', 'a user namespace cannot share the host\'s network namespace (--network host): add --userns host');
-    // tsrun sets the container up as the namespace's root (native/addon.cc, MSG_ID_MAPPED)
+    // tsrun sets the container up as the namespace's root (native/spawn.h, MSG_ID_MAPPED)
     if (toHostId(s.linux.uidMappings, 0) === undefined) throw new SpecError('linux.uidMappings', 'container uid 0 must be mapped (tsrun sets the container up as its root)');
     if (toHostId(s.linux.gidMappings, 0) === undefined) throw new SpecError('linux.gidMappings', 'container gid 0 must be mapped (tsrun sets the container up as its root)');
     const { uid, gid } = s.process.user;
@@ -414,10 +414,10 @@ export const control: Control = {
     if (!((ctx.host.capEff >> CAP_SETGID) & 1n)) {
       steps.push(
         parentStep(
-        { action: 'id-map', file: 'setgroups', content: 'deny' },
-        'write /proc/<pid>/setgroups "deny"',
-        'user_namespaces(7): gid_map may only be written without CAP_SETGID once setgroups is denied (CVE-2014-8989)',
-      ),
+          { action: 'id-map', file: 'setgroups', content: 'deny' },
+          'write /proc/<pid>/setgroups "deny"',
+          'user_namespaces(7): gid_map may only be written without CAP_SETGID once setgroups is denied (CVE-2014-8989)',
+        ),
       );
     }
     const hostUid = toHostId(s.linux.uidMappings, 0);

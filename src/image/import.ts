@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { closeSync, copyFileSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsrunError, UnsupportedError, UsageError } from '../errors.js';
 import { canonicalName, parseReference } from './reference.js';
 import { ContentStore, LAYER_TYPES, MEDIA, sha256, type Descriptor, type ImageRecord, type Manifest, type OciImageConfig } from './store.js';
-import { writeTarOfDir } from './tar.js';
+import { ChunkReader, readTar, writeTarOfDir } from './tar.js';
 import { hostPlatform, pickPlatform } from './pull.js';
 import { sniffCompression, unpackLayer } from './unpack.js';
 import type { ImageConfig } from './types.js';
@@ -221,6 +221,16 @@ async function importOciLayout(store: ContentStore, root: string, name?: string)
   return out;
 }
 
+/** Reads only the headers: does the tar have manifest.json or oci-layout at its top? */
+async function isImageArchive(path: string): Promise<boolean> {
+  let found = false;
+  for await (const e of readTar(new ChunkReader(createReadStream(path, { highWaterMark: 1 << 20 })))) {
+    const n = e.name.replace(/^(\.\/)+/, '');
+    if (n === 'manifest.json' || n === 'oci-layout') found = true;
+  }
+  return found;
+}
+
 function isTar(path: string): boolean {
   const fd = openSync(path, 'r');
   try {
@@ -260,13 +270,10 @@ async function importLeased(store: ContentStore, path: string, name: string | un
   mkdirSync(tmp, { mode: 0o700 });
   try {
     let opened = false;
-    if (!compressed) {
-      try {
-        await unpackLayer(path, tmp, path);
-        opened = true;
-      } catch {
-        opened = false; // not an archive we can open as a tree; try it as a rootfs below
-      }
+    // only docker save / OCI archives are opened; a rootfs tarball is the layer itself
+    if (!compressed && (await isImageArchive(path))) {
+      await unpackLayer(path, tmp, path);
+      opened = true;
     }
     if (opened && existsSync(join(tmp, 'oci-layout'))) return await importOciLayout(store, tmp, name);
     if (opened && existsSync(join(tmp, 'manifest.json')) && !existsSync(join(tmp, 'bin'))) return await importDockerSave(store, tmp, name);

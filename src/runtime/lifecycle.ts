@@ -8,6 +8,8 @@ import type { Kernel } from '../kernel/types.js';
 import { startFifo } from '../controls/process.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
+import { CgroupManager } from '../controls/cgroups/index.js';
+import { readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
 import type { Paths } from './paths.js';
 import { cleanup, startContainer, type Spawner, type Started } from './run.js';
 import {
@@ -19,6 +21,7 @@ import {
   loadState,
   logFile,
   processStart,
+  removeStaleLocks,
   removeState,
   saveState,
   stateDirOf,
@@ -150,10 +153,16 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
   }
   if (started.state === 'running') state.started = new Date().toISOString();
   saveState(paths, state);
-  if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));
-  if (o.consoleSocket && started.ptyFd !== undefined) {
-    kernel.sendConsole(o.consoleSocket, started.ptyFd);
-    kernel.close(started.ptyFd);
+  try {
+    if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));
+    if (o.consoleSocket && started.ptyFd !== undefined) {
+      kernel.sendConsole(o.consoleSocket, started.ptyFd);
+      kernel.close(started.ptyFd);
+    }
+  } catch (e) {
+    // the caller cannot use a container it has no pid or terminal for: undo it whole
+    await deleteContainer(paths, id, true).catch(() => undefined);
+    throw e;
   }
   return { state, started };
 }
@@ -260,7 +269,8 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
       }
       if (!(await waitGone(s, 10_000))) throw new StateError(`container ${s.id.slice(0, 12)}: pid ${s.pid} did not die after SIGKILL`);
     }
-    const err = runCleanup(s.cleanup);
+    // the OOM report was given when the container ended; removing it is not news
+    const err = runCleanup(s.cleanup.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')));
     removeState(paths, s.id);
     if (err) throw err;
   });
@@ -278,6 +288,43 @@ function runCleanup(steps: ParentStep[]): Error | undefined {
   return first;
 }
 
+/**
+ * pause/unpause: the freezer stops every process of the container's cgroup at once, where
+ * SIGSTOP could be caught up in a race with forks (cgroup-v1/freezer-subsystem.rst;
+ * cgroup-v2.rst "cgroup.freeze"). v1 and hybrid hosts use the freezer hierarchy.
+ */
+export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Promise<void> {
+  const s = resolve(paths, ref);
+  await withLock(paths, s.id, async () => {
+    const st = statusOf(s);
+    if (frozen && st !== 'running') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}: only a running container can be paused`);
+    if (!frozen && st !== 'paused') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}, not paused`);
+    const cg = new CgroupManager(s.config, s.id);
+    const v1 = cg.dirFor('freezer');
+    const v2 = cg.layout.mode === 'v2' ? cg.dirFor('unified') : undefined;
+    if (v1) {
+      writeCgroupFile(join(v1, 'freezer.state'), frozen ? 'FROZEN' : 'THAWED');
+      const want = frozen ? 'FROZEN' : 'THAWED';
+      for (let i = 0; i < 500 && readCgroupFile(join(v1, 'freezer.state'))?.trim() !== want; i++) await new Promise((r) => setTimeout(r, 10));
+    } else if (v2) {
+      writeCgroupFile(join(v2, 'cgroup.freeze'), frozen ? '1' : '0');
+    } else {
+      throw new StateError(`pause needs the freezer cgroup controller, which this host (cgroup mode ${cg.layout.mode}) does not have`);
+    }
+    s.paused = frozen;
+    saveState(paths, s);
+  });
+}
+
+/** Whether the memory limit's OOM killer ended the container (its cgroup must still exist). */
+export function oomKilledOf(s: ContainerState): boolean {
+  try {
+    return new CgroupManager(s.config, s.id).oomKilled();
+  } catch {
+    return false;
+  }
+}
+
 /** Containers whose state says they exist but whose processes are gone, and data dirs with no state at all. */
 export async function prune(paths: Paths): Promise<string[]> {
   const removed: string[] = [];
@@ -289,6 +336,7 @@ export async function prune(paths: Paths): Promise<string[]> {
       removed.push(s.id);
     }
   }
+  removed.push(...removeStaleLocks(paths));
   const cdir = join(paths.data, 'containers');
   if (existsSync(cdir)) {
     for (const id of readdirSync(cdir)) {

@@ -48,9 +48,9 @@ function parentSteps(plan: Plan, phase: ParentStep['phase']): ParentStep[] {
 }
 
 /** Best effort: every cleanup step runs even when one fails; the first error is returned. */
-export function cleanup(plan: Plan): Error | undefined {
+export function cleanup(plan: Plan, only: (s: ParentStep) => boolean = () => true): Error | undefined {
   let first: Error | undefined;
-  for (const s of parentSteps(plan, 'cleanup')) {
+  for (const s of parentSteps(plan, 'cleanup').filter(only)) {
     try {
       execParentStep(s);
     } catch (e) {
@@ -203,8 +203,9 @@ export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel
   } finally {
     signals.dispose();
     relay?.stop();
-    // a kept container (docker run without --rm) keeps its layer until `tsrun rm`
-    const err = keep ? undefined : cleanup(plan);
+    // a kept container (docker run without --rm) keeps its layer and cgroup until `tsrun rm`;
+    // its reports (why it died: the OOM killer) are still due now
+    const err = keep ? cleanup(plan, (s) => s.action === 'cgroup' && s.verb === 'oom-check') : cleanup(plan);
     if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
   }
 }

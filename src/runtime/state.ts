@@ -147,18 +147,8 @@ export async function withLock<T>(p: Paths, key: string, fn: () => T | Promise<T
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      let owner = NaN;
-      let age = 0;
-      try {
-        age = Date.now() - statSync(dir).mtimeMs;
-        owner = Number(readFileSync(join(dir, 'pid'), 'utf8'));
-      } catch {
-        /* being written or removed */
-      }
-      // stale: its owner died (SIGKILL), even between the mkdir and writing its pid
-      const stale = Number.isInteger(owner) && owner > 0 ? processStart(owner) === undefined : age > 1000;
-      if (stale) rmSync(dir, { recursive: true, force: true });
-      else if (Date.now() > deadline) throw new StateError(`container ${key} is locked by tsrun process ${owner}`);
+      if (lockIsStale(dir)) rmSync(dir, { recursive: true, force: true });
+      else if (Date.now() > deadline) throw new StateError(`${key} is locked by another tsrun process`);
       else await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -167,6 +157,29 @@ export async function withLock<T>(p: Paths, key: string, fn: () => T | Promise<T
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function lockIsStale(dir: string): boolean {
+  let owner = NaN;
+  let age = 0;
+  try {
+    age = Date.now() - statSync(dir).mtimeMs;
+    owner = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+  } catch {
+    /* being written or removed */
+  }
+  // its owner died (SIGKILL), even between the mkdir and writing its pid
+  return Number.isInteger(owner) && owner > 0 ? processStart(owner) === undefined : age > 1000;
+}
+
+/** Locks left by tsrun processes that were killed while holding them. */
+export function removeStaleLocks(p: Paths): string[] {
+  if (!existsSync(p.root)) return [];
+  const stale = readdirSync(p.root)
+    .filter((d) => d.endsWith('.lock'))
+    .filter((d) => lockIsStale(join(p.root, d)));
+  for (const d of stale) rmSync(join(p.root, d), { recursive: true, force: true });
+  return stale;
 }
 
 /** Names are unique: taken atomically under the names lock, checked against every state. */

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CGROUP_PARENT_ANNOTATION } from '../../src/controls/cgroups/flags.js';
-import { CgroupManager, wasOomKilled } from '../../src/controls/cgroups/manager.js';
+import { CgroupManager, setFrozen, wasOomKilled } from '../../src/controls/cgroups/manager.js';
 import { hostLayout } from '../../src/controls/cgroups/mode.js';
 import type { Resources, Spec } from '../../src/spec/types.js';
 
@@ -175,6 +175,24 @@ describe.skipIf(!isRoot && process.env.CI !== 'true')('cgroup manager on the hos
       // gone, or a zombie waiting for its reaper
       expect(stat === '' || / Z /.test(stat), `pid ${pid}: ${stat}`).toBe(true);
     }
+  });
+
+  it('freezes and thaws the whole group (pause/unpause)', async () => {
+    const r = start('pause', {}, 'while :; do :; done');
+    const v1 = r.m.layout.controllers['cpu']!.version === 1;
+    const usage = (): number => (v1 ? Number(read(join(r.m.dirFor('cpuacct')!, 'cpuacct.usage'))) : Number(/usage_usec (\d+)/.exec(read(join(r.m.dirFor('cpu')!, 'cpu.stat')))![1]) * 1000);
+    await sleep(100);
+    setFrozen(r.m.targets, true);
+    const u0 = usage();
+    await sleep(300);
+    const frozenNs = usage() - u0;
+    setFrozen(r.m.targets, false);
+    const u1 = usage();
+    await sleep(300);
+    const thawedNs = usage() - u1;
+    console.log(`frozen: ${frozenNs} ns of CPU in 300 ms; thawed: ${thawedNs} ns`);
+    expect(frozenNs).toBeLessThan(5_000_000);
+    expect(thawedNs).toBeGreaterThan(100_000_000);
   });
 
   it('refuses a cpuset write the kernel rejects and leaves nothing behind', () => {

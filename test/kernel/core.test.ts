@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, expect, it } from 'vitest';
 import { defaultMaskedPaths, defaultReadonlyPaths } from '../../src/controls/masked-paths.js';
 import { BIN, describeKernel, hostNs, leaks, probe, probeInfo, testEnv, tsrun, tsrunAsync, tsrunEnvVars } from './helpers.js';
@@ -135,6 +135,31 @@ describeKernel('core runtime on the real kernel', () => {
     expect(lines[1]).toBe('isatty');
     expect(lines[2]).toBe('xterm');
     expect(lines[3]).toMatch(/-> \/dev\/pts\/0$/);
+  });
+
+  it('-it: keystrokes reach the shell, Ctrl-C interrupts its foreground job, exit ends it', async () => {
+    // script(1) is the user's terminal; we type into it over time
+    const cmd = `${process.execPath} ${BIN} run --rm -it busybox sh`;
+    const term = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...tsrunEnvVars(), TERM: 'xterm' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    term.stdout.on('data', (c) => (out += c));
+    const exited = new Promise<number | null>((r) => term.on('exit', r));
+    const waitFor = async (s: string) => {
+      for (let i = 0; i < 200 && !out.includes(s); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(out).toContain(s);
+    };
+    term.stdin.write('echo $((6*7))\r');
+    await waitFor('42');
+    const t0 = Date.now();
+    term.stdin.write('sleep 30; echo not-interrupted\r');
+    await new Promise((r) => setTimeout(r, 300));
+    term.stdin.write('\x03'); // Ctrl-C: the container's line discipline sends SIGINT to sleep
+    term.stdin.write('echo after-$((1+1))\r');
+    await waitFor('after-2');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    term.stdin.write('exit 3\r');
+    expect(await exited).toBe(3);
+    expect(out).not.toMatch(/(^|\n)not-interrupted/); // the typed line is echoed; its output never came
   });
 
   it('exits as docker does: own code, 126, 127, 125', () => {

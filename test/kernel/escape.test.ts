@@ -16,7 +16,7 @@ describeKernel('CVE-2019-5736: the runtime binary is out of reach', () => {
 
   it('shows a sealed memfd as /proc/<init>/exe, which can be neither opened nor reopened for writing', async () => {
     const e = testEnv();
-    const plan = await planRun('probe', ['/probe', 'sleep', '1'], { waitStart: true }, { root: e.root, data: e.data });
+    const plan = await planRun('probe', ['/probe', 'sleep', '3'], { waitStart: true }, { root: e.root, data: e.data });
     const started = await startContainer({ plan, interactive: false });
     expect(started.state).toBe("created");
     try {
@@ -43,6 +43,7 @@ describeKernel('CVE-2019-5736: the runtime binary is out of reach', () => {
       await attackerDone;
       expect(code).toBe(0);
       const result = JSON.parse(out.trim().split('\n').at(-1)!);
+      // (the container sleeps 3 s, so the attacker, inside its PID namespace, outlives its 1 s wait)
       // the memfd no longer executes, so it may be opened, but its seals refuse every write
       expect(result.op).toBe('reopen-write');
       expect(result.write === 'EPERM' || result.open !== '0').toBe(true);

@@ -59,6 +59,7 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     expect(raw[0]).toMatchObject({ log: 'out\n', stream: 'stdout', time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
     expect(tsrun(['stop', 'web']).code).toBe(0);
     expect(tsrun(['wait', 'web']).stdout).toBe('7\n');
+    expect(tsrun(['stop', 'web']).stderr).toMatch(/web is not running/);
     expect(tsrun(['logs', '--tail', '1', 'web']).stdout).toBe('bye\n');
     const [inspect] = JSON.parse(tsrun(['inspect', 'web']).stdout);
     expect(inspect.State).toMatchObject({ Status: 'stopped', ExitCode: 7, Pid: 0 });
@@ -99,7 +100,7 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
       expect(state('oci1')).toMatchObject({ status: 'created', pid, bundle: dir });
       // created: the init waits before exec, still tsrun-init from its memfd
       expect(readlinkSync(`/proc/${pid}/exe`)).toBe('/memfd:tsrun-init (deleted)');
-      expect(tsrun(['start', 'oci1']).code).toBe(0);
+      expect(tsrun(['start', 'oci1'])).toMatchObject({ code: 0, stderr: '' });
       await until(() => readlinkSync(`/proc/${pid}/exe`).endsWith('/probe'));
       expect(state('oci1').status).toBe('running');
       expect(JSON.parse(tsrun(['ps', '--format', 'json', 'oci1']).stdout)).toEqual([pid]);
@@ -113,6 +114,16 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
       const last = JSON.parse(readFileSync(join(dir, 'log.json'), 'utf8').trim().split('\n').at(-1)!);
       expect(last).toMatchObject({ level: 'error', msg: expect.stringContaining('no such container') });
       expect(tsrun(['--systemd-cgroup', 'state', 'x']).stderr).toMatch(/--systemd-cgroup: .*no systemd support/);
+      // bad input leaves nothing half-made
+      const tty = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+      tty.process.terminal = true;
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(tty));
+      expect(tsrun(['create', '--bundle', dir, 'oci2']).stderr).toMatch(/process.terminal is true: create needs --console-socket/);
+      const bad = tsrun(['create', '--bundle', dir, '--console-socket', join(dir, 'nope.sock'), 'oci2']);
+      expect(bad.code).toBe(125);
+      expect(bad.stderr).toMatch(/--console-socket .*nope.sock: ENOENT/);
+      expect(tsrun(['state', 'oci2']).code).toBe(125);
+      expect(tsrun(['create', '--bundle', dir, '--console-socket', join(dir, 'config.json'), 'oci2']).stderr).toMatch(/ENOTSOCK/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -129,6 +140,14 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     expect(JSON.parse(tsrun(['exec', '-u', 'nobody', '-w', '/tmp', id, '/probe', 'info']).stdout)).toMatchObject({ uid: 65534, cwd: '/tmp' });
     expect(tsrun(['exec', '-e', 'A=1', id, 'sh', '-c', 'echo $A']).stdout).toBe('1\n');
     expect(tsrun(['exec', '-i', id, 'cat'], { input: 'piped\n' }).stdout).toBe('piped\n');
+    // exec --detach --pid-file (as engines call it): the new process is in the container's cgroup
+    const pidFile = join(testEnv().base, 'exec.pid');
+    // (stdio not captured: the detached process keeps it, as it keeps an engine's pipes)
+    const ex = spawnSync(process.execPath, [BIN, 'exec', '--detach', '--pid-file', pidFile, id, '/probe', 'sleep', '5'], { env: tsrunEnvVars(), stdio: 'ignore' });
+    expect(ex.status).toBe(0);
+    const execPid = Number(readFileSync(pidFile, 'utf8'));
+    expect(readFileSync(`/proc/${execPid}/cgroup`, 'utf8')).toBe(readFileSync(`/proc/${init}/cgroup`, 'utf8'));
+    rmSync(pidFile);
     expect(tsrun(['exec', id, 'no-such']).code).toBe(127);
     expect(tsrun(['exec', id, 'sh', '-c', 'exit 5']).code).toBe(5);
     expect(tsrun(['rm', '-f', id]).code).toBe(0);
@@ -138,6 +157,30 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     expect(e.code).toBe(125);
     expect(e.stderr).toMatch(/is stopped: exec needs a running container/);
     tsrun(['rm', stopped]);
+  });
+
+  it('pause freezes every process of the container; unpause thaws it; inspect reports an OOM kill', async () => {
+    const e = testEnv();
+    tsrun(['run', '-d', '--name', 'frozen', 'busybox', 'sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done']);
+    const id = JSON.parse(tsrun(['inspect', 'frozen']).stdout)[0].Id;
+    const pid = JSON.parse(readFileSync(join(e.root, id, 'state.json'), 'utf8')).pid;
+    const counter = () => Number(readFileSync(`/proc/${pid}/root/tmp/n`, 'utf8'));
+    await until(() => existsSync(`/proc/${pid}/root/tmp/n`) && counter() > 2);
+    expect(tsrun(['pause', 'frozen']).code).toBe(0);
+    expect(state('frozen').status).toBe('paused');
+    const at = counter();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(counter()).toBe(at); // not one more iteration while frozen
+    expect(tsrun(['exec', 'frozen', 'true']).stderr).toMatch(/is paused/);
+    expect(tsrun(['unpause', 'frozen']).code).toBe(0);
+    await until(() => counter() > at);
+    expect(tsrun(['rm', '-f', 'frozen']).code).toBe(0);
+
+    const oom = tsrun(['run', '--name', 'hog', '-m', '32m', 'busybox', 'sh', '-c', 'x=$(head -c 100000000 /dev/zero | tr "\\0" a)']);
+    expect(oom.code).toBe(137);
+    expect(oom.stderr).toMatch(/OOM-killed/);
+    expect(JSON.parse(tsrun(['inspect', 'hog']).stdout)[0].State).toMatchObject({ Status: 'stopped', ExitCode: 137, OOMKilled: true });
+    expect(tsrun(['rm', 'hog'])).toMatchObject({ code: 0, stderr: '' });
   });
 
   it('names are unique, even when claimed concurrently; unknown names get suggestions', async () => {

@@ -97,6 +97,16 @@ describeKernel('user namespace remap on the real kernel', () => {
     }
   });
 
+  it('a detached remapped container: exec joins its user namespace and sees the same map', () => {
+    const id = run(['run', '-d', '--userns-remap', 'default', 'probe', '/probe', 'sleep', '30']).stdout.trim();
+    try {
+      const r = run(['exec', id, 'sh', '-c', 'id -u; cat /proc/self/uid_map; stat -c %u /bin/busybox']);
+      expect(r.stdout.split('\n').map((l) => l.trim().split(/\s+/).join(' '))).toEqual(['0', '0 100000 65536', '0', '']);
+    } finally {
+      expect(run(['rm', '-f', id]).code).toBe(0);
+    }
+  });
+
   it('remapped root is not exempt from --ulimit nproc (host uid 0 is)', () => {
     expect(probeJson(['--userns-remap', 'default', '--ulimit', 'nproc=5'], ['fork', '20', '1'])).toEqual({ op: 'fork', ok: 4, errno: 'EAGAIN' });
     expect(probeJson(['--ulimit', 'nproc=5'], ['fork', '20', '1'])).toEqual({ op: 'fork', ok: 20, errno: '0' });

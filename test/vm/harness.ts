@@ -120,14 +120,25 @@ export function ensureInitramfs(kernel: { modules: string; version: string }): s
   return out;
 }
 
-/** The built-in busybox image's root, built on the host for the in-guest `tsrun run`. */
+/**
+ * The built-in busybox image's root as a tar, built on the host for the in-guest `tsrun run`:
+ * ~300 fork+execs of build-busybox.sh, or a cp of 300 files over 9p, take many seconds under
+ * TCG; unpacking one file does not.
+ */
 export function ensureBusyboxImage(): string {
-  const dir = join(CACHE, 'busybox-rootfs');
-  if (!existsSync(join(dir, 'bin/busybox'))) {
+  const tar = join(CACHE, 'busybox-rootfs.tar');
+  if (!existsSync(tar)) {
+    const dir = join(CACHE, `busybox-rootfs-${process.pid}`);
     rmSync(dir, { recursive: true, force: true });
-    sh('sh', [join(PROJECT, 'rootfs/build-busybox.sh'), dir]);
+    try {
+      sh('sh', [join(PROJECT, 'rootfs/build-busybox.sh'), dir]);
+      sh('tar', ['-C', dir, '-cf', `${tar}.tmp`, '.']);
+      sh('mv', [`${tar}.tmp`, tar]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
-  return dir;
+  return tar;
 }
 
 export interface GuestResult {

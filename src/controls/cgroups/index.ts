@@ -8,13 +8,12 @@ import type { MountFlag } from '../../plan/ops.js';
 import { child } from '../../plan/step.js';
 import type { BuildContext, ChildOp, ChildStep, Control, Step } from '../../plan/types.js';
 import type { Mount, Spec } from '../../spec/types.js';
-import { planCgroup, type CgroupTarget } from './manager.js';
+import { planCgroup, readCgroupFile, type CgroupTarget } from './manager.js';
 import { hostLayout, type CgroupLayout } from './mode.js';
 import { parseCpuList } from './units.js';
-import { readCgroupFile } from './manager.js';
 
 export { flags } from './flags.js';
-export { CgroupManager, planCgroup, runCgroupAction, wasOomKilled, oomKillCount, resolveCgroupPath, cgroupTargets } from './manager.js';
+export { CgroupManager, planCgroup, runCgroupAction, wasOomKilled, oomKillCount, oomKilledFromSteps, resolveCgroupPath, cgroupTargets, setFrozen, joinTargets, targetsFromSteps } from './manager.js';
 export { detectLayout, hostLayout } from './mode.js';
 export { mapResources } from './resources.js';
 

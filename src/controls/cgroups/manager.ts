@@ -2,7 +2,7 @@
 // steps that create / fill / join / empty / remove it, and the executor for those steps.
 // Everything goes through plain file operations on cgroupfs (cgroups(7)), so the same code
 // runs against a fixture tree in a temp dir (unit tests) and the real hierarchy.
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, statSync, writeSync, constants } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, writeSync, constants } from 'node:fs';
 import { dirname, isAbsolute, join, posix } from 'node:path';
 import { KernelError, SpecError, UnsupportedError } from '../../errors.js';
 import type { ParentAction, ParentPhase, ParentStep } from '../../plan/types.js';
@@ -462,6 +462,65 @@ export function oomKillsIn(dir: string): number {
   return m ? Number(m[1]) : 0;
 }
 
+/**
+ * Pause/unpause (docker pause, OCI has none): the freezer stops every task of the cgroup
+ * where it stands (v1 freezer.state FROZEN, v2 cgroup.freeze 1) and waits until the kernel
+ * says the whole group is frozen.
+ */
+export function setFrozen(targets: CgroupTarget[], frozen: boolean, ctx: ExecContext = {}): void {
+  const v1 = targets.find((t) => t.hierarchy.version === 1 && t.hierarchy.controllers.includes('freezer'));
+  const v2 = targets.find((t) => t.hierarchy.version === 2 && existsSync(join(t.dir, 'cgroup.freeze')));
+  const deadline = Date.now() + (ctx.timeoutMs ?? 5_000);
+  if (v1) {
+    const file = join(v1.dir, 'freezer.state');
+    writeCgroupFile(file, frozen ? 'FROZEN' : 'THAWED');
+    while (frozen && !/^FROZEN/.test(readCgroupFile(file) ?? '')) {
+      if (Date.now() > deadline) throw new KernelError(`freeze ${v1.dir}`, 16, 'EBUSY', 'still FREEZING (a task in uninterruptible sleep?)', CONTROL);
+      sleepMs(2);
+    }
+    return;
+  }
+  if (v2) {
+    writeCgroupFile(join(v2.dir, 'cgroup.freeze'), frozen ? '1' : '0');
+    const want = frozen ? /^frozen 1$/m : /^frozen 0$/m;
+    while (!want.test(readCgroupFile(join(v2.dir, 'cgroup.events')) ?? '')) {
+      if (Date.now() > deadline) throw new KernelError(`${frozen ? 'freeze' : 'thaw'} ${v2.dir}`, 16, 'EBUSY', 'cgroup.events does not report the change', CONTROL);
+      sleepMs(2);
+    }
+    return;
+  }
+  throw new UnsupportedError('pause needs the freezer: no v1 freezer hierarchy and no cgroup.freeze (cgroup v2, Linux 5.2) here');
+}
+
+/** The container's cgroup targets from its saved cleanup steps (for pause/unpause/stats). */
+export function targetsFromSteps(layout: CgroupLayout, steps: readonly { action: string; verb?: string; path?: string; value?: string }[]): CgroupTarget[] {
+  const hs = [...layout.v1, ...(layout.unified ? [layout.unified] : [])];
+  return cgroupDirsFromSteps(steps).flatMap((dir) => {
+    const h = hs.filter((x) => dir.startsWith(`${x.mountPoint}/`)).sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
+    return h ? [{ hierarchy: h, dir }] : [];
+  });
+}
+
+/** Puts `pid` into every directory of the container's cgroup (exec: the new process shares the limits). */
+export function joinTargets(targets: CgroupTarget[], pid: number): void {
+  for (const t of targets) writeCgroupFile(join(t.dir, 'cgroup.procs'), String(pid));
+}
+
+/**
+ * OOM verdict from a container's saved cleanup steps (state.json keeps them): reads the
+ * memory cgroup the 'oom-check' step names. For `inspect` of a stopped, not yet removed
+ * container, whose cgroup still exists.
+ */
+export function oomKilledFromSteps(steps: readonly { action: string; verb?: string; path?: string }[]): boolean {
+  const s = steps.find((x) => x.action === 'cgroup' && x.verb === 'oom-check');
+  return s?.path ? oomKillsIn(s.path) > 0 : false;
+}
+
+/** The container's cgroup directories, from its saved cleanup steps. */
+export function cgroupDirsFromSteps(steps: readonly { action: string; verb?: string; path?: string; value?: string }[]): string[] {
+  return steps.filter((x) => x.action === 'cgroup' && x.verb === 'remove' && x.value !== 'if-empty' && x.path).map((x) => x.path!);
+}
+
 /** How many times the kernel's OOM killer fired in the memory cgroup (undefined: unknown). */
 export function oomKillCount(targets: CgroupTarget[]): number | undefined {
   const t = targets.find((x) => x.hierarchy.controllers.includes('memory'));
@@ -488,13 +547,4 @@ export function oomKillCount(targets: CgroupTarget[]): number | undefined {
 export function wasOomKilled(targets: CgroupTarget[] | CgroupManager): boolean {
   const t = targets instanceof CgroupManager ? targets.targets : targets;
   return (oomKillCount(t) ?? 0) > 0;
-}
-
-/** True when `dir` is a directory (used by tests and stats to see whether a cgroup exists). */
-export function cgroupExists(dir: string): boolean {
-  try {
-    return statSync(dir).isDirectory();
-  } catch {
-    return false;
-  }
 }

@@ -1,6 +1,7 @@
 // OCI linux.resources → the cgroup files that carry them, for v1 and v2 hierarchies.
 // The table (docs/cgroups.md) follows what current OCI runtimes write; the conversions
 // between v1 and v2 ranges are documented next to each function.
+import { deviceCgroupV1Writes } from '../devices.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SpecError, UnsupportedError } from '../../errors.js';
@@ -281,6 +282,15 @@ export function mapResources(r: Resources | undefined, layout: CgroupLayout, pro
     add(prefix === 'cgroup' ? 'unified' : prefix, file, value, f);
   }
 
+  // Device rules (src/controls/devices.ts): the v1 devices controller enforces them; cgroup
+  // v2 has no devices files, only a BPF_CGROUP_DEVICE program, which tsrun does not attach.
+  if (r.devices?.length) {
+    if (layout.controllers['devices']) {
+      for (const w of deviceCgroupV1Writes(r.devices)) add('devices', w.file, w.value, 'linux.resources.devices');
+    } else {
+      warnings.push('linux.resources.devices not enforced: cgroup v2 has no devices controller (it needs a BPF_CGROUP_DEVICE program); only the absent device nodes protect');
+    }
+  }
   const controllers = [...new Set(writes.map((w) => w.controller))];
   return { writes, warnings, controllers };
 }

@@ -66,8 +66,9 @@ export function progressReporter(fd: number, tty: boolean): Progress {
       else if (changed && state !== 'downloading') writeSync(fd, `${id}: ${state}${state === 'downloaded' ? ` ${fmt(r.total)} in ${((Date.now() - r.t0) / 1000).toFixed(1)} s` : ''}\n`);
     },
     line(s) {
-      if (tty) draw(true);
+      // rows drawn so far stay on the screen as they are; the line goes below them
       writeSync(fd, `${s}\n`);
+      rows.length = 0;
       drawn = 0;
     },
     end() {

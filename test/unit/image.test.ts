@@ -1,13 +1,13 @@
 // Pure parts of the image code: references, tar headers, registry auth parsing, platform
 // choice, docker import's --change, and the registry client against a fake loopback server.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyChange } from '../../src/image/import.js';
-import { parsePullPolicy, pickPlatform } from '../../src/image/pull.js';
+import { parsePullPolicy, pickPlatform, progressReporter } from '../../src/image/pull.js';
 import { canonicalName, familiarName, parseReference } from '../../src/image/reference.js';
 import { dockerCredentials, parseChallenge, RegistryClient } from '../../src/image/registry.js';
 import { ContentStore, MEDIA } from '../../src/image/store.js';
@@ -265,5 +265,41 @@ describe('store garbage collection', () => {
     } finally {
       rmSync(d, { recursive: true, force: true });
     }
+  });
+});
+
+describe('pull progress', () => {
+  function capture(tty: boolean, f: (p: ReturnType<typeof progressReporter>) => void): string {
+    const d = mkdtempSync(join(tmpdir(), 'tsrun-progress-'));
+    const fd = openSync(join(d, 'out'), 'w');
+    try {
+      f(progressReporter(fd, tty));
+    } finally {
+      closeSync(fd);
+    }
+    const out = readFileSync(join(d, 'out'), 'utf8');
+    rmSync(d, { recursive: true, force: true });
+    return out;
+  }
+  const run = (p: ReturnType<typeof progressReporter>) => {
+    p.layer('aaa', 2 << 20);
+    p.layer('bbb', 1024);
+    p.update('aaa', 0, 'downloading');
+    p.update('aaa', 1 << 20);
+    p.update('aaa', 2 << 20, 'downloaded');
+    p.update('bbb', 1024, 'already here');
+    p.update('aaa', 2 << 20, 'done');
+    p.end();
+    p.line('Digest: sha256:x');
+  };
+  it('plain lines when not a terminal', () => {
+    const out = capture(false, run);
+    expect(out).toMatch(/^aaa: downloaded 2\.0 MB in \d+\.\d s\nbbb: already here\naaa: done\nDigest: sha256:x\n$/);
+  });
+  it('rows redrawn in place on a terminal, the final line once below them', () => {
+    const out = capture(true, run);
+    expect(out.endsWith('\x1b[2Kaaa: done\n\x1b[2Kbbb: already here\nDigest: sha256:x\n')).toBe(true);
+    expect(out).toContain('\x1b[2A'); // moved up over its two rows
+    expect(out.split('Digest').length).toBe(2);
   });
 });

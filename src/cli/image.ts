@@ -10,7 +10,7 @@ import type { ImageConfig } from '../image/types.js';
 import { imagesDir, type Paths } from '../runtime/paths.js';
 import { listStates } from '../runtime/state.js';
 
-// The image verbs: pull, images, rmi, import, image inspect|prune|ls|rm|pull|import.
+// The image verbs: pull, images, rmi, import, tag, image inspect|prune|ls|rm|pull|import|tag.
 
 /** The annotation `run` puts on a container's spec: the manifest digest of its image. */
 export const IMAGE_ANNOTATION = 'io.tsrun.image.digest';
@@ -194,7 +194,17 @@ export function registerImageCommands(program: Command, paths: () => Paths, setE
       .option('-c, --change <instr>', 'CMD, ENTRYPOINT, ENV, WORKDIR, USER, as docker import (repeatable)', collect)
       .action(async (path: string, name: string | undefined, o) => setExit(await importVerb(path, name, o, paths())));
 
+  const tagCmd = (c: Command) =>
+    c
+      .description('give an image another name')
+      .argument('<source>', 'name, digest or id')
+      .argument('<target>', 'new name[:tag]')
+      .action(async (source: string, target: string) => {
+        await storeOf(paths()).tag(source, target);
+        setExit(0);
+      });
   pullCmd(program.command('pull'));
+  tagCmd(program.command('tag'));
   imagesCmd(program.command('images'));
   rmiCmd(program.command('rmi'));
   importCmd(program.command('import'));
@@ -213,6 +223,7 @@ export function registerImageCommands(program: Command, paths: () => Paths, setE
   rmiCmd(image.command('rm'));
   pullCmd(image.command('pull'));
   importCmd(image.command('import'));
+  tagCmd(image.command('tag'));
 }
 
 /** For `run --pull`: the canonical name the flag's image resolves to (for messages). */

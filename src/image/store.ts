@@ -218,6 +218,20 @@ export class ContentStore implements ImageStore {
     }).finally(() => this.releaseLease());
   }
 
+  /** Gives an image another name (moved from any image that had it), as docker tag. */
+  async tag(source: string, target: string): Promise<ImageRecord> {
+    const p = parseReference(target);
+    if (p.digest) throw new StateError(`tag ${JSON.stringify(target)}: a tag, not a digest`);
+    const name = canonicalName(p);
+    return this.update((ix) => {
+      const rec = this.find(source, ix);
+      if (!rec) throw new StateError(`no such image ${JSON.stringify(source)}: local images: ${this.localNames()}`);
+      for (const other of Object.values(ix.images)) other.names = other.names.filter((n) => n !== name);
+      rec.names = [...rec.names, name];
+      return rec;
+    });
+  }
+
   /** Finds an image by name[:tag], name@digest, manifest digest, or image id (prefix). */
   find(ref: string, ix: Index = this.readIndex()): ImageRecord | undefined {
     const all = Object.values(ix.images);

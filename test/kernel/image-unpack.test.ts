@@ -162,6 +162,11 @@ describeKernel('images: safe layer unpacking', () => {
     expect(tsrun(['run', '--rm', 'saved/app:3'], { env }).stdout).toBe('from-oci\n');
     const names = (JSON.parse(tsrun(['images', '--format', 'json'], { env }).stdout) as { repository: string; tag: string }[]).map((r) => `${r.repository}:${r.tag}`);
     expect(names).toEqual(['fromoci:2', 'fromociarchive:latest', 'fromtar:1', 'fromzstd:latest', 'saved/app:3']);
+    // tag: a second name for the same image; rmi of one name keeps the other
+    expect(tsrun(['tag', 'fromtar:1', 'again:2'], { env }).code).toBe(0);
+    expect(tsrun(['run', '--rm', 'again:2'], { env }).stdout).toBe('from-tarball\n');
+    expect(tsrun(['rmi', 'fromtar:1'], { env }).stdout).toBe('Untagged: fromtar:1\n');
+    expect(tsrun(['run', '--rm', 'again:2'], { env }).stdout).toBe('from-tarball\n');
     // a file that is no archive
     writeFileSync(join(work, 'junk'), 'not a tar');
     const j = tsrun(['import', join(work, 'junk'), 'junk'], { env });

@@ -13,6 +13,14 @@
  *   probe fork N [SECONDS]     fork N children that sleep      → {"op":"fork","ok":K,"errno":...}
  *   probe chown PATH UID GID   chown(2)                        → {"op":"chown","errno":...}
  *   probe mknod PATH           mknod a char device 1:3         → {"op":"mknod","errno":...}
+ *   probe syscall NAME [ARG...] one raw system call (keyctl unshare mount clone clone3 socket
+ *                              personality getppid chroot setns), integer args
+ *                                                              → {"op":"syscall","name":...,"errno":...}
+ *   probe filtered FILTER NAME [ARG...]  load FILTER (struct sock_filter[] bytes) under
+ *                              no_new_privs, then as `syscall`
+ *   probe loop N [FILTER]      time N getppid() and N personality(0xffffffff) calls, after
+ *                              loading FILTER (struct sock_filter[] bytes) if given
+ *                                                              → {"op":"loop","getppid_ns":...,"personality_ns":...}
  *   probe sleep SECONDS
  *   probe exit CODE
  * Errors are given by name (ENOENT, EPERM...) and "0" for success.
@@ -26,7 +34,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -51,6 +64,9 @@ static const char *ename(int e) {
   case EISDIR: return "EISDIR";
   case EAFNOSUPPORT: return "EAFNOSUPPORT";
   case ENXIO: return "ENXIO";
+  case EFAULT: return "EFAULT";
+  case EOPNOTSUPP: return "EOPNOTSUPP";
+  case E2BIG: return "E2BIG";
   }
   static char buf[32];
   snprintf(buf, sizeof buf, "E%d", e);
@@ -176,6 +192,68 @@ static void info(void) {
   printf("]}\n");
 }
 
+
+static const struct { const char *name; long nr; } SYSCALLS[] = {
+    {"keyctl", SYS_keyctl}, {"unshare", SYS_unshare}, {"mount", SYS_mount}, {"clone", SYS_clone},
+    {"clone3", SYS_clone3}, {"socket", SYS_socket}, {"personality", SYS_personality},
+    {"getppid", SYS_getppid}, {"chroot", SYS_chroot}, {"setns", SYS_setns},
+};
+
+/* One raw call; a clone that succeeds returns 0 in the child, which leaves at once. */
+static void raw_syscall(int argc, char **argv) {
+  long nr = -1, a[6] = {0};
+  for (size_t i = 0; i < sizeof SYSCALLS / sizeof *SYSCALLS; i++)
+    if (strcmp(SYSCALLS[i].name, argv[2]) == 0) nr = SYSCALLS[i].nr;
+  if (nr < 0) {
+    fprintf(stderr, "probe: unknown system call %s\n", argv[2]);
+    exit(2);
+  }
+  for (int i = 3; i < argc && i < 9; i++) a[i - 3] = (long)strtoull(argv[i], NULL, 0);
+  if (nr == SYS_clone) a[0] |= SIGCHLD;
+  long r = syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+  int err = r < 0 ? errno : 0;
+  if (r == 0 && (nr == SYS_clone || nr == SYS_clone3)) _exit(0);
+  if (r > 0 && (nr == SYS_clone || nr == SYS_clone3)) waitpid((pid_t)r, NULL, 0);
+  if (r >= 0 && nr == SYS_socket) close((int)r);
+  printf("{\"op\":\"syscall\",\"name\":\"%s\",\"errno\":\"%s\"}\n", argv[2], ename(err));
+}
+
+/* Loads struct sock_filter[] from a file: prctl(NO_NEW_PRIVS) + seccomp(SET_MODE_FILTER). */
+static int load_filter(const char *path) {
+  static struct sock_filter insns[4096];
+  FILE *f = fopen(path, "rb");
+  size_t len = f ? fread(insns, sizeof *insns, 4096, f) : 0;
+  if (f) fclose(f);
+  struct sock_fprog prog = {(unsigned short)len, insns};
+  if (!len) return ENOENT;
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) return errno;
+  return 0;
+}
+
+static double ns_per_call(long nr, long arg, long n) {
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (long i = 0; i < n; i++) syscall(nr, arg);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  return ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / (double)n;
+}
+
+/* Loads a BPF program from a file (as tsrun-init would) and times two cheap calls:
+ * getppid (always allowed: the kernel's per-number cache skips the filter) and
+ * personality(0xffffffff) (argument rule: the filter runs). */
+static int loop(int argc, char **argv) {
+  long n = atol(argv[2]);
+  int err = argc > 3 ? load_filter(argv[3]) : 0;
+  if (err) {
+    printf("{\"op\":\"loop\",\"errno\":\"%s\"}\n", ename(err));
+    return 1;
+  }
+  ns_per_call(SYS_getppid, 0, n / 10); /* warm up */
+  double g = ns_per_call(SYS_getppid, 0, n), p = ns_per_call(SYS_personality, 0xffffffffL, n);
+  printf("{\"op\":\"loop\",\"n\":%ld,\"getppid_ns\":%.2f,\"personality_ns\":%.2f}\n", n, g, p);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2 || strcmp(argv[1], "info") == 0) {
@@ -248,6 +326,20 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "mknod") == 0 && argc == 3) {
     result("mknod", mknod(argv[2], S_IFCHR | 0600, makedev(1, 3)) < 0 ? errno : 0);
+    return 0;
+  }
+  if (strcmp(cmd, "syscall") == 0 && argc >= 3) {
+    raw_syscall(argc, argv);
+    return 0;
+  }
+  if (strcmp(cmd, "loop") == 0 && argc >= 3) return loop(argc, argv);
+  if (strcmp(cmd, "filtered") == 0 && argc >= 4) {
+    int err = load_filter(argv[2]);
+    if (err) {
+      printf("{\"op\":\"filtered\",\"errno\":\"%s\"}\n", ename(err));
+      return 1;
+    }
+    raw_syscall(argc - 1, argv + 1);
     return 0;
   }
   if (strcmp(cmd, "sleep") == 0 && argc == 3) {

@@ -8,6 +8,7 @@ import { addRunFlags, createVerb, explainVerb, runVerb, type RunCliOptions } fro
 import { registerLifecycle } from './lifecycle.js';
 import { registerStatsCommand } from './stats.js';
 import { registerImageCommands } from './image.js';
+import { registerSeccompCommand } from './seccomp.js';
 
 const VERSION = '0.1.0';
 
@@ -69,6 +70,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerLifecycle(program, () => paths(program), setExit);
   registerStatsCommand(program);
   registerImageCommands(program, () => paths(program), setExit);
+  registerSeccompCommand(program, setExit);
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {
       throw new UsageError('--systemd-cgroup: tsrun drives cgroupfs directly and has no systemd support; configure the engine for cgroupfs (podman: cgroup_manager = "cgroupfs")');

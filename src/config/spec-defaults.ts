@@ -7,6 +7,7 @@ import { DOCKER_DEFAULT_CAPS, capsFor } from '../controls/capabilities.js';
 import { DEFAULT_DEVICE_RULES } from '../controls/devices.js';
 import { applySecurityOptSystemPaths, defaultMaskedPaths, defaultReadonlyPaths } from '../controls/masked-paths.js';
 import { applySecurityOptNnp } from '../controls/nnp.js';
+import { setSeccompDefault } from '../controls/seccomp/index.js';
 import { applyConfigDefaults, type TsrunConfig } from './index.js';
 
 export function applyBaseDefaults(spec: Spec): void {
@@ -14,6 +15,7 @@ export function applyBaseDefaults(spec: Spec): void {
   spec.linux.maskedPaths = defaultMaskedPaths();
   spec.linux.readonlyPaths = defaultReadonlyPaths();
   spec.linux.resources = { ...spec.linux.resources, devices: DEFAULT_DEVICE_RULES.map((r) => ({ ...r })) };
+  setSeccompDefault(spec);
 }
 
 /** The parsed options that decide whether the config's userns-remap applies. */
@@ -29,6 +31,7 @@ export function applyDefaults(spec: Spec, cfg: TsrunConfig, opts: RemapOverride 
   // resolve the config's user at all then.
   const c = opts.userns !== undefined || opts.usernsRemap !== undefined ? { ...cfg, 'userns-remap': undefined } : cfg;
   applyConfigDefaults(spec, c);
+  setSeccompDefault(spec, cfg['seccomp-profile']);
 }
 
 /**

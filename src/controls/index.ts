@@ -16,6 +16,7 @@ import { control as rlimits } from './rlimits.js';
 import { control as capabilities } from './capabilities.js';
 import { control as nnp } from './nnp.js';
 import { control as privileged } from './privileged.js';
+import { control as seccomp } from './seccomp/index.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so
@@ -41,6 +42,7 @@ export const CONTROLS: readonly Control[] = [
   capabilities,
   nnp,
   privileged,
+  seccomp,
   processControl,
   cgroups,
 ];

@@ -13,6 +13,8 @@ import type { Spec } from '../spec/types.js';
  *  - pivot, post-pivot: read-only remounts and masked paths need the final tree.
  *  - system: hostname, sysctls, loopback, rlimits — still with full capabilities.
  *  - console: the pty comes from the container's own devpts (newinstance).
+ *  - seccomp-early: the seccomp filter when no_new_privs is off: seccomp(2) then needs
+ *    CAP_SYS_ADMIN, which the capability drop below removes; the filter must allow the rest.
  *  - user: bounding set dropped while CAP_SETPCAP is held, then setgroups/setresgid/setresuid
  *    (capabilities(7): keep-caps keeps the permitted set across the uid change).
  *  - caps: capset after the uid change, because setresuid clears the effective set.
@@ -28,6 +30,7 @@ export const CHILD_PHASES = [
   'post-pivot',
   'system',
   'console',
+  'seccomp-early',
   'user',
   'caps',
   'nnp',

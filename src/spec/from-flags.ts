@@ -7,6 +7,7 @@ import { DEFAULT_PATH, OCI_VERSION, defaultMounts, defaultNamespaces } from './d
 import type { FlagDef, FlagEnv } from './flag-types.js';
 import type { Mount, Spec } from './types.js';
 import { resolveUser } from './users.js';
+import { finishSeccomp } from '../controls/seccomp/index.js';
 
 /** `tsrun run` options after parsing (commander's camelCase names). */
 export interface RunOptions {
@@ -184,6 +185,8 @@ export function specFromFlags(input: SpecInput): Spec {
     const value = opts[key];
     if (f.apply && value !== undefined && !(Array.isArray(value) && value.length === 0)) f.apply(spec, value, input.env);
   }
+  // the seccomp profile depends on the final capabilities (docker's includes/excludes.caps)
+  finishSeccomp(spec);
   return spec;
 }
 

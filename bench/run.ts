@@ -4,6 +4,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/kernel/native.js';
 import { benchStartup } from './startup.js';
+import { benchPull } from './pull.js';
 import { benchMonitor } from './monitor.js';
 import { benchSeccomp } from './seccomp.js';
 
@@ -19,7 +20,12 @@ async function main(): Promise<void> {
     'Medians; numbers move by a few ms between runs on a shared machine.',
     '',
   ].join('\n');
-  const sections = [await benchStartup(n), await benchMonitor(Number(process.env.BENCH_MONITORS ?? 100)), await benchSeccomp(n)];
+  const sections = [
+    await benchStartup(n),
+    await benchMonitor(Number(process.env.BENCH_MONITORS ?? 100)),
+    await benchSeccomp(n),
+    await benchPull(Number(process.env.BENCH_PULL_N ?? 3)),
+  ];
   const text = header + '\n' + sections.join('\n');
   process.stdout.write(text);
   writeFileSync(join(PROJECT_ROOT, 'docs', 'performance.md'), text);

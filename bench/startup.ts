@@ -17,13 +17,13 @@ export async function benchStartup(n: number): Promise<string> {
   try {
     const paths = { root: join(base, 'run'), data: join(base, 'data') };
     const store = new LocalStore(join(paths.data, 'images'));
-    store.ensureBuiltin();
+    const busybox = await store.ensureBuiltin();
     const env = { ...process.env, TSRUN_ROOT: paths.root, TSRUN_DATA: paths.data };
     const bin = join(PROJECT_ROOT, 'bin', 'tsrun');
 
     // the same root filesystem as an OCI bundle for runc, with runc's default config
     const bundle = join(base, 'bundle');
-    cpSync(join(paths.data, 'images', 'busybox', 'rootfs'), join(bundle, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+    cpSync(busybox.layers[0]!, join(bundle, 'rootfs'), { recursive: true, verbatimSymlinks: true });
     execFileSync('runc', ['spec'], { cwd: bundle });
     const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8'));
     spec.process.args = ['true'];

@@ -3,6 +3,9 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { BUILTIN_CONFIG } from '../src/image/builtin.js';
+import { importRootfsDir } from '../src/image/import.js';
+import { ContentStore } from '../src/image/store.js';
 
 // Kernel tests run tsrun (bin/tsrun → dist/, built by `pretest`) against their own state
 // and data directories, with an image `probe` = the built-in busybox root plus the static
@@ -12,11 +15,20 @@ const ROOT = join(import.meta.dirname, '..');
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    tsrunEnv: { base: string; data: string; root: string; probe: string } | null;
+    tsrunEnv: {
+      base: string;
+      data: string;
+      root: string;
+      probe: string;
+      /** the source directories of the busybox and probe images (copy them for bundles) */
+      rootfs: { busybox: string; probe: string };
+      /** the busybox image's unpacked layer in the store (an overlay lower dir) */
+      layers: { busybox: string };
+    } | null;
   }
 }
 
-export default function setup(project: TestProject): () => void {
+export default async function setup(project: TestProject): Promise<() => void> {
   if (process.getuid?.() !== 0) {
     project.provide('tsrunEnv', null);
     return () => {};
@@ -30,17 +42,18 @@ export default function setup(project: TestProject): () => void {
   const probe = join(cache, 'probe');
   execFileSync('gcc', ['-static', '-O2', '-Wall', '-o', probe, join(ROOT, 'rootfs', 'probe.c')], { stdio: 'inherit' });
 
-  // the probe image: a copy of the built-in busybox root with /probe added
-  const images = join(data, 'images');
-  const busybox = join(images, 'busybox', 'rootfs');
-  execFileSync('/bin/sh', [join(ROOT, 'rootfs', 'build-busybox.sh'), busybox]);
-  execFileSync('/bin/sh', ['-c', `printf '%s' '${JSON.stringify({ Cmd: ['sh'], WorkingDir: '/' })}' > ${join(images, 'busybox', 'config.json')}`]);
-  const pr = join(images, 'probe', 'rootfs');
-  mkdirSync(join(images, 'probe'), { recursive: true });
-  cpSync(busybox, pr, { recursive: true, verbatimSymlinks: true });
-  cpSync(probe, join(pr, 'probe'));
-  execFileSync('/bin/sh', ['-c', `printf '%s' '${JSON.stringify({ Cmd: ['/probe', 'info'], WorkingDir: '/' })}' > ${join(images, 'probe', 'config.json')}`]);
-  project.provide('tsrunEnv', { base, data, root, probe });
+  // The images go through the store's own import (src/image/import.ts), as `tsrun import`
+  // does: `busybox` is the built-in root, `probe` the same root with /probe added. Their
+  // source directories stay in <base>/rootfs for tests that build bundles from them.
+  const rootfs = { busybox: join(base, 'rootfs', 'busybox'), probe: join(base, 'rootfs', 'probe') };
+  execFileSync('/bin/sh', [join(ROOT, 'rootfs', 'build-busybox.sh'), rootfs.busybox]);
+  cpSync(rootfs.busybox, rootfs.probe, { recursive: true, verbatimSymlinks: true });
+  cpSync(probe, join(rootfs.probe, 'probe'));
+  const store = new ContentStore(join(data, 'images'));
+  const bb = await importRootfsDir(store, rootfs.busybox, 'busybox', BUILTIN_CONFIG, 'builtin');
+  await importRootfsDir(store, rootfs.probe, 'probe', { Cmd: ['/probe', 'info'], WorkingDir: '/' });
+  const layers = { busybox: store.layerDir(bb.layers[0]!.diffId) };
+  project.provide('tsrunEnv', { base, data, root, probe, rootfs, layers });
 
   return () => {
     // Only remove the directory when nothing is mounted below it: a leak must stay visible.

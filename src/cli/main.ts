@@ -7,6 +7,7 @@ import { UsageError } from '../errors.js';
 import { addRunFlags, createVerb, explainVerb, runVerb, type RunCliOptions } from './run.js';
 import { registerLifecycle } from './lifecycle.js';
 import { registerStatsCommand } from './stats.js';
+import { registerImageCommands } from './image.js';
 import { registerSeccompCommand } from './seccomp.js';
 
 const VERSION = '0.1.0';
@@ -68,6 +69,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   registerLifecycle(program, () => paths(program), setExit);
   registerStatsCommand(program);
+  registerImageCommands(program, () => paths(program), setExit);
   registerSeccompCommand(program, setExit);
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {

@@ -4,7 +4,8 @@ import { describeError } from '../kernel/errno.js';
 import { join, resolve as resolvePath } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { LocalStore } from '../image/local-store.js';
+import { ensureImage, parsePullPolicy, progressReporter } from '../image/pull.js';
+import { IMAGE_ANNOTATION, insecureList, storeOf } from './image.js';
 import { buildPlan } from '../plan/build.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import type { BuildContext, Plan } from '../plan/types.js';
@@ -32,6 +33,9 @@ export interface RunCliOptions extends RunOptions {
   /** container id (OCI create names it); random otherwise */
   id?: string;
   detach?: boolean;
+  /** missing (default), always, never */
+  pull?: string;
+  insecureRegistry?: string[];
 }
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -46,7 +50,9 @@ export function addRunFlags(cmd: Command, flags: readonly FlagDef[] = RUN_FLAGS)
   return cmd
     .option('--bundle <dir>', 'run an OCI bundle (config.json + rootfs) instead of an image')
     .option('--config <file>', `host-wide defaults, daemon.json keys (default ${DEFAULT_CONFIG_PATH}, or $TSRUN_CONFIG)`)
-    .option('--json', 'with --dry-run / explain: the plan as JSON');
+    .option('--json', 'with --dry-run / explain: the plan as JSON')
+    .option('--pull <policy>', 'pull the image: missing (default), always, never')
+    .option('--insecure-registry <host:port>', 'plain http for this registry when pulling (repeatable; meant for loopback)', collect);
 }
 
 function requireRoot(verb: string): void {
@@ -86,8 +92,8 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart) };
   } else {
     if (!image) throw new UsageError('run needs an IMAGE (e.g. busybox) or --bundle DIR');
-    const store = new LocalStore(imagesDir(paths));
-    const img = await store.resolve(image);
+    const policy = parsePullPolicy(opts.pull);
+    const img = await ensureImage(storeOf(paths), image, policy, { insecure: insecureList(opts.insecureRegistry), progress: progressReporter(2, Boolean(process.stderr.isTTY)) });
     const rootfs = join(cdir, 'merged');
     const cfg = loadConfig(opts.config, process.env, host);
     for (const w of cfg.warnings) writeSync(2, `tsrun: warning: ${w}\n`);
@@ -105,6 +111,8 @@ export async function planRun(image: string | undefined, args: string[], opts: R
       beforeFlags: (spec) => applyDefaults(spec, cfg.config, { userns: opts.userns, usernsRemap: opts.usernsRemap }),
       ...(consoleSize ? { consoleSize } : {}),
     });
+    // which image the container was made from: rmi refuses to remove it while the container exists
+    spec.annotations = { ...spec.annotations, [IMAGE_ANNOTATION]: img.id };
     ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart) };
   }
   return buildPlan(ctx);

@@ -37,7 +37,10 @@ export const control: Control = {
       const { upper, work } = ctx.overlay;
       const lower = overlayLowerDirs(ctx); // idmapped copies with --userns-remap
       // overlayfs(5): lowerdir lists the top layer first.
-      const data = `lowerdir=${[...lower].reverse().join(':')},upperdir=${upper},workdir=${work}`;
+      // In a user namespace overlayfs cannot read trusted.* xattrs: `userxattr` makes it read
+      // user.overlay.* instead (overlayfs(5)); image layers carry their opaque marks in both.
+      const userns = ctx.spec.linux.namespaces.some((n) => n.type === 'user');
+      const data = `lowerdir=${[...lower].reverse().join(':')},upperdir=${upper},workdir=${work}${userns ? ',userxattr' : ''}`;
       steps.push(child('mounts', 'rootfs', "copy-on-write: the container's writes land in its own upper dir, never in the image", op.mount('overlay', ctx.rootfs, 'overlay', [], data)));
     } else {
       steps.push(child('mounts', 'rootfs', 'pivot_root needs the new root to be a mount point', op.mount(ctx.rootfs, ctx.rootfs, '', ['BIND', 'REC'])));

@@ -236,7 +236,7 @@ describeKernel('cgroup limits through tsrun run', () => {
   it('a bundle\'s linux.resources, linux.cgroupsPath and cgroup mount are honoured', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsrun-cg-bundle-'));
     try {
-      cpSync(join(testEnv().data, 'images/busybox/rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+      cpSync(testEnv().rootfs.busybox, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
       const pidsMax = v1('pids') ? '/sys/fs/cgroup/pids/pids.max' : '/sys/fs/cgroup/pids.max';
       const config = {
         ociVersion: '1.2.0',

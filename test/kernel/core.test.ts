@@ -75,8 +75,8 @@ describeKernel('core runtime on the real kernel', () => {
     const e = testEnv();
     const r = tsrun(['run', '--rm', 'busybox', 'sh', '-c', 'echo x > /etc/written && rm /bin/ls && echo done']);
     expect(r.stdout).toBe('done\n');
-    expect(existsSync(join(e.data, 'images', 'busybox', 'rootfs', 'etc', 'written'))).toBe(false);
-    expect(existsSync(join(e.data, 'images', 'busybox', 'rootfs', 'bin', 'ls'))).toBe(true);
+    expect(existsSync(join(e.layers.busybox, 'etc', 'written'))).toBe(false);
+    expect(existsSync(join(e.layers.busybox, 'bin', 'ls'))).toBe(true);
     expect(tsrun(['run', '--rm', 'busybox', 'sh', '-c', 'ls /etc/written /bin/ls 2>&1']).stdout).toMatch(/No such file.*\n\/bin\/ls\n/);
   });
 
@@ -231,7 +231,7 @@ describeKernel('core runtime on the real kernel', () => {
     const e = testEnv();
     const dir = mkdtempSync(join(tmpdir(), 'tsrun-bundle-'));
     try {
-      cpSync(join(e.data, 'images', 'probe', 'rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+      cpSync(e.rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
       const spec = {
         ociVersion: '1.2.0',
         process: { args: ['/probe', 'info'], cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin'] },

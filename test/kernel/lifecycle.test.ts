@@ -22,7 +22,7 @@ async function until(cond: () => boolean, ms = 5000): Promise<void> {
 function bundle(args: string[]): string {
   const e = testEnv();
   const dir = mkdtempSync(join(tmpdir(), 'tsrun-oci-'));
-  cpSync(join(e.data, 'images', 'probe', 'rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+  cpSync(e.rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
   writeFileSync(
     join(dir, 'config.json'),
     JSON.stringify({

@@ -16,12 +16,13 @@ function ownCapEff(): string {
 describeKernel('privilege controls on the real kernel', () => {
   // An image with a setuid-root copy of the probe, for no-new-privileges.
   beforeAll(() => {
-    const images = join(testEnv().data, 'images');
-    const dst = join(images, 'suidprobe');
+    const dst = join(testEnv().base, 'rootfs', 'suidprobe');
     if (!existsSync(dst)) {
-      cpSync(join(images, 'probe'), dst, { recursive: true, verbatimSymlinks: true });
-      cpSync(join(dst, 'rootfs', 'probe'), join(dst, 'rootfs', 'probe-suid'));
-      chmodSync(join(dst, 'rootfs', 'probe-suid'), 0o4755);
+      cpSync(testEnv().rootfs.probe, dst, { recursive: true, verbatimSymlinks: true });
+      cpSync(join(dst, 'probe'), join(dst, 'probe-suid'));
+      chmodSync(join(dst, 'probe-suid'), 0o4755);
+      const r = tsrun(['import', '--change', 'CMD ["/probe","info"]', dst, 'suidprobe']);
+      expect(r.stderr).toBe('');
     }
   });
   afterAll(() => {
@@ -62,7 +63,7 @@ describeKernel('privilege controls on the real kernel', () => {
   it('capabilities: a bundle\'s ambient set is what a non-root user keeps across execve', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsrun-bundle-'));
     try {
-      cpSync(join(testEnv().data, 'images', 'probe', 'rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+      cpSync(testEnv().rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
       const caps = (ambient: string[]) => ({ bounding: ['CAP_NET_BIND_SERVICE'], permitted: ['CAP_NET_BIND_SERVICE'], effective: ['CAP_NET_BIND_SERVICE'], inheritable: ambient, ambient });
       const spec = (ambient: string[]) => ({
         ociVersion: '1.2.0',

@@ -51,7 +51,7 @@ describeKernel('user namespace remap on the real kernel', () => {
   it('image files appear owned by root inside (idmapped layers); the image on the host is untouched', () => {
     const r = run(['run', '--rm', '--userns-remap', 'default', 'busybox', 'sh', '-c', 'stat -c "%u:%g" / /bin/busybox /etc; echo new > /etc/new && stat -c "%u:%g" /etc/new']);
     expect(r).toMatchObject({ code: 0, stdout: '0:0\n0:0\n0:0\n0:0\n' });
-    const img = join(testEnv().data, 'images', 'busybox', 'rootfs');
+    const img = testEnv().layers.busybox;
     expect(statSync(join(img, 'bin', 'busybox')).uid).toBe(0);
     expect(existsSync(join(img, 'etc', 'new'))).toBe(false);
   });

@@ -1,0 +1,91 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../src/kernel/native.js';
+import { layerFromDir, push, startRegistry, writeLayout } from '../test/registry/harness.js';
+import { median, ratio, timeCommand } from './util.js';
+
+// Issue 7's benchmark: pull + unpack of a ~100 MB, 5-layer image from a local registry
+// (Debian's docker-registry on 127.0.0.1): `tsrun pull` (download, verify, unpack each layer
+// once) against `skopeo copy` to an OCI layout followed by `umoci unpack` of it, the usual
+// pair of tools for the same job without a daemon. Each run starts from empty directories.
+
+/** A layer of `mb` MB: half incompressible (binaries), half many small text files (sources). */
+function buildLayer(root: string, i: number, mb: number): string {
+  const dir = join(root, `layer${i}`);
+  mkdirSync(join(dir, `opt/l${i}/bin`), { recursive: true });
+  writeFileSync(join(dir, `opt/l${i}/bin/blob`), randomBytes((mb / 2) * 1e6));
+  const text = 'the quick brown fox jumps over the lazy dog\n'.repeat(100); // 4.4 kB
+  const files = Math.round(((mb / 2) * 1e6) / text.length);
+  for (let d = 0; d * 100 < files; d++) {
+    mkdirSync(join(dir, `opt/l${i}/src/d${d}`), { recursive: true });
+    for (let f = d * 100; f < Math.min(files, (d + 1) * 100); f++) writeFileSync(join(dir, `opt/l${i}/src/d${d}/f${f}.txt`), `${f}\n${text}`);
+  }
+  return dir;
+}
+
+export async function benchPull(n: number): Promise<string> {
+  for (const tool of ['docker-registry', 'skopeo', 'umoci']) execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+  const base = mkdtempSync(join(tmpdir(), 'tsrun-bench-pull-'));
+  const reg = await startRegistry();
+  try {
+    const t0 = Date.now();
+    const layers = Array.from({ length: 5 }, (_, i) => layerFromDir(buildLayer(join(base, 'src'), i, 20), true, 1));
+    if (process.env.BENCH_VERBOSE) process.stderr.write(`built in ${Date.now() - t0} ms\n`);
+    const total = layers.reduce((s, l) => s + l.blob.length, 0);
+    writeLayout(join(base, 'layout'), 'v1', [{ layers, config: { Cmd: ['sh'] } }]);
+    const ref = `${reg.host}/bench/img:v1`;
+    push(join(base, 'layout'), 'v1', ref);
+    if (process.env.BENCH_VERBOSE) process.stderr.write(`pushed at ${Date.now() - t0} ms\n`);
+    rmSync(join(base, 'src'), { recursive: true, force: true });
+    const bin = join(PROJECT_ROOT, 'bin', 'tsrun');
+    const tsrunMs: number[] = [];
+    const peerMs: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const data = join(base, `data${i}`);
+      tsrunMs.push(timeCommand(process.execPath, [bin, 'pull', '-q', '--insecure-registry', reg.host, ref], { ...process.env, TSRUN_DATA: data }));
+      rmSync(data, { recursive: true, force: true });
+      const oci = join(base, `oci${i}`);
+      const bundle = join(base, `bundle${i}`);
+      const t0 = process.hrtime.bigint();
+      execFileSync('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `oci:${oci}:v1`], { stdio: 'ignore' });
+      execFileSync('umoci', ['unpack', '--image', `${oci}:v1`, bundle], { stdio: 'ignore' });
+      peerMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      rmSync(oci, { recursive: true, force: true });
+      rmSync(bundle, { recursive: true, force: true });
+    }
+    const t = median(tsrunMs);
+    const p = median(peerMs);
+    const skopeo = execFileSync('skopeo', ['--version'], { encoding: 'utf8' }).trim();
+    const umoci = execFileSync('umoci', ['--version'], { encoding: 'utf8' }).trim();
+    return [
+      '## Pull and unpack (issue 7)',
+      '',
+      `A 5-layer image of ${(total / 1e6).toFixed(0)} MB compressed (~100 MB unpacked: half random bytes, half ${'~11,000'} small text files), pushed to Debian's docker-registry on 127.0.0.1; every run into empty directories. Median of ${n} runs.`,
+      '',
+      '| | median | |',
+      '| --- | --- | --- |',
+      `| \`tsrun pull\` (download, verify, unpack each layer once) | ${(t / 1000).toFixed(2)} s | ${ratio(t, p)} of the peers |`,
+      `| \`skopeo copy\` + \`umoci unpack\` (${skopeo}; ${umoci}) | ${(p / 1000).toFixed(2)} s | |`,
+      '',
+      `All runs (ms): tsrun ${tsrunMs.map((x) => x.toFixed(0)).join(', ')}; skopeo+umoci ${peerMs.map((x) => x.toFixed(0)).join(', ')}.`,
+      '',
+    ].join('\n');
+  } finally {
+    await reg.stop();
+    rmSync(base, { recursive: true, force: true });
+  }
+}
+
+// `node dist/bench/pull.js` runs this benchmark alone
+if (process.argv[1]?.endsWith('pull.js')) {
+  benchPull(Number(process.env.BENCH_N ?? 3)).then(
+    (s) => process.stdout.write(s),
+    (e) => {
+      process.stderr.write(`bench: ${e?.stack ?? e}\n`);
+      process.exit(1);
+    },
+  );
+}

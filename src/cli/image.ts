@@ -1,0 +1,234 @@
+import { writeSync } from 'node:fs';
+import type { Command } from 'commander';
+import { UsageError } from '../errors.js';
+import { applyChange, importPath } from '../image/import.js';
+import { LocalStore } from '../image/local-store.js';
+import { canonicalName, familiarRepo, parseReference, splitTagged } from '../image/reference.js';
+import { progressReporter, pull, type PullOptions } from '../image/pull.js';
+import { displayName, familiarTagged, shortId, type ContentStore } from '../image/store.js';
+import type { ImageConfig } from '../image/types.js';
+import { imagesDir, type Paths } from '../runtime/paths.js';
+import { listStates } from '../runtime/state.js';
+
+// The image verbs: pull, images, rmi, import, tag, image inspect|prune|ls|rm|pull|import|tag.
+
+/** The annotation `run` puts on a container's spec: the manifest digest of its image. */
+export const IMAGE_ANNOTATION = 'io.tsrun.image.digest';
+
+const out = (s: string) => writeSync(1, s);
+
+export function storeOf(paths: Paths): LocalStore {
+  return new LocalStore(imagesDir(paths));
+}
+
+/** Manifest digests of the images containers (running or stopped) were made from. */
+export function imagesInUse(paths: Paths, store: ContentStore): Set<string> {
+  const used = new Set<string>();
+  for (const s of listStates(paths)) {
+    const d = s.annotations?.[IMAGE_ANNOTATION];
+    if (d) used.add(d);
+    else if (s.image) {
+      try {
+        const r = store.find(s.image);
+        if (r) used.add(r.digest);
+      } catch {
+        /* a name that no longer parses or is ambiguous */
+      }
+    }
+  }
+  return used;
+}
+
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+export function parsePlatform(v: string | undefined): PullOptions['platform'] {
+  if (!v) return undefined;
+  const [os, architecture, variant] = v.split('/');
+  if (!os || !architecture) throw new UsageError(`--platform ${JSON.stringify(v)}: expected os/arch[/variant], e.g. linux/amd64`);
+  return { os, architecture, ...(variant ? { variant } : {}) };
+}
+
+export function insecureList(flags: string[] | undefined, env = process.env): string[] {
+  const list = [...(flags ?? []), ...(env.TSRUN_INSECURE_REGISTRIES ?? '').split(',').filter(Boolean)];
+  for (const h of list) if (!/^[A-Za-z0-9.\-[\]:]+$/.test(h)) throw new UsageError(`--insecure-registry ${JSON.stringify(h)}: expected HOST:PORT`);
+  return list;
+}
+
+function human(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}kB`;
+  return `${n}B`;
+}
+
+function ago(iso: string | undefined): string {
+  if (!iso) return '';
+  const s = (Date.now() - Date.parse(iso)) / 1000;
+  if (!(s >= 0)) return iso;
+  if (s < 60) return 'Less than a minute ago';
+  if (s < 3600) return `${Math.round(s / 60)} minutes ago`;
+  if (s < 86400 * 2) return `${Math.round(s / 3600)} hours ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('')).join('\n') + '\n';
+}
+
+async function pullVerb(ref: string, o: { insecureRegistry?: string[]; platform?: string; quiet?: boolean }, paths: Paths): Promise<number> {
+  const store = storeOf(paths);
+  const progress = o.quiet ? undefined : progressReporter(1, Boolean(process.stdout.isTTY));
+  const platform = parsePlatform(o.platform);
+  const rec = await pull(store, ref, { insecure: insecureList(o.insecureRegistry), ...(progress ? { progress } : {}), ...(platform ? { platform } : {}) });
+  if (o.quiet) out(`${rec.names[0] ? familiarTagged(rec.names[0]) : rec.digest}\n`);
+  return 0;
+}
+
+async function imagesVerb(o: { format?: string; quiet?: boolean; digests?: boolean }, paths: Paths): Promise<number> {
+  const store = storeOf(paths);
+  const recs = store.records();
+  const rows = recs.flatMap((r) =>
+    (r.names.length ? r.names : ['<none>:<none>']).map((n) => {
+      const { repo, tag } = n === '<none>:<none>' ? { repo: '<none>', tag: '<none>' } : splitTagged(n);
+      return { repository: repo === '<none>' ? repo : familiarRepo(repo), tag, id: r.config, digest: r.digest, created: r.created ?? '', size: store.size(r), source: r.source, platform: r.platform ?? '' };
+    }),
+  );
+  rows.sort((a, b) => a.repository.localeCompare(b.repository) || a.tag.localeCompare(b.tag));
+  if (o.format === 'json') {
+    out(JSON.stringify(rows, null, 2) + '\n');
+    return 0;
+  }
+  if (o.format && o.format !== 'table') throw new UsageError(`--format ${JSON.stringify(o.format)}: table or json`);
+  if (o.quiet) {
+    out([...new Set(rows.map((r) => shortId(r.id)))].map((s) => `${s}\n`).join(''));
+    return 0;
+  }
+  const head = ['REPOSITORY', 'TAG', ...(o.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'];
+  out(table([head, ...rows.map((r) => [r.repository, r.tag, ...(o.digests ? [r.digest] : []), shortId(r.id), ago(r.created), human(r.size)])]));
+  return 0;
+}
+
+async function rmiVerb(refs: string[], o: { force?: boolean }, paths: Paths): Promise<number> {
+  const store = storeOf(paths);
+  for (const ref of refs) {
+    const r = await store.remove(ref, Boolean(o.force), imagesInUse(paths, store));
+    for (const u of r.untagged) out(`Untagged: ${u}\n`);
+    if (r.deleted) out(`Deleted: ${r.deleted}\n`);
+  }
+  return 0;
+}
+
+async function importVerb(path: string, name: string | undefined, o: { change?: string[] }, paths: Paths): Promise<number> {
+  const store = storeOf(paths);
+  let cfg: ImageConfig = {};
+  for (const c of o.change ?? []) cfg = applyChange(cfg, c);
+  const recs = await importPath(store, path, name, cfg);
+  for (const r of recs) out(`${r.names.length ? r.names.map(familiarTagged).join(' ') + ' ' : ''}${r.config}\n`);
+  return 0;
+}
+
+async function inspectVerb(refs: string[], paths: Paths): Promise<number> {
+  const store = storeOf(paths);
+  const res = [];
+  for (const ref of refs) {
+    const r = store.find(ref);
+    if (!r) throw new UsageError(`no such image ${JSON.stringify(ref)}: local images: ${store.localNames()}`);
+    const cfg = store.config(r);
+    res.push({
+      Id: r.config,
+      RepoTags: r.names.map(familiarTagged),
+      RepoDigests: r.repos.map((repo) => `${familiarRepo(repo)}@${r.index ?? r.digest}`),
+      ManifestDigest: r.digest,
+      Created: cfg.created ?? r.created ?? '',
+      Architecture: cfg.architecture ?? '',
+      Os: cfg.os ?? '',
+      Config: cfg.config ?? {},
+      RootFS: { Type: 'layers', Layers: cfg.rootfs.diff_ids },
+      Size: store.size(r),
+      Source: r.source,
+      GraphDriver: { Name: 'overlay', Data: { LowerDirs: r.layers.map((l) => store.layerDir(l.diffId)) } },
+    });
+  }
+  out(JSON.stringify(res, null, 2) + '\n');
+  return 0;
+}
+
+async function pruneVerb(o: { all?: boolean }, paths: Paths): Promise<number> {
+  const store = storeOf(paths);
+  const r = await store.prune(imagesInUse(paths, store), Boolean(o.all));
+  for (const d of r.deleted) out(`Deleted: ${d}\n`);
+  out(`Total reclaimed space: ${human(r.reclaimed)}\n`);
+  return 0;
+}
+
+export function registerImageCommands(program: Command, paths: () => Paths, setExit: (n: number) => void): void {
+  const pullCmd = (c: Command) =>
+    c
+      .description('pull an image from a registry (OCI distribution API)')
+      .argument('<image>', 'NAME[:TAG|@DIGEST], e.g. alpine, alpine:3.20, localhost:5000/app@sha256:…')
+      .option('--insecure-registry <host:port>', 'use plain http for this registry (repeatable; meant for loopback)', collect)
+      .option('--platform <os/arch>', 'the platform to pick from an image index (default: this host)')
+      .option('-q, --quiet', 'no progress; print the image name')
+      .action(async (ref: string, o) => setExit(await pullVerb(ref, o, paths())));
+  const imagesCmd = (c: Command) =>
+    c
+      .description('list the images in the store')
+      .option('--format <fmt>', 'table (default) or json')
+      .option('-q, --quiet', 'only image ids')
+      .option('--digests', 'show manifest digests')
+      .action(async (o) => setExit(await imagesVerb(o, paths())));
+  const rmiCmd = (c: Command) =>
+    c
+      .description('remove images (refused while a container uses one, unless -f)')
+      .argument('<image...>', 'name[:tag], name@digest or image id')
+      .option('-f, --force', 'remove even if a container uses it (its layers stay until the container is gone)')
+      .action(async (refs: string[], o) => setExit(await rmiVerb(refs, o, paths())));
+  const importCmd = (c: Command) =>
+    c
+      .description('import an image: docker save tarball, OCI archive or layout dir, rootfs tarball or directory')
+      .argument('<path>', 'file or directory')
+      .argument('[name]', 'name[:tag] (needed for a plain root filesystem)')
+      .option('-c, --change <instr>', 'CMD, ENTRYPOINT, ENV, WORKDIR, USER, as docker import (repeatable)', collect)
+      .action(async (path: string, name: string | undefined, o) => setExit(await importVerb(path, name, o, paths())));
+
+  const tagCmd = (c: Command) =>
+    c
+      .description('give an image another name')
+      .argument('<source>', 'name, digest or id')
+      .argument('<target>', 'new name[:tag]')
+      .action(async (source: string, target: string) => {
+        await storeOf(paths()).tag(source, target);
+        setExit(0);
+      });
+  pullCmd(program.command('pull'));
+  tagCmd(program.command('tag'));
+  imagesCmd(program.command('images'));
+  rmiCmd(program.command('rmi'));
+  importCmd(program.command('import'));
+  const image = program.command('image').description('manage images (inspect, prune, ls, rm, pull, import)');
+  image
+    .command('inspect')
+    .description('print an image\'s record and config as JSON')
+    .argument('<image...>', 'name, digest or id')
+    .action(async (refs: string[]) => setExit(await inspectVerb(refs, paths())));
+  image
+    .command('prune')
+    .description('remove images without a name that no container uses, and unreferenced layers')
+    .option('-a, --all', 'also remove every image no container uses (not the built-in busybox)')
+    .action(async (o) => setExit(await pruneVerb(o, paths())));
+  imagesCmd(image.command('ls'));
+  rmiCmd(image.command('rm'));
+  pullCmd(image.command('pull'));
+  importCmd(image.command('import'));
+  tagCmd(image.command('tag'));
+}
+
+/** For `run --pull`: the canonical name the flag's image resolves to (for messages). */
+export function canonical(ref: string): string {
+  return canonicalName(parseReference(ref));
+}
+
+export { displayName };

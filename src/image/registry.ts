@@ -1,0 +1,227 @@
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { TsrunError, UnsupportedError } from '../errors.js';
+import { registryHost, type Reference } from './reference.js';
+import { MEDIA, type Descriptor } from './store.js';
+
+// A client for the OCI distribution API (GET /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>)
+// on Node's fetch. Authentication as Docker Hub does it: the registry answers 401 with
+// `WWW-Authenticate: Bearer realm="…",service="…",scope="…"`; we ask the realm for a token
+// (anonymously, or with the credentials of ~/.docker/config.json) and retry with it.
+// Redirects (blob storage on another host) are followed by hand so the Authorization header
+// never travels to another origin.
+
+export class RegistryError extends TsrunError {}
+
+export const MANIFEST_ACCEPT = [MEDIA.ociIndex, MEDIA.dockerList, MEDIA.ociManifest, MEDIA.dockerManifest].join(', ');
+
+export interface Credentials {
+  username?: string;
+  password?: string;
+  /** a registry token used as is (config.json "registrytoken") */
+  bearer?: string;
+}
+
+/** Credentials for a registry from $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
+export function dockerCredentials(registry: string, env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
+  const file = join(env.DOCKER_CONFIG || join(homedir(), '.docker'), 'config.json');
+  let cfg: { auths?: Record<string, { auth?: string; username?: string; password?: string; registrytoken?: string; identitytoken?: string }> };
+  try {
+    cfg = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new RegistryError(`${file}: ${(e as Error).message}`, { cause: e });
+  }
+  const keys = registry === 'docker.io' ? ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io'] : [registry, `https://${registry}`, `http://${registry}`, `https://${registry}/v1/`, `https://${registry}/v2/`];
+  for (const k of keys) {
+    const a = cfg.auths?.[k];
+    if (!a) continue;
+    if (a.registrytoken) return { bearer: a.registrytoken };
+    if (a.auth) {
+      const s = Buffer.from(a.auth, 'base64').toString('utf8');
+      const i = s.indexOf(':');
+      if (i < 0) throw new RegistryError(`${file}: auths["${k}"].auth is not base64 of user:password`);
+      return { username: s.slice(0, i), password: s.slice(i + 1) };
+    }
+    if (a.username && a.password) return { username: a.username, password: a.password };
+  }
+  return undefined;
+}
+
+/** Parses `Bearer realm="…",service="…"` (quoted values may hold commas). */
+export function parseChallenge(h: string): { scheme: string; params: Record<string, string> } {
+  const m = /^\s*(\w+)\s*(.*)$/s.exec(h);
+  if (!m) return { scheme: '', params: {} };
+  const params: Record<string, string> = {};
+  const re = /(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g;
+  for (let x; (x = re.exec(m[2]!)); ) params[x[1]!.toLowerCase()] = x[2] !== undefined ? x[2].replace(/\\(.)/g, '$1') : x[3]!;
+  return { scheme: m[1]!.toLowerCase(), params };
+}
+
+export interface ClientOptions {
+  /** host:port pairs reached over plain http */
+  insecure?: string[];
+  credentials?: Credentials;
+  /** ms without progress before a request is abandoned */
+  timeout?: number;
+}
+
+export class RegistryClient {
+  private token?: string;
+  private basic?: string;
+  readonly base: string;
+  constructor(
+    readonly ref: Reference,
+    readonly opts: ClientOptions = {},
+  ) {
+    const host = registryHost(ref.registry);
+    const insecure = (opts.insecure ?? []).includes(ref.registry);
+    this.base = `${insecure ? 'http' : 'https'}://${host}`;
+    const c = opts.credentials;
+    if (c?.bearer) this.token = c.bearer;
+    if (c?.username !== undefined) this.basic = `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`).toString('base64')}`;
+  }
+
+  private where(): string {
+    return `${this.ref.registry}/${this.ref.repository}`;
+  }
+
+  /** One request with auth and manual redirects; a 401 triggers the token dance once. */
+  async request(path: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+    let authTried = false;
+    for (;;) {
+      const auth = this.token ? `Bearer ${this.token}` : this.basic;
+      const res = await this.fetchFollow(`${this.base}${path}`, { ...headers, ...(auth ? { authorization: auth } : {}) }, signal);
+      if (res.status !== 401 || authTried) return res;
+      authTried = true;
+      const ch = parseChallenge(res.headers.get('www-authenticate') ?? '');
+      await res.body?.cancel();
+      if (ch.scheme === 'bearer') await this.fetchToken(ch.params);
+      else if (ch.scheme === 'basic') {
+        if (!this.basic) throw new RegistryError(`${this.where()}: the registry wants a user name and password (basic auth); add them to ~/.docker/config.json (docker login)`);
+        return res;
+      } else return res;
+    }
+  }
+
+  private async fetchFollow(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
+    const origin = new URL(url).origin;
+    for (let hops = 0; hops < 6; hops++) {
+      let res: Response;
+      try {
+        res = await fetch(url, { headers, redirect: 'manual', ...(signal ? { signal } : {}) });
+      } catch (e) {
+        const c = (e as { cause?: { code?: string; message?: string } }).cause;
+        const why = c?.message ?? (e as Error).message;
+        throw new RegistryError(`${this.where()}: cannot reach ${new URL(url).host}: ${c?.code && !why.includes(c.code) ? `${c.code} ` : ''}${why}`, { cause: e });
+      }
+      if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
+        await res.body?.cancel();
+        const next = new URL(res.headers.get('location')!, url);
+        if (next.origin !== origin) delete headers.authorization;
+        url = next.toString();
+        continue;
+      }
+      return res;
+    }
+    throw new RegistryError(`${this.where()}: too many redirects`);
+  }
+
+  private async fetchToken(p: Record<string, string>): Promise<void> {
+    if (!p.realm) throw new RegistryError(`${this.where()}: Bearer challenge without a realm`);
+    const u = new URL(p.realm);
+    if (p.service) u.searchParams.set('service', p.service);
+    u.searchParams.set('scope', p.scope ?? `repository:${this.ref.repository}:pull`);
+    const headers: Record<string, string> = this.basic ? { authorization: this.basic } : {};
+    let res: Response;
+    try {
+      res = await fetch(u, { headers });
+    } catch (e) {
+      throw new RegistryError(`${this.where()}: token server ${u.host} unreachable: ${(e as { cause?: Error }).cause?.message ?? (e as Error).message}`, { cause: e });
+    }
+    if (!res.ok) throw new RegistryError(`${this.where()}: token server ${u.host} refused: HTTP ${res.status} ${(await res.text()).trim().slice(0, 200)}`);
+    const j = (await res.json()) as { token?: string; access_token?: string };
+    const t = j.token ?? j.access_token;
+    if (!t) throw new RegistryError(`${this.where()}: token server ${u.host} answered without a token`);
+    this.token = t;
+  }
+
+  private async fail(res: Response, what: string): Promise<never> {
+    let detail = '';
+    try {
+      const j = (await res.json()) as { errors?: { code?: string; message?: string }[] };
+      detail = (j.errors ?? []).map((e) => `${e.code ?? ''}: ${e.message ?? ''}`).join('; ');
+    } catch {
+      /* not JSON */
+    }
+    if (res.status === 401) throw new RegistryError(`${this.where()}: ${what}: unauthorized (HTTP 401)${detail ? ` ${detail}` : ''}; for a private image, log in (credentials in ~/.docker/config.json)`);
+    throw new RegistryError(`${this.where()}: ${what}: HTTP ${res.status}${detail ? ` ${detail}` : ''}`);
+  }
+
+  /** Fetches a manifest or index by tag or digest; verifies it when the digest is known. */
+  async manifest(reference: string, expect?: Descriptor): Promise<{ bytes: Buffer; mediaType: string; digest: string }> {
+    const res = await this.request(`/v2/${this.ref.repository}/manifests/${reference}`, { accept: MANIFEST_ACCEPT }, AbortSignal.timeout(this.opts.timeout ?? 30_000));
+    if (!res.ok) await this.fail(res, `manifest ${reference}`);
+    const bytes = Buffer.from(await res.arrayBuffer());
+    if (bytes.length > 4 << 20) throw new RegistryError(`${this.where()}: manifest ${reference} is larger than 4 MiB: refused`);
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const want = expect?.digest ?? (reference.startsWith('sha256:') ? reference : undefined);
+    if (want && digest !== want) throw new RegistryError(`${this.where()}: manifest ${reference}: content has digest ${digest}, expected ${want}: refused`);
+    if (expect && bytes.length !== expect.size) throw new RegistryError(`${this.where()}: manifest ${reference}: ${bytes.length} bytes, the index says ${expect.size}: refused`);
+    let mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    try {
+      const j = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; schemaVersion?: number; manifests?: unknown };
+      if (j.schemaVersion === 1) throw new UnsupportedError(`${this.where()}: manifest ${reference} is Docker schema 1 (deprecated since 2019): not supported; push it again with a current client`);
+      if (j.mediaType) mediaType = j.mediaType;
+      else if (!mediaType || mediaType === 'application/json') mediaType = j.manifests ? MEDIA.ociIndex : MEDIA.ociManifest;
+    } catch (e) {
+      if (e instanceof TsrunError) throw e;
+      throw new RegistryError(`${this.where()}: manifest ${reference} is not JSON`);
+    }
+    return { bytes, mediaType, digest };
+  }
+
+  /**
+   * Streams a blob to `file`, hashing as it goes; the digest and size must match the
+   * descriptor or the file is removed and the pull fails. `progress` gets bytes so far.
+   */
+  async blob(d: Descriptor, file: string, progress?: (n: number) => void): Promise<void> {
+    const ac = new AbortController();
+    const idle = this.opts.timeout ?? 30_000;
+    let timer = setTimeout(() => ac.abort(), idle);
+    const fd = openSync(file, 'wx', 0o600);
+    let ok = false;
+    try {
+      const res = await this.request(`/v2/${this.ref.repository}/blobs/${d.digest}`, {}, ac.signal);
+      if (!res.ok || !res.body) await this.fail(res, `blob ${d.digest}`);
+      const hash = createHash('sha256');
+      let n = 0;
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          clearTimeout(timer);
+          timer = setTimeout(() => ac.abort(), idle);
+          n += chunk.length;
+          if (n > d.size) throw new RegistryError(`${this.where()}: blob ${d.digest}: more than the ${d.size} bytes the manifest says: refused`);
+          hash.update(chunk);
+          writeSync(fd, chunk);
+          progress?.(n);
+        }
+      } catch (e) {
+        if (e instanceof TsrunError) throw e;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT') throw new RegistryError(`${this.where()}: blob ${d.digest}: ${code} writing ${file}: the disk is full; the partial blob was removed`, { cause: e });
+        throw new RegistryError(`${this.where()}: blob ${d.digest}: download interrupted after ${n} of ${d.size} bytes (${ac.signal.aborted ? `no data for ${idle / 1000} s` : ((e as { cause?: Error }).cause?.message ?? (e as Error).message)}); the partial blob was removed, pull again to retry`, { cause: e });
+      }
+      if (n !== d.size) throw new RegistryError(`${this.where()}: blob ${d.digest}: got ${n} bytes, the manifest says ${d.size}${n < d.size ? ' (download interrupted); pull again to retry' : ''}: refused`);
+      const got = `sha256:${hash.digest('hex')}`;
+      if (got !== d.digest) throw new RegistryError(`${this.where()}: blob ${d.digest}: content has digest ${got}: refused, nothing stored`);
+      ok = true;
+    } finally {
+      clearTimeout(timer);
+      closeSync(fd);
+      if (!ok) rmSync(file, { force: true });
+    }
+  }
+}

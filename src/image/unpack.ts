@@ -1,0 +1,237 @@
+import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { closeSync, constants, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readSync, rmSync, symlinkSync, chmodSync, writeSync, type Stats } from 'node:fs';
+import { posix } from 'node:path';
+import { Readable } from 'node:stream';
+import * as zlib from 'node:zlib';
+import { TsrunError, UnsupportedError } from '../errors.js';
+import { ChunkReader, readTar, TarError, type TarEntry } from './tar.js';
+import { lsetxattr, mknod, S_IFCHR, S_IFIFO } from './sys.js';
+
+// Applies one image layer (a tar, maybe compressed) into an empty directory of its own: the
+// layer becomes one overlayfs lower dir. The tar is untrusted input (CVE-2018-15664-style
+// symlink races, CVE-2019-14271, the "tar slip" family), so:
+//  - every path is made relative and may not contain '..' or start at '/';
+//  - each parent directory is checked with lstat to be a real directory of this layer, never
+//    a symlink, before anything is created under it; the final component is created with
+//    O_EXCL|O_NOFOLLOW after removing what was there, so no symlink is ever followed;
+//  - a hard link must name an entry already in this layer, a symlink's relative target may
+//    not climb above the layer's root, device nodes are refused (the runtime makes /dev);
+//  - `.wh.NAME` becomes an overlay whiteout (char 0:0) and `.wh..wh..opq` sets
+//    trusted.overlay.opaque=y (the OCI image spec's "whiteouts" → overlayfs(5));
+//  - trusted.overlay.* and user.overlay.* xattrs from the image are refused (they steer
+//    overlayfs itself: redirects, metacopy, opaque);
+//  - ownership, setuid/setgid/sticky bits, mtimes and xattrs (security.capability) are kept.
+// Each layer lives in its own directory, so a symlink planted by a lower layer is not even
+// present where a later layer writes: the later layer's directory wins in the overlay.
+
+export class LayerError extends TsrunError {}
+
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+export function sniffCompression(path: string): Compression {
+  const fd = openSync(path, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    const n = readSync(fd, b, 0, 4, 0);
+    if (n >= 2 && b[0] === 0x1f && b[1] === 0x8b) return 'gzip';
+    if (n >= 4 && b.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+    return 'none';
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function decompressed(path: string, c: Compression): AsyncIterable<Buffer> {
+  const src = createReadStream(path, { highWaterMark: 1 << 20 });
+  if (c === 'none') return src;
+  if (c === 'gzip') return src.pipe(zlib.createGunzip({ chunkSize: 1 << 18 }));
+  // node >= 22.15 has zstd in zlib; else the zstd program, if installed
+  const z = (zlib as unknown as { createZstdDecompress?: () => NodeJS.ReadWriteStream }).createZstdDecompress;
+  if (z) return src.pipe(z()) as unknown as AsyncIterable<Buffer>;
+  const p = spawn('zstd', ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let missing: Error | undefined;
+  p.on('error', (e) => (missing = e));
+  src.pipe(p.stdin);
+  return (async function* () {
+    try {
+      for await (const b of p.stdout) yield b as Buffer;
+    } finally {
+      if (missing) throw new UnsupportedError(`zstd-compressed layer: this Node (${process.version}) has no zstd and the zstd program is not installed (apt-get install zstd)`);
+    }
+  })();
+}
+
+/** Normalises an entry name to a relative path inside the layer, or refuses it. */
+export function safeRelPath(name: string, what = 'path'): string {
+  if (name.includes('\0')) throw new Error(`${what} contains a NUL byte`);
+  if (name.startsWith('/')) throw new Error(`${what} is absolute`);
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new Error(`${what} contains '..'`);
+  return parts.join('/');
+}
+
+export interface UnpackStats {
+  diffId: string;
+  entries: number;
+  bytes: number;
+}
+
+/**
+ * Unpacks the layer at `blob` into `dest` (an empty directory) and returns the sha256 of
+ * the uncompressed tar (the diff_id the image config must list).
+ */
+export async function unpackLayer(blob: string, dest: string, label = blob): Promise<UnpackStats> {
+  const hash = createHash('sha256');
+  const reader = new ChunkReader(decompressed(blob, sniffCompression(blob)), hash);
+  const dirs = new Set<string>(['']); // relative paths checked to be real directories of this layer
+  const dirMeta: { rel: string; e: TarEntry }[] = [];
+  const abs = (rel: string) => (rel ? `${dest}/${rel}` : dest);
+  let entries = 0;
+  let current = '';
+  const fail = (msg: string): never => {
+    throw new LayerError(`layer ${label}: entry ${JSON.stringify(current)}: ${msg}; nothing was unpacked`);
+  };
+  const lst = (rel: string): Stats | undefined => {
+    try {
+      return lstatSync(abs(rel));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  };
+  /** every parent of rel must be a real directory here; missing ones are made (root, 0755) */
+  const parents = (rel: string) => {
+    const parts = rel.split('/');
+    let p = '';
+    for (let i = 0; i < parts.length - 1; i++) {
+      p = p ? `${p}/${parts[i]}` : parts[i]!;
+      if (dirs.has(p)) continue;
+      const st = lst(p);
+      if (!st) mkdirSync(abs(p), { mode: 0o755 });
+      else if (st.isSymbolicLink()) fail(`its parent ${JSON.stringify(p)} is a symlink in this layer: writing through it could leave the layer`);
+      else if (!st.isDirectory()) fail(`its parent ${JSON.stringify(p)} is not a directory`);
+      dirs.add(p);
+    }
+  };
+  const remove = (rel: string, keepDir: boolean): 'dir' | 'none' => {
+    const st = lst(rel);
+    if (!st) return 'none';
+    if (st.isDirectory() && !st.isSymbolicLink()) {
+      if (keepDir) return 'dir';
+      rmSync(abs(rel), { recursive: true, force: true });
+      for (const d of dirs) if (d === rel || d.startsWith(`${rel}/`)) dirs.delete(d);
+      return 'none';
+    }
+    rmSync(abs(rel), { force: true });
+    return 'none';
+  };
+  try {
+    for await (const e of readTar(reader)) {
+      entries++;
+      current = e.name;
+      let rel: string;
+      try {
+        rel = safeRelPath(e.name);
+      } catch (err) {
+        return fail(`${(err as Error).message}: it would leave the layer`);
+      }
+      if (rel === '') continue; // "./": the layer root itself
+      for (const x of Object.keys(e.xattrs)) if (x.startsWith('trusted.overlay.') || x.startsWith('user.overlay.')) fail(`xattr ${x} is overlayfs's own and may not come from an image`);
+      parents(rel);
+      const base = posix.basename(rel);
+      const parent = posix.dirname(rel) === '.' ? '' : posix.dirname(rel);
+      if (base === '.wh..wh..opq') {
+        // trusted.* for overlay mounted by host root; user.* for one mounted in a user
+        // namespace with `userxattr` (--userns-remap), which cannot read trusted.*
+        lsetxattr(abs(parent), 'trusted.overlay.opaque', Buffer.from('y'));
+        lsetxattr(abs(parent), 'user.overlay.opaque', Buffer.from('y'));
+        continue;
+      }
+      if (base.startsWith('.wh.')) {
+        const target = base.slice(4);
+        if (!target || target === '.' || target === '..' || target.startsWith('.wh.')) fail('malformed whiteout name');
+        const t = parent ? `${parent}/${target}` : target;
+        remove(t, false);
+        mknod(abs(t), S_IFCHR | 0o000, 0, 0);
+        continue;
+      }
+      const p = abs(rel);
+      switch (e.type) {
+        case 'dir': {
+          if (remove(rel, true) !== 'dir') mkdirSync(p, { mode: 0o700 });
+          dirs.add(rel);
+          dirMeta.push({ rel, e });
+          lchownSync(p, e.uid, e.gid);
+          chmodSync(p, e.mode); // a real directory, checked above: chmod cannot follow anything
+          break;
+        }
+        case 'file': {
+          remove(rel, false);
+          const fd = openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+          try {
+            for await (const b of e.body()) writeSync(fd, b);
+            fchownSync(fd, e.uid, e.gid);
+            fchmodSync(fd, e.mode); // after chown, which clears setuid/setgid
+            futimesSync(fd, e.mtime, e.mtime);
+          } finally {
+            closeSync(fd);
+          }
+          break;
+        }
+        case 'symlink': {
+          if (!e.linkname || e.linkname.includes('\0')) fail('empty symlink target');
+          if (!e.linkname.startsWith('/')) {
+            const resolved = posix.normalize(posix.join(parent || '.', e.linkname));
+            if (resolved === '..' || resolved.startsWith('../')) fail(`symlink to ${JSON.stringify(e.linkname)} points outside the layer`);
+          }
+          remove(rel, false);
+          symlinkSync(e.linkname, p);
+          lchownSync(p, e.uid, e.gid);
+          lutimesSync(p, e.mtime, e.mtime);
+          break;
+        }
+        case 'hardlink': {
+          let target: string;
+          try {
+            target = safeRelPath(e.linkname, 'hard link target');
+          } catch (err) {
+            return fail(`${(err as Error).message}: it points outside the layer`);
+          }
+          parents(target === '' ? 'x' : target);
+          const st = target === '' ? undefined : lst(target);
+          if (!st) fail(`hard link to ${JSON.stringify(e.linkname)}, which is not in this layer`);
+          if (st!.isDirectory()) fail(`hard link to directory ${JSON.stringify(e.linkname)}`);
+          if (target === rel) break;
+          remove(rel, false);
+          linkSync(abs(target), p); // link(2) does not follow a symlink at the target
+          break;
+        }
+        case 'fifo': {
+          remove(rel, false);
+          mknod(p, S_IFIFO | e.mode, 0, 0);
+          lchownSync(p, e.uid, e.gid);
+          break;
+        }
+        case 'char':
+        case 'block':
+          fail(`${e.type} device ${e.devmajor}:${e.devminor}: device nodes are refused in images (the runtime creates /dev)`);
+      }
+      for (const [k, v] of Object.entries(e.xattrs)) lsetxattr(p, k, v);
+    }
+    // directory times last: creating their entries changed them
+    for (const { rel, e } of dirMeta.reverse()) lutimesSync(abs(rel), e.mtime, e.mtime);
+  } catch (err) {
+    if (err instanceof LayerError) throw err;
+    if (err instanceof TarError || err instanceof UnsupportedError) throw new LayerError(`layer ${label}: ${err.message}`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || code?.startsWith?.('ERR_')) throw new LayerError(`layer ${label}: cannot decompress: ${(err as Error).message}`, { cause: err });
+    throw new LayerError(`layer ${label}: entry ${JSON.stringify(current)}: ${code ?? ''} ${(err as Error).message}`.replace(/  +/g, ' '), { cause: err });
+  }
+  return { diffId: `sha256:${hash.digest('hex')}`, entries, bytes: reader.total };
+}
+
+/** For tests and `import` of a tar from a stream rather than a file. */
+export function bufferStream(b: Buffer): Readable {
+  return Readable.from([b]);
+}

@@ -1,0 +1,272 @@
+// Pulls from a real registry (Debian's docker-registry on 127.0.0.1), images built here and
+// pushed with skopeo: by tag, by digest, an index, a corrupted blob, token auth, an
+// interrupted download and its retry; then `tsrun run` of what was pulled.
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { BIN, describeKernel, inCI, leaks, testEnv, tsrun } from './helpers.js';
+import { freePort, layerFromDir, layerFromTar, push, pushAsync, rawTar, startRegistry, startTokenServer, writeLayout, type Registry, type TokenServer } from '../registry/harness.js';
+
+function have(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+/** tsrun without blocking the event loop: the proxy and token server live in this process */
+function runAsync(args: string[], env: Record<string, string>) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const c = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, TSRUN_ROOT: testEnv().root, ...env } });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    c.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const tools = ['docker-registry', 'skopeo', 'openssl'].filter((t) => !have(t));
+
+describeKernel('images: pull from a registry on 127.0.0.1', () => {
+  if (tools.length && !inCI) {
+    it.skip(`needs ${tools.join(', ')} (apt-get install -y docker-registry skopeo)`, () => {});
+    return;
+  }
+  let reg: Registry;
+  let work: string;
+  let data: string;
+  let env: Record<string, string>;
+  let appDigest: string;
+  let bigLayer: string;
+  let base: ReturnType<typeof layerFromDir>;
+  const t = (args: string[], timeout = 60_000) => tsrun(args, { env, timeout });
+
+  beforeAll(async () => {
+    expect(tools).toEqual([]); // in CI a missing tool fails here instead of skipping
+    reg = await startRegistry();
+    work = mkdtempSync(join(tmpdir(), 'tsrun-imgtest-'));
+    // own data dir: what these tests store is counted exactly
+    data = join(work, 'data');
+    env = { TSRUN_DATA: data, TSRUN_INSECURE_REGISTRIES: reg.host, DOCKER_CONFIG: join(work, 'docker') };
+    // the app image: the busybox root + a layer that adds /hello, whites out /etc/issue and
+    // makes /opt opaque; its config sets Cmd, Env, WorkingDir
+    const upper = rawTar([
+      { name: 'hello', body: 'hello from layer 2\n' },
+      { name: 'etc/.wh.issue' },
+      { name: 'opt/', type: 'dir' },
+      { name: 'opt/.wh..wh..opq' },
+      { name: 'opt/new', body: 'new\n' },
+      { name: 'data/', type: 'dir', mode: 0o1777 },
+      { name: 'bin/su-probe', body: 'x', mode: 0o4755 },
+    ]);
+    base = layerFromDir(testEnv().rootfs.busybox);
+    const mid = layerFromTar(rawTar([{ name: 'opt/', type: 'dir' }, { name: 'opt/old', body: 'old\n' }]));
+    // ~3 MB of incompressible data: a blob big enough to cut mid-way
+    const big = layerFromTar(rawTar([{ name: 'big.bin', body: randomBytes(3_000_000) }]));
+    bigLayer = big.digest;
+    appDigest = writeLayout(join(work, 'app'), 'v1', [
+      { layers: [base, mid, layerFromTar(upper), big], config: { Cmd: ['sh', '-c', 'echo cmd-ran in $(pwd) as $GREETING'], Env: ['PATH=/bin:/usr/bin', 'GREETING=hi'], WorkingDir: '/opt' } },
+    ]);
+    push(join(work, 'app'), 'v1', `${reg.host}/test/app:v1`);
+    // a two-platform index: each image says which one it is
+    const arch = (a: string) => layerFromTar(rawTar([{ name: 'arch', body: `${a}\n` }]));
+    writeLayout(join(work, 'multi'), 'v1', [
+      { layers: [base, arch('arm64')], config: { Cmd: ['cat', '/arch'] }, architecture: 'arm64', variant: 'v8' },
+      { layers: [base, arch('amd64')], config: { Cmd: ['cat', '/arch'] }, architecture: 'amd64' },
+    ]);
+    push(join(work, 'multi'), 'v1', `${reg.host}/test/multi:v1`, { all: true });
+  }, 120_000);
+
+  afterAll(async () => {
+    await reg?.stop();
+    if (work) {
+      for (const s of readdirSync(join(work))) if (s !== 'data') rmSync(join(work, s), { recursive: true, force: true });
+      rmSync(work, { recursive: true, force: true });
+    }
+    expect(leaks()).toEqual([]);
+  });
+
+  const tmpLeft = () => (existsSync(join(data, 'images', 'tmp')) ? readdirSync(join(data, 'images', 'tmp')) : []);
+  const layerTmp = () => (existsSync(join(data, 'images', 'layers')) ? readdirSync(join(data, 'images', 'layers')).filter((n) => n.startsWith('.tmp')) : []);
+
+  it('pulls by tag: layers verified and unpacked, whiteouts and opaque dirs as overlayfs wants them; run applies the config', () => {
+    const p = t(['pull', `${reg.host}/test/app:v1`]);
+    expect(p.stderr).toBe('');
+    expect(p.code).toBe(0);
+    expect(p.stdout).toContain(`Digest: ${appDigest}`);
+    const imgs = JSON.parse(t(['images', '--format', 'json']).stdout) as { repository: string; tag: string; digest: string }[];
+    expect(imgs).toContainEqual(expect.objectContaining({ repository: `${reg.host}/test/app`, tag: 'v1', digest: appDigest }));
+    // the image's own command, env and working directory
+    expect(t(['run', '--rm', `${reg.host}/test/app:v1`]).stdout).toBe('cmd-ran in /opt as hi\n');
+    const r = t(['run', '--rm', `${reg.host}/test/app:v1`, 'sh', '-c', 'cat /hello; ls /etc/issue 2>&1; ls /opt; stat -c %a /data /bin/su-probe; wc -c < /big.bin']);
+    expect(r.stdout).toBe('hello from layer 2\nls: /etc/issue: No such file or directory\nnew\n1777\n4755\n3000000\n');
+    // flags override the image config, as docker's
+    expect(t(['run', '--rm', '-w', '/', '-e', 'GREETING=flag', `${reg.host}/test/app:v1`]).stdout).toBe('cmd-ran in / as flag\n');
+    expect(tmpLeft()).toEqual([]);
+  });
+
+  it('pulls by digest; an index resolves to this host\'s platform, --platform picks another', () => {
+    const byDigest = t(['pull', '-q', `${reg.host}/test/app@${appDigest}`]);
+    expect(byDigest.code).toBe(0);
+    expect(t(['run', '--rm', `${reg.host}/test/app@${appDigest}`, 'cat', '/hello']).stdout).toBe('hello from layer 2\n');
+    expect(t(['run', '--rm', `${reg.host}/test/multi:v1`]).stdout).toBe('amd64\n');
+    expect(t(['pull', '-q', '--platform', 'linux/arm64', `${reg.host}/test/multi:v1`]).code).toBe(0);
+    const ins = JSON.parse(t(['image', 'inspect', `${reg.host}/test/multi:v1`]).stdout);
+    expect(ins[0].Architecture).toBe('arm64');
+    const none = t(['pull', '--platform', 'linux/s390x', `${reg.host}/test/multi:v1`]);
+    expect(none.code).toBe(125);
+    expect(none.stderr).toMatch(/no image for linux\/s390x in its index \(it has linux\/arm64\/v8, linux\/amd64\)/);
+  });
+
+  it('unknown tags and malformed references: the registry\'s error, exit 125', () => {
+    const u = t(['pull', `${reg.host}/test/app:nope`]);
+    expect(u.code).toBe(125);
+    expect(u.stderr).toMatch(/manifest nope: HTTP 404 MANIFEST_UNKNOWN/);
+    const m = t(['pull', 'UPPER/case']);
+    expect(m.code).toBe(125);
+    expect(m.stderr).toMatch(/invalid image reference "UPPER\/case": repository names must be lowercase/);
+    expect(t(['run', '--pull', 'never', `${reg.host}/test/other:v1`, 'true']).stderr).toMatch(/unknown image/);
+    expect(t(['run', '--pull', 'sometimes', 'busybox', 'true']).stderr).toMatch(/--pull "sometimes": one of missing, always, never/);
+  });
+
+  it('refuses a corrupted blob: digest mismatch, nothing stored', () => {
+    const l = layerFromTar(rawTar([{ name: 'x', body: 'original content\n' }]));
+    writeLayout(join(work, 'bad'), 'v1', [{ layers: [l], config: { Cmd: ['sh'] } }]);
+    push(join(work, 'bad'), 'v1', `${reg.host}/test/bad:v1`);
+    const f = reg.blobFile(l.digest);
+    const b = readFileSync(f);
+    b[b.length - 20] ^= 0xff; // same size, other bytes
+    writeFileSync(f, b);
+    const r = t(['pull', `${reg.host}/test/bad:v1`]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(new RegExp(`blob ${l.digest}: content has digest sha256:[0-9a-f]{64}: refused, nothing stored`));
+    expect(existsSync(join(data, 'images', 'blobs', 'sha256', l.digest.slice(7)))).toBe(false);
+    expect(t(['images', '--format', 'json']).stdout).not.toContain('test/bad');
+    expect(tmpLeft()).toEqual([]);
+    expect(layerTmp()).toEqual([]);
+  });
+
+  it('an interrupted download fails cleanly; the retry succeeds', async () => {
+    // a proxy that cuts the big layer's first download after 1 MB
+    let cut = 0;
+    const port = await freePort();
+    const proxy = http.createServer((req, res) => {
+      const up = http.request({ host: '127.0.0.1', port: reg.port, path: req.url, method: req.method, headers: req.headers }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        if (req.url?.includes(bigLayer) && cut++ === 0) {
+          let n = 0;
+          ur.on('data', (c: Buffer) => {
+            n += c.length;
+            if (n > 1 << 20) (ur.destroy(), res.destroy());
+            else res.write(c);
+          });
+        } else ur.pipe(res);
+      });
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => proxy.listen(port, '127.0.0.1', r));
+    const fresh = join(work, 'data-retry');
+    const e = { ...env, TSRUN_DATA: fresh, TSRUN_INSECURE_REGISTRIES: `127.0.0.1:${port}` };
+    try {
+      const first = await runAsync(['pull', `127.0.0.1:${port}/test/app:v1`], e);
+      expect(first.code).toBe(125);
+      expect(first.stderr).toMatch(/blob sha256:[0-9a-f]{64}: (download interrupted|got \d+ bytes)/);
+      expect(existsSync(join(fresh, 'images', 'blobs', 'sha256', bigLayer.slice(7)))).toBe(false);
+      expect(readdirSync(join(fresh, 'images', 'tmp'))).toEqual([]);
+      const second = await runAsync(['pull', `127.0.0.1:${port}/test/app:v1`], e);
+      expect(second.stderr).toBe('');
+      expect(second.code).toBe(0);
+      expect(cut).toBe(2);
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((r) => proxy.close(r));
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  it('a full disk mid-pull: ENOSPC named, partial files removed, no image recorded', () => {
+    const small = join(work, 'small');
+    mkdirSync(small);
+    // 2 MB: the busybox layer fits, the 3 MB random layer does not
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tsrun-test-enospc', small]);
+    try {
+      const r2 = tsrun(['pull', `${reg.host}/test/app:v1`], { env: { ...env, TSRUN_DATA: small } });
+      expect(r2.code).toBe(125);
+      expect(r2.stderr).toMatch(/ENOSPC/);
+      expect(readdirSync(join(small, 'images', 'tmp'))).toEqual([]);
+      const layers = existsSync(join(small, 'images', 'layers')) ? readdirSync(join(small, 'images', 'layers')) : [];
+      expect(layers.filter((l) => l.startsWith('.tmp'))).toEqual([]);
+      expect(existsSync(join(small, 'images', 'images.json')) ? readFileSync(join(small, 'images', 'images.json'), 'utf8') : '').not.toContain('test/app');
+    } finally {
+      execFileSync('umount', [small]);
+    }
+  });
+
+  it('a pulled multi-layer image runs with --userns-remap: whiteouts and opaque dirs hold through idmapped layers', () => {
+    // the account files are a private copy (TSRUN_ID_PREFIX): no user is added to the host
+    const prefix = join(work, 'ids');
+    mkdirSync(join(prefix, 'etc'), { recursive: true });
+    for (const f of ['passwd', 'group', 'shadow', 'gshadow']) copyFileSync(`/etc/${f}`, join(prefix, 'etc', f));
+    const hostPasswd = readFileSync('/etc/passwd', 'utf8');
+    const r = tsrun(['run', '--rm', '--userns-remap', 'default', `${reg.host}/test/app:v1`, 'sh', '-c', 'ls /etc/issue 2>&1; ls /opt; stat -c %u:%g /hello; id -u'], { env: { ...env, TSRUN_ID_PREFIX: prefix } });
+    expect(readFileSync('/etc/passwd', 'utf8')).toBe(hostPasswd);
+    expect(r.stderr).not.toMatch(/tsrun: /); // run pulls the image if this test runs alone
+    expect(r.stdout).toBe('ls: /etc/issue: No such file or directory\nnew\n0:0\n0\n');
+  });
+
+  it('token auth: anonymous is refused by the token server, ~/.docker/config.json credentials get a token', async () => {
+    let ts: TokenServer | undefined;
+    let sreg: Registry | undefined;
+    try {
+      ts = await startTokenServer('alice', 's3cret');
+      sreg = await startRegistry(ts.auth);
+      await pushAsync(join(work, 'app'), 'v1', `${sreg.host}/team/app:v1`, { creds: 'alice:s3cret' });
+      const e = { ...env, TSRUN_INSECURE_REGISTRIES: sreg.host, DOCKER_CONFIG: join(work, 'docker-auth') };
+      const anon = await runAsync(['pull', `${sreg.host}/team/app:v1`], e);
+      expect(anon.code).toBe(125);
+      expect(anon.stderr).toMatch(/token server 127\.0\.0\.1:\d+ refused: HTTP 401/);
+      mkdirSync(join(work, 'docker-auth'), { recursive: true });
+      writeFileSync(join(work, 'docker-auth', 'config.json'), JSON.stringify({ auths: { [sreg.host]: { auth: Buffer.from('alice:s3cret').toString('base64') } } }));
+      const ok = await runAsync(['pull', `${sreg.host}/team/app:v1`], e);
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+      expect(ts.seen.some((s) => s.user === 'alice' && s.scope === 'repository:team/app:pull')).toBe(true);
+    } finally {
+      await sreg?.stop();
+      await ts?.stop();
+    }
+  });
+
+  it('rmi is refused while a container uses the image, -f untags it; prune then frees it', () => {
+    // an image of its own: no other name shares its manifest
+    writeLayout(join(work, 'rmi'), 'v1', [{ layers: [base, layerFromTar(rawTar([{ name: 'marker', body: 'rmi\n' }]))], config: { Cmd: ['true'] } }]);
+    push(join(work, 'rmi'), 'v1', `${reg.host}/test/rmi:v1`);
+    const name = `${reg.host}/test/rmi:v1`;
+    try {
+      expect(t(['pull', '-q', name]).code).toBe(0);
+      // a stopped container keeps its image
+      expect(t(['run', '--name', 'keeps-image', name]).code).toBe(0);
+      const refused = t(['rmi', name]);
+      expect(refused.code).toBe(125);
+      expect(refused.stderr).toMatch(/is used by a container: remove the container first, or use rmi -f/);
+      const id = JSON.parse(t(['image', 'inspect', name]).stdout)[0].Id as string;
+      expect(t(['rmi', '-f', name]).stdout).toBe(`Untagged: ${name}\n`);
+      // the container still needs its layers: prune keeps the nameless image
+      expect(t(['image', 'prune']).stdout).not.toContain(id);
+      expect(JSON.parse(t(['images', '--format', 'json']).stdout)).toContainEqual(expect.objectContaining({ repository: '<none>', id }));
+      expect(t(['rm', 'keeps-image']).code).toBe(0);
+      const pr = t(['image', 'prune']);
+      expect(pr.stdout).toContain(`Deleted: ${id}\n`);
+      expect(pr.stdout).toMatch(/Total reclaimed space: [1-9][0-9.]*[kM]?B\n$/);
+      expect(t(['images', '--format', 'json']).stdout).not.toContain(id);
+    } finally {
+      t(['rm', '-f', 'keeps-image']);
+    }
+  });
+});

@@ -1,0 +1,175 @@
+// Layer unpacking on the real filesystem (root: ownership, mknod, trusted.* xattrs):
+// hostile tars are refused naming the entry and touch nothing outside; good ones keep
+// ownership, setuid bits and security.capability, and become overlayfs whiteouts.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeKernel, testEnv, tsrun } from './helpers.js';
+import { layerFromDir, rawTar, writeLayout, type RawEntry } from '../registry/harness.js';
+import { LayerError, unpackLayer } from '../../src/image/unpack.js';
+import { lgetxattr } from '../../src/image/sys.js';
+
+describeKernel('images: safe layer unpacking', () => {
+  let work: string;
+  let outside: string;
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'tsrun-unpack-'));
+    // a directory next to the layer: a hostile entry would land here
+    outside = join(work, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'passwd'), 'host file\n');
+  });
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  let n = 0;
+  async function unpack(entries: RawEntry[], gzip = false) {
+    const blob = join(work, `blob${++n}`);
+    writeFileSync(blob, gzip ? gzipSync(rawTar(entries)) : rawTar(entries));
+    const dest = join(work, `layer${n}`);
+    mkdirSync(dest);
+    return { dest, result: unpackLayer(blob, dest, `test${n}`) };
+  }
+
+  const hostile: [string, RawEntry[], RegExp][] = [
+    ['a ".." path', [{ name: '../outside/passwd', body: 'pwned' }], /entry "..\/outside\/passwd": path contains '..': it would leave the layer/],
+    ['an absolute path', [{ name: '/etc/passwd', body: 'pwned' }], /entry "\/etc\/passwd": path is absolute/],
+    ['a write through a symlink planted by an earlier entry', [{ name: 'etc', type: 'symlink', linkname: '/' }, { name: 'etc/x', body: 'pwned' }], /entry "etc\/x": its parent "etc" is a symlink in this layer/],
+    ['a write through a relative symlink to outside', [{ name: 'up', type: 'symlink', linkname: '../outside' }, { name: 'up/passwd', body: 'pwned' }], /entry "up": symlink to "..\/outside" points outside the layer/],
+    ['a hard link to a host file', [{ name: 'pw', type: 'hardlink', linkname: '../outside/passwd' }], /entry "pw": hard link target contains '..': it points outside the layer/],
+    ['an absolute hard link', [{ name: 'pw', type: 'hardlink', linkname: '/etc/shadow' }], /entry "pw": hard link target is absolute/],
+    ['a hard link to a file not in the layer', [{ name: 'pw', type: 'hardlink', linkname: 'etc/shadow' }], /entry "pw": hard link to "etc\/shadow", which is not in this layer/],
+    ['a device node', [{ name: 'dev/mem', type: 'char' }], /entry "dev\/mem": char device 0:0: device nodes are refused/],
+    ['overlayfs\'s own xattrs', [{ name: 'd/', type: 'dir', xattrs: { 'trusted.overlay.redirect': '/etc' } }], /entry "d\/": xattr trusted.overlay.redirect is overlayfs's own/],
+  ];
+  for (const [what, entries, msg] of hostile) {
+    it(`refuses ${what}, naming the entry, and touches nothing outside`, async () => {
+      const { result } = await unpack(entries);
+      await expect(result).rejects.toThrow(LayerError);
+      await expect(result).rejects.toThrow(msg);
+      expect(readdirSync(outside)).toEqual(['passwd']);
+      expect(readFileSync(join(outside, 'passwd'), 'utf8')).toBe('host file\n');
+    });
+  }
+
+  it('refuses a truncated or corrupt layer', async () => {
+    const blob = join(work, 'trunc');
+    writeFileSync(blob, rawTar([{ name: 'f', body: 'x'.repeat(5000) }]).subarray(0, 2048));
+    mkdirSync(join(work, 'trunc-dest'));
+    await expect(unpackLayer(blob, join(work, 'trunc-dest'), 'trunc')).rejects.toThrow(/truncated layer/);
+    const bad = rawTar([{ name: 'f', body: 'x' }]);
+    bad[10] ^= 0xff;
+    writeFileSync(blob, bad);
+    await expect(unpackLayer(blob, join(work, 'trunc-dest'), 'bad')).rejects.toThrow(/checksum mismatch/);
+  });
+
+  it('keeps ownership, setuid bits, security.capability, links; turns .wh. entries into overlay whiteouts', async () => {
+    // security.capability v2 for cap_net_raw+ep (vfs_cap_data: magic 0x02000001 with effective bit)
+    const cap = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    const long = `deep/${'d'.repeat(120)}/file`;
+    const { dest, result } = await unpack(
+      [
+        { name: './', type: 'dir' },
+        { name: 'bin/', type: 'dir' },
+        { name: 'bin/su', body: 'su', mode: 0o4755, uid: 0, gid: 0 },
+        { name: 'bin/ping', body: 'ping', mode: 0o755, xattrs: { 'security.capability': cap } },
+        { name: 'home/u/', type: 'dir', mode: 0o700, uid: 1234, gid: 5678 },
+        { name: 'home/u/f', body: 'mine', uid: 1234, gid: 5678, mode: 0o640 },
+        { name: 'bin/su-link', type: 'hardlink', linkname: 'bin/su' },
+        { name: 'bin/sh', type: 'symlink', linkname: '/bin/busybox' },
+        { name: 'etc/.wh.issue' },
+        { name: 'opt/.wh..wh..opq' },
+        { name: 'tmp/', type: 'dir', mode: 0o1777 },
+        { name: 'run/fifo', type: 'fifo' },
+        { name: long, body: 'long' },
+        { name: 'bin/su', body: 'replaced', mode: 0o4755 }, // a later entry replaces an earlier one
+      ],
+      true,
+    );
+    const st = await result;
+    expect(st.diffId).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(statSync(join(dest, 'bin/su')).mode & 0o7777).toBe(0o4755);
+    expect(readFileSync(join(dest, 'bin/su'), 'utf8')).toBe('replaced');
+    expect(lgetxattr(join(dest, 'bin/ping'), 'security.capability')).toEqual(cap);
+    const h = statSync(join(dest, 'home/u/f'));
+    expect([h.uid, h.gid, h.mode & 0o777]).toEqual([1234, 5678, 0o640]);
+    expect(statSync(join(dest, 'home/u')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dest, 'tmp')).mode & 0o7777).toBe(0o1777);
+    expect(readlinkSync(join(dest, 'bin/sh'))).toBe('/bin/busybox');
+    expect(lstatSync(join(dest, 'run/fifo')).isFIFO()).toBe(true);
+    expect(readFileSync(join(dest, long), 'utf8')).toBe('long');
+    const wh = lstatSync(join(dest, 'etc/issue'));
+    expect([wh.isCharacterDevice(), wh.rdev]).toEqual([true, 0]);
+    expect(existsSync(join(dest, 'etc/.wh.issue'))).toBe(false);
+    expect(lgetxattr(join(dest, 'opt'), 'trusted.overlay.opaque')?.toString()).toBe('y');
+  });
+
+  it('a symlink planted by a lower layer is not followed by an upper layer: each layer has its own directory', () => {
+    const env = { TSRUN_DATA: join(work, 'data') };
+    const dir = join(work, 'two-layers');
+    mkdirSync(dir, { recursive: true });
+    // layer 1 plants sneaky -> <outside>; layer 2 writes sneaky/passwd (a docker save, by hand)
+    const l1 = rawTar([{ name: 'sneaky', type: 'symlink', linkname: outside }]);
+    const l2 = rawTar([{ name: 'sneaky/passwd', body: 'pwned\n' }]);
+    writeFileSync(join(dir, 'l1.tar'), l1);
+    writeFileSync(join(dir, 'l2.tar'), l2);
+    const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['sh'] }, rootfs: { type: 'layers', diff_ids: [sha(l1), sha(l2)] } }));
+    writeFileSync(join(dir, 'manifest.json'), JSON.stringify([{ Config: 'config.json', RepoTags: ['sneaky:1'], Layers: ['l1.tar', 'l2.tar'] }]));
+    const imp = tsrun(['import', dir], { env });
+    expect(imp.stderr).toBe('');
+    expect(imp.code).toBe(0);
+    expect(readFileSync(join(outside, 'passwd'), 'utf8')).toBe('host file\n');
+    const [lower, upper] = JSON.parse(tsrun(['image', 'inspect', 'sneaky:1'], { env }).stdout)[0].GraphDriver.Data.LowerDirs;
+    expect(readlinkSync(join(lower, 'sneaky'))).toBe(outside);
+    expect(lstatSync(join(upper, 'sneaky')).isDirectory()).toBe(true); // a real directory of layer 2
+    expect(readFileSync(join(upper, 'sneaky', 'passwd'), 'utf8')).toBe('pwned\n');
+  });
+
+  it('imports a rootfs tarball, an OCI layout (dir and archive) and a docker save archive, and runs them', () => {
+    const env = { TSRUN_DATA: join(work, 'data2') };
+    const src = testEnv().rootfs.busybox;
+    const tgz = join(work, 'rootfs.tar.gz');
+    execFileSync('tar', ['-czf', tgz, '-C', src, '.']);
+    const a = tsrun(['import', '-c', 'CMD ["echo","from-tarball"]', tgz, 'fromtar:1'], { env });
+    expect(a.stderr).toBe('');
+    expect(tsrun(['run', '--rm', 'fromtar:1'], { env }).stdout).toBe('from-tarball\n');
+
+    // zstd: Node 20's zlib has none, the zstd program does it
+    const tzst = join(work, 'rootfs.tar.zst');
+    execFileSync('sh', ['-c', `tar -cf - -C ${src} . | zstd -q -o ${tzst}`]);
+    expect(tsrun(['import', '-c', 'CMD echo from-zstd', tzst, 'fromzstd'], { env }).stderr).toBe('');
+    expect(tsrun(['run', '--rm', 'fromzstd'], { env }).stdout).toBe('from-zstd\n');
+
+    const layout = join(work, 'layout');
+    writeLayout(layout, 'v2', [{ layers: [layerFromDir(src)], config: { Cmd: ['echo', 'from-oci'] } }]);
+    expect(tsrun(['import', layout, 'fromoci:2'], { env }).stderr).toBe('');
+    expect(tsrun(['run', '--rm', 'fromoci:2'], { env }).stdout).toBe('from-oci\n');
+    const ociTar = join(work, 'oci.tar');
+    execFileSync('tar', ['-cf', ociTar, '-C', layout, '.']);
+    expect(tsrun(['import', ociTar, 'fromociarchive'], { env }).stderr).toBe('');
+    expect(tsrun(['run', '--rm', 'fromociarchive'], { env }).stdout).toBe('from-oci\n');
+
+    // skopeo writes docker save's format (manifest.json, config, layer tars)
+    const saved = join(work, 'saved.tar');
+    execFileSync('skopeo', ['copy', '--quiet', `oci:${layout}:v2`, `docker-archive:${saved}:saved/app:3`], { stdio: 'ignore' });
+    const d = tsrun(['import', saved], { env });
+    expect(d.stderr).toBe('');
+    expect(d.stdout).toMatch(/^saved\/app:3 sha256:[0-9a-f]{64}\n$/);
+    expect(tsrun(['run', '--rm', 'saved/app:3'], { env }).stdout).toBe('from-oci\n');
+    const names = (JSON.parse(tsrun(['images', '--format', 'json'], { env }).stdout) as { repository: string; tag: string }[]).map((r) => `${r.repository}:${r.tag}`);
+    expect(names).toEqual(['fromoci:2', 'fromociarchive:latest', 'fromtar:1', 'fromzstd:latest', 'saved/app:3']);
+    // tag: a second name for the same image; rmi of one name keeps the other
+    expect(tsrun(['tag', 'fromtar:1', 'again:2'], { env }).code).toBe(0);
+    expect(tsrun(['run', '--rm', 'again:2'], { env }).stdout).toBe('from-tarball\n');
+    expect(tsrun(['rmi', 'fromtar:1'], { env }).stdout).toBe('Untagged: fromtar:1\n');
+    expect(tsrun(['run', '--rm', 'again:2'], { env }).stdout).toBe('from-tarball\n');
+    // a file that is no archive
+    writeFileSync(join(work, 'junk'), 'not a tar');
+    const j = tsrun(['import', join(work, 'junk'), 'junk'], { env });
+    expect([j.code, j.stderr]).toEqual([125, `tsrun: import ${join(work, 'junk')}: not a tar archive (nor gzip/zstd)\n`]);
+  });
+});

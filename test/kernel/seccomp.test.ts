@@ -155,7 +155,7 @@ describeKernel('seccomp on the kernel', () => {
   it('OCI create/start with a bundle\'s linux.seccomp, non-root user: start goes through the filter', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsrun-bundle-'));
     try {
-      cpSync(join(testEnv().data, 'images', 'probe', 'rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+      cpSync(testEnv().rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
       writeFileSync(
         join(dir, 'config.json'),
         JSON.stringify({

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, it } from 'vitest';
@@ -220,6 +220,9 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     expect(tsrun(['run', '--name', 'vanish', 'busybox', 'true']).code).toBe(0); // no --rm: kept, stopped
     const id = JSON.parse(tsrun(['inspect', 'vanish']).stdout)[0].Id;
     expect(existsSync(join(e.data, 'containers', id))).toBe(true);
+    // a reboot empties /run and every cgroup (cgroupfs lives in memory): do both
+    const st = JSON.parse(readFileSync(join(e.root, id, 'state.json'), 'utf8'));
+    for (const c of st.cleanup) if (c.action === 'cgroup' && c.verb === 'remove' && c.value !== 'if-empty' && existsSync(c.path)) rmdirSync(c.path);
     rmSync(join(e.root, id), { recursive: true, force: true });
     expect(JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout)).toEqual([]);
     expect(tsrun(['system', 'prune']).stdout).toContain(id);

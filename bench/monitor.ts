@@ -21,7 +21,7 @@ function memKiB(pid: number): { rss: number; pss: number } {
 export async function benchMonitor(count: number): Promise<string> {
   const base = mkdtempSync(join(tmpdir(), 'tsrun-bench-mon-'));
   const paths = { root: join(base, 'run'), data: join(base, 'data') };
-  new LocalStore(join(paths.data, 'images')).ensureBuiltin();
+  await new LocalStore(join(paths.data, 'images')).ensureBuiltin();
   const ids: string[] = [];
   try {
     for (let i = 0; i < count; i++) {

@@ -63,7 +63,7 @@ export async function benchSeccomp(n: number): Promise<string> {
 
     // timed loops in a container (seccomp=unconfined: the probe loads each filter itself)
     const paths = { root: join(base, 'run'), data: join(base, 'data') };
-    new LocalStore(join(paths.data, 'images')).ensureBuiltin();
+    await new LocalStore(join(paths.data, 'images')).ensureBuiltin();
     const env = { ...process.env, TSRUN_ROOT: paths.root, TSRUN_DATA: paths.data };
     const bin = join(PROJECT_ROOT, 'bin', 'tsrun');
     const loops = Number(process.env.BENCH_SECCOMP_LOOPS ?? 200000);

@@ -87,13 +87,18 @@ export function finishSeccomp(spec: Spec): void {
   spec.linux.seccomp = resolveDocker(c.profile, { caps, arch: hostArch() });
 }
 
-const compiled = new WeakMap<Seccomp, Compiled>();
+// Keyed by content, not object: a process that starts many containers (the library API,
+// benchmarks) builds a new spec each time with the same profile; compiling it once saves
+// most of the planning time. Small and bounded: profiles rarely vary within a process.
+const compiled = new Map<string, Compiled>();
+const MAX_CACHED = 16;
 
 /** Validates and compiles a spec's linux.seccomp (once per object); errors name the JSON path. */
 export function compileSpec(spec: Spec): Compiled | undefined {
   const s = spec.linux.seccomp;
   if (!s) return undefined;
-  const done = compiled.get(s);
+  const key = JSON.stringify(s);
+  const done = compiled.get(key);
   if (done) return done;
   let c: Compiled;
   try {
@@ -103,7 +108,8 @@ export function compileSpec(spec: Spec): Compiled | undefined {
     throw e;
   }
   for (const w of c.warnings) warn(`warning: seccomp: ${w}`);
-  compiled.set(s, c);
+  if (compiled.size >= MAX_CACHED) compiled.delete(compiled.keys().next().value!);
+  compiled.set(key, c);
   return c;
 }
 

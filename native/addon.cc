@@ -188,6 +188,33 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// One datagram (or stream write) carrying up to 8 fds with SCM_RIGHTS (unix(7)); 0 or -errno.
+int SendWithFds(int sock, const void* data, size_t len, const int* fds, uint32_t nfds) {
+  struct iovec iov = {const_cast<void*>(data), len};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * 8)];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr mh = {};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (nfds > 8) nfds = 8;
+  if (nfds) {
+    mh.msg_control = u.buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  ssize_t r;
+  do r = sendmsg(sock, &mh, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : 0;
+}
+
 // sendMsg(fd, Buffer, [fds]): one datagram with SCM_RIGHTS.
 Napi::Value SendMsg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -199,28 +226,8 @@ Napi::Value SendMsg(const Napi::CallbackInfo& info) {
     Napi::Array a = info[2].As<Napi::Array>();
     for (; nfds < a.Length() && nfds < 8; nfds++) fds[nfds] = a.Get(nfds).As<Napi::Number>().Int32Value();
   }
-  struct iovec iov = {data.Data(), data.Length()};
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * 8)];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr mh = {};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  if (nfds) {
-    mh.msg_control = u.buf;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-  }
-  ssize_t r;
-  do r = sendmsg(fd, &mh, MSG_NOSIGNAL);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) throw ErrnoError(env, "sendmsg", errno);
+  int e = SendWithFds(fd, data.Data(), data.Length(), fds, nfds);
+  if (e < 0) throw ErrnoError(env, "sendmsg", -e);
   return env.Undefined();
 }
 
@@ -256,26 +263,9 @@ Napi::Value SendConsole(const Napi::CallbackInfo& info) {
     throw ErrnoError(env, "connect --console-socket " + path, e);
   }
   char name[] = "/dev/ptmx";
-  struct iovec iov = {name, sizeof name};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr mh = {};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.buf;
-  mh.msg_controllen = sizeof u.buf;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &pty, sizeof pty);
-  ssize_t r = sendmsg(s, &mh, MSG_NOSIGNAL);
-  int e = errno;
+  int e = SendWithFds(s, name, sizeof name, &pty, 1);
   close(s);
-  if (r < 0) throw ErrnoError(env, "sendmsg --console-socket " + path, e);
+  if (e < 0) throw ErrnoError(env, "sendmsg --console-socket " + path, -e);
   return env.Undefined();
 }
 
@@ -284,29 +274,9 @@ Napi::Value SyncSend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
   struct sync_msg m = {(uint32_t)info[1].As<Napi::Number>().Uint32Value(), 0, 0, 0};
-  struct iovec iov = {&m, sizeof m};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr mh = {};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  if (info.Length() > 2 && info[2].IsNumber()) {
-    int pass = info[2].As<Napi::Number>().Int32Value();
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
-    struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &pass, sizeof pass);
-  }
-  ssize_t r;
-  do r = sendmsg(fd, &mh, MSG_NOSIGNAL);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) throw ErrnoError(env, "sendmsg", errno);
+  int pass = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;
+  int e = SendWithFds(fd, &m, sizeof m, &pass, pass >= 0 ? 1 : 0);
+  if (e < 0) throw ErrnoError(env, "sendmsg", -e);
   return env.Undefined();
 }
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DOCKER_DEFAULT_CAPS } from '../src/controls/capabilities.js';
-import { ARCHES, hostArch, type ArchName } from '../src/controls/seccomp/arch.js';
+import { hostArch, type ArchName } from '../src/controls/seccomp/arch.js';
 import { decode, encode, type Insn } from '../src/controls/seccomp/bpf.js';
 import { actionValue, compile, pathStats } from '../src/controls/seccomp/compile.js';
 import { builtinProfile } from '../src/controls/seccomp/default-profile.js';

@@ -337,7 +337,7 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
   } else {
     if (command.length === 0) throw new UsageError('exec needs a command (or --process FILE)');
     const s = resolve(paths, id);
-    const user = o.user ? resolveUser(o.user, readRootFile(s.rootfs, '/etc/passwd', s.pid), readRootFile(s.rootfs, '/etc/group', s.pid)) : undefined;
+    const user = o.user ? resolveUser(o.user, readRootFile('/etc/passwd', s.pid), readRootFile('/etc/group', s.pid)) : undefined;
     if (o.workdir !== undefined && !o.workdir.startsWith('/')) throw new UsageError(`--workdir ${JSON.stringify(o.workdir)}: must be an absolute path`);
     for (const e of o.env ?? []) if (!/^[^=\s]+=/.test(e)) throw new UsageError(`--env ${JSON.stringify(e)}: expected NAME=VALUE`);
     proc = {
@@ -363,7 +363,7 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
 }
 
 /** A file of a running container, read through its init's root (/proc/<pid>/root). */
-function readRootFile(_rootfs: string, path: string, pid: number): string | undefined {
+function readRootFile(path: string, pid: number): string | undefined {
   try {
     return readFileSync(`/proc/${pid}/root${path}`, 'utf8');
   } catch {

@@ -44,7 +44,6 @@ export const RLIMITS: readonly RlimitInfo[] = [
 
 /** docker's `--ulimit` refuses `as`; tsrun follows it for the flag but reads it from bundles. */
 const DOCKER_NAMES = RLIMITS.filter((r) => r.name !== 'as').map((r) => r.name);
-const BY_NAME = new Map(RLIMITS.map((r) => [r.name, r]));
 const BY_TYPE = new Map(RLIMITS.map((r) => [`RLIMIT_${r.name.toUpperCase()}`, r]));
 
 export const RLIM_INFINITY = 0xffffffffffffffffn;

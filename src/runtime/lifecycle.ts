@@ -11,7 +11,7 @@ import { execParentStep } from './parent-exec.js';
 import { CgroupManager } from '../controls/cgroups/index.js';
 import { readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
 import type { Paths } from './paths.js';
-import { cleanup, startContainer, type Spawner, type Started } from './run.js';
+import { startContainer, type Spawner, type Started } from './run.js';
 import {
   assertNameFree,
   exitFile,
@@ -368,12 +368,6 @@ export async function prune(paths: Paths): Promise<string[]> {
     }
   }
   return removed;
-}
-
-/** Foreground run: the state exists while the container runs, so `ps` and `kill` see it. */
-export function dropForeground(paths: Paths, plan: Plan): void {
-  cleanup(plan);
-  removeState(paths, plan.id);
 }
 
 export function readLogLines(paths: Paths, id: string): { log: string; stream: string; time: string }[] {

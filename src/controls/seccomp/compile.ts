@@ -252,19 +252,15 @@ function emitLeaf(a: Assembler, leaf: Leaf, bits: 32 | 64): void {
   const o = leaf.outcome;
   o.conds.forEach((c, ci) => {
     const next = label('next-rule');
-    c.args.forEach((arg, i) => {
+    c.args.forEach((arg) => {
       const pass = label('pass');
       emitArg(a, arg, pass, next, bits);
       a.bind(pass);
-      if (i === 0 && ci === 0) a.insns[a.insns.length - 1]!.comment ??= undefined;
     });
     a.ret(c.action, `${namesComment(o.names)}: rule ${ci + 1} matched`);
     a.bind(next);
   });
   a.ret(o.fallback, `${namesComment(o.names)}: no argument rule matched`);
-  // name the call on the first instruction of its block
-  const first = a.insns.findIndex((i) => i.labels?.some((l) => l.name === `nr-${leaf.nr}`));
-  void first;
 }
 
 /** Balanced binary search over ranges (sorted, contiguous). */

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { BuildContext, ChildStep, Control, Step } from '../../plan/types.js';
 import type { FlagDef } from '../../spec/flag-types.js';
-import type { Seccomp, Spec } from '../../spec/types.js';
+import type { Spec } from '../../spec/types.js';
 import { SpecError, UsageError } from '../../errors.js';
 import { capsFor, DOCKER_DEFAULT_CAPS } from '../capabilities.js';
 import { isPrivileged } from '../privileged.js';

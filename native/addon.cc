@@ -125,8 +125,20 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // namespace this thread's *children* are born in (pid_namespaces(7)); it is undone
   // right after the clone, so no other child of this process is affected.
   std::string pidns = o.Has("pidns") ? o.Get("pidns").As<Napi::String>().Utf8Value() : "";
+  std::string cgroup_dir = o.Has("cgroupDir") ? o.Get("cgroupDir").As<Napi::String>().Utf8Value() : "";
+  int cgroup_fd = -1;
+  if (!cgroup_dir.empty()) {
+    cgroup_fd = open(cgroup_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cgroup_fd < 0) throw ErrnoError(env, "open " + cgroup_dir, errno);
+  }
 
-  SpawnFds f = PrepareFds(env, o);
+  SpawnFds f;
+  try {
+    f = PrepareFds(env, o);
+  } catch (...) {
+    if (cgroup_fd >= 0) close(cgroup_fd);
+    throw;
+  }
   int init_fd = f.init_fd, plan_fd = f.plan_fd, err = 0;
   int* sv = f.sync;
 
@@ -141,11 +153,13 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
       close(sv[0]);
       close(sv[1]);
       close(plan_fd);
+      if (cgroup_fd >= 0) close(cgroup_fd);
       throw ErrnoError(env, "setns " + pidns, err);
     }
   }
-  pid_t pid = tsrun_spawn_init(flags, init_fd, plan_fd, sv[1], in_fds);
+  pid_t pid = tsrun_spawn_init(flags, init_fd, plan_fd, sv[1], in_fds, cgroup_fd);
   err = errno;
+  if (cgroup_fd >= 0) close(cgroup_fd);
   if (own_ns >= 0) {
     setns(own_ns, CLONE_NEWPID);
     close(own_ns);
@@ -155,7 +169,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   close(plan_fd);
   if (pid < 0) {
     close(sv[0]);
-    throw ErrnoError(env, "clone", err);
+    throw ErrnoError(env, cgroup_fd >= 0 ? "clone3(CLONE_INTO_CGROUP " + cgroup_dir + ")" : "clone", err);
   }
   Napi::Object r = Napi::Object::New(env);
   r.Set("pid", Napi::Number::New(env, pid));

@@ -165,16 +165,17 @@ int main(int argc, char **argv) {
   if (log_fd < 0) return 1;
 
   struct mon_msg m;
-  int fds[3];
-  if (recv_msg(&m, fds, 3) != 3 || m.type != MON_CLONE) return 1;
+  int fds[4] = {-1, -1, -1, -1}; /* init, plan, sync, and the cgroup2 dir to be born in (optional) */
+  int nfds = recv_msg(&m, fds, 4);
+  if (nfds < 3 || m.type != MON_CLONE) return 1;
   int out[2] = {-1, -1}, err[2] = {-1, -1};
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (!m.tty && (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)) return 1;
   int stdio[3] = {devnull, m.tty ? devnull : out[1], m.tty ? devnull : err[1]};
-  pid_t pid = tsrun_spawn_init(m.flags, fds[0], fds[1], fds[2], stdio);
+  pid_t pid = tsrun_spawn_init(m.flags, fds[0], fds[1], fds[2], stdio, fds[3]);
   struct mon_msg reply = {MON_PID, 0, 0, pid < 0 ? -1 : pid, pid < 0 ? errno : 0};
   send(CTL_FD, &reply, sizeof reply, MSG_NOSIGNAL);
-  for (int i = 0; i < 3; i++) close(fds[i]);
+  for (int i = 0; i < nfds; i++) close(fds[i]);
   if (pid < 0) return 1;
   if (!m.tty) {
     close(out[1]);

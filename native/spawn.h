@@ -19,17 +19,40 @@
 
 #include "protocol.h"
 
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* clone3(2)'s argument, spelled out: glibc 2.36 has no wrapper and the uapi header may be older. */
+struct tsrun_clone_args {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
 /*
  * Returns the child's pid, or -1 with errno. In the child only async-signal-safe calls
  * are made (the caller may be multithreaded: design.md trap 4): the fds are moved into
  * place (0-2 stdio, 3 sync, 4 plan) and tsrun-init is exec'd from `init_fd`, a sealed memfd.
+ *
+ * `cgroup_fd` >= 0: a cgroup2 directory the child is born in (clone3 CLONE_INTO_CGROUP,
+ * Linux 5.7). Moving a process later through cgroup.procs takes the kernel's global
+ * threadgroup lock, whose first writer waits for an RCU grace period (~10 ms here on each
+ * `tsrun run`); a child born in its cgroup never moves.
  */
 static inline pid_t tsrun_spawn_init(uint64_t clone_flags, int init_fd, int plan_fd, int sync_fd,
-                                     const int stdio[3]) {
+                                     const int stdio[3], int cgroup_fd) {
   /* Raw clone without a new stack behaves like fork(): a copy of the calling thread only.
    * The namespace flags go here, not through unshare, which a multithreaded process may
    * not call for CLONE_NEWUSER. */
-  pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)(clone_flags | SIGCHLD), 0, 0, 0, 0);
+  pid_t pid;
+  if (cgroup_fd >= 0) {
+    struct tsrun_clone_args ca = {0};
+    ca.flags = clone_flags | CLONE_INTO_CGROUP;
+    ca.exit_signal = SIGCHLD;
+    ca.cgroup = (uint64_t)cgroup_fd;
+    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+  } else {
+    pid = (pid_t)syscall(SYS_clone, (unsigned long)(clone_flags | SIGCHLD), 0, 0, 0, 0);
+  }
   if (pid != 0) return pid;
   /* Move every source fd above the targets first, so no dup2 clobbers another source. */
   int src[5] = {stdio[0], stdio[1], stdio[2], sync_fd, plan_fd};

@@ -13,6 +13,8 @@ export interface SpawnRequest {
   stdio: [number, number, number];
   /** exec: /proc/<pid>/ns/pid of the container to be born into */
   pidns?: string;
+  /** a cgroup2 directory the child is born in (clone3 CLONE_INTO_CGROUP) */
+  cgroupDir?: string;
 }
 
 export interface SpawnResult {

@@ -5,6 +5,8 @@ import type { Spec } from '../spec/types.js';
  * Where a step sits in the sequence. The builder orders steps by phase (this list),
  * then by control registration order; each phase exists for a kernel reason:
  *  - prepare/after-clone/cleanup run in the parent (tsrun), the rest in tsrun-init.
+ *  - join: the init moves itself into its cgroup v1 cgroups first, so nothing it runs
+ *    escapes the limits (src/controls/cgroups/manager.ts says why the init, not tsrun).
  *  - early: unshare(CLONE_NEWCGROUP) must follow the parent's cgroup join, so the
  *    container's cgroup becomes the root of its cgroup namespace.
  *  - mounts: everything mounted under the new root before pivot_root — /proc included,
@@ -24,6 +26,7 @@ import type { Spec } from '../spec/types.js';
  *  - exec: the container's command.
  */
 export const CHILD_PHASES = [
+  'join',
   'early',
   'mounts',
   'pivot',
@@ -65,7 +68,7 @@ export type ParentAction =
   | {
       action: 'cgroup';
       /** executed by src/controls/cgroups/manager.ts runCgroupAction (see there for each verb) */
-      verb: 'create' | 'enable' | 'join' | 'set' | 'oom-check' | 'kill' | 'remove';
+      verb: 'create' | 'enable' | 'join' | 'clone-into' | 'set' | 'oom-check' | 'kill' | 'remove';
       path: string;
       file?: string;
       value?: string;

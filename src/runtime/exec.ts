@@ -48,7 +48,9 @@ export function execPlan(id: string, containerSpec: Spec, initPid: number, proc:
     child('early', 'namespaces', `join the container's ${file} namespace`, op.setns(`/proc/${initPid}/ns/${file}`, flag)),
   );
   const steps: Step[] = [
-    ...full.steps.filter((s) => s.where === 'parent' && s.phase === 'after-clone' && (s.action === 'clone' || (s.action === 'cgroup' && s.verb === 'join'))),
+    ...full.steps.filter((s) => s.where === 'parent' && s.phase === 'after-clone' && (s.action === 'clone' || (s.action === 'cgroup' && (s.verb === 'join' || s.verb === 'clone-into')))),
+    // the container's cgroups, by the same means its init used (host paths: before any setns)
+    ...full.steps.filter((s) => s.where === 'child' && s.phase === 'join'),
     ...joined,
     ...full.steps
       .filter((s): s is ChildStep => s.where === 'child' && EXEC_OPS.has(s.op))
@@ -76,7 +78,7 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   const proc = execProcess(s.config.process, o.process);
   const plan = execPlan(s.id, s.config, s.pid, proc, s.containerDir);
   const pidns = `/proc/${s.pid}/ns/pid`;
-  const spawner: Spawner = (k, encoded, _flags, stdio) => k.spawn({ initPath: INIT_PATH, plan: encoded, cloneFlags: 0, stdio, pidns });
+  const spawner: Spawner = (k, encoded, _flags, stdio, cgroupDir) => k.spawn({ initPath: INIT_PATH, plan: encoded, cloneFlags: 0, stdio, pidns, ...(cgroupDir ? { cgroupDir } : {}) });
   const started = await startContainer({ plan, interactive: o.interactive, kernel, spawner });
   if (!isAlive(s)) throw new StateError(`container ${s.id.slice(0, 12)} stopped during exec`);
   if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));

@@ -50,7 +50,8 @@ function monMsg(type: number, tty: boolean, flags: number): Buffer {
 export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: string[], kernel: Kernel = nativeKernel) {
   let ctl = -1;
   let monitorPid = 0;
-  const spawner: Spawner = (k, plan, cloneFlags) => {
+  const spawner: Spawner = (k, plan, cloneFlags, _stdio, cgroupDir) => {
+    if (ctl >= 0) k.close(ctl); // a retry without clone3: the first monitor has exited
     const prep = k.prepareSpawn({ initPath: join(MONITOR_PATH, '..', 'tsrun-init'), plan });
     const [mine, theirs] = k.socketpair();
     ctl = mine;
@@ -58,7 +59,13 @@ export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: s
     child.unref();
     k.close(theirs);
     monitorPid = child.pid ?? 0;
-    k.sendMsg(ctl, monMsg(MON_CLONE, tty, cloneFlags), [prep.initFd, prep.planFd, prep.childSyncFd]);
+    // the monitor clones: it gets the cgroup2 directory to be born in as a fourth fd
+    const cgroupFd = cgroupDir ? openSync(cgroupDir, fsc.O_RDONLY | fsc.O_DIRECTORY) : -1;
+    try {
+      k.sendMsg(ctl, monMsg(MON_CLONE, tty, cloneFlags), [prep.initFd, prep.planFd, prep.childSyncFd, ...(cgroupFd >= 0 ? [cgroupFd] : [])]);
+    } finally {
+      if (cgroupFd >= 0) closeSync(cgroupFd);
+    }
     k.close(prep.planFd);
     k.close(prep.childSyncFd);
     const reply = k.recvMsg(ctl, 24);

@@ -9,7 +9,7 @@ import { runCgroupAction } from '../controls/cgroups/manager.js';
  * Runs one parent-side step. `clone` and `go` are performed by the runtime itself (they
  * are the spawn and the sync message); they appear in the plan so that it is complete.
  */
-export function execParentStep(step: ParentStep, pid?: number): void {
+export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgroup?: boolean } = {}): void {
   try {
     switch (step.action) {
       case 'mkdir':
@@ -34,7 +34,7 @@ export function execParentStep(step: ParentStep, pid?: number): void {
         writeFileSync(`/proc/${pid}/${step.file}`, step.content);
         return;
       case 'cgroup':
-        runCgroupAction(step, { ...(pid !== undefined ? { pid } : {}), warn: (m) => writeSync(2, `tsrun: warning: ${m}\n`) });
+        runCgroupAction(step, { ...(pid !== undefined ? { pid } : {}), ...opts, warn: (m) => writeSync(2, `tsrun: warning: ${m}\n`) });
         return;
       case 'clone':
       case 'go':

@@ -13,9 +13,11 @@ import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
 
 /** Clones the init: the addon in this process, or tsrun-monitor for detached containers. */
-export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number]) => { pid: number; syncFd: number };
+export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number], cgroupDir?: string) => { pid: number; syncFd: number };
 
-export const spawnHere: Spawner = (kernel, plan, cloneFlags, stdio) => kernel.spawn({ initPath: INIT_PATH, plan, cloneFlags, stdio });
+export const spawnHere: Spawner = (kernel, plan, cloneFlags, stdio, cgroupDir) => kernel.spawn({ initPath: INIT_PATH, plan, cloneFlags, stdio, ...(cgroupDir ? { cgroupDir } : {}) });
+
+const ENOSYS = osConstants.errno.ENOSYS;
 
 export interface StartOptions {
   plan: Plan;
@@ -100,11 +102,23 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     const flags = plan.cloneFlags.reduce((acc, f) => acc | CLONE[f.replace(/^CLONE_/, '') as CloneFlag], 0);
     devNull = openSync('/dev/null', 'r');
     const stdin = o.interactive && !plan.spec.process.terminal ? 0 : devNull;
-    ({ pid, syncFd } = (o.spawner ?? spawnHere)(kernel, encodePlan(childSteps(plan)), flags, [stdin, 1, 2]));
+    const spawn = o.spawner ?? spawnHere;
+    const encoded = encodePlan(childSteps(plan));
+    const into = parentSteps(plan, 'after-clone').find((s) => s.action === 'cgroup' && s.verb === 'clone-into');
+    const cgroupDir = into?.action === 'cgroup' ? into.path : undefined;
+    let bornInCgroup = cgroupDir !== undefined;
+    try {
+      ({ pid, syncFd } = spawn(kernel, encoded, flags, [stdin, 1, 2], cgroupDir));
+    } catch (e) {
+      // no clone3 (Linux < 5.7, or a seccomp filter around tsrun): clone, then cgroup.procs
+      if (!bornInCgroup || (e as { errno?: number }).errno !== ENOSYS) throw e;
+      bornInCgroup = false;
+      ({ pid, syncFd } = spawn(kernel, encoded, flags, [stdin, 1, 2]));
+    }
     closeSync(devNull);
     devNull = -1;
     o.onSpawn?.(pid);
-    for (const s of parentSteps(plan, 'after-clone')) execParentStep(s, pid);
+    for (const s of parentSteps(plan, 'after-clone')) execParentStep(s, pid, { bornInCgroup });
     // The child waits before exec for its maps (native/spawn.h): release it first.
     if (plan.cloneFlags.includes('CLONE_NEWUSER')) kernel.syncSend(syncFd, MSG.ID_MAPPED);
     kernel.syncSend(syncFd, MSG.GO);

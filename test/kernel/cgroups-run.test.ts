@@ -120,6 +120,19 @@ describeKernel('cgroup limits through tsrun run', () => {
     expect(r.stdout.trim().split('\n')[0]).toMatch(new RegExp(`^\\d+:(pids)?:${PARENT}/[0-9a-f]{64}$`));
   });
 
+  it('the init is in the container\'s cgroup in every hierarchy: born in cgroup2, moved itself into each v1 one', () => {
+    // with the host's cgroup namespace /proc/1/cgroup shows host paths; named v1 hierarchies
+    // without controllers (name=systemd) are not the container's (runc leaves them too)
+    const r = tsrun(['run', '--rm', '--cgroupns', 'host', '--cgroup-parent', PARENT, 'busybox', 'cat', '/proc/1/cgroup']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n').filter((l) => !/^\d+:name=/.test(l));
+    const l = hostLayout();
+    expect(lines).toHaveLength(l.v1.filter((h) => h.controllers.length).length + (l.unified ? 1 : 0));
+    const paths = new Set(lines.map((x) => x.split(':').slice(2).join(':')));
+    expect(paths.size).toBe(1);
+    expect([...paths][0]).toMatch(new RegExp(`^${PARENT}/[0-9a-f]{64}$`));
+  });
+
   it('--cpus 0.5 shows in the cgroup files and a busy loop is throttled', () => {
     const cpuDir = v1('cpu') ? '/sys/fs/cgroup/cpu' : '/sys/fs/cgroup';
     const files = v1('cpu') ? `${cpuDir}/cpu.cfs_quota_us ${cpuDir}/cpu.cfs_period_us` : `${cpuDir}/cpu.max`;

@@ -39,6 +39,14 @@ describeKernel('user namespace remap on the real kernel', () => {
     expect(info.ns.user).not.toBe(hostNs('user'));
   });
 
+  it('the remapped init is in its own cgroup in every hierarchy (tsrun moves it: the host\'s tasks files are not its own)', () => {
+    const r = run(['run', '--rm', '--userns-remap', 'default', '--cgroupns', 'host', 'busybox', 'cat', '/proc/1/cgroup']);
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n').filter((l) => !/^\d+:name=/.test(l));
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(l).toMatch(/^\d+:[^:]*:\/tsrun\/[0-9a-f]{64}$/);
+  });
+
   it('/proc/self/uid_map and gid_map show the mapping; without the remap they are the identity', () => {
     const r = run(['run', '--rm', '--userns-remap', 'default', 'busybox', 'cat', '/proc/self/uid_map', '/proc/self/gid_map']);
     expect(r.stdout.split('\n').filter(Boolean).map((l) => l.trim().split(/\s+/))).toEqual([

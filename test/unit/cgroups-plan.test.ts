@@ -29,24 +29,44 @@ function ctx(opts: RunOptions, layout = hybrid): BuildContext {
 }
 
 describe('cgroups in the plan', () => {
-  it('explain shows the writes, the join before GO and the cleanup', () => {
+  it('explain shows the writes, the joins before the cgroupns unshare, and the cleanup', () => {
     const plan = buildPlan(ctx({ pidsLimit: '50', memory: '32m', cpus: '0.5' }));
     const text = renderPlan(plan, {});
     expect(text).toContain(`echo "50" > /sys/fs/cgroup/pids/tsrun/${ID}/pids.max`);
     expect(text).toContain(`echo "33554432" > /sys/fs/cgroup/memory/tsrun/${ID}/memory.limit_in_bytes`);
     expect(text).toContain(`echo "67108864" > /sys/fs/cgroup/memory/tsrun/${ID}/memory.memsw.limit_in_bytes`);
     expect(text).toContain(`echo "50000" > /sys/fs/cgroup/cpu/tsrun/${ID}/cpu.cfs_quota_us`);
-    expect(text).toContain(`echo $PID > /sys/fs/cgroup/pids/tsrun/${ID}/cgroup.procs`);
-    // joins come after the clone and before the child's first step (the cgroupns unshare)
+    // v1: the init writes 0 to each hierarchy's tasks file itself, as its very first operations
+    const v1 = hybrid.v1.filter((h) => h.controllers.length > 0);
+    const joins = plan.steps.filter((s) => s.where === 'child' && s.phase === 'join');
+    expect(joins.map((s) => s.where === 'child' && [s.op, s.strs[1]])).toEqual(v1.map(() => ['WRITE_FILE', '0']));
+    expect(joins.map((s) => (s.where === 'child' ? s.strs[0] : ''))).toContain(`/sys/fs/cgroup/pids/tsrun/${ID}/tasks`);
+    expect(text).not.toContain('echo $PID >');
+    // cgroup2 (hybrid's unified): born there through clone3
+    expect(text).toContain(`clone3(CLONE_INTO_CGROUP, open("/sys/fs/cgroup/unified/tsrun/${ID}", O_PATH))`);
     const i = (pred: (s: (typeof plan.steps)[number]) => boolean): number => plan.steps.findIndex(pred);
-    const join = i((s) => s.where === 'parent' && (s as ParentStep).action === 'cgroup' && (s as { verb?: string }).verb === 'join');
+    const into = i((s) => s.where === 'parent' && (s as { verb?: string }).verb === 'clone-into');
     const clone = i((s) => s.where === 'parent' && (s as ParentStep).action === 'clone');
+    const firstJoin = i((s) => s.where === 'child' && s.phase === 'join');
     const unshare = i((s) => s.where === 'child' && s.op === 'UNSHARE');
     expect(clone).toBeGreaterThanOrEqual(0);
-    expect(join).toBeGreaterThan(clone);
-    expect(unshare).toBeGreaterThan(join);
+    expect(into).toBeGreaterThan(clone);
+    // the cgroup namespace's root is the cgroup the init is in when it unshares
+    expect(firstJoin).toBeGreaterThan(into);
+    expect(unshare).toBeGreaterThan(firstJoin + joins.length - 1);
     const last = plan.steps.filter((s) => s.phase === 'cleanup' && s.control === 'cgroups').map((s) => (s as { verb?: string }).verb);
     expect(last).toEqual(['oom-check', 'kill', ...Array(18).fill('remove')]);
+  });
+
+  it('in a user namespace the init cannot write the host\'s tasks files: tsrun writes cgroup.procs before GO', () => {
+    const c = ctx({ pidsLimit: '50' });
+    const map = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    c.spec.linux = { ...c.spec.linux, namespaces: [...c.spec.linux.namespaces, { type: 'user' }], uidMappings: map, gidMappings: map };
+    const plan = buildPlan(c);
+    const text = renderPlan(plan, {});
+    expect(plan.steps.some((s) => s.where === 'child' && s.phase === 'join')).toBe(false);
+    expect(text).toContain(`echo $PID > /sys/fs/cgroup/pids/tsrun/${ID}/cgroup.procs`);
+    expect(text).toContain('clone3(CLONE_INTO_CGROUP');
   });
 
   it('pure v2: one directory, controllers enabled from the root down, cgroup2 read-only inside', () => {

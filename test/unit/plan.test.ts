@@ -79,8 +79,10 @@ describe('spec → plan', () => {
   it('creates every namespace in one clone, the cgroup one after the cgroup join', () => {
     const plan = buildPlan(ctxFor());
     expect(plan.cloneFlags).toEqual(['CLONE_NEWPID', 'CLONE_NEWIPC', 'CLONE_NEWUTS', 'CLONE_NEWNS', 'CLONE_NEWNET']);
-    const first = childSteps(plan)[0]!;
-    expect(first.text).toBe('unshare(CLONE_NEWCGROUP)');
+    const steps = childSteps(plan);
+    const first = steps.findIndex((s) => s.phase !== 'join');
+    expect(steps.slice(0, first).every((s) => s.op === 'WRITE_FILE' && s.strs[0]!.endsWith('/tasks'))).toBe(true);
+    expect(steps[first]!.text).toBe('unshare(CLONE_NEWCGROUP)');
   });
 
   it('orders steps by phase: mounts (proc included) before pivot_root, exec last', () => {

@@ -124,7 +124,7 @@ export const control: Control = {
     const layout = layoutOf(ctx);
     if (!layout) return [];
     const plan = planCgroup(ctx.spec, ctx.id, layout);
-    const steps: Step[] = [...plan.steps];
+    const steps: Step[] = [...plan.steps, ...plan.childSteps];
     // unshare(CLONE_NEWCGROUP) in phase 'early' comes from the namespaces control, after
     // the join below, so this cgroup is the namespace's root
     const mounts = ctx.spec.mounts ?? [];

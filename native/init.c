@@ -168,6 +168,13 @@ static int open_parent(const char *path, const char **base) {
 }
 
 static int mkdir_p(const char *path, mode_t mode) {
+  /* Most targets exist already (the image has /proc, /dev, ...): one lookup, not one per
+   * component. Below the root, only the components under it can be missing. */
+  int fd = open_confined(path, O_PATH | O_DIRECTORY);
+  if (fd >= 0) {
+    close(fd);
+    return 0;
+  }
   char buf[4096];
   size_t len = strlen(path);
   if (len >= sizeof buf) {
@@ -176,7 +183,7 @@ static int mkdir_p(const char *path, mode_t mode) {
   }
   memcpy(buf, path, len + 1);
   while (len > 1 && buf[len - 1] == '/') buf[--len] = '\0';
-  for (size_t i = 1; i <= len; i++) {
+  for (size_t i = in_root(buf) ? root_len + 1 : 1; i <= len; i++) {
     if (buf[i] != '/' && buf[i] != '\0') continue;
     if (buf[i - 1] == '/') continue; /* "//" */
     char saved = buf[i];

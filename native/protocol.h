@@ -8,10 +8,11 @@
  *   parent                                   child (cloned with the namespace flags)
  *   ------                                   -----
  *   memfd(plan), socketpair(sync)
- *   clone(flags) ─────────────────────────►  dup stdio to 0-2, sync to fd 3, plan to fd 4,
+ *   clone3(flags, cgroup2 dir) ───────────►  dup stdio to 0-2, sync to fd 3, plan to fd 4,
  *                                            execveat(sealed memfd of tsrun-init)
- *   join cgroup, write uid_map/gid_map
+ *   (userns: write uid_map/gid_map, join v1 cgroups)
  *   send MSG_GO ──────────────────────────►  read plan from fd 4, run ops in order
+ *                                            (first: write 0 to each v1 cgroup's tasks)
  *                                            (OP_CONSOLE: send MSG_PTY + master fd)
  *                                            (OP_WAIT_START: send MSG_READY, wait MSG_START)
  *   recv: EOF  ◄──────────────────────────── execve(container command) closes fd 3 (CLOEXEC)
@@ -84,7 +85,7 @@ enum tsrun_op {
 };
 
 enum tsrun_msg {
-  MSG_GO = 1,      /* parent → child: ids mapped, cgroup joined; run the plan */
+  MSG_GO = 1,      /* parent → child: ids mapped (userns: cgroups joined); run the plan */
   MSG_ERROR = 2,   /* child → parent: op `index` failed with `err` */
   MSG_PTY = 3,     /* child → parent: SCM_RIGHTS carries the pty master */
   MSG_READY = 4,   /* child → parent: waiting before exec (OP_WAIT_START) */

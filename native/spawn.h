@@ -14,6 +14,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <errno.h>
+#include <pthread.h>
+#include <string.h>
 #include <linux/close_range.h>
 #include <linux/sched.h>
 
@@ -28,34 +30,22 @@ struct tsrun_clone_args {
   uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
 };
 
+/* What the cloned child needs; it lives on the parent's stack (the parent waits). */
+struct tsrun_spawn_args {
+  uint64_t clone_flags;
+  int init_fd, plan_fd, sync_fd;
+  const int *stdio;
+};
+
 /*
- * Returns the child's pid, or -1 with errno. In the child only async-signal-safe calls
- * are made (the caller may be multithreaded: design.md trap 4): the fds are moved into
+ * The child, from clone to execveat. Only async-signal-safe calls (the caller may be
+ * multithreaded: design.md trap 4); it never returns on success. The fds are moved into
  * place (0-2 stdio, 3 sync, 4 plan) and tsrun-init is exec'd from `init_fd`, a sealed memfd.
- *
- * `cgroup_fd` >= 0: a cgroup2 directory the child is born in (clone3 CLONE_INTO_CGROUP,
- * Linux 5.7). Moving a process later through cgroup.procs takes the kernel's global
- * threadgroup lock, whose first writer waits for an RCU grace period (~10 ms here on each
- * `tsrun run`); a child born in its cgroup never moves.
  */
-static inline pid_t tsrun_spawn_init(uint64_t clone_flags, int init_fd, int plan_fd, int sync_fd,
-                                     const int stdio[3], int cgroup_fd) {
-  /* Raw clone without a new stack behaves like fork(): a copy of the calling thread only.
-   * The namespace flags go here, not through unshare, which a multithreaded process may
-   * not call for CLONE_NEWUSER. */
-  pid_t pid;
-  if (cgroup_fd >= 0) {
-    struct tsrun_clone_args ca = {0};
-    ca.flags = clone_flags | CLONE_INTO_CGROUP;
-    ca.exit_signal = SIGCHLD;
-    ca.cgroup = (uint64_t)cgroup_fd;
-    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
-  } else {
-    pid = (pid_t)syscall(SYS_clone, (unsigned long)(clone_flags | SIGCHLD), 0, 0, 0, 0);
-  }
-  if (pid != 0) return pid;
+static int tsrun_spawn_child(void *p) {
+  const struct tsrun_spawn_args *a = (const struct tsrun_spawn_args *)p;
   /* Move every source fd above the targets first, so no dup2 clobbers another source. */
-  int src[5] = {stdio[0], stdio[1], stdio[2], sync_fd, plan_fd};
+  int src[5] = {a->stdio[0], a->stdio[1], a->stdio[2], a->sync_fd, a->plan_fd};
   int hi[5];
   for (int i = 0; i < 5; i++) {
     hi[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10);
@@ -65,7 +55,7 @@ static inline pid_t tsrun_spawn_init(uint64_t clone_flags, int init_fd, int plan
   for (int i = 0; i < 5; i++)
     if (dup2(hi[i], i) < 0) _exit(INIT_FAILED);
   syscall(SYS_close_range, 5, ~0U, CLOSE_RANGE_CLOEXEC);
-  if (clone_flags & CLONE_NEWUSER) {
+  if (a->clone_flags & CLONE_NEWUSER) {
     /* In a new user namespace this process is still host uid 0, which the namespace does
      * not map: an execve now would drop every capability (capabilities(7): only the
      * namespace's own root keeps them across execve), leaving tsrun-init unable to mount
@@ -87,10 +77,106 @@ static inline pid_t tsrun_spawn_init(uint64_t clone_flags, int init_fd, int plan
   char arg0[] = "tsrun-init", arg1[] = "--tsrun-init-v1";
   char *argv[] = {arg0, arg1, 0};
   char *envp[] = {0};
-  syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
+  syscall(SYS_execveat, a->init_fd, "", argv, envp, AT_EMPTY_PATH);
   struct sync_msg m = {MSG_ERROR, INDEX_EXEC, errno, 0};
   ssize_t ignored = write(3, &m, sizeof m);
   (void)ignored;
+  _exit(INIT_FAILED);
+}
+
+#if defined(__x86_64__)
+/*
+ * clone3 that runs fn(arg) on the stack given in the clone_args: a child sharing our memory
+ * (CLONE_VM) must not return through the caller's stack frames, and glibc 2.36 offers no
+ * clone3 wrapper. Returns the child's pid or -errno; the child exits with fn's result.
+ * Registers: the syscall clobbers rax, rcx and r11 only, so r8/r9 carry fn and arg across.
+ */
+#define TSRUN_HAVE_CLONE3_ON_STACK 1
+#ifdef __cplusplus
+extern "C"
+#endif
+long tsrun_clone3_on_stack(struct tsrun_clone_args *ca, size_t size, int (*fn)(void *), void *arg);
+__asm__(
+    ".text\n"
+    ".globl tsrun_clone3_on_stack\n"
+    ".hidden tsrun_clone3_on_stack\n"
+    ".type tsrun_clone3_on_stack,@function\n"
+    "tsrun_clone3_on_stack:\n"
+    "  mov %rdx, %r8\n"
+    "  mov %rcx, %r9\n"
+    "  mov $435, %eax\n" /* __NR_clone3 */
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jz 1f\n"
+    "  ret\n"
+    "1:\n"
+    "  xor %ebp, %ebp\n"
+    "  mov %r9, %rdi\n"
+    "  call *%r8\n"
+    "  mov %eax, %edi\n"
+    "  mov $60, %eax\n" /* __NR_exit */
+    "  syscall\n"
+    "  hlt\n"
+    ".size tsrun_clone3_on_stack, .-tsrun_clone3_on_stack\n");
+#endif
+
+/*
+ * Returns the child's pid, or -1 with errno.
+ *
+ * `cgroup_fd` >= 0: a cgroup2 directory the child is born in (clone3 CLONE_INTO_CGROUP,
+ * Linux 5.7). Moving a process later through cgroup.procs takes the kernel's global
+ * threadgroup lock, whose first writer waits for an RCU grace period (~10 ms here on each
+ * `tsrun run`); a child born in its cgroup never moves.
+ *
+ * Without a user namespace the child shares our memory until it execs (CLONE_VM|CLONE_VFORK,
+ * as posix_spawn does): copying the page tables of a 50 MB Node process, then tearing the
+ * copy down at execve, costs milliseconds that a container start need not pay. Every signal
+ * stays blocked meanwhile, so no handler of ours runs in the child; tsrun-init restores the
+ * dispositions and the empty mask first thing. A new user namespace needs the fork-like
+ * clone: its child waits for the parent to write the id maps before it execs.
+ */
+static inline pid_t tsrun_spawn_init(uint64_t clone_flags, int init_fd, int plan_fd, int sync_fd,
+                                     const int stdio[3], int cgroup_fd) {
+  struct tsrun_spawn_args args = {clone_flags, init_fd, plan_fd, sync_fd, stdio};
+  struct tsrun_clone_args ca;
+  memset(&ca, 0, sizeof ca);
+  ca.flags = clone_flags | (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+  ca.exit_signal = SIGCHLD;
+  ca.cgroup = cgroup_fd >= 0 ? (uint64_t)cgroup_fd : 0;
+#ifdef TSRUN_HAVE_CLONE3_ON_STACK
+  if (!(clone_flags & CLONE_NEWUSER)) {
+    /* the child's stack: ours is suspended under CLONE_VFORK until the child execs or exits */
+    char stack[32768] __attribute__((aligned(16)));
+    ca.flags |= CLONE_VM | CLONE_VFORK;
+    ca.stack = (uint64_t)(uintptr_t)stack;
+    ca.stack_size = sizeof stack;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long r = tsrun_clone3_on_stack(&ca, sizeof ca, tsrun_spawn_child, &args);
+    pthread_sigmask(SIG_SETMASK, &old, 0);
+    if (r != -ENOSYS) {
+      if (r < 0) {
+        errno = (int)-r;
+        return -1;
+      }
+      return (pid_t)r;
+    }
+    /* no clone3 (Linux < 5.3): the fork-like clone below */
+    ca.flags &= ~(uint64_t)(CLONE_VM | CLONE_VFORK);
+    ca.stack = ca.stack_size = 0;
+  }
+#endif
+  /* Raw clone without a new stack behaves like fork(): a copy of the calling thread only.
+   * The namespace flags go here, not through unshare, which a multithreaded process may
+   * not call for CLONE_NEWUSER. */
+  pid_t pid;
+  if (cgroup_fd >= 0)
+    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+  else
+    pid = (pid_t)syscall(SYS_clone, (unsigned long)(clone_flags | SIGCHLD), 0, 0, 0, 0);
+  if (pid != 0) return pid;
+  tsrun_spawn_child(&args);
   _exit(INIT_FAILED);
 }
 

@@ -82,7 +82,10 @@ export const control: Control = {
         'namespaces',
         flags.map((f) => `CLONE_${f}`).join(', ') + ': ' + flags.map((f) => WHY[typeOfFlag(f)]).join('; '),
         { action: 'clone', flags },
-        `clone(${[...flags.map((f) => `CLONE_${f}`), 'SIGCHLD'].join('|')}) → execveat(sealed memfd "tsrun-init") with the plan on fd 4`,
+        // native/spawn.h: without a user namespace the child shares tsrun's memory until it
+        // execs (vfork-like, as posix_spawn): no copy of Node's page tables to make and undo
+        // (x86_64 only: the child's stack switch is a few lines of assembly there)
+        `clone3(${[...flags.map((f) => `CLONE_${f}`), ...(flags.includes('NEWUSER') || process.arch !== 'x64' ? [] : ['CLONE_VM', 'CLONE_VFORK'])].join('|')}, exit_signal=SIGCHLD) → execveat(sealed memfd "tsrun-init") with the plan on fd 4`,
       ),
     );
     // The init opens each path before its first setns (native/init.c pre-pass), in the

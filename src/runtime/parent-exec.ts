@@ -1,4 +1,5 @@
-import { chmodSync, chownSync, mkdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, rmdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { KernelError } from '../errors.js';
 import { errnoOf } from '../kernel/errno.js';
 import type { ParentStep } from '../plan/types.js';
@@ -24,7 +25,7 @@ export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgr
         chmodSync(step.path, step.mode);
         return;
       case 'remove':
-        rmSync(step.path, { recursive: true, force: true, maxRetries: 3 });
+        removeTree(step.path);
         return;
       case 'chown':
         chownSync(step.path, step.uid, step.gid);
@@ -49,5 +50,27 @@ export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgr
     const en = errnoOf(e);
     if (en) throw new KernelError(step.text, en.errno, en.name, (e as Error).message, step.control);
     throw e;
+  }
+}
+
+/**
+ * rm -rf for the container's own directory, on every container exit: one readdir with file
+ * types per directory and no lstat per entry (fs.rmSync's walk costs ~2 ms here). Anything
+ * unusual (a mount still busy, a race) goes to rmSync, which retries.
+ */
+function removeTree(path: string): void {
+  try {
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else unlinkSync(p);
+      }
+      rmdirSync(dir);
+    };
+    walk(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && path === (e as NodeJS.ErrnoException).path) return;
+    rmSync(path, { recursive: true, force: true, maxRetries: 3 });
   }
 }

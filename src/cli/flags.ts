@@ -25,7 +25,8 @@ export const CORE_FLAGS: FlagDef[] = [
   { syntax: '-u, --user <user[:group]>', help: 'user (name or uid) and group, from the image\'s /etc/passwd and /etc/group', docker: '-u', control: 'process' },
   { syntax: '--entrypoint <cmd>', help: 'override the image\'s entrypoint', docker: '--entrypoint', control: 'process' },
   { syntax: '-h, --hostname <name>', help: 'container hostname (default: the short container id)', docker: '--hostname', control: 'uts-net' },
-  { syntax: '--network <mode>', help: 'none (own namespace, loopback only; the default) or host', docker: '--network', control: 'namespaces' },
+  { syntax: '--network <mode>', help: 'none (own namespace, loopback only; the default), host, or NAME of a tsrun network (eth0 on its bridge)', docker: '--network', control: 'namespaces' },
+  { syntax: '--ip <address>', help: 'with --network NAME: this IPv4 address instead of the next free one', docker: '--ip', control: 'network' },
   {
     syntax: '--read-only',
     help: 'mount the root filesystem read-only (writes fail with EROFS)',

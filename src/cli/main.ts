@@ -9,6 +9,7 @@ import { registerLifecycle } from './lifecycle.js';
 import { registerStatsCommand } from './stats.js';
 import { registerImageCommands } from './image.js';
 import { registerSeccompCommand } from './seccomp.js';
+import { registerNetworkCommands } from './network.js';
 
 const VERSION = '0.1.0';
 
@@ -71,6 +72,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerStatsCommand(program);
   registerImageCommands(program, () => paths(program), setExit);
   registerSeccompCommand(program, setExit);
+  registerNetworkCommands(program, () => paths(program), setExit);
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {
       throw new UsageError('--systemd-cgroup: tsrun drives cgroupfs directly and has no systemd support; configure the engine for cgroupfs (podman: cgroup_manager = "cgroupfs")');

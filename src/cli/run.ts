@@ -22,6 +22,8 @@ import { RUN_FLAGS } from './flags.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/index.js';
 import { applyDefaults } from '../config/spec-defaults.js';
 import { capabilityReport } from '../controls/capabilities.js';
+import { resolveAttachment } from '../network/attach.js';
+import { NETWORK_ANNOTATION } from '../network/types.js';
 
 export interface RunCliOptions extends RunOptions {
   bundle?: string;
@@ -114,6 +116,11 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     // which image the container was made from: rmi refuses to remove it while the container exists
     spec.annotations = { ...spec.annotations, [IMAGE_ANNOTATION]: img.id };
     ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart) };
+  }
+  const net = opts.network;
+  if (net !== undefined && net !== 'none' && net !== 'host') {
+    ctx.network = resolveAttachment(paths.data, net, opts.ip, [ctx.spec.hostname ?? '', opts.name ?? '']);
+    ctx.spec.annotations = { ...ctx.spec.annotations, [NETWORK_ANNOTATION]: net };
   }
   return buildPlan(ctx);
 }

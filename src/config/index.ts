@@ -31,6 +31,8 @@ export interface TsrunConfig {
   'live-restore'?: boolean;
   /** accepted; SELinux labels are refused at run time when SELinux is not active */
   'selinux-enabled'?: boolean;
+  /** inter-container communication: docker's applies to docker0; tsrun's is the default of `network create` (docs/networks.md) */
+  icc?: boolean;
 }
 
 export interface LoadedConfig {
@@ -42,7 +44,7 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-const KEYS = ['userns-remap', 'no-new-privileges', 'default-ulimits', 'seccomp-profile', 'live-restore', 'selinux-enabled'] as const;
+const KEYS = ['userns-remap', 'no-new-privileges', 'default-ulimits', 'seccomp-profile', 'live-restore', 'selinux-enabled', 'icc'] as const;
 
 /** --config beats TSRUN_CONFIG beats /etc/tsrun/config.json. */
 export function configPath(flag?: string, env: NodeJS.ProcessEnv = process.env): { path: string; explicit: boolean } {
@@ -62,7 +64,7 @@ export function validateConfig(raw: unknown, path: string): TsrunConfig {
   for (const k of Object.keys(obj))
     if (!(KEYS as readonly string[]).includes(k)) throw bad(path, k, `unknown key (known: ${KEYS.join(', ')})`);
   const cfg: TsrunConfig = {};
-  for (const k of ['no-new-privileges', 'live-restore', 'selinux-enabled'] as const) {
+  for (const k of ['no-new-privileges', 'live-restore', 'selinux-enabled', 'icc'] as const) {
     if (obj[k] === undefined) continue;
     if (typeof obj[k] !== 'boolean') throw bad(path, k, `expected true or false, got ${JSON.stringify(obj[k])}`);
     cfg[k] = obj[k] as boolean;

@@ -9,7 +9,9 @@ import { isBind } from './mounts.js';
 // files are never exposed (only a copy of resolv.conf's content).
 export const ETC_FILES = ['hostname', 'hosts', 'resolv.conf'] as const;
 
-export function etcFileContent(name: (typeof ETC_FILES)[number], hostname: string, hostResolv: string, hostNetwork: boolean): string {
+// With a network (--network NAME) the hostname's line is the container's address, appended
+// by the network control once CNI has allocated it, instead of 127.0.1.1.
+export function etcFileContent(name: (typeof ETC_FILES)[number], hostname: string, hostResolv: string, hostNetwork: boolean, attached = false): string {
   switch (name) {
     case 'hostname':
       return `${hostname}\n`;
@@ -21,7 +23,7 @@ export function etcFileContent(name: (typeof ETC_FILES)[number], hostname: strin
         'ff00::0\tip6-mcastprefix',
         'ff02::1\tip6-allnodes',
         'ff02::2\tip6-allrouters',
-        `127.0.1.1\t${hostname}`,
+        ...(attached ? [] : [`127.0.1.1\t${hostname}`]),
         '',
       ].join('\n');
     case 'resolv.conf':
@@ -50,7 +52,7 @@ export const control: Control = {
             'prepare',
             'etc-files',
             `content of the container's /etc/${name}`,
-            { action: 'write-file', path: m.source!, content: etcFileContent(name, ctx.spec.hostname ?? '', readHostResolv(), hostNetwork), mode: 0o644 },
+            { action: 'write-file', path: m.source!, content: etcFileContent(name, ctx.spec.hostname ?? '', readHostResolv(), hostNetwork, Boolean(ctx.network)), mode: 0o644 },
             `write ${m.source}`,
           ),
         ];

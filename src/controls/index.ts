@@ -6,6 +6,7 @@ import { control as defaultDevices } from './default-devices.js';
 import { control as etcFiles } from './etc-files.js';
 import { control as readonlyRootfs } from './readonly-rootfs.js';
 import { control as utsNet } from './uts-net.js';
+import { control as network } from './network.js';
 import { control as processControl } from './process.js';
 import { control as cgroups } from './cgroups/index.js';
 import { control as userns } from './userns.js';
@@ -38,6 +39,7 @@ export const CONTROLS: readonly Control[] = [
   readonlyRootfs,
   maskedPaths,
   utsNet,
+  network,
   rlimits,
   capabilities,
   nnp,

@@ -77,6 +77,22 @@ export type ParentAction =
     }
   | { action: 'id-map'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
   | { action: 'send-mount-fd'; source: string; idmapUserns: boolean; recursive: boolean }
+  /** src/network/store.ts ensureBridge: the network's bridge with its gateway address, up */
+  | { action: 'network-bridge'; bridge: string; subnet: string; gateway: string; name: string }
+  /** src/network/cni.ts runCniAction: one CNI plugin call (CNI spec 1.0); ADD appends the address to hostsFile */
+  | {
+      action: 'cni';
+      command: 'ADD' | 'DEL';
+      plugin: string;
+      cniPath: string;
+      containerId: string;
+      ifname: string;
+      config: Record<string, unknown>;
+      hostsFile?: string;
+      hostnames?: string[];
+    }
+  /** src/network/cni.ts runPortAction: bridge port isolation of the container's host-side veth */
+  | { action: 'bridge-port'; containerId: string; isolated: boolean }
   | { action: 'go' };
 
 interface StepMeta {
@@ -145,4 +161,6 @@ export interface BuildContext {
   terminal: boolean;
   /** stop before exec until `start` (OCI create): the init waits on `startFifo(ctx)` */
   waitStart: boolean;
+  /** run --network NAME: the user-defined network to attach to (src/network, resolved by the CLI) */
+  network?: import('../network/types.js').NetworkAttachment;
 }

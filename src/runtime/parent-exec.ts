@@ -5,6 +5,8 @@ import { errnoOf } from '../kernel/errno.js';
 import type { ParentStep } from '../plan/types.js';
 import { nativeKernel } from '../kernel/native.js';
 import { runCgroupAction } from '../controls/cgroups/manager.js';
+import { runCniAction, runPortAction } from '../network/cni.js';
+import { ensureBridge } from '../network/store.js';
 
 /**
  * Runs one parent-side step. `clone` and `go` are performed by the runtime itself (they
@@ -36,6 +38,15 @@ export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgr
         return;
       case 'cgroup':
         runCgroupAction(step, { ...(pid !== undefined ? { pid } : {}), ...opts, warn: (m) => writeSync(2, `tsrun: warning: ${m}\n`) });
+        return;
+      case 'network-bridge':
+        ensureBridge(step);
+        return;
+      case 'cni':
+        runCniAction(step, pid);
+        return;
+      case 'bridge-port':
+        runPortAction(step);
         return;
       case 'clone':
       case 'go':

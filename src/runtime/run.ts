@@ -218,8 +218,9 @@ export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel
     signals.dispose();
     relay?.stop();
     // a kept container (docker run without --rm) keeps its layer and cgroup until `tsrun rm`;
-    // its reports (why it died: the OOM killer) are still due now
-    const err = keep ? cleanup(plan, (s) => s.action === 'cgroup' && s.verb === 'oom-check') : cleanup(plan);
+    // its reports (why it died: the OOM killer) are still due now, and its network address
+    // goes back to the pool (as docker's stop), `rm` repeats that harmlessly
+    const err = keep ? cleanup(plan, (s) => (s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni') : cleanup(plan);
     if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
   }
 }

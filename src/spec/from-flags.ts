@@ -8,6 +8,7 @@ import type { FlagDef, FlagEnv } from './flag-types.js';
 import type { Mount, Spec } from './types.js';
 import { resolveUser } from './users.js';
 import { finishSeccomp } from '../controls/seccomp/index.js';
+import { NETWORK_ANNOTATION, NETWORK_NAME_RE } from '../network/types.js';
 
 /** `tsrun run` options after parsing (commander's camelCase names). */
 export interface RunOptions {
@@ -22,6 +23,7 @@ export interface RunOptions {
   entrypoint?: string;
   hostname?: string;
   network?: string;
+  ip?: string;
   readOnly?: boolean;
   volume?: string[];
   tmpfs?: string[];
@@ -133,9 +135,12 @@ export function specFromFlags(input: SpecInput): Spec {
   if (!HOSTNAME_RE.test(hostname)) throw new UsageError(`--hostname ${JSON.stringify(hostname)}: not a valid hostname (letters, digits, '.', '-'; at most 63 characters)`);
 
   const network = opts.network ?? 'none';
-  if (network !== 'none' && network !== 'host') {
-    throw new UnsupportedError(`--network ${JSON.stringify(network)}: only "none" (own namespace, loopback only) and "host" are supported so far`);
-  }
+  if (/^(container|ns):/.test(network)) throw new UnsupportedError(`--network ${JSON.stringify(network)}: joining another container's or a path's namespace is not supported (none, host, or a network from tsrun network ls)`);
+  if (network === 'bridge' || network === 'default')
+    throw new UnsupportedError(`--network ${JSON.stringify(network)}: tsrun has no default bridge network (docker0); make one with tsrun network create NAME, then --network NAME`);
+  if (network !== 'none' && network !== 'host' && !NETWORK_NAME_RE.test(network)) throw new UsageError(`--network ${JSON.stringify(network)}: not a network name (none, host, or a network from tsrun network ls)`);
+  // docker: --ip needs a user-defined network to take the address from
+  if (opts.ip !== undefined && (network === 'none' || network === 'host')) throw new UsageError(`--ip ${String(opts.ip)}: needs --network NAME (a user-defined network), not --network ${network}`);
 
   const userSpec = opts.user ?? image.config.User ?? '';
   const user = userSpec ? resolveUser(userSpec, input.env.readImageFile('/etc/passwd'), input.env.readImageFile('/etc/group'), opts.user ? '--user' : `image ${image.name} User`) : { uid: 0, gid: 0, additionalGids: [], home: '/root' };
@@ -173,7 +178,11 @@ export function specFromFlags(input: SpecInput): Spec {
     root: { path: input.rootfs, readonly: false },
     hostname,
     mounts,
-    annotations: { 'org.opencontainers.image.ref.name': image.name, ...(opts.name ? { 'tsrun.name': opts.name } : {}) },
+    annotations: {
+      'org.opencontainers.image.ref.name': image.name,
+      ...(opts.name ? { 'tsrun.name': opts.name } : {}),
+      ...(network !== 'none' && network !== 'host' ? { [NETWORK_ANNOTATION]: network } : {}),
+    },
     linux: {
       namespaces: defaultNamespaces(network === 'host'),
       rootfsPropagation: 'rprivate',

@@ -1,0 +1,77 @@
+// A user-defined bridge network (`tsrun network create`), as stored in
+// <data>/networks/NAME.json, and the pure mapping of it to a CNI network configuration.
+// The CNI plugins (containernetworking-plugins: bridge + host-local) do the kernel work;
+// tsrun only decides what to ask for.
+import { posix } from 'node:path';
+
+export interface NetworkDef {
+  name: string;
+  /** 64 hex digits, as docker's network ids */
+  id: string;
+  driver: 'bridge';
+  /** IPv4 CIDR, e.g. 10.77.0.0/24 */
+  subnet: string;
+  /** the bridge's own address: the host side of the network */
+  gateway: string;
+  /** the Linux bridge device (IFNAMSIZ: at most 15 characters) */
+  bridge: string;
+  /** inter-container communication: false isolates every container's bridge port */
+  icc: boolean;
+  /** docker's --internal: recorded; tsrun never routes or NATs a network to the outside anyway */
+  internal: boolean;
+  /** docker's -o options as given */
+  options: Record<string, string>;
+  created: string;
+}
+
+/** What the network control needs to attach a container (resolved by the CLI from the data dir). */
+export interface NetworkAttachment {
+  def: NetworkDef;
+  /** --ip: a fixed address instead of host-local's next free one */
+  ip?: string;
+  /** the CNI plugin directory (CNI_PATH: bridge calls host-local from there) */
+  cniPath: string;
+  /** host-local's dataDir: one file per allocated address, under a lock per network */
+  ipamDir: string;
+  /** names for the container's own /etc/hosts line (hostname, then --name) */
+  hostnames: string[];
+}
+
+export const CNI_VERSION = '1.0.0';
+
+export const bridgeName = (id: string) => `tsbr-${id.slice(0, 10)}`;
+
+/**
+ * The CNI network configuration for one container (CNI spec 1.0, "Network configuration").
+ * isGateway is false on purpose: with it, the bridge plugin would also write 1 to
+ * net.ipv4.ip_forward for the whole host; tsrun gives the bridge its gateway address
+ * itself when it creates the network. No ipMasq (no NAT) and no routes: a container
+ * reaches its subnet and the gateway, nothing beyond.
+ */
+export function cniConfig(a: Pick<NetworkAttachment, 'def' | 'ip' | 'ipamDir'>): Record<string, unknown> {
+  const { def } = a;
+  return {
+    cniVersion: CNI_VERSION,
+    name: def.name,
+    type: 'bridge',
+    bridge: def.bridge,
+    isGateway: false,
+    ipMasq: false,
+    hairpinMode: false,
+    ipam: {
+      type: 'host-local',
+      ranges: [[{ subnet: def.subnet, gateway: def.gateway }]],
+      dataDir: a.ipamDir,
+    },
+    // host-local reads requested addresses from args.cni.ips (CNI conventions, "args")
+    ...(a.ip ? { args: { cni: { ips: [a.ip] } } } : {}),
+  };
+}
+
+export const networksDir = (data: string) => posix.join(data, 'networks');
+export const ipamDirOf = (data: string) => posix.join(networksDir(data), 'ipam');
+
+export const NETWORK_NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
+
+/** the user-defined network a container is attached to (a spec annotation): `network rm` and `network inspect` read it */
+export const NETWORK_ANNOTATION = 'tsrun.network';

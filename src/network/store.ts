@@ -115,12 +115,13 @@ export function ensureBridge(def: Pick<NetworkDef, 'name' | 'bridge' | 'subnet' 
     }
   }
   const prefix = def.subnet.split('/')[1];
-  const addrs = ipCommand(['-4', '-o', 'addr', 'show', 'dev', def.bridge]);
-  if (!addrs.includes(` ${def.gateway}/${prefix} `)) {
+  const hasGateway = () => ipCommand(['-4', '-o', 'addr', 'show', 'dev', def.bridge]).includes(` ${def.gateway}/${prefix} `);
+  if (!hasGateway()) {
     try {
       ipCommand(['addr', 'add', `${def.gateway}/${prefix}`, 'dev', def.bridge]);
     } catch (e) {
-      if (!/File exists/.test((e as Error).message)) throw e;
+      // several containers starting at once after a reboot: another tsrun added it first
+      if (!hasGateway()) throw e;
     }
   }
   ipCommand(['link', 'set', def.bridge, 'up']);

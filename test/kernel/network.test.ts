@@ -1,7 +1,8 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync, chmodSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
+import { describeKernel, leaks, testEnv, tsrun, tsrunAsync } from './helpers.js';
+import { execFileSync } from 'node:child_process';
 
 // User-defined bridge networks on the real kernel: CNI bridge + host-local from
 // /usr/lib/cni (package containernetworking-plugins), icc=false as bridge port isolation.
@@ -117,6 +118,32 @@ describeKernel('bridge networks (CNI) and icc=false', () => {
     started.push(`${tag}-kept`);
     expect(kept.code).toBe(0);
     expect(ipamFiles(ON)).not.toContain('10.77.201.89');
+  });
+
+  it('concurrent runs get distinct addresses (host-local\'s lock) and remake a deleted bridge once', async () => {
+    const NET = `${tag}-cc`;
+    expect(tsrun(['network', 'create', '--subnet', '10.77.203.0/24', NET]).code).toBe(0);
+    const br = inspect(NET).bridge;
+    try {
+      // as after a reboot: the definition exists, the bridge does not
+      execFileSync('ip', ['link', 'del', br]);
+      const runs = Array.from({ length: 4 }, () => {
+        const p = tsrunAsync(['run', '--rm', '--network', NET, 'busybox', 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']);
+        let out = '';
+        p.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+        p.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+        return new Promise<string>((resolve) => p.on('close', (code) => resolve(`${code} ${out}`)));
+      });
+      const outs = await Promise.all(runs);
+      const ips = outs.map((o) => /^0 .*inet (10\.77\.203\.\d+)\/24/s.exec(o)?.[1] ?? o);
+      expect(ips.filter((ip) => !/^10\.77\.203\.\d+$/.test(ip))).toEqual([]);
+      expect(new Set(ips).size).toBe(4);
+      expect(execFileSync('ip', ['-4', '-o', 'addr', 'show', 'dev', br], { encoding: 'utf8' })).toContain(' 10.77.203.1/24 ');
+      expect(ipamFiles(NET)).toEqual([]);
+    } finally {
+      expect(tsrun(['network', 'rm', NET]).code).toBe(0);
+    }
+    expect(existsSync(`/sys/class/net/${br}`)).toBe(false);
   });
 
   it('bad input: one line, exit 125, nothing left behind', async () => {

@@ -1,4 +1,6 @@
 import { existsSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { allocations, loadNetwork } from '../network/store.js';
+import { NETWORK_ANNOTATION } from '../network/types.js';
 import { constants as osc } from 'node:os';
 import type { Command } from 'commander';
 import { SpecError, StateError, UsageError } from '../errors.js';
@@ -42,6 +44,15 @@ export function describe(paths: Paths, s: ContainerState) {
     exitCode: exit ? (exit.code ?? 128 + (exit.signal ?? 0)) : null,
     finishedAt: exit?.finishedAt ?? null,
   };
+}
+
+/** docker inspect's NetworkSettings.Networks: the address host-local holds for the container (none once it exited). */
+function networkSettings(p: Paths, s: ContainerState) {
+  const name = s.annotations[NETWORK_ANNOTATION];
+  if (!name) return { Networks: {} };
+  const def = loadNetwork(p.data, name);
+  const a = allocations(p.data, name).find((x) => x.containerId === s.id);
+  return { Networks: { [name]: { NetworkID: def?.id ?? '', IPAddress: a?.ip ?? '', IPPrefixLen: def ? Number(def.subnet.split('/')[1]) : 0, Gateway: def?.gateway ?? '' } } };
 }
 
 export function ociState(s: ContainerState) {
@@ -260,6 +271,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
           Resources: s.config.linux.resources ?? {},
           CgroupsPath: s.config.linux.cgroupsPath ?? null,
           Namespaces: s.config.linux.namespaces,
+          NetworkSettings: networkSettings(paths(), s),
           IdMappings: { uid: s.config.linux.uidMappings ?? [], gid: s.config.linux.gidMappings ?? [] },
           ReadonlyRootfs: Boolean(s.config.root.readonly),
           Bundle: s.bundle,

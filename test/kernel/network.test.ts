@@ -80,6 +80,8 @@ describeKernel('bridge networks (CNI) and icc=false', () => {
     const net = inspect(ON);
     expect(net.containers).toEqual([{ id: a, name: `${tag}-a`, ip: expect.stringMatching(/^10\.77\.201\.\d+$/), ipv4Address: expect.stringMatching(/\/24$/) }]);
     const ipA = net.containers[0]!.ip;
+    const settings = JSON.parse(tsrun(['inspect', `${tag}-a`]).stdout)[0].NetworkSettings;
+    expect(settings).toEqual({ Networks: { [ON]: { NetworkID: expect.stringMatching(/^[0-9a-f]{64}$/), IPAddress: ipA, IPPrefixLen: 24, Gateway: '10.77.201.1' } } });
     const r = tsrun(['run', '--rm', '--network', ON, '--ip', '10.77.201.77', '--hostname', 'bee', 'busybox', 'sh', '-c', `ip -4 -o addr show dev eth0; grep bee /etc/hosts; ip route; ping -c1 -W1 ${ipA} >/dev/null && echo reached`]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

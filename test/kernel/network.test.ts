@@ -74,6 +74,18 @@ describeKernel('bridge networks (CNI) and icc=false', () => {
     expect(ls).toMatch(new RegExp(`${OFF}\\s+bridge\\s+10.77.202.0/24\\s+10.77.202.1\\s+false`));
   });
 
+  it('"icc": false in the config file is the default of new networks; --icc wins', () => {
+    const cfg = join(testEnv().base, 'net-config.json');
+    writeFileSync(cfg, JSON.stringify({ icc: false }));
+    for (const [flags, icc] of [[[], false], [['--icc=true'], true]] as [string[], boolean][]) {
+      const name = `${tag}-cfg`;
+      const r = tsrun(['network', 'create', '--config', cfg, '--subnet', '10.77.204.0/24', ...flags, name]);
+      expect(r.stderr).toBe('');
+      expect(inspect(name).icc).toBe(icc);
+      expect(tsrun(['network', 'rm', name]).code).toBe(0);
+    }
+  });
+
   it('icc=true: two containers reach each other; eth0 has the allocated address; /etc/hosts names it', () => {
     const a = detached(ON, ['--name', `${tag}-a`]);
     started.push(a);

@@ -72,6 +72,13 @@ function callPlugin(a: CniAction, netns: string | undefined): string {
  */
 export function runCniAction(a: CniAction, pid?: number): void {
   if (a.command === 'DEL') {
+    // no allocation directory: nothing to release (the network was removed since, with its
+    // addresses); calling host-local would only make the directory again
+    const ipam = a.config.ipam as { dataDir?: string } | undefined;
+    if (ipam?.dataDir && !existsSync(join(ipam.dataDir, String(a.config.name)))) {
+      added.delete(a.containerId);
+      return;
+    }
     callPlugin(a, undefined);
     added.delete(a.containerId);
     return;

@@ -264,6 +264,9 @@ describe('resolving an attachment and calling a plugin (fake plugins, no root)',
     expect(JSON.parse(calls[0]!.split('STDIN\n')[1]!)).toEqual(config);
     expect(calls[1]).toContain('CNI_COMMAND=DEL');
     expect(calls[1]).not.toContain('CNI_NETNS');
+    // the network (and host-local's directory with it) was removed since: nothing to release
+    runCniAction({ action: 'cni', command: 'DEL', ...common, config: cniConfig({ def: n, ipamDir: join(dir, 'gone') }) });
+    expect(readFileSync(log, 'utf8').split('END\n').filter(Boolean)).toHaveLength(2);
   });
 
   it('turns a CNI error object into one line naming the network, plugin and code', () => {

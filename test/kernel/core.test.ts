@@ -60,6 +60,14 @@ describeKernel('core runtime on the real kernel', () => {
     expect(info.fds[0].target).toBe('/dev/null'); // no -i: stdin is /dev/null, as docker
   });
 
+  it('starts the command with no blocked, ignored or caught signal (tsrun blocks all around its clone)', () => {
+    // native/spawn.h blocks every signal while the child shares tsrun's memory; Node ignores
+    // SIGPIPE and catches others: none of that may reach the container (signal(7), execve(2))
+    const r = tsrun(['run', '--rm', 'busybox', 'grep', '-E', '^Sig(Blk|Ign|Cgt):', '/proc/self/status']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').map((l) => l.replace(/\s+/g, ' '))).toEqual(['SigBlk: 0000000000000000', 'SigIgn: 0000000000000000', 'SigCgt: 0000000000000000']);
+  });
+
   it('brings loopback up in its own network namespace; --network host shares the host\'s', () => {
     const r = tsrun(['run', '--rm', 'busybox', 'sh', '-c', 'ls /sys/class/net; cat /sys/class/net/lo/operstate; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping-ok']);
     expect(r.stdout).toBe('lo\nunknown\nping-ok\n');

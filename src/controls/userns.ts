@@ -59,10 +59,13 @@ export function idDbUnder(prefix: string): IdDb {
 
 // TSRUN_ID_PREFIX points at a directory whose etc/ holds passwd, group, subuid and subgid
 // (useradd --prefix): tests use a copy so they never add a user to the host.
-let currentDb: IdDb = process.env.TSRUN_ID_PREFIX ? idDbUnder(process.env.TSRUN_ID_PREFIX) : HOST_ID_DB;
+// Read when first needed, not at module load: the CLI's start-up snapshot runs module code
+// at build time, and the environment that counts is the one tsrun runs in.
+let chosenDb: IdDb | undefined;
+const currentDb = (): IdDb => (chosenDb ??= process.env.TSRUN_ID_PREFIX ? idDbUnder(process.env.TSRUN_ID_PREFIX) : HOST_ID_DB);
 /** Tests point the flag mappers at a copy of the account files. */
 export function setIdDb(db: IdDb): void {
-  currentDb = db;
+  chosenDb = db;
 }
 
 export function parseSubIds(text: string, path: string): SubIdEntry[] {
@@ -210,7 +213,7 @@ function findAccount(list: Account[], who: string, kind: string, path: string): 
 }
 
 /** `default` or `USER[:GROUP]` → the mappings (creating the default user if needed). */
-export function resolveRemap(value: string, db: IdDb = currentDb): Remap {
+export function resolveRemap(value: string, db: IdDb = currentDb()): Remap {
   const v = value.trim();
   if (!v) throw new UsageError('--userns-remap: expected "default" or USER[:GROUP]');
   const parts = v.split(':');

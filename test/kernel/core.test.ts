@@ -135,7 +135,7 @@ describeKernel('core runtime on the real kernel', () => {
 
   it('-t gives a pty of the container\'s own devpts as controlling terminal, with TERM set', () => {
     // script(1) gives tsrun a terminal, as a user's shell would
-    const cmd = `${process.execPath} ${BIN} run --rm -t busybox sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo isatty; echo $TERM; ls -l /proc/self/fd/0'`;
+    const cmd = `${BIN} run --rm -t busybox sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo isatty; echo $TERM; ls -l /proc/self/fd/0'`;
     const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: tsrunEnvVars(), timeout: 20_000 });
     expect(r.status).toBe(0);
     const lines = r.stdout.replace(/\r/g, '').split('\n');
@@ -147,7 +147,7 @@ describeKernel('core runtime on the real kernel', () => {
 
   it('-it: keystrokes reach the shell, Ctrl-C interrupts its foreground job, exit ends it', async () => {
     // script(1) is the user's terminal; we type into it over time
-    const cmd = `${process.execPath} ${BIN} run --rm -it busybox sh`;
+    const cmd = `${BIN} run --rm -it busybox sh`;
     const term = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...tsrunEnvVars(), TERM: 'xterm' }, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     term.stdout.on('data', (c) => (out += c));
@@ -261,7 +261,7 @@ describeKernel('core runtime on the real kernel', () => {
   });
 
   it('refuses to run without root, saying so', () => {
-    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, join(import.meta.dirname, '..', '..', 'bin', 'tsrun'), 'run', 'busybox', 'true'], { encoding: 'utf8' });
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', join(import.meta.dirname, '..', '..', 'bin', 'tsrun'), 'run', 'busybox', 'true'], { encoding: 'utf8' });
     expect(r.status).toBe(125);
     expect(r.stderr).toMatch(/needs root/);
   });

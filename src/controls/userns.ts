@@ -1,7 +1,7 @@
 // User namespaces with a remapped root (user_namespaces(7); workshop control 2.8, CIS 2.8):
 // uid 0 in the container is an unprivileged uid on the host, taken from a subordinate
 // range in /etc/subuid and /etc/subgid (subuid(5)), as dockerd's userns-remap does.
-import { execFileSync } from 'node:child_process';
+import { childProcess } from '../builtins.js';
 import { appendFileSync, closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as op from '../plan/ops.js';
@@ -171,7 +171,7 @@ export function useradd(name: string, db: IdDb): void {
   const args = ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin'];
   if (db.prefix) args.push('--prefix', db.prefix);
   try {
-    execFileSync('useradd', [...args, name], { stdio: ['ignore', 'ignore', 'pipe'] });
+    childProcess().execFileSync('useradd', [...args, name], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
     const msg = (e as { stderr?: Buffer }).stderr?.toString().trim() || String(e);
     throw new UsageError(`--userns-remap default: could not create user "${name}": ${msg}`, { cause: e });

@@ -26,7 +26,7 @@ export async function benchMonitor(count: number): Promise<string> {
   try {
     for (let i = 0; i < count; i++) {
       const plan = await planRun('busybox', ['sleep', '600'], {}, paths);
-      await launch({ plan, paths, bundle: '', image: 'busybox', interactive: false, detached: { rmOnExit: false, tsrunArgv: [process.execPath, join(PROJECT_ROOT, 'bin', 'tsrun')] } });
+      await launch({ plan, paths, bundle: '', image: 'busybox', interactive: false, detached: { rmOnExit: false, tsrunArgv: [join(PROJECT_ROOT, 'bin', 'tsrun')] } });
       ids.push(plan.id);
     }
     await new Promise((r) => setTimeout(r, 500)); // let every monitor settle into its poll loop

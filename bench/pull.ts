@@ -45,7 +45,7 @@ export async function benchPull(n: number): Promise<string> {
     const peerMs: number[] = [];
     for (let i = 0; i < n; i++) {
       const data = join(base, `data${i}`);
-      tsrunMs.push(timeCommand(process.execPath, [bin, 'pull', '-q', '--insecure-registry', reg.host, ref], { ...process.env, TSRUN_DATA: data }));
+      tsrunMs.push(timeCommand(bin, ['pull', '-q', '--insecure-registry', reg.host, ref], { ...process.env, TSRUN_DATA: data }));
       rmSync(data, { recursive: true, force: true });
       const oci = join(base, `oci${i}`);
       const bundle = join(base, `bundle${i}`);

@@ -72,7 +72,7 @@ export async function benchSeccomp(n: number): Promise<string> {
     const timing = new Map<string, { g: number[]; p: number[] }>(filters.map(([k]) => [k, { g: [], p: [] }]));
     for (let r = 0; r < rounds; r++) {
       for (const [name, file] of filters) {
-        const out = execFileSync(process.execPath, [bin, 'run', '--rm', '--security-opt', 'seccomp=unconfined', '-v', `${files}:/f:ro`, 'busybox', '/f/probe', 'loop', String(loops), ...(file ? [file] : [])], { env, encoding: 'utf8' });
+        const out = execFileSync(bin, ['run', '--rm', '--security-opt', 'seccomp=unconfined', '-v', `${files}:/f:ro`, 'busybox', '/f/probe', 'loop', String(loops), ...(file ? [file] : [])], { env, encoding: 'utf8' });
         const j = JSON.parse(out.trim().split('\n').at(-1)!) as { getppid_ns: number; personality_ns: number };
         timing.get(name)!.g.push(j.getppid_ns);
         timing.get(name)!.p.push(j.personality_ns);

@@ -37,7 +37,7 @@ export async function benchStartup(n: number): Promise<string> {
       return Array.from({ length: n }, (_, i) => f(i));
     };
     const node = median(series(() => timeCommand(process.execPath, ['-e', '0'])));
-    const tsrun = median(series(() => timeCommand(process.execPath, [bin, 'run', '--rm', 'busybox', 'true'], env)));
+    const tsrun = median(series(() => timeCommand(bin, ['run', '--rm', 'busybox', 'true'], env)));
     const runc = median(series((i) => timeCommand('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `bench-${process.pid}-${i + warm}`])));
 
     // library API: one Node process, containers one after another

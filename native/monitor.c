@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -154,8 +155,8 @@ static void write_exit(const char *path, int status) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: tsrun-monitor LOG-FILE EXIT-FILE (started by tsrun run -d)\n");
+  if (argc < 3) {
+    fprintf(stderr, "usage: tsrun-monitor LOG-FILE EXIT-FILE [COMMAND ARG...] (started by tsrun run -d; COMMAND runs after the exit record, e.g. tsrun rm for run -d --rm)\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -214,5 +215,12 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 2; i++)
     if (s[i].fd >= 0 && s[i].len) emit(s[i].name, s[i].buf, s[i].len);
   write_exit(argv[2], status);
+  if (argc > 3) {
+    /* run -d --rm: the monitor's work is done; it becomes `tsrun rm --force ID`, which finds
+     * the exit record written just above. Nothing of tsrun's control socket goes along. */
+    syscall(SYS_close_range, 3, ~0U, 0);
+    execv(argv[3], argv + 3);
+    return 127;
+  }
   return 0;
 }

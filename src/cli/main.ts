@@ -94,13 +94,26 @@ function report(program: Command, msg: string): void {
   }
 }
 
+let exitCode = 0;
+let prebuilt: Command | undefined;
+
+/**
+ * Builds the command tree ahead of time: the CLI's start-up snapshot calls this while it is
+ * built (src/cli/snapshot.ts), so a run only parses. Commander keeps parse results in the
+ * tree, so a prebuilt tree serves one main() call.
+ */
+export function prebuildProgram(): void {
+  prebuilt = buildProgram((c) => (exitCode = c));
+}
+
 /** Runs the CLI; returns the process exit code (docker's conventions). */
 export async function main(argv: string[]): Promise<number> {
-  let code = 0;
-  const program = buildProgram((c) => (code = c));
+  exitCode = 0;
+  const program = prebuilt ?? buildProgram((c) => (exitCode = c));
+  prebuilt = undefined;
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return code;
+    return exitCode;
   } catch (e) {
     if (e instanceof CommanderError) {
       // --help and --version end through here with exit code 0

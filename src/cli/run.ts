@@ -145,7 +145,7 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
   const common = { plan, paths, ...(opts.name ? { name: opts.name } : {}), bundle, ...(image ? { image } : {}) };
   if (opts.detach) {
     if (opts.interactive) throw new UsageError('-d with -i: attaching to a detached container is not supported; drop -i');
-    const tsrunArgv = [process.execPath, join(PROJECT_ROOT, 'bin', 'tsrun'), '--root', paths.root, '--data-root', paths.data];
+    const tsrunArgv = [join(PROJECT_ROOT, 'bin', 'tsrun'), '--root', paths.root, '--data-root', paths.data];
     const { state } = await launch({ ...common, interactive: false, detached: { rmOnExit: Boolean(opts.rm), tsrunArgv } });
     writeSync(1, `${state.id}\n`);
     return 0;

@@ -1,7 +1,7 @@
 // User namespaces with a remapped root (user_namespaces(7); workshop control 2.8, CIS 2.8):
 // uid 0 in the container is an unprivileged uid on the host, taken from a subordinate
 // range in /etc/subuid and /etc/subgid (subuid(5)), as dockerd's userns-remap does.
-import { execFileSync } from 'node:child_process';
+import { childProcess } from '../builtins.js';
 import { appendFileSync, closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as op from '../plan/ops.js';
@@ -59,10 +59,13 @@ export function idDbUnder(prefix: string): IdDb {
 
 // TSRUN_ID_PREFIX points at a directory whose etc/ holds passwd, group, subuid and subgid
 // (useradd --prefix): tests use a copy so they never add a user to the host.
-let currentDb: IdDb = process.env.TSRUN_ID_PREFIX ? idDbUnder(process.env.TSRUN_ID_PREFIX) : HOST_ID_DB;
+// Read when first needed, not at module load: the CLI's start-up snapshot runs module code
+// at build time, and the environment that counts is the one tsrun runs in.
+let chosenDb: IdDb | undefined;
+const currentDb = (): IdDb => (chosenDb ??= process.env.TSRUN_ID_PREFIX ? idDbUnder(process.env.TSRUN_ID_PREFIX) : HOST_ID_DB);
 /** Tests point the flag mappers at a copy of the account files. */
 export function setIdDb(db: IdDb): void {
-  currentDb = db;
+  chosenDb = db;
 }
 
 export function parseSubIds(text: string, path: string): SubIdEntry[] {
@@ -168,7 +171,7 @@ export function useradd(name: string, db: IdDb): void {
   const args = ['--system', '--no-create-home', '--user-group', '--shell', '/usr/sbin/nologin'];
   if (db.prefix) args.push('--prefix', db.prefix);
   try {
-    execFileSync('useradd', [...args, name], { stdio: ['ignore', 'ignore', 'pipe'] });
+    childProcess().execFileSync('useradd', [...args, name], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
     const msg = (e as { stderr?: Buffer }).stderr?.toString().trim() || String(e);
     throw new UsageError(`--userns-remap default: could not create user "${name}": ${msg}`, { cause: e });
@@ -210,7 +213,7 @@ function findAccount(list: Account[], who: string, kind: string, path: string): 
 }
 
 /** `default` or `USER[:GROUP]` → the mappings (creating the default user if needed). */
-export function resolveRemap(value: string, db: IdDb = currentDb): Remap {
+export function resolveRemap(value: string, db: IdDb = currentDb()): Remap {
   const v = value.trim();
   if (!v) throw new UsageError('--userns-remap: expected "default" or USER[:GROUP]');
   const parts = v.split(':');

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { childProcess } from '../builtins.js';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
@@ -27,7 +27,7 @@ export function isBuiltin(ref: string): boolean {
 export function buildBusyboxRootfs(dest: string): void {
   const script = join(PROJECT_ROOT, 'rootfs', 'build-busybox.sh');
   try {
-    execFileSync('/bin/sh', [script, dest], { stdio: ['ignore', 'ignore', 'pipe'] });
+    childProcess().execFileSync('/bin/sh', [script, dest], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
     const stderr = String((e as { stderr?: Buffer }).stderr ?? '').trim();
     throw new TsrunError(`cannot build the built-in busybox image: ${stderr || (e as Error).message}`, { cause: e });

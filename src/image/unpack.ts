@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { closeSync, constants, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readSync, rmSync, symlinkSync, chmodSync, writeSync, type Stats } from 'node:fs';
 import { posix } from 'node:path';
-import { Readable } from 'node:stream';
-import * as zlib from 'node:zlib';
+import type { Readable } from 'node:stream';
+import { childProcess, stream, zlib } from '../builtins.js';
 import { TsrunError, UnsupportedError } from '../errors.js';
 import { ChunkReader, readTar, TarError, type TarEntry } from './tar.js';
 import { lsetxattr, mknod, S_IFCHR, S_IFIFO } from './sys.js';
@@ -45,11 +44,11 @@ export function sniffCompression(path: string): Compression {
 function decompressed(path: string, c: Compression): AsyncIterable<Buffer> {
   const src = createReadStream(path, { highWaterMark: 1 << 20 });
   if (c === 'none') return src;
-  if (c === 'gzip') return src.pipe(zlib.createGunzip({ chunkSize: 1 << 18 }));
+  if (c === 'gzip') return src.pipe(zlib().createGunzip({ chunkSize: 1 << 18 }));
   // node >= 22.15 has zstd in zlib; else the zstd program, if installed
   const z = (zlib as unknown as { createZstdDecompress?: () => NodeJS.ReadWriteStream }).createZstdDecompress;
   if (z) return src.pipe(z()) as unknown as AsyncIterable<Buffer>;
-  const p = spawn('zstd', ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const p = childProcess().spawn('zstd', ['-dc'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let missing: Error | undefined;
   p.on('error', (e) => (missing = e));
   src.pipe(p.stdin);
@@ -233,5 +232,5 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
 
 /** For tests and `import` of a tar from a stream rather than a file. */
 export function bufferStream(b: Buffer): Readable {
-  return Readable.from([b]);
+  return stream().Readable.from([b]);
 }

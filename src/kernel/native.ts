@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,7 +40,10 @@ function load(): Addon {
       `native parts not built (${path}, ${INIT_PATH}): run \`npm install\` (needs g++, make and a static libc)`,
     );
   }
-  addon = createRequire(import.meta.url)(path) as Addon;
+  // process.dlopen, not require(): no module-path resolution on every CLI call
+  const m = { exports: {} as Addon };
+  process.dlopen(m, path);
+  addon = m.exports;
   return addon;
 }
 

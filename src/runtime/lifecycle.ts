@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { childProcess } from '../builtins.js';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import { KernelError, StateError, TsrunError } from '../errors.js';
@@ -55,7 +55,7 @@ export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: s
     const prep = k.prepareSpawn({ initPath: join(MONITOR_PATH, '..', 'tsrun-init'), plan });
     const [mine, theirs] = k.socketpair();
     ctl = mine;
-    const child = spawn(MONITOR_PATH, [logFile(paths, id), exitFile(paths, id), ...onExit], { detached: true, stdio: ['ignore', 'ignore', 'ignore', theirs] });
+    const child = childProcess().spawn(MONITOR_PATH, [logFile(paths, id), exitFile(paths, id), ...onExit], { detached: true, stdio: ['ignore', 'ignore', 'ignore', theirs] });
     child.unref();
     k.close(theirs);
     monitorPid = child.pid ?? 0;

@@ -1,5 +1,5 @@
 import { createReadStream, openSync, closeSync, writeSync } from 'node:fs';
-import { isatty } from 'node:tty';
+import { tty } from '../builtins.js';
 import { constants as osConstants } from 'node:os';
 import { ExecError, KernelError, TsrunError } from '../errors.js';
 import { errnoName } from '../kernel/errno.js';
@@ -240,7 +240,7 @@ function writeAll(fd: number, buf: Buffer): void {
 /** Copies between the user's terminal and the container's pty master; raw mode while it runs. */
 function relayPty(master: number, interactive: boolean, kernel: Kernel): { done(): Promise<void>; stop(): void } {
   // docker -t without -i: a terminal for output only, tsrun's stdin is not read
-  const stdinTty = interactive && isatty(0);
+  const stdinTty = interactive && tty().isatty(0);
   const out = createReadStream('', { fd: master, autoClose: false, highWaterMark: 65536 });
   const ended = new Promise<void>((resolve) => {
     out.on('data', (c) => writeAll(1, c as Buffer));

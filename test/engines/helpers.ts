@@ -81,7 +81,7 @@ export function sandbox(prefix: string): Sandbox {
   const runtime = join(dir, 'bin', 'tsrun');
   writeFileSync(
     runtime,
-    `#!/bin/sh\nprintf '%s\\n' "$*" >> '${log}'\nTSRUN_ROOT='${tsrunRoot}' TSRUN_DATA='${tsrunData}' exec '${process.execPath}' '${BIN}' "$@"\n`,
+    `#!/bin/sh\nprintf '%s\\n' "$*" >> '${log}'\nTSRUN_ROOT='${tsrunRoot}' TSRUN_DATA='${tsrunData}' exec '${BIN}' "$@"\n`,
   );
   chmodSync(runtime, 0o755);
   const rootfs = join(dir, 'rootfs');

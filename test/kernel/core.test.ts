@@ -60,6 +60,14 @@ describeKernel('core runtime on the real kernel', () => {
     expect(info.fds[0].target).toBe('/dev/null'); // no -i: stdin is /dev/null, as docker
   });
 
+  it('starts the command with no blocked, ignored or caught signal (tsrun blocks all around its clone)', () => {
+    // native/spawn.h blocks every signal while the child shares tsrun's memory; Node ignores
+    // SIGPIPE and catches others: none of that may reach the container (signal(7), execve(2))
+    const r = tsrun(['run', '--rm', 'busybox', 'grep', '-E', '^Sig(Blk|Ign|Cgt):', '/proc/self/status']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n').map((l) => l.replace(/\s+/g, ' '))).toEqual(['SigBlk: 0000000000000000', 'SigIgn: 0000000000000000', 'SigCgt: 0000000000000000']);
+  });
+
   it('brings loopback up in its own network namespace; --network host shares the host\'s', () => {
     const r = tsrun(['run', '--rm', 'busybox', 'sh', '-c', 'ls /sys/class/net; cat /sys/class/net/lo/operstate; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping-ok']);
     expect(r.stdout).toBe('lo\nunknown\nping-ok\n');
@@ -127,7 +135,7 @@ describeKernel('core runtime on the real kernel', () => {
 
   it('-t gives a pty of the container\'s own devpts as controlling terminal, with TERM set', () => {
     // script(1) gives tsrun a terminal, as a user's shell would
-    const cmd = `${process.execPath} ${BIN} run --rm -t busybox sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo isatty; echo $TERM; ls -l /proc/self/fd/0'`;
+    const cmd = `${BIN} run --rm -t busybox sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo isatty; echo $TERM; ls -l /proc/self/fd/0'`;
     const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: tsrunEnvVars(), timeout: 20_000 });
     expect(r.status).toBe(0);
     const lines = r.stdout.replace(/\r/g, '').split('\n');
@@ -139,7 +147,7 @@ describeKernel('core runtime on the real kernel', () => {
 
   it('-it: keystrokes reach the shell, Ctrl-C interrupts its foreground job, exit ends it', async () => {
     // script(1) is the user's terminal; we type into it over time
-    const cmd = `${process.execPath} ${BIN} run --rm -it busybox sh`;
+    const cmd = `${BIN} run --rm -it busybox sh`;
     const term = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...tsrunEnvVars(), TERM: 'xterm' }, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     term.stdout.on('data', (c) => (out += c));
@@ -253,7 +261,7 @@ describeKernel('core runtime on the real kernel', () => {
   });
 
   it('refuses to run without root, saying so', () => {
-    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, join(import.meta.dirname, '..', '..', 'bin', 'tsrun'), 'run', 'busybox', 'true'], { encoding: 'utf8' });
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', join(import.meta.dirname, '..', '..', 'bin', 'tsrun'), 'run', 'busybox', 'true'], { encoding: 'utf8' });
     expect(r.status).toBe(125);
     expect(r.stderr).toMatch(/needs root/);
   });

@@ -38,7 +38,7 @@ export function tsrunEnvVars(): Record<string, string> {
 
 /** Runs bin/tsrun with the test's own state and data directories. */
 export function tsrun(args: string[], opts: { input?: string; env?: Record<string, string>; timeout?: number } = {}): Result {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
+  const r = spawnSync(BIN, args, {
     input: opts.input ?? '',
     env: { ...tsrunEnvVars(), ...opts.env },
     encoding: 'utf8',
@@ -49,7 +49,7 @@ export function tsrun(args: string[], opts: { input?: string; env?: Record<strin
 
 /** Starts bin/tsrun in the background (for signal tests). */
 export function tsrunAsync(args: string[]) {
-  return spawn(process.execPath, [BIN, ...args], { env: tsrunEnvVars(), stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(BIN, args, { env: tsrunEnvVars(), stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 /** Runs the probe in a container and returns its JSON lines. */

@@ -22,7 +22,7 @@ function have(cmd: string): boolean {
 /** tsrun without blocking the event loop: the proxy and token server live in this process */
 function runAsync(args: string[], env: Record<string, string>) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const c = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, TSRUN_ROOT: testEnv().root, ...env } });
+    const c = spawn(BIN, args, { env: { ...process.env, TSRUN_ROOT: testEnv().root, ...env } });
     let stdout = '';
     let stderr = '';
     c.stdout.on('data', (d) => (stdout += d));

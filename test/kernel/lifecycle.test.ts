@@ -68,9 +68,21 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     expect(tsrun(['ps', '-a', '--format', 'json']).stdout.trim()).toBe('[]');
   });
 
+  it('run -d --rm: the container, its state and its layer are removed when it exits', async () => {
+    const r = tsrun(['run', '-d', '--rm', '--name', 'brief', 'busybox', 'sleep', '0.3']);
+    expect(r.stderr).toBe('');
+    const id = r.stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    expect(existsSync(join(testEnv().root, id))).toBe(true);
+    // the monitor writes the exit record, then becomes `tsrun rm --force ID`
+    await until(() => !existsSync(join(testEnv().root, id)), 10_000);
+    expect(tsrun(['ps', '-a', '--format', 'json']).stdout.trim()).toBe('[]');
+    expect(existsSync(join(testEnv().data, 'containers', id))).toBe(false);
+  });
+
   it('live-restore: a container outlives the tsrun that started it, even SIGKILLed, and is found again', async () => {
     // foreground tsrun killed with SIGKILL: the container goes on, and later tsruns see it
-    const child = spawn(process.execPath, [BIN, 'run', '--name', 'survivor', 'busybox', 'sh', '-c', 'echo up; exec sleep 60'], { env: tsrunEnvVars(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(BIN, ['run', '--name', 'survivor', 'busybox', 'sh', '-c', 'echo up; exec sleep 60'], { env: tsrunEnvVars(), stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((r) => child.stdout.once('data', () => r()));
     child.kill('SIGKILL');
     await new Promise((r) => child.on('exit', r));
@@ -94,7 +106,7 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     try {
       const pidFile = join(dir, 'pid');
       // the init keeps the caller's stdio (engines pass their pipes): give it none to hold
-      const c = spawnSync(process.execPath, [BIN, '--log', join(dir, 'log.json'), '--log-format', 'json', 'create', '--bundle', dir, '--pid-file', pidFile, 'oci1'], { env: tsrunEnvVars(), stdio: 'ignore' });
+      const c = spawnSync(BIN, ['--log', join(dir, 'log.json'), '--log-format', 'json', 'create', '--bundle', dir, '--pid-file', pidFile, 'oci1'], { env: tsrunEnvVars(), stdio: 'ignore' });
       expect(c.status).toBe(0);
       const pid = Number(readFileSync(pidFile, 'utf8'));
       expect(state('oci1')).toMatchObject({ status: 'created', pid, bundle: dir });
@@ -143,7 +155,7 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     // exec --detach --pid-file (as engines call it): the new process is in the container's cgroup
     const pidFile = join(testEnv().base, 'exec.pid');
     // (stdio not captured: the detached process keeps it, as it keeps an engine's pipes)
-    const ex = spawnSync(process.execPath, [BIN, 'exec', '--detach', '--pid-file', pidFile, id, '/probe', 'sleep', '5'], { env: tsrunEnvVars(), stdio: 'ignore' });
+    const ex = spawnSync(BIN, ['exec', '--detach', '--pid-file', pidFile, id, '/probe', 'sleep', '5'], { env: tsrunEnvVars(), stdio: 'ignore' });
     expect(ex.status).toBe(0);
     const execPid = Number(readFileSync(pidFile, 'utf8'));
     expect(readFileSync(`/proc/${execPid}/cgroup`, 'utf8')).toBe(readFileSync(`/proc/${init}/cgroup`, 'utf8'));
@@ -185,7 +197,7 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
 
   it('names are unique, even when claimed concurrently; unknown names get suggestions', async () => {
     const runs = await Promise.all(
-      Array.from({ length: 4 }, () => new Promise<number>((r) => spawn(process.execPath, [BIN, 'run', '-d', '--name', 'dup', 'busybox', 'sleep', '30'], { env: tsrunEnvVars(), stdio: 'ignore' }).on('exit', (c) => r(c ?? -1)))),
+      Array.from({ length: 4 }, () => new Promise<number>((r) => spawn(BIN, ['run', '-d', '--name', 'dup', 'busybox', 'sleep', '30'], { env: tsrunEnvVars(), stdio: 'ignore' }).on('exit', (c) => r(c ?? -1)))),
     );
     expect(runs.sort()).toEqual([0, 125, 125, 125]);
     const miss = tsrun(['stop', 'dpu']);
@@ -199,7 +211,7 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     try {
       for (let i = 0; i < 12; i++) {
         const args = i % 2 ? ['create', '--bundle', dir, `k${i}`] : ['run', '-d', 'busybox', 'sleep', '30'];
-        const child = spawn(process.execPath, [BIN, ...args], { env: tsrunEnvVars(), stdio: 'ignore' });
+        const child = spawn(BIN, args, { env: tsrunEnvVars(), stdio: 'ignore' });
         const exited = new Promise((r) => child.on('exit', r));
         await new Promise((r) => setTimeout(r, 60 + i * 9)); // from node's start-up to past the clone
         child.kill('SIGKILL');

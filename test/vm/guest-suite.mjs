@@ -148,11 +148,11 @@ await test('tsrun run --pids-limit 20 holds a fork bomb on v2 and removes its cg
   // built on the host as a tar (test/vm/harness.ts): one file to read over 9p, imported
   // into the image store (no fork: ~300 fork+execs are slow under TCG)
   const c0 = Date.now();
-  const b = spawnSync(process.execPath, [join(root, 'bin/tsrun'), 'import', '--change', 'CMD ["sh"]', join(root, 'test/.cache/vm/busybox-rootfs.tar'), 'busybox'], { env, encoding: 'utf8' });
+  const b = spawnSync(join(root, 'bin/tsrun'), ['import', '--change', 'CMD ["sh"]', join(root, 'test/.cache/vm/busybox-rootfs.tar'), 'busybox'], { env, encoding: 'utf8' });
   check(b.status === 0, `import the busybox image: ${b.stderr}`);
   const copyMs = Date.now() - c0;
   const r0 = Date.now();
-  const r = spawnSync(process.execPath, [join(root, 'bin/tsrun'), 'run', '--rm', '--pids-limit', '20', 'busybox', 'sh', '-c',
+  const r = spawnSync(join(root, 'bin/tsrun'), ['run', '--rm', '--pids-limit', '20', 'busybox', 'sh', '-c',
     // after the bomb only shell builtins run (read, echo, case): they need no fork, so the
     // report does not depend on when the bomb dies down under slow emulation
     'mkfifo /tmp/f; b() { b | b & }; b; read -t 3 x <> /tmp/f; read m < /sys/fs/cgroup/pids.max; echo $m; ' +

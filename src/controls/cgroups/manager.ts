@@ -195,10 +195,12 @@ function killTargetOf(targets: CgroupTarget[]): CgroupTarget | undefined {
 
 // ---- execution -------------------------------------------------------------------------
 
-const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+// created on first use: module code also runs while the CLI's start-up snapshot is built,
+// where SharedArrayBuffer does not exist (scripts/bundle.mjs)
+let sleepCell: Int32Array | undefined;
 /** Synchronous sleep; the executor runs between clone and GO, where the runtime is synchronous. */
 export function sleepMs(ms: number): void {
-  Atomics.wait(sleepCell, 0, 0, ms);
+  Atomics.wait((sleepCell ??= new Int32Array(new SharedArrayBuffer(4))), 0, 0, ms);
 }
 
 function kernelError(op: string, e: unknown): KernelError {

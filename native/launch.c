@@ -1,0 +1,106 @@
+/*
+ * bin/tsrun: starts Node from the CLI's start-up snapshot when the snapshot fits, else
+ * from the plain bundle.
+ *
+ * A V8 snapshot only loads into the exact Node binary that built it (node refuses any
+ * other with exit code 14, before a line of JavaScript runs, and a launcher could not tell
+ * that 14 from a container's). So the choice is made here, before node starts, from the
+ * stamp scripts/bundle.mjs writes next to the blob: the node binary it was built with (path,
+ * size, modification time) and the project directory it was built in. Any difference (node
+ * upgraded, checkout moved, a guest that sees other files) means the plain bundle.
+ * TSRUN_NO_SNAPSHOT=1 forces the plain bundle, to compare or to debug.
+ *
+ * C rather than a shell script: a shell and a readlink would cost milliseconds on every
+ * call, and the whole point is start-up time (issue 2's benchmark).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STAMP_VERSION "tsrun-snapshot-stamp 1"
+
+/* One line of `text` (from *pos) into out; 0 when there is none. */
+static int next_line(const char *text, size_t *pos, char *out, size_t n) {
+  const char *s = text + *pos;
+  if (!*s) return 0;
+  const char *e = strchr(s, '\n');
+  size_t len = e ? (size_t)(e - s) : strlen(s);
+  if (len >= n) return 0;
+  memcpy(out, s, len);
+  out[len] = '\0';
+  *pos += len + (e ? 1 : 0);
+  return 1;
+}
+
+/* Whether the stamp names this node binary as it is now and this project directory. */
+static int stamp_fits(const char *root, char *node, size_t node_n) {
+  char path[PATH_MAX + 64], text[2 * PATH_MAX + 256];
+  snprintf(path, sizeof path, "%s/dist/tsrun.blob.stamp", root);
+  FILE *f = fopen(path, "re");
+  if (!f) return 0;
+  size_t len = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[len] = '\0';
+  char version[64], size[32], mtime[64], built_in[PATH_MAX];
+  size_t pos = 0;
+  if (!next_line(text, &pos, version, sizeof version) || strcmp(version, STAMP_VERSION) != 0) return 0;
+  if (!next_line(text, &pos, node, node_n) || !next_line(text, &pos, size, sizeof size) ||
+      !next_line(text, &pos, mtime, sizeof mtime) || !next_line(text, &pos, built_in, sizeof built_in))
+    return 0;
+  if (strcmp(built_in, root) != 0) return 0;
+  struct stat st;
+  if (stat(node, &st) < 0) return 0;
+  char now_size[32], now_mtime[64];
+  snprintf(now_size, sizeof now_size, "%lld", (long long)st.st_size);
+  snprintf(now_mtime, sizeof now_mtime, "%lld.%09ld", (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  return strcmp(size, now_size) == 0 && strcmp(mtime, now_mtime) == 0;
+}
+
+int main(int argc, char **argv) {
+  /* build/tsrun-launch → the project root, whatever symlink the user called */
+  char root[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", root, sizeof root - 1);
+  if (n < 0) {
+    perror("tsrun: readlink /proc/self/exe");
+    return 125;
+  }
+  root[n] = '\0';
+  for (int up = 0; up < 2; up++) {
+    char *slash = strrchr(root, '/');
+    if (!slash || slash == root) {
+      fprintf(stderr, "tsrun: cannot find the project directory from %s\n", root);
+      return 125;
+    }
+    *slash = '\0';
+  }
+
+  char **args = calloc((size_t)argc + 5, sizeof *args);
+  if (!args) return 125;
+  char node[PATH_MAX], blob[PATH_MAX + 32], entry[PATH_MAX + 32];
+  const char *off = getenv("TSRUN_NO_SNAPSHOT");
+  int k = 0;
+  if (!(off && *off && strcmp(off, "0") != 0) && stamp_fits(root, node, sizeof node)) {
+    snprintf(blob, sizeof blob, "%s/dist/tsrun.blob", root);
+    args[k++] = node;
+    args[k++] = "--snapshot-blob";
+    args[k++] = blob;
+    args[k++] = "--"; /* everything after is tsrun's, even "--version" */
+    for (int i = 1; i < argc; i++) args[k++] = argv[i];
+    execv(node, args);
+    /* the stamp fitted but node did not start: the plain bundle still can */
+  }
+  snprintf(entry, sizeof entry, "%s/bin/tsrun-node.mjs", root);
+  k = 0;
+  args[k++] = "node";
+  args[k++] = entry;
+  for (int i = 1; i < argc; i++) args[k++] = argv[i];
+  args[k] = NULL;
+  execvp("node", args);
+  fprintf(stderr, "tsrun: cannot run node: %s (install Node.js 20 or newer)\n", strerror(errno));
+  return 125;
+}

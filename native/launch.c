@@ -8,6 +8,14 @@
  * stamp scripts/bundle.mjs writes next to the blob: the node binary it was built with (path,
  * size, modification time) and the project directory it was built in. Any difference (node
  * upgraded, checkout moved, a guest that sees other files) means the plain bundle.
+ *
+ * The same node binary can still refuse the blob on another machine: V8 checks that its
+ * configuration matches, and that follows the CPU (a QEMU guest with another CPU model
+ * running this very checkout got "built with a different version of V8 or with different V8
+ * configurations"). So the first start on a machine probes: node from the blob, `--version`,
+ * output discarded; its verdict is cached next to the blob under a fingerprint of what V8
+ * may depend on (the stamp, the node binary as it is now, CPU flags and count, memory), and
+ * later starts only look the verdict up. A probe costs one node start, once.
  * TSRUN_NO_SNAPSHOT=1 forces the plain bundle, to compare or to debug.
  *
  * C rather than a shell script: a shell and a readlink would cost milliseconds on every
@@ -16,10 +24,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define STAMP_VERSION "tsrun-snapshot-stamp 1"
@@ -61,6 +73,85 @@ static int stamp_fits(const char *root, char *node, size_t node_n) {
   return strcmp(size, now_size) == 0 && strcmp(mtime, now_mtime) == 0;
 }
 
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+static uint64_t fnv1a_file(uint64_t h, const char *path) {
+  char buf[8192];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fnv1a(h, "-", 1);
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) h = fnv1a(h, buf, (size_t)n);
+  close(fd);
+  return h;
+}
+
+/* What V8's verdict on the blob may depend on, besides the blob itself: the stamp (the blob
+ * as built), the node binary as it is now, the CPU's feature flags and count, the memory. */
+static uint64_t fingerprint(const char *root, const char *node) {
+  char path[PATH_MAX + 64];
+  uint64_t h = 0xcbf29ce484222325ULL;
+  snprintf(path, sizeof path, "%s/dist/tsrun.blob.stamp", root);
+  h = fnv1a_file(h, path);
+  struct stat st;
+  if (stat(node, &st) == 0) {
+    long long v[3] = {(long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+    h = fnv1a(h, v, sizeof v);
+  }
+  /* the first "flags" line of /proc/cpuinfo ("Features" on arm64) */
+  FILE *f = fopen("/proc/cpuinfo", "re");
+  if (f) {
+    char line[8192];
+    while (fgets(line, sizeof line, f))
+      if (strncmp(line, "flags", 5) == 0 || strncmp(line, "Features", 8) == 0) {
+        h = fnv1a(h, line, strlen(line));
+        break;
+      }
+    fclose(f);
+  }
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  h = fnv1a(h, &cpus, sizeof cpus);
+  struct sysinfo si;
+  if (sysinfo(&si) == 0) {
+    unsigned long long mem = (unsigned long long)si.totalram * si.mem_unit;
+    h = fnv1a(h, &mem, sizeof mem);
+  }
+  return h;
+}
+
+/* Does node load the blob here? Cached per fingerprint: dist/tsrun.blob.fits-<fp> or .unfit-<fp>. */
+static int blob_loads(const char *root, const char *node, const char *blob) {
+  char yes[PATH_MAX + 64], no[PATH_MAX + 64];
+  uint64_t fp = fingerprint(root, node);
+  snprintf(yes, sizeof yes, "%s/dist/tsrun.blob.fits-%016llx", root, (unsigned long long)fp);
+  snprintf(no, sizeof no, "%s/dist/tsrun.blob.unfit-%016llx", root, (unsigned long long)fp);
+  if (access(yes, F_OK) == 0) return 1;
+  if (access(no, F_OK) == 0) return 0;
+  pid_t pid = fork();
+  if (pid < 0) return 0;
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+    }
+    char *args[] = {(char *)node, "--snapshot-blob", (char *)blob, "--", "--version", NULL};
+    execv(node, args);
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  /* best effort: a read-only checkout probes every time */
+  int fd = open(ok ? yes : no, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd >= 0) close(fd);
+  return ok;
+}
+
 int main(int argc, char **argv) {
   /* build/tsrun-launch → the project root, whatever symlink the user called */
   char root[PATH_MAX];
@@ -84,8 +175,8 @@ int main(int argc, char **argv) {
   char node[PATH_MAX], blob[PATH_MAX + 32], entry[PATH_MAX + 32];
   const char *off = getenv("TSRUN_NO_SNAPSHOT");
   int k = 0;
-  if (!(off && *off && strcmp(off, "0") != 0) && stamp_fits(root, node, sizeof node)) {
-    snprintf(blob, sizeof blob, "%s/dist/tsrun.blob", root);
+  snprintf(blob, sizeof blob, "%s/dist/tsrun.blob", root);
+  if (!(off && *off && strcmp(off, "0") != 0) && stamp_fits(root, node, sizeof node) && blob_loads(root, node, blob)) {
     args[k++] = node;
     args[k++] = "--snapshot-blob";
     args[k++] = blob;

@@ -8,7 +8,7 @@
 // The unbundled dist/src stays for the library API and the benchmarks.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -45,6 +45,8 @@ await build({
 const blob = join(dist, 'tsrun.blob');
 const stamp = `${blob}.stamp`;
 rmSync(stamp, { force: true }); // no stamp, no snapshot: a failed build falls back safely
+// the launcher's cached verdicts on the previous blob (native/launch.c)
+for (const f of readdirSync(dist)) if (/^tsrun\.blob\.(un)?fit/.test(f)) rmSync(join(dist, f));
 const r = spawnSync(process.execPath, ['--snapshot-blob', blob, '--build-snapshot', snapshotEntry], { encoding: 'utf8' });
 // node warns that some built-in modules are not verified for snapshots; tsrun's tests run
 // the CLI from the snapshot, so only a failure matters here

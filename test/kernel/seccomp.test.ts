@@ -167,7 +167,7 @@ describeKernel('seccomp on the kernel', () => {
         }),
       );
       const pidFile = join(dir, 'pid');
-      const c = spawnSync(process.execPath, [BIN, 'create', '--bundle', dir, '--pid-file', pidFile, 'sc1'], { env: tsrunEnvVars(), stdio: 'ignore' });
+      const c = spawnSync(BIN, ['create', '--bundle', dir, '--pid-file', pidFile, 'sc1'], { env: tsrunEnvVars(), stdio: 'ignore' });
       expect(c.status).toBe(0);
       const pid = Number(readFileSync(pidFile, 'utf8'));
       expect(tsrun(['start', 'sc1']).code).toBe(0);

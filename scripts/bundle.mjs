@@ -8,7 +8,7 @@
 // The unbundled dist/src stays for the library API and the benchmarks.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -47,15 +47,20 @@ const stamp = `${blob}.stamp`;
 rmSync(stamp, { force: true }); // no stamp, no snapshot: a failed build falls back safely
 // the launcher's cached verdicts on the previous blob (native/launch.c)
 for (const f of readdirSync(dist)) if (/^tsrun\.blob\.(un)?fit/.test(f)) rmSync(join(dist, f));
-const r = spawnSync(process.execPath, ['--snapshot-blob', blob, '--build-snapshot', snapshotEntry], { encoding: 'utf8' });
+// built aside and renamed in: a bin/tsrun starting meanwhile never reads a half-written blob
+const tmp = `${blob}.${process.pid}.tmp`;
+const r = spawnSync(process.execPath, ['--snapshot-blob', tmp, '--build-snapshot', snapshotEntry], { encoding: 'utf8' });
 // node warns that some built-in modules are not verified for snapshots; tsrun's tests run
 // the CLI from the snapshot, so only a failure matters here
 if (r.status !== 0) {
+  rmSync(tmp, { force: true });
   process.stderr.write(r.stderr);
   process.stderr.write(`bundle: building the start-up snapshot failed (exit ${r.status}); bin/tsrun will use dist/tsrun.mjs\n`);
 } else {
   const node = realpathSync(process.execPath);
   const st = statSync(node, { bigint: true });
   const mtime = `${st.mtimeMs / 1000n}.${String(st.mtimeNs % 1_000_000_000n).padStart(9, '0')}`;
-  writeFileSync(stamp, ['tsrun-snapshot-stamp 1', node, String(st.size), mtime, root, ''].join('\n'));
+  renameSync(tmp, blob);
+  writeFileSync(`${stamp}.tmp`, ['tsrun-snapshot-stamp 1', node, String(st.size), mtime, root, ''].join('\n'));
+  renameSync(`${stamp}.tmp`, stamp);
 }

@@ -17,7 +17,8 @@ async function main(): Promise<void> {
     '# Performance',
     '',
     `Measured by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, kernel ${execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim()}, Node ${process.version}, ${runc}.`,
-    'Medians; numbers move by a few ms between runs on a shared machine.',
+    'Medians; on this shared machine whole rows move together by up to half between runs (compare the ratios).',
+    'Where the start-up time goes, and what the targets ask: [startup.md](startup.md).',
     '',
   ].join('\n');
   const sections = [

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ExitStatus, Kernel, PreparedSpawn, SpawnRequest, SpawnResult, SyncMessage } from './types.js';
+import type { Kernel } from './types.js';
 import { UnsupportedError } from '../errors.js';
 
 /** The project root (the nearest folder with package.json), where build/ holds the addon and the init. */
@@ -13,22 +13,9 @@ export const PROJECT_ROOT = ((): string => {
 export const INIT_PATH = join(PROJECT_ROOT, 'build', 'tsrun-init');
 export const MONITOR_PATH = join(PROJECT_ROOT, 'build', 'tsrun-monitor');
 
-interface Addon {
-  spawn(req: SpawnRequest & { plan: Buffer }): SpawnResult;
-  syncSend(fd: number, type: number, passFd?: number): void;
-  syncRecv(fd: number): SyncMessage | null;
-  waitPid(pid: number): Promise<ExitStatus>;
-  setWinsize(fd: number, rows: number, cols: number): void;
-  close(fd: number): void;
-  strerror(errno: number): string;
-  idmapTree(path: string, pid: number, recursive: boolean): number;
-  mkfifo(path: string, mode: number): void;
-  prepareSpawn(req: { initPath: string; plan: Buffer }): PreparedSpawn;
-  socketpair(): [number, number];
-  sendMsg(fd: number, data: Buffer, fds?: number[]): void;
-  recvMsg(fd: number, size: number): Buffer | null;
-  sendConsole(socketPath: string, fd: number): void;
-}
+// The addon exports the Kernel calls themselves; the wrapper below only hands it Buffers
+// (napi's Buffer::As) where the interface takes any Uint8Array.
+type Addon = Kernel;
 
 let addon: Addon | undefined;
 

@@ -2,7 +2,7 @@ import { createReadStream, openSync, closeSync, writeSync } from 'node:fs';
 import { tty } from '../builtins.js';
 import { constants as osConstants } from 'node:os';
 import { ExecError, KernelError, TsrunError } from '../errors.js';
-import { errnoName } from '../kernel/errno.js';
+import { errnoName, errnoOf } from '../kernel/errno.js';
 import { INIT_PATH, nativeKernel } from '../kernel/native.js';
 import type { Kernel } from '../kernel/types.js';
 import { CLONE, type CloneFlag } from '../plan/ops.js';
@@ -85,6 +85,14 @@ function childError(plan: Plan, index: number, err: number, kernel: Kernel): Tsr
   return new KernelError(step.text, err, name, msg, step.control);
 }
 
+/** The addon's errors ({errno, syscall}) as one line naming the call and the errno by name. */
+function spawnError(e: unknown, kernel: Kernel): unknown {
+  const en = errnoOf(e);
+  if (e instanceof TsrunError || !en) return e;
+  const what = (e as { syscall?: string }).syscall ?? 'clone';
+  return new KernelError(what, en.errno, en.name, kernel.strerror(en.errno), 'namespaces');
+}
+
 /**
  * Creates the container's process and runs the plan up to the exec (or up to OCI
  * `create`'s wait). On any failure the child is killed and reaped, the cleanup steps run,
@@ -108,12 +116,16 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     const cgroupDir = into?.action === 'cgroup' ? into.path : undefined;
     let bornInCgroup = cgroupDir !== undefined;
     try {
-      ({ pid, syncFd } = spawn(kernel, encoded, flags, [stdin, 1, 2], cgroupDir));
+      try {
+        ({ pid, syncFd } = spawn(kernel, encoded, flags, [stdin, 1, 2], cgroupDir));
+      } catch (e) {
+        // no clone3 (Linux < 5.7, or a seccomp filter around tsrun): clone, then cgroup.procs
+        if (!bornInCgroup || (e as { errno?: number }).errno !== ENOSYS) throw e;
+        bornInCgroup = false;
+        ({ pid, syncFd } = spawn(kernel, encoded, flags, [stdin, 1, 2]));
+      }
     } catch (e) {
-      // no clone3 (Linux < 5.7, or a seccomp filter around tsrun): clone, then cgroup.procs
-      if (!bornInCgroup || (e as { errno?: number }).errno !== ENOSYS) throw e;
-      bornInCgroup = false;
-      ({ pid, syncFd } = spawn(kernel, encoded, flags, [stdin, 1, 2]));
+      throw spawnError(e, kernel);
     }
     closeSync(devNull);
     devNull = -1;

@@ -5,7 +5,7 @@
 // this profile and of a pinned copy of Docker's (test/data/docker-default-seccomp.json)
 // over every call number of x86_64, x32, i386 and aarch64, for many capability sets. The
 // profile stays written here rather than generated from Docker's JSON so that each group
-// keeps its reason (docs, `tsrun explain`) and the runtime carries no copied data.
+// keeps its reason (docs/seccomp.md) and the runtime carries no copied data.
 //
 // Principle: allow-list. Anything not listed returns EPERM (the default action), so a
 // call added to a future kernel is denied until someone decides it is safe; numbers
@@ -106,9 +106,9 @@ export const CAPABILITY_GATED: readonly { cap: string; names: readonly string[];
   { cap: 'CAP_PERFMON', names: ['perf_event_open'], reason: 'perf events have a long CVE history and observe the whole host' },
 ];
 
-/** Denied to everyone by the allow-list (not listed anywhere above), for the docs and `explain`. */
+/** Denied to everyone by the allow-list (not listed anywhere above), with the reasons docs/seccomp.md gives. */
 export const DENIED_NOTES: readonly { names: readonly string[]; reason: string }[] = [
-  { names: ['io_uring_setup', 'io_uring_enter', 'io_uring_register'], reason: 'io_uring runs its work in kernel threads beside the system-call path, where seccomp never sees the operations it performs, and has been a steady source of kernel privilege escalations (Docker denies it since 2023; Google turned it off in ChromeOS, Android and its servers)' },
+  { names: ['io_uring_setup', 'io_uring_enter', 'io_uring_register'], reason: 'io_uring performs reads, opens, connects... submitted through a shared ring, not as system calls, so seccomp never sees them; and it has been a steady source of kernel privilege escalations (Docker denies it since 2023, after Google reported it behind most kCTF exploits and turned it off in ChromeOS and its servers)' },
   { names: ['keyctl', 'add_key', 'request_key'], reason: 'the kernel keyring is not namespaced: keys of other containers and the host' },
   { names: ['userfaultfd'], reason: 'stalls kernel page faults at will: a classic exploit primitive for races' },
   { names: ['kexec_load', 'kexec_file_load'], reason: 'replaces the running kernel' },

@@ -14,8 +14,13 @@
  *   probe chown PATH UID GID   chown(2)                        → {"op":"chown","errno":...}
  *   probe mknod PATH           mknod a char device 1:3         → {"op":"mknod","errno":...}
  *   probe syscall NAME [ARG...] one raw system call (keyctl unshare mount clone clone3 socket
- *                              personality getppid chroot setns), integer args
+ *                              personality getppid chroot setns io_uring_setup io_uring_enter
+ *                              io_uring_register), integer args
  *                                                              → {"op":"syscall","name":...,"errno":...}
+ *   probe io-uring             io_uring_setup(4, &params) for real (the fd is closed)
+ *                                                              → {"op":"io-uring","errno":...}
+ *   probe handle PATH          name_to_handle_at(PATH), then open_by_handle_at with that handle
+ *                                                              → {"op":"handle","name":...,"open":...}
  *   probe filtered FILTER NAME [ARG...]  load FILTER (struct sock_filter[] bytes) under
  *                              no_new_privs, then as `syscall`
  *   probe loop N [FILTER]      time N getppid() and N personality(0xffffffff) calls, after
@@ -35,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/filter.h>
+#include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -67,6 +73,8 @@ static const char *ename(int e) {
   case EFAULT: return "EFAULT";
   case EOPNOTSUPP: return "EOPNOTSUPP";
   case E2BIG: return "E2BIG";
+  case EOVERFLOW: return "EOVERFLOW";
+  case ESTALE: return "ESTALE";
   }
   static char buf[32];
   snprintf(buf, sizeof buf, "E%d", e);
@@ -197,6 +205,8 @@ static const struct { const char *name; long nr; } SYSCALLS[] = {
     {"keyctl", SYS_keyctl}, {"unshare", SYS_unshare}, {"mount", SYS_mount}, {"clone", SYS_clone},
     {"clone3", SYS_clone3}, {"socket", SYS_socket}, {"personality", SYS_personality},
     {"getppid", SYS_getppid}, {"chroot", SYS_chroot}, {"setns", SYS_setns},
+    {"io_uring_setup", SYS_io_uring_setup}, {"io_uring_enter", SYS_io_uring_enter},
+    {"io_uring_register", SYS_io_uring_register},
 };
 
 /* One raw call; a clone that succeeds returns 0 in the child, which leaves at once. */
@@ -330,6 +340,38 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "syscall") == 0 && argc >= 3) {
     raw_syscall(argc, argv);
+    return 0;
+  }
+  if (strcmp(cmd, "io-uring") == 0 && argc == 2) {
+    /* a real ring: the kernel's own checks pass, so only a filter (or the
+     * kernel.io_uring_disabled sysctl) can answer EPERM */
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    long fd = syscall(SYS_io_uring_setup, 4, &p);
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0) close((int)fd);
+    result("io-uring", err);
+    return 0;
+  }
+  if (strcmp(cmd, "handle") == 0 && argc == 3) {
+    /* name_to_handle_at only encodes an inode number and generation; open_by_handle_at
+     * is the dangerous half (the 2014 "shocker" escape), refused without
+     * CAP_DAC_READ_SEARCH by the kernel itself */
+    union {
+      struct file_handle fh;
+      char buf[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+    } h;
+    int mount_id, nerr = 0, oerr = -1;
+    h.fh.handle_bytes = MAX_HANDLE_SZ;
+    if (name_to_handle_at(AT_FDCWD, argv[2], &h.fh, &mount_id, 0) < 0) nerr = errno;
+    if (!nerr) {
+      int mfd = open(argv[2], O_RDONLY);
+      int fd = mfd < 0 ? -1 : open_by_handle_at(mfd, &h.fh, O_RDONLY | O_PATH);
+      oerr = fd < 0 ? errno : 0;
+      if (fd >= 0) close(fd);
+      if (mfd >= 0) close(mfd);
+    }
+    printf("{\"op\":\"handle\",\"name\":\"%s\",\"open\":\"%s\"}\n", ename(nerr), oerr < 0 ? "-" : ename(oerr));
     return 0;
   }
   if (strcmp(cmd, "loop") == 0 && argc >= 3) return loop(argc, argv);

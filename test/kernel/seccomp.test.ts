@@ -111,6 +111,33 @@ describeKernel('seccomp on the kernel', () => {
     expect(probe(['--privileged'], ['info']).lines[0]!.Seccomp).toBe('0');
   });
 
+  it('as Docker\'s default: io_uring_setup, _enter and _register are refused with EPERM', () => {
+    // io_uring: its own submission path has had a long run of privilege-escalation bugs
+    // (Docker blocks it since 2023). The host allows io_uring (sysctl 0), so EPERM can only
+    // come from the filter; unconfined, the same ring is set up.
+    expect(readFileSync('/proc/sys/kernel/io_uring_disabled', 'utf8').trim()).toBe('0');
+    const io = (flags: string[]) => {
+      const r = tsrun(['run', '--rm', ...flags, 'probe', 'sh', '-c', '/probe io-uring; /probe syscall io_uring_enter -1; /probe syscall io_uring_register -1']);
+      expect(r.stderr).toBe('');
+      return r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { errno: string }).errno);
+    };
+    expect(io([])).toEqual(['EPERM', 'EPERM', 'EPERM']);
+    const un = io(['--security-opt', 'seccomp=unconfined']);
+    expect(un[0]).toBe('0');
+    expect(un.slice(1)).not.toContain('EPERM'); // EBADF, EINVAL: the kernel looked at the arguments
+  });
+
+  it('as Docker\'s default: name_to_handle_at works, open_by_handle_at still needs CAP_DAC_READ_SEARCH', () => {
+    // name_to_handle_at only encodes a file's identity; opening by handle is what escapes
+    // (shocker, 2014) and stays behind CAP_DAC_READ_SEARCH: seccomp refuses it by default,
+    // and unconfined the kernel's capability check does (EPERM either way). /dev is the
+    // container's tmpfs, which encodes handles (its overlay root answers EOPNOTSUPP).
+    expect(probe([], ['handle', '/dev']).lines[0]).toEqual({ op: 'handle', name: '0', open: 'EPERM' });
+    expect(probe(['--security-opt', 'seccomp=unconfined'], ['handle', '/dev']).lines[0]).toEqual({ op: 'handle', name: '0', open: 'EPERM' });
+    // with the capability, both halves work
+    expect(probe(['--cap-add', 'DAC_READ_SEARCH'], ['handle', '/dev']).lines[0]).toEqual({ op: 'handle', name: '0', open: '0' });
+  });
+
   it('a custom profile\'s errno is the one returned', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tsrun-seccomp-'));
     try {

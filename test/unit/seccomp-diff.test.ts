@@ -10,36 +10,13 @@ import { ARCHES, X32_BIT, type ArchName } from '../../src/controls/seccomp/arch.
 import { actionName, run, type Insn } from '../../src/controls/seccomp/bpf.js';
 import { compile } from '../../src/controls/seccomp/compile.js';
 import { SCMP_TO_ARCH, haveLibseccomp, libseccompProgram } from '../seccomp/libseccomp.js';
+import { argVectors } from '../seccomp/vectors.js';
 import { builtinProfile } from '../../src/controls/seccomp/default-profile.js';
 import { parseDockerProfile, resolveDocker } from '../../src/controls/seccomp/profile.js';
 import type { Seccomp } from '../../src/spec/types.js';
 
 function without(s: Seccomp, names: string[]): Seccomp {
   return { ...s, syscalls: (s.syscalls ?? []).map((r) => ({ ...r, names: r.names.filter((n) => !names.includes(n)) })).filter((r) => r.names.length) };
-}
-
-/** Boundary argument vectors for the rules that name `name`. */
-function argVectors(s: Seccomp, name: string, wide: boolean): bigint[][] {
-  const out: bigint[][] = [[0n, 0n, 0n, 0n, 0n, 0n]];
-  const M64 = (1n << 64n) - 1n;
-  for (const r of s.syscalls ?? []) {
-    if (!r.names.includes(name)) continue;
-    const all = [0n, 0n, 0n, 0n, 0n, 0n];
-    for (const a of r.args ?? []) {
-      const v = BigInt(a.value);
-      const two = BigInt(a.valueTwo ?? 0);
-      const cands = new Set<bigint>([0n, v, v + 1n, v > 0n ? v - 1n : 0n, two, v & two, (v ^ M64) | two, M64, 0xffffffffn]);
-      if (wide) for (const c of [...cands]) cands.add((c + (1n << 32n)) & M64).add(c | (0xdeadn << 40n));
-      for (const c of cands) {
-        const vec = [0n, 0n, 0n, 0n, 0n, 0n];
-        vec[a.index] = c & M64;
-        out.push(vec);
-      }
-      all[a.index] = a.op === 'SCMP_CMP_MASKED_EQ' ? two : v;
-    }
-    out.push(all);
-  }
-  return out;
 }
 
 /** Runs both programs over the domain; returns the differences (at most 20). */
@@ -58,7 +35,7 @@ function differences(s: Seccomp, ours: Insn[], theirs: Insn[], arches: ArchName[
     if (name === 'x86_64') nrs.push(X32_BIT - 1);
     for (const nr of nrs) {
       const sysName = byNr.get(nr);
-      const vectors = sysName ? argVectors(s, sysName, name !== 'x86') : [[0n, 0n, 0n, 0n, 0n, 0n]];
+      const vectors = sysName ? argVectors([s], sysName, name !== 'x86') : [[0n, 0n, 0n, 0n, 0n, 0n]];
       for (const args of vectors) {
         const d = { nr, arch: arch.audit, args };
         const a = run(ours, d).ret;

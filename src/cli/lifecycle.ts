@@ -11,7 +11,7 @@ import { lookupUser } from '../spec/users.js';
 import { containerFileReader } from '../kernel/in-root.js';
 import { containerPids, deleteContainer, killContainer, oomKilledOf, prune, readLogLines, resolve, setFrozen, startCreated, waitGone } from '../runtime/lifecycle.js';
 import type { Paths } from '../runtime/paths.js';
-import { listStates, logFile, readExit, statusOf, type ContainerState } from '../runtime/state.js';
+import { isAlive, listStates, logFile, readExit, statusOf, type ContainerState } from '../runtime/state.js';
 
 // The verbs around a container's life: docker's (ps, logs, stop, kill -s, rm, wait,
 // inspect) and the OCI runtime CLI's that engines call (create/start/state/kill/delete,
@@ -357,6 +357,8 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
       const status = statusOf(s);
       if (status !== 'running') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${status}: exec needs a running container`);
       user = lookupUser(o.user, containerFileReader(s.pid), '--user', "the container's");
+      // the files were read through /proc/<pid>/root: still the same init (start time), not a reused pid
+      if (!isAlive(s)) throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} stopped during exec`);
     }
     if (o.workdir !== undefined && !o.workdir.startsWith('/')) throw new UsageError(`--workdir ${JSON.stringify(o.workdir)}: must be an absolute path`);
     for (const e of o.env ?? []) if (!/^[^=\s]+=/.test(e)) throw new UsageError(`--env ${JSON.stringify(e)}: expected NAME=VALUE`);

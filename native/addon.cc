@@ -3,9 +3,11 @@
 // (src/); the child side is native/init.c, executed from a sealed memfd.
 #include <napi.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -418,6 +420,140 @@ Napi::Value IdmapTree(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, tree);
 }
 
+// Host-side reads of image and container content (trust-boundary rule 2, docs/host-access.md).
+// `root` is a directory tsrun trusts (an image layer, /proc/<pid>/root); `path` is resolved
+// inside it by openat2(2) RESOLVE_IN_ROOT, so ".." and absolute symlinks stop at `root`, and
+// RESOLVE_NO_MAGICLINKS refuses /proc/*/fd and /proc/*/root links (ELOOP) that would leave it.
+int OpenRoot(Napi::Env env, const std::string& root) {
+  int fd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw ErrnoError(env, "open root " + root, errno);
+  return fd;
+}
+
+int OpenInRoot(int rootfd, const std::string& path, uint64_t flags) {
+  size_t i = path.find_first_not_of('/');
+  std::string rel = i == std::string::npos ? "." : path.substr(i);
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = flags | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  long fd;
+  do fd = syscall(SYS_openat2, rootfd, rel.c_str(), &how, sizeof how);
+  while (fd < 0 && errno == EAGAIN);  // RESOLVE_IN_ROOT retries when a rename races the walk
+  return (int)fd;
+}
+
+const char* FileType(mode_t m) {
+  switch (m & S_IFMT) {
+    case S_IFDIR: return "directory";
+    case S_IFCHR: return "character device";
+    case S_IFBLK: return "block device";
+    case S_IFIFO: return "fifo";
+    case S_IFSOCK: return "socket";
+    case S_IFLNK: return "symlink";
+    default: return "unknown";
+  }
+}
+
+// readFileInRoot(root, path, maxBytes) → Buffer. The file is first opened O_PATH, which
+// opens nothing: a FIFO would block a read open, a device's open can act (a watchdog arms,
+// a tape rewinds). Only a regular file is then reopened for reading, through its own fd
+// (the same inode, so a container cannot swap it in between), O_NONBLOCK so a file that
+// blocks (/proc/kmsg) says EAGAIN instead of hanging tsrun. Larger than maxBytes: EFBIG.
+Napi::Value ReadFileInRoot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string root = info[0].As<Napi::String>();
+  std::string path = info[1].As<Napi::String>();
+  int64_t max = info[2].As<Napi::Number>().Int64Value();
+  int rootfd = OpenRoot(env, root);
+  int pfd = OpenInRoot(rootfd, path, O_PATH);
+  int e = errno;
+  close(rootfd);
+  if (pfd < 0) throw ErrnoError(env, "openat2 " + path, e);
+  struct stat st;
+  if (fstat(pfd, &st) < 0) {
+    e = errno;
+    close(pfd);
+    throw ErrnoError(env, "fstat " + path, e);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(pfd);
+    Napi::Error err = ErrnoError(env, "openat2 " + path, S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
+    err.Set("fileType", Napi::String::New(env, FileType(st.st_mode)));
+    err.Set("detail", Napi::String::New(env, std::string("not a regular file: ") + FileType(st.st_mode)));
+    err.Set("rdev", Napi::Number::New(env, (double)st.st_rdev));
+    throw err;
+  }
+  if (st.st_size > max) {
+    close(pfd);
+    Napi::Error err = ErrnoError(env, "read " + path, EFBIG);
+    err.Set("detail", Napi::String::New(env, std::to_string((long long)st.st_size) + " bytes, more than " + std::to_string((long long)max)));
+    throw err;
+  }
+  std::string self = "/proc/self/fd/" + std::to_string(pfd);
+  int fd = open(self.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  e = errno;
+  close(pfd);
+  if (fd < 0) throw ErrnoError(env, "open " + path, e);
+  std::string data;
+  char buf[65536];
+  for (;;) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      e = errno;
+      close(fd);
+      throw ErrnoError(env, "read " + path, e);
+    }
+    if (r == 0) break;
+    data.append(buf, (size_t)r);
+    if ((int64_t)data.size() > max) {  // it grew after fstat
+      close(fd);
+      Napi::Error err = ErrnoError(env, "read " + path, EFBIG);
+      err.Set("detail", Napi::String::New(env, "more than " + std::to_string((long long)max) + " bytes"));
+      throw err;
+    }
+  }
+  close(fd);
+  return Napi::Buffer<char>::Copy(env, data.data(), data.size());
+}
+
+// readDirInRoot(root, path, maxEntries) → names (without . and ..), at most maxEntries.
+// O_DIRECTORY makes the walk refuse anything but a directory (ENOTDIR) before any open.
+Napi::Value ReadDirInRoot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string root = info[0].As<Napi::String>();
+  std::string path = info[1].As<Napi::String>();
+  uint32_t max = info[2].As<Napi::Number>().Uint32Value();
+  int rootfd = OpenRoot(env, root);
+  int fd = OpenInRoot(rootfd, path, O_RDONLY | O_DIRECTORY | O_NONBLOCK);
+  int e = errno;
+  close(rootfd);
+  if (fd < 0) throw ErrnoError(env, "openat2 " + path, e);
+  DIR* d = fdopendir(fd);
+  if (!d) {
+    e = errno;
+    close(fd);
+    throw ErrnoError(env, "fdopendir " + path, e);
+  }
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  e = 0;
+  while (n < max) {
+    errno = 0;
+    struct dirent* ent = readdir(d);
+    if (!ent) {
+      e = errno;
+      break;
+    }
+    if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) continue;
+    out.Set(n++, Napi::String::New(env, ent->d_name));
+  }
+  closedir(d);
+  if (e) throw ErrnoError(env, "readdir " + path, e);
+  return out;
+}
+
 Napi::Value StrError(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), strerror(info[0].As<Napi::Number>().Int32Value()));
 }
@@ -439,6 +575,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close));
   exports.Set("strerror", Napi::Function::New(env, StrError));
   exports.Set("idmapTree", Napi::Function::New(env, IdmapTree));
+  exports.Set("readFileInRoot", Napi::Function::New(env, ReadFileInRoot));
+  exports.Set("readDirInRoot", Napi::Function::New(env, ReadDirInRoot));
   exports.Set("mkfifo", Napi::Function::New(env, MkFifo));
   exports.Set("prepareSpawn", Napi::Function::New(env, PrepareSpawn));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));

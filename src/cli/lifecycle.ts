@@ -7,10 +7,11 @@ import { SpecError, StateError, UsageError } from '../errors.js';
 import { execInContainer } from '../runtime/exec.js';
 import { assertSocket } from './run.js';
 import type { Process } from '../spec/types.js';
-import { resolveUser } from '../spec/users.js';
+import { lookupUser } from '../spec/users.js';
+import { containerFileReader } from '../kernel/in-root.js';
 import { containerPids, deleteContainer, killContainer, oomKilledOf, prune, readLogLines, resolve, setFrozen, startCreated, waitGone } from '../runtime/lifecycle.js';
 import type { Paths } from '../runtime/paths.js';
-import { listStates, logFile, readExit, statusOf, type ContainerState } from '../runtime/state.js';
+import { isAlive, listStates, logFile, readExit, statusOf, type ContainerState } from '../runtime/state.js';
 
 // The verbs around a container's life: docker's (ps, logs, stop, kill -s, rm, wait,
 // inspect) and the OCI runtime CLI's that engines call (create/start/state/kill/delete,
@@ -349,7 +350,16 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
   } else {
     if (command.length === 0) throw new UsageError('exec needs a command (or --process FILE)');
     const s = resolve(paths, id);
-    const user = o.user ? resolveUser(o.user, readRootFile('/etc/passwd', s.pid), readRootFile('/etc/group', s.pid)) : undefined;
+    let user;
+    if (o.user) {
+      // the names come from the container's own files, read inside its root (a stopped
+      // container's pid may be anyone's by now: ask only a running one)
+      const status = statusOf(s);
+      if (status !== 'running') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${status}: exec needs a running container`);
+      user = lookupUser(o.user, containerFileReader(s.pid), '--user', "the container's");
+      // the files were read through /proc/<pid>/root: still the same init (start time), not a reused pid
+      if (!isAlive(s)) throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} stopped during exec`);
+    }
     if (o.workdir !== undefined && !o.workdir.startsWith('/')) throw new UsageError(`--workdir ${JSON.stringify(o.workdir)}: must be an absolute path`);
     for (const e of o.env ?? []) if (!/^[^=\s]+=/.test(e)) throw new UsageError(`--env ${JSON.stringify(e)}: expected NAME=VALUE`);
     proc = {
@@ -372,15 +382,6 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
     ...(o.pidFile ? { pidFile: o.pidFile } : {}),
     ...(o.consoleSocket ? { consoleSocket: o.consoleSocket } : {}),
   });
-}
-
-/** A file of a running container, read through its init's root (/proc/<pid>/root). */
-function readRootFile(path: string, pid: number): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/root${path}`, 'utf8');
-  } catch {
-    return undefined;
-  }
 }
 
 function cmdline(pid: number): string {

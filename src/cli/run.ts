@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { statSync, writeFileSync, writeSync } from 'node:fs';
 import { describeError } from '../kernel/errno.js';
 import { join, resolve as resolvePath } from 'node:path';
 import type { Command } from 'commander';
@@ -18,6 +18,7 @@ import { attachAndWait, forwardSignals } from '../runtime/run.js';
 import { launch } from '../runtime/lifecycle.js';
 import { exitFile, removeState } from '../runtime/state.js';
 import { PROJECT_ROOT } from '../kernel/native.js';
+import { imageFileReader } from '../kernel/in-root.js';
 import { RUN_FLAGS } from './flags.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/index.js';
 import { applyDefaults } from '../config/spec-defaults.js';
@@ -61,23 +62,6 @@ function requireRoot(verb: string): void {
   if (process.getuid?.() !== 0) {
     throw new UsageError(`tsrun ${verb} needs root: it creates namespaces, mounts and cgroups (try: sudo tsrun ${verb} ...); --dry-run does not`);
   }
-}
-
-/** Reads a file of the image through its layers, top layer first (as overlayfs would show it). */
-function imageFileReader(layers: string[]): (path: string) => string | undefined {
-  return (path) => {
-    for (const l of [...layers].reverse()) {
-      const p = join(l, path);
-      if (existsSync(p)) {
-        try {
-          return readFileSync(p, 'utf8');
-        } catch {
-          return undefined;
-        }
-      }
-    }
-    return undefined;
-  };
 }
 
 /** flags or bundle → spec → plan. Pure apart from reading the image and the bundle. */

@@ -1,5 +1,6 @@
 import { isCgroupMount } from './cgroups/index.js';
-import { readdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { listRootDir } from '../kernel/in-root.js';
 import { posix } from 'node:path';
 import { SpecError, UnsupportedError } from '../errors.js';
 import * as op from '../plan/ops.js';
@@ -109,7 +110,7 @@ export function mountSteps(ctx: BuildContext, m: Mount, controlId: string, why: 
     }
   } else {
     const data = o.data.filter((d) => d !== 'tmpcopyup');
-    if (data.length !== o.data.length) assertNothingToCopyUp(m, target);
+    if (data.length !== o.data.length) assertNothingToCopyUp(m, ctx.rootfs);
     steps.push(child('mounts', controlId, why, op.mount(m.source ?? m.type ?? '', target, m.type ?? '', [...o.flags], data.join(','))));
   }
   for (const p of o.propagation) steps.push(child('mounts', controlId, 'mount propagation as asked', op.mount('', target, '', p)));
@@ -123,13 +124,16 @@ export function mountSteps(ctx: BuildContext, m: Mount, controlId: string, why: 
  * that is empty or absent in the rootfs there is nothing to copy, so the plain tmpfs is the
  * same thing; tsrun has no copy step, so over files it refuses rather than hide them.
  */
-function assertNothingToCopyUp(m: Mount, target: string): void {
-  let entries: string[];
+function assertNothingToCopyUp(m: Mount, rootfs: string): void {
+  let entries: string[] | undefined;
   try {
-    entries = readdirSync(target);
+    // the rootfs is the bundle's, i.e. image content: list it inside its root, never through
+    // a symlink of its own to a host directory (docs/host-access.md)
+    entries = listRootDir(rootfs, m.destination, 1000);
   } catch {
-    return; // absent (or not readable while planning, e.g. an image rootfs not mounted yet)
+    return; // not readable while planning: the init's confined mkdir/mount reports it
   }
+  if (!entries) return; // absent (e.g. an image's rootfs, not mounted yet)
   if (entries.length)
     throw new UnsupportedError(
       `mounts: "tmpcopyup" on ${m.destination}: the rootfs has ${entries.length} entr${entries.length === 1 ? 'y' : 'ies'} there (${entries.slice(0, 3).join(', ')}) and tsrun cannot copy them into the tmpfs; with podman, use --read-only-tmpfs=false or a --tmpfs ${m.destination} of your own`,

@@ -50,6 +50,8 @@ export const nativeKernel: Kernel = {
   sendMsg: (fd, data, fds) => load().sendMsg(fd, toBuffer(data), fds),
   recvMsg: (fd, size) => load().recvMsg(fd, size),
   sendConsole: (path, fd) => load().sendConsole(path, fd),
+  readFileInRoot: (root, path, maxBytes) => load().readFileInRoot(root, path, maxBytes),
+  readDirInRoot: (root, path, maxEntries) => load().readDirInRoot(root, path, maxEntries),
 };
 
 function toBuffer(u: Uint8Array): Buffer {

@@ -66,4 +66,12 @@ export interface Kernel {
   recvMsg(fd: number, size: number): Buffer | null;
   /** connect to an OCI --console-socket and pass it the pty master (SCM_RIGHTS) */
   sendConsole(socketPath: string, fd: number): void;
+  /**
+   * A regular file below `root`, resolved inside it (openat2 RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS):
+   * never a host file through a symlink, never an open of a FIFO or device (EINVAL with
+   * `fileType`, EISDIR), at most maxBytes (EFBIG). docs/host-access.md.
+   */
+  readFileInRoot(root: string, path: string, maxBytes: number): Buffer;
+  /** The names in a directory below `root`, resolved inside it as readFileInRoot does; at most maxEntries. */
+  readDirInRoot(root: string, path: string, maxEntries: number): string[];
 }

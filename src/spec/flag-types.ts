@@ -21,7 +21,11 @@ export interface FlagDef {
 
 /** What flag mappers may need beyond the spec itself. */
 export interface FlagEnv {
-  /** reads a file of the image (top layer first), e.g. `/etc/passwd`; undefined when absent */
+  /**
+   * reads a file of the image (top layer first), e.g. `/etc/passwd`; undefined when absent.
+   * Confined to the image (src/kernel/in-root.ts imageFileReader); throws KernelError naming
+   * the path when it cannot be read (not a regular file, too large).
+   */
   readImageFile(path: string): string | undefined;
   ncpu: number;
 }

@@ -6,7 +6,7 @@ import { describeError } from '../kernel/errno.js';
 import { DEFAULT_PATH, OCI_VERSION, defaultMounts, defaultNamespaces } from './defaults.js';
 import type { FlagDef, FlagEnv } from './flag-types.js';
 import type { Mount, Spec } from './types.js';
-import { resolveUser } from './users.js';
+import { lookupUser } from './users.js';
 import { finishSeccomp } from '../controls/seccomp/index.js';
 import { NETWORK_ANNOTATION, NETWORK_NAME_RE } from '../network/types.js';
 
@@ -143,7 +143,7 @@ export function specFromFlags(input: SpecInput): Spec {
   if (opts.ip !== undefined && (network === 'none' || network === 'host')) throw new UsageError(`--ip ${String(opts.ip)}: needs --network NAME (a user-defined network), not --network ${network}`);
 
   const userSpec = opts.user ?? image.config.User ?? '';
-  const user = userSpec ? resolveUser(userSpec, input.env.readImageFile('/etc/passwd'), input.env.readImageFile('/etc/group'), opts.user ? '--user' : `image ${image.name} User`) : { uid: 0, gid: 0, additionalGids: [], home: '/root' };
+  const user = userSpec ? lookupUser(userSpec, input.env.readImageFile, opts.user ? '--user' : `image ${image.name} User`) : { uid: 0, gid: 0, additionalGids: [], home: '/root' };
 
   const base = [`PATH=${DEFAULT_PATH}`, `HOSTNAME=${hostname}`];
   const userEnv = [...(opts.envFile ?? []).flatMap((f) => parseEnvFile(f, hostEnv)), ...(opts.env ?? []).flatMap((e) => envEntry(e, hostEnv, '--env'))];

@@ -1,4 +1,4 @@
-import { UsageError } from '../errors.js';
+import { KernelError, UsageError } from '../errors.js';
 
 // docker run -u: "name|uid[:group|gid]", resolved against the *container's* /etc/passwd
 // and /etc/group (never the host's), as the image defines its own users.
@@ -42,7 +42,25 @@ function numericId(s: string): number | undefined {
   return n <= MAX_ID ? n : undefined;
 }
 
-export function resolveUser(spec: string, passwdText: string | undefined, groupText: string | undefined, flag = '--user'): ResolvedUser {
+/**
+ * Resolves `spec` against files read by `read` (undefined: absent). `read` must confine the
+ * path to the image or container root (src/kernel/in-root.ts): a symlink there is the
+ * image's to make, and must never reach a host file (docs/host-access.md). An unreadable
+ * file (a FIFO, a device, too large) is an error naming it, never a hang or a guess.
+ */
+export function lookupUser(spec: string, read: (path: string) => string | undefined, flag = '--user', where = "the image's"): ResolvedUser {
+  const file = (path: string): string | undefined => {
+    try {
+      return read(path);
+    } catch (e) {
+      if (e instanceof KernelError) throw new UsageError(`${flag} ${JSON.stringify(spec)}: ${where} ${e.message}`, { cause: e });
+      throw e;
+    }
+  };
+  return resolveUser(spec, file('/etc/passwd'), file('/etc/group'), flag, where);
+}
+
+export function resolveUser(spec: string, passwdText: string | undefined, groupText: string | undefined, flag = '--user', where = "the image's"): ResolvedUser {
   const [userPart = '', groupPart] = spec.split(':', 2);
   if (userPart === '' || (groupPart !== undefined && groupPart === '')) throw new UsageError(`${flag} ${JSON.stringify(spec)}: expected name|uid[:group|gid]`);
   const passwd = parsePasswd(passwdText);
@@ -52,7 +70,7 @@ export function resolveUser(spec: string, passwdText: string | undefined, groupT
   if (uid === undefined) {
     if (/^\d+$/.test(userPart)) throw new UsageError(`${flag} ${JSON.stringify(spec)}: uid out of range (0-${MAX_ID})`);
     entry = passwd.find((p) => p.name === userPart);
-    if (!entry) throw new UsageError(`${flag} ${JSON.stringify(spec)}: no user ${JSON.stringify(userPart)} in the image's /etc/passwd`);
+    if (!entry) throw new UsageError(`${flag} ${JSON.stringify(spec)}: no user ${JSON.stringify(userPart)} in ${where} /etc/passwd`);
     uid = entry.uid;
   } else {
     entry = passwd.find((p) => p.uid === uid);
@@ -60,7 +78,7 @@ export function resolveUser(spec: string, passwdText: string | undefined, groupT
   let gid: number;
   if (groupPart !== undefined) {
     const g = numericId(groupPart) ?? groups.find((x) => x.name === groupPart)?.gid;
-    if (g === undefined) throw new UsageError(`${flag} ${JSON.stringify(spec)}: no group ${JSON.stringify(groupPart)} in the image's /etc/group`);
+    if (g === undefined) throw new UsageError(`${flag} ${JSON.stringify(spec)}: no group ${JSON.stringify(groupPart)} in ${where} /etc/group`);
     gid = g;
   } else {
     gid = entry?.gid ?? 0;

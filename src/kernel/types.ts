@@ -11,8 +11,6 @@ export interface SpawnRequest {
   cloneFlags: number;
   /** fds that become the child's 0, 1, 2 */
   stdio: [number, number, number];
-  /** exec: /proc/<pid>/ns/pid of the container to be born into */
-  pidns?: string;
   /** a cgroup2 directory the child is born in (clone3 CLONE_INTO_CGROUP) */
   cgroupDir?: string;
 }
@@ -66,4 +64,6 @@ export interface Kernel {
   recvMsg(fd: number, size: number): Buffer | null;
   /** connect to an OCI --console-socket and pass it the pty master (SCM_RIGHTS) */
   sendConsole(socketPath: string, fd: number): void;
+  /** prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process (exec's grandchild) */
+  setChildSubreaper(): void;
 }

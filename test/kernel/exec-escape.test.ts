@@ -1,8 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BIN, ROOT, describeKernel, leaks, testEnv, tsrunEnvVars } from './helpers.js';
+import { BIN, ROOT, describeKernel, leaks, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
 
 // CVE-2019-5736 through `exec` (issue 11, item 1). A container with CAP_SYS_PTRACE
 // (--cap-add SYS_PTRACE, --privileged) runs the probe's watcher: it polls /proc/<pid>/exe of
@@ -45,8 +45,9 @@ function watcher(name: string, flags: string[]): { proc: ChildProcess; ready: Pr
 }
 
 /** tsrun started by the private node copy (bin/tsrun would exec the host's node). */
-function tsrunOnCopy(args: string[]) {
-  const r = spawnSync(node, [join(ROOT, 'bin', 'tsrun-node.mjs'), ...args], { env: tsrunEnvVars(), encoding: 'utf8', timeout: 30_000 });
+function tsrunOnCopy(args: string[], keepsStdio = false) {
+  // (a detached or created container keeps the stdio it was given: then none is captured)
+  const r = spawnSync(node, [join(ROOT, 'bin', 'tsrun-node.mjs'), ...args], { env: tsrunEnvVars(), encoding: 'utf8', timeout: 30_000, ...(keepsStdio ? { stdio: 'ignore' as const } : {}) });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -73,7 +74,7 @@ describeKernel('CVE-2019-5736 via exec: no host binary enters a container', () =
           expect(r.stderr).toBe('');
           expect(r.code).toBe(i % 2);
         }
-        const d = tsrunOnCopy(['exec', '-d', name, '/probe', 'exit', '0']);
+        const d = tsrunOnCopy(['exec', '-d', name, '/probe', 'exit', '0'], true);
         expect(d.code).toBe(0);
       } finally {
         w.proc.kill('SIGTERM');
@@ -88,4 +89,46 @@ describeKernel('CVE-2019-5736 via exec: no host binary enters a container', () =
       expect(report.seen.filter((s) => s.exe !== INIT)).toEqual([]);
     });
   }
+
+  // run and create/start clone their init into NEW namespaces (and a new cgroup) that no
+  // container process is in yet; the namespaces they join by path (network, ipc, uts, cgroup:
+  // what engines share between a pod's containers) are joined by tsrun-init itself. A guard:
+  // it passed before the exec fix as well, because run never joined a PID namespace.
+  it('run, run -d and create/start with --privileged, joining the watcher\'s network, ipc and uts namespaces: it sees nothing of the host', async () => {
+    const name = `watch-run-${process.pid}`;
+    const w = watcher(name, ['--privileged']);
+    const dir = mkdtempSync(join(testEnv().base, 'bundle-'));
+    try {
+      await w.ready;
+      const pid = JSON.parse(tsrun(['inspect', name]).stdout)[0].State.Pid as number;
+      expect(pid).toBeGreaterThan(1);
+      for (let i = 0; i < 3; i++) expect(tsrunOnCopy(['run', '--rm', '--privileged', 'probe', '/probe', 'exit', '0']).code).toBe(0);
+      expect(tsrunOnCopy(['run', '-d', '--name', `${name}-d`, '--privileged', 'probe', '/probe', 'sleep', '5'], true).code).toBe(0);
+      expect(tsrun(['rm', '-f', `${name}-d`]).code).toBe(0);
+      cpSync(testEnv().rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+      writeFileSync(
+        join(dir, 'config.json'),
+        JSON.stringify({
+          ociVersion: '1.2.0',
+          process: { args: ['/probe', 'exit', '0'], cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin'] },
+          root: { path: 'rootfs' },
+          mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+          linux: {
+            namespaces: [{ type: 'pid' }, { type: 'mount' }, ...['network', 'ipc', 'uts'].map((type) => ({ type, path: `/proc/${pid}/ns/${type === 'network' ? 'net' : type}` }))],
+          },
+        }),
+      );
+      const oci = `joiner-${process.pid}`;
+      expect(tsrunOnCopy(['create', '--bundle', dir, oci], true).code).toBe(0);
+      expect(tsrunOnCopy(['start', oci]).code).toBe(0);
+      expect(tsrun(['delete', '--force', oci]).code).toBe(0);
+    } finally {
+      w.proc.kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const report = await w.result;
+    expect(report.scans).toBeGreaterThan(100);
+    expect(report.held).toEqual([]);
+    expect(report.seen).toEqual([]);
+  });
 });

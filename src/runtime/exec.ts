@@ -78,7 +78,7 @@ export function execPlan(id: string, containerSpec: Spec, initPid: number, proc:
   const spec: Spec = { ...containerSpec, process: proc };
   const full = buildPlan({ id, spec, rootfs: '/', containerDir, host: detectHost(), terminal: Boolean(proc.terminal), waitStart: false });
   const joined: Step[] = SETNS_ORDER.filter(([type]) => spec.linux.namespaces.some((n) => n.type === type)).map(([, file, flag]) =>
-    child('early', 'namespaces', `join the container's ${file} namespace`, op.setns(`/proc/${initPid}/ns/${file}`, flag)),
+    child('early', 'namespaces', file === 'pid' ? 'the container\'s pid namespace, for the children of this process only (pid_namespaces(7)): see the fork' : `join the container's ${file} namespace`, op.setns(`/proc/${initPid}/ns/${file}`, flag)),
   );
   const steps: Step[] = [
     parent(
@@ -98,6 +98,35 @@ export function execPlan(id: string, containerSpec: Spec, initPid: number, proc:
   return { id, spec, cloneFlags: [], steps };
 }
 
+const CAP_SETS = ['bounding', 'permitted', 'effective', 'inheritable', 'ambient'] as const;
+
+/**
+ * Pure: where an exec's process is more privileged than the container's own process, one
+ * sentence each (empty: it is not). An OCI `--process` file is taken as given (runc does
+ * the same; the engine decides), so this is what `exec --explain` shows a learner.
+ */
+export function privilegeDiff(container: Process, exec: Process): string[] {
+  const out: string[] = [];
+  if (exec.user.uid !== container.user.uid) out.push(`the exec process runs as uid ${exec.user.uid} while the container's process runs as uid ${container.user.uid}`);
+  if (exec.user.gid !== container.user.gid) out.push(`the exec process runs as gid ${exec.user.gid} while the container's process runs as gid ${container.user.gid}`);
+  const extraGids = (exec.user.additionalGids ?? []).filter((g) => !(container.user.additionalGids ?? []).includes(g));
+  if (extraGids.length) out.push(`supplementary groups the container's process does not have: ${extraGids.join(', ')}`);
+  for (const set of CAP_SETS) {
+    const have = new Set(container.capabilities?.[set] ?? []);
+    const added = (exec.capabilities?.[set] ?? []).filter((c) => !have.has(c));
+    if (added.length) out.push(`capabilities added to the ${set} set: ${added.join(', ')}`);
+  }
+  if (container.noNewPrivileges && !exec.noNewPrivileges) out.push('no_new_privs is off while the container\'s process has it on: setuid binaries and file capabilities raise privileges again');
+  for (const r of exec.rlimits ?? []) {
+    const c = container.rlimits?.find((x) => x.type === r.type);
+    if (c && (r.hard > c.hard || r.soft > c.soft)) out.push(`${r.type} is ${r.soft}:${r.hard} while the container's process has ${c.soft}:${c.hard}`);
+  }
+  if (exec.oomScoreAdj !== undefined && exec.oomScoreAdj < (container.oomScoreAdj ?? 0)) out.push(`oom_score_adj ${exec.oomScoreAdj} is below the container's ${container.oomScoreAdj ?? 0}`);
+  if (exec.apparmorProfile !== container.apparmorProfile) out.push(`AppArmor profile ${JSON.stringify(exec.apparmorProfile ?? 'unconfined')} instead of the container's ${JSON.stringify(container.apparmorProfile ?? 'unconfined')}`);
+  if (exec.selinuxLabel !== container.selinuxLabel) out.push(`SELinux label ${JSON.stringify(exec.selinuxLabel ?? '')} instead of the container's ${JSON.stringify(container.selinuxLabel ?? '')}`);
+  return out;
+}
+
 export interface ExecOptions {
   paths: Paths;
   ref: string;
@@ -109,13 +138,18 @@ export interface ExecOptions {
   kernel?: Kernel;
 }
 
-export async function execInContainer(o: ExecOptions): Promise<number> {
-  const kernel = o.kernel ?? nativeKernel;
-  const s = resolve(o.paths, o.ref);
+/** The plan of an exec into a running container, and what the container's own process is. */
+export function planExec(paths: Paths, ref: string, process: Partial<Process> & { args: string[] }): { plan: Plan; container: Process; state: ReturnType<typeof resolve> } {
+  const s = resolve(paths, ref);
   const status = statusOf(s);
   if (status !== 'running') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${status}: exec needs a running container`);
-  const proc = execProcess(s.config.process, o.process);
-  const plan = execPlan(s.id, s.config, s.pid, proc, s.containerDir);
+  const proc = execProcess(s.config.process, process);
+  return { plan: execPlan(s.id, s.config, s.pid, proc, s.containerDir), container: s.config.process, state: s };
+}
+
+export async function execInContainer(o: ExecOptions): Promise<number> {
+  const kernel = o.kernel ?? nativeKernel;
+  const { plan, state: s } = planExec(o.paths, o.ref, o.process);
   // the command is the init's grandchild (OP_FORK): as its subreaper, tsrun gets it as a
   // child when the intermediate exits, and can wait for it (runc does the same)
   if (!o.detach) kernel.setChildSubreaper();

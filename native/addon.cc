@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -116,7 +117,7 @@ SpawnFds PrepareFds(Napi::Env env, Napi::Object o) {
   return f;
 }
 
-// spawn({ initPath, plan: Buffer, cloneFlags, stdio: [fd, fd, fd] }) → { pid, syncFd }
+// spawn({ initPath, plan: Buffer, cloneFlags, stdio: [fd, fd, fd], cgroupDir? }) → { pid, syncFd }
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
@@ -124,10 +125,10 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Array stdio = o.Get("stdio").As<Napi::Array>();
   int in_fds[3];
   for (uint32_t i = 0; i < 3; i++) in_fds[i] = stdio.Get(i).As<Napi::Number>().Int32Value();
-  // exec: clone into an existing PID namespace. setns(CLONE_NEWPID) only changes the
-  // namespace this thread's *children* are born in (pid_namespaces(7)); it is undone
-  // right after the clone, so no other child of this process is affected.
-  std::string pidns = o.Has("pidns") ? o.Get("pidns").As<Napi::String>().Utf8Value() : "";
+  // No namespace is ever joined here, and only `run`/`create` pass a cgroup (a new one): the
+  // child is a copy of node until it execs, and no copy of a host binary may enter a
+  // container's namespace or cgroup (CVE-2019-5736). exec joins from tsrun-init (OP_SETNS,
+  // OP_FORK).
   std::string cgroup_dir = o.Has("cgroupDir") ? o.Get("cgroupDir").As<Napi::String>().Utf8Value() : "";
   int cgroup_fd = -1;
   if (!cgroup_dir.empty()) {
@@ -145,29 +146,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   int init_fd = f.init_fd, plan_fd = f.plan_fd, err = 0;
   int* sv = f.sync;
 
-  int own_ns = -1, target_ns = -1;
-  if (!pidns.empty()) {
-    own_ns = open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC);
-    target_ns = open(pidns.c_str(), O_RDONLY | O_CLOEXEC);
-    if (own_ns < 0 || target_ns < 0 || setns(target_ns, CLONE_NEWPID) < 0) {
-      err = errno;
-      if (own_ns >= 0) close(own_ns);
-      if (target_ns >= 0) close(target_ns);
-      close(sv[0]);
-      close(sv[1]);
-      close(plan_fd);
-      if (cgroup_fd >= 0) close(cgroup_fd);
-      throw ErrnoError(env, "setns " + pidns, err);
-    }
-  }
   pid_t pid = tsrun_spawn_init(flags, init_fd, plan_fd, sv[1], in_fds, cgroup_fd);
   err = errno;
   if (cgroup_fd >= 0) close(cgroup_fd);
-  if (own_ns >= 0) {
-    setns(own_ns, CLONE_NEWPID);
-    close(own_ns);
-    close(target_ns);
-  }
   close(sv[1]);
   close(plan_fd);
   if (pid < 0) {
@@ -566,6 +547,14 @@ Napi::Value MkFifo(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setChildSubreaper(): prctl(PR_SET_CHILD_SUBREAPER, 1) (prctl(2)). `tsrun exec` waits for
+// a command that is its grandchild (tsrun-init forks it into the container's PID
+// namespace and exits): orphans are reparented to the nearest subreaper ancestor.
+Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) throw ErrnoError(info.Env(), "prctl(PR_SET_CHILD_SUBREAPER)", errno);
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("syncSend", Napi::Function::New(env, SyncSend));
@@ -583,6 +572,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendMsg", Napi::Function::New(env, SendMsg));
   exports.Set("recvMsg", Napi::Function::New(env, RecvMsg));
   exports.Set("sendConsole", Napi::Function::New(env, SendConsole));
+  exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   return exports;
 }
 

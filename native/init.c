@@ -457,6 +457,46 @@ static int exec_cmd(const char *file, char *const *argv, char *const *envp) {
   return -1;
 }
 
+/* exec's entry into the container's PID namespace. setns(CLONE_NEWPID) only decides where
+ * this process's children are born (pid_namespaces(7)), so fork: the child is the first
+ * process of this exec inside the container, and it is already tsrun-init (non-dumpable,
+ * a sealed memfd), never a copy of the host's node. This process, which stays outside,
+ * tells tsrun the child's pid and exits; the child is reparented to tsrun, a child
+ * subreaper (PR_SET_CHILD_SUBREAPER), or to the engine's (containerd's shim, conmon) when
+ * tsrun exec --detach has gone. The child waits for that exit (the gate pipe reads EOF
+ * then), so MSG_PID reaches tsrun before anything the child sends. */
+static int fork_into_pidns(void) {
+  int gate[2];
+  if (pipe2(gate, O_CLOEXEC) < 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    close(gate[0]);
+    close(gate[1]);
+    errno = e;
+    return -1;
+  }
+  if (pid > 0) {
+    struct sync_msg m = {MSG_PID, (uint32_t)pid, 0, 0};
+    ssize_t r;
+    do r = send(SYNC_FD, &m, sizeof m, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    /* nobody to report to: the child must not run a command nobody will wait for */
+    if (r != (ssize_t)sizeof m) {
+      kill(pid, SIGKILL);
+      _exit(INIT_FAILED);
+    }
+    _exit(0);
+  }
+  close(gate[1]);
+  char c;
+  ssize_t r;
+  do r = read(gate[0], &c, 1);
+  while (r < 0 && errno == EINTR);
+  close(gate[0]);
+  return 0;
+}
+
 static int run_op(const struct op *o) {
   const uint64_t *I = o->ints;
   const char *const *S = o->strs;
@@ -591,6 +631,8 @@ static int run_op(const struct op *o) {
   }
   case OP_ROOT:
     return set_root(S[0]);
+  case OP_FORK:
+    return fork_into_pidns();
   }
   errno = ENOSYS;
   return -1;

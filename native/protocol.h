@@ -3,7 +3,7 @@
  * the static init (init.c). Keep the two in step: the op numbers below are
  * mirrored in src/plan/protocol.ts, and a unit test compares them.
  *
- * Sequence (parent = the tsrun Node process, child = tsrun-init):
+ * Sequence of `run` and `create` (parent = the tsrun Node process, child = tsrun-init):
  *
  *   parent                                   child (cloned with the namespace flags)
  *   ------                                   -----
@@ -17,6 +17,22 @@
  *                                            (OP_WAIT_START: send MSG_READY, wait MSG_START)
  *   recv: EOF  ◄──────────────────────────── execve(container command) closes fd 3 (CLOEXEC)
  *   recv: MSG_ERROR{index, errno} ◄───────── any op failed: report and _exit(INIT_FAILED)
+ *
+ * Sequence of `exec`: the node copy never enters the container (CVE-2019-5736). It is
+ * spawned with no namespace flag and no cgroup, in the host's namespaces and cgroups, and
+ * execs tsrun-init at once; the init does every join itself, as runc's nsexec does:
+ *
+ *   tsrun (PR_SET_CHILD_SUBREAPER)           tsrun-init, non-dumpable from its first instruction
+ *   clone3(no flags) ─────────────────────►  execveat(sealed memfd of tsrun-init)
+ *   send MSG_GO ──────────────────────────►  write 0 to the container's cgroup.procs / tasks
+ *                                            (host paths: before any setns)
+ *                                            OP_SETNS user, cgroup, ipc, uts, net, pid, mnt
+ *                                            OP_FORK ──► grandchild, born in the container's
+ *   recv: MSG_PID{index = grandchild} ◄──────   PID namespace; waits until this process has
+ *   waitpid(child) ◄──────────────────────── _exit(0)  sent MSG_PID and exited
+ *   (the grandchild is now tsrun's child)                   │
+ *                          ◄───────────────────────── rest of the plan (OP_CONSOLE: MSG_PTY),
+ *   recv: EOF ◄────────────────────────────────────── execve(command) closes fd 3
  *
  * Plan encoding: a sequence of ops, each
  *   struct op_header; u64 ints[nint]; u8 blob[bloblen] padded to 8; then nstr
@@ -81,6 +97,8 @@ enum tsrun_op {
   OP_OOM_SCORE_ADJ = 31, /* ints: value (signed) */
   OP_ROOT = 32,          /* strs: path — later paths under it resolve inside it (openat2 RESOLVE_IN_ROOT) */
   OP_SETNS = 33,         /* ints: CLONE_NEW* type  strs: /proc/<pid>/ns/<name> (opened before any setns) */
+  OP_FORK = 34,          /* exec: fork, so the child is born in the PID namespace joined by OP_SETNS;
+                            this process sends MSG_PID and _exits, the child runs the rest of the plan */
   OP__MAX
 };
 
@@ -91,12 +109,13 @@ enum tsrun_msg {
   MSG_READY = 4,   /* child → parent: waiting before exec (OP_WAIT_START) */
   MSG_START = 5,   /* unused: `start` goes through the fifo of OP_WAIT_START */
   MSG_MOUNT_FD = 6, /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
-  MSG_ID_MAPPED = 7 /* parent → child before exec, CLONE_NEWUSER only: uid_map/gid_map are written */
+  MSG_ID_MAPPED = 7, /* parent → child before exec, CLONE_NEWUSER only: uid_map/gid_map are written */
+  MSG_PID = 8       /* child → parent (OP_FORK): `index` is the pid of the forked child, as the parent sees it */
 };
 
 struct sync_msg {
   uint32_t type;
-  uint32_t index; /* op index for MSG_ERROR */
+  uint32_t index; /* op index for MSG_ERROR, pid for MSG_PID */
   int32_t err;    /* errno for MSG_ERROR */
   uint32_t pad;
 };

@@ -26,6 +26,13 @@
  *   probe loop N [FILTER]      time N getppid() and N personality(0xffffffff) calls, after
  *                              loading FILTER (struct sock_filter[] bytes) if given
  *                                                              → {"op":"loop","getppid_ns":...,"personality_ns":...}
+ *   probe watch-exe SECONDS    the CVE-2019-5736 watcher: for SECONDS (or until SIGTERM), scan /proc/<pid>/exe of
+ *                              every process this container can see (readdir, plus the next
+ *                              pids ahead, as an attacker guesses them), hold an O_PATH fd
+ *                              to each distinct executable that is not this probe, then
+ *                              reopen each through /proc/self/fd for writing and close it
+ *                              at once (never writes)    → {"op":"watch-exe","scans":N,
+ *                              "seen":[{"exe":..,"pid":..}],"held":[{"exe":..,"reopen":..}]}
  *   probe sleep SECONDS
  *   probe exit CODE
  * Errors are given by name (ENOENT, EPERM...) and "0" for success.
@@ -264,8 +271,106 @@ static int loop(int argc, char **argv) {
   return 0;
 }
 
+#define WATCH_MAX 32
+static struct { char exe[512]; int pid, fd; } watched[WATCH_MAX];
+static int nwatched;
+static int watch_max_pid;
+
+/* One /proc/<pid>/exe: readlink it; an executable not seen before (by device and inode,
+ * this probe excluded) is recorded, with an O_PATH fd through the magic link. */
+static void watch_pid(int pid, dev_t self_dev, ino_t self_ino) {
+  char link[64], exe[512];
+  snprintf(link, sizeof link, "/proc/%d/exe", pid);
+  ssize_t n = readlink(link, exe, sizeof exe - 1);
+  if (n <= 0) {
+    /* EACCES: a process exists there that this probe may not inspect (non-dumpable) */
+    if (errno != ENOENT && pid > watch_max_pid) watch_max_pid = pid;
+    return;
+  }
+  exe[n] = '\0';
+  if (pid > watch_max_pid) watch_max_pid = pid;
+  int fd = open(link, O_PATH | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == self_dev && st.st_ino == self_ino) {
+    close(fd);
+    return;
+  }
+  for (int i = 0; i < nwatched; i++)
+    if (strcmp(watched[i].exe, exe) == 0) {
+      if (fd >= 0 && watched[i].fd < 0) watched[i].fd = fd;
+      else if (fd >= 0) close(fd);
+      return;
+    }
+  if (nwatched == WATCH_MAX) {
+    if (fd >= 0) close(fd);
+    return;
+  }
+  snprintf(watched[nwatched].exe, sizeof watched[nwatched].exe, "%s", exe);
+  watched[nwatched].pid = pid;
+  watched[nwatched++].fd = fd;
+}
+
+static volatile sig_atomic_t watch_stop;
+static void watch_on_term(int sig) {
+  (void)sig;
+  watch_stop = 1;
+}
+
+static int watch_exe(double seconds) {
+  /* SIGTERM ends the watch early (as PID 1 of its namespace it needs a handler to get it) */
+  signal(SIGTERM, watch_on_term);
+  struct stat self;
+  if (stat("/proc/self/exe", &self) < 0) return 1;
+  watch_max_pid = getpid();
+  struct timespec t0, now;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  long scans = 0;
+  printf("{\"op\":\"ready\"}\n");
+  for (;;) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (watch_stop || (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9 >= seconds) break;
+    /* pids are handed out in order in a PID namespace: the next few are where a newcomer
+     * appears, so they are polled on every round, the whole of /proc every 64th */
+    int base = watch_max_pid;
+    for (int k = 1; k <= 8; k++) watch_pid(base + k, self.st_dev, self.st_ino);
+    if (scans++ % 64 == 0) {
+      DIR *d = opendir("/proc");
+      if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+          if (e->d_name[0] >= '1' && e->d_name[0] <= '9') watch_pid(atoi(e->d_name), self.st_dev, self.st_ino);
+        closedir(d);
+      }
+    }
+  }
+  printf("{\"op\":\"watch-exe\",\"scans\":%ld,\"seen\":[", scans);
+  for (int i = 0; i < nwatched; i++) {
+    printf("%s{\"exe\":", i ? "," : "");
+    json_str(watched[i].exe);
+    printf(",\"pid\":%d}", watched[i].pid);
+  }
+  printf("],\"held\":[");
+  int first = 1;
+  for (int i = 0; i < nwatched; i++) {
+    if (watched[i].fd < 0) continue;
+    /* the 2019 attack's second half, stopped short of writing: the target may be a host binary */
+    char p[64];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", watched[i].fd);
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0) close(fd);
+    printf("%s{\"exe\":", first ? "" : ",");
+    json_str(watched[i].exe);
+    printf(",\"reopen\":\"%s\"}", ename(err));
+    first = 0;
+  }
+  printf("]}\n");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  if (strcmp(argc > 1 ? argv[1] : "", "watch-exe") == 0 && argc == 3) return watch_exe(atof(argv[2]));
   if (argc < 2 || strcmp(argv[1], "info") == 0) {
     info();
     return 0;

@@ -4,7 +4,8 @@ import { NETWORK_ANNOTATION } from '../network/types.js';
 import { constants as osc } from 'node:os';
 import type { Command } from 'commander';
 import { SpecError, StateError, UsageError } from '../errors.js';
-import { execInContainer } from '../runtime/exec.js';
+import { execInContainer, planExec, privilegeDiff } from '../runtime/exec.js';
+import { planJson, renderPlan } from '../plan/render.js';
 import { assertSocket } from './run.js';
 import type { Process } from '../spec/types.js';
 import { lookupUser } from '../spec/users.js';
@@ -89,7 +90,7 @@ function collect(v: string, prev: string[] = []): string[] {
 export function registerLifecycle(program: Command, paths: () => Paths, setExit: (code: number) => void): void {
   program
     .command('exec')
-    .description('run a command in a running container: same namespaces, cgroup, user, capabilities, seccomp, no-new-privileges and rlimits')
+    .description('run a command in a running container: its namespaces, cgroup, seccomp filter; with a command, also its capabilities, no-new-privileges and rlimits (--process: those the file gives, as runc)')
     .argument('<id>', 'container id or name')
     .argument('[command...]', 'command and arguments (or --process)')
     .option('-i, --interactive', 'keep stdin open')
@@ -102,6 +103,8 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .option('-p, --process <file>', 'an OCI process.json (engines)')
     .option('--pid-file <file>', 'write the pid of the new process here')
     .option('--console-socket <path>', 'send the pty master to this unix socket (with --tty)')
+    .option('--explain', 'print the plan and where the process is more privileged than the container\'s, and run nothing')
+    .option('--json', 'with --explain: the plan as JSON')
     .passThroughOptions()
     .action(async (id: string, command: string[], o: ExecCliOptions) => {
       setExit(await execVerb(paths(), id, command, o));
@@ -331,10 +334,12 @@ interface ExecCliOptions {
   process?: string;
   pidFile?: string;
   consoleSocket?: string;
+  explain?: boolean;
+  json?: boolean;
 }
 
 async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliOptions): Promise<number> {
-  if (o.privileged) throw new UsageError('exec --privileged is not supported: an exec gets exactly the container\'s privileges');
+  if (o.privileged) throw new UsageError('exec --privileged is not supported: a command gets exactly the container\'s privileges (an OCI --process file states its own)');
   let proc: Partial<Process> & { args: string[] };
   if (o.process) {
     if (command.length) throw new UsageError('exec: give either --process FILE or a command, not both');
@@ -371,6 +376,7 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
       ...(o.tty && process.stdout.isTTY ? { consoleSize: { height: process.stdout.rows, width: process.stdout.columns } } : {}),
     };
   }
+  if (o.explain) return explainExec(paths, id, proc, Boolean(o.json));
   if (proc.terminal && o.detach && !o.consoleSocket) throw new UsageError('exec --detach --tty needs --console-socket');
   if (o.consoleSocket) assertSocket(o.consoleSocket, '--console-socket');
   return execInContainer({
@@ -382,6 +388,28 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
     ...(o.pidFile ? { pidFile: o.pidFile } : {}),
     ...(o.consoleSocket ? { consoleSocket: o.consoleSocket } : {}),
   });
+}
+
+/**
+ * `exec --explain`: the exec's plan, then what its process may do that the container's own
+ * process may not. `--process` files are run as given (the OCI runtime CLI, as runc): an
+ * engine may ask for more than the container has (docker exec --privileged, -u 0).
+ */
+function explainExec(paths: Paths, id: string, proc: Partial<Process> & { args: string[] }, json: boolean): number {
+  const { plan, container } = planExec(paths, id, proc);
+  const diff = privilegeDiff(container, plan.spec.process);
+  if (json) {
+    writeSync(1, JSON.stringify({ ...(planJson(plan) as object), moreThanContainer: diff }, null, 2) + '\n');
+    return 0;
+  }
+  writeSync(1, renderPlan(plan));
+  writeSync(
+    1,
+    diff.length
+      ? `\ncompared with the container's process, this exec gets more:\n${diff.map((d) => `  - ${d}`).join('\n')}\n`
+      : `\ncompared with the container's process: nothing more (same user, capabilities, no_new_privs, rlimits)\n`,
+  );
+  return 0;
 }
 
 function cmdline(pid: number): string {

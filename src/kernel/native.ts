@@ -52,6 +52,7 @@ export const nativeKernel: Kernel = {
   sendConsole: (path, fd) => load().sendConsole(path, fd),
   readFileInRoot: (root, path, maxBytes) => load().readFileInRoot(root, path, maxBytes),
   readDirInRoot: (root, path, maxEntries) => load().readDirInRoot(root, path, maxEntries),
+  setChildSubreaper: () => load().setChildSubreaper(),
 };
 
 function toBuffer(u: Uint8Array): Buffer {

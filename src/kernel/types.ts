@@ -11,8 +11,6 @@ export interface SpawnRequest {
   cloneFlags: number;
   /** fds that become the child's 0, 1, 2 */
   stdio: [number, number, number];
-  /** exec: /proc/<pid>/ns/pid of the container to be born into */
-  pidns?: string;
   /** a cgroup2 directory the child is born in (clone3 CLONE_INTO_CGROUP) */
   cgroupDir?: string;
 }
@@ -74,4 +72,6 @@ export interface Kernel {
   readFileInRoot(root: string, path: string, maxBytes: number): Buffer;
   /** The names in a directory below `root`, resolved inside it as readFileInRoot does; at most maxEntries. */
   readDirInRoot(root: string, path: string, maxEntries: number): string[];
+  /** prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process (exec's grandchild) */
+  setChildSubreaper(): void;
 }

@@ -191,6 +191,10 @@ export function setns(path: string, flag: CloneFlag): ChildOp {
   return { op: 'SETNS', ints: [int(CLONE[flag])], strs: [path], text: `setns(open(${q(path)}), CLONE_${flag})` };
 }
 
+export function fork(): ChildOp {
+  return { op: 'FORK', ints: [], strs: [], text: 'fork() → send the child\'s pid to tsrun, _exit(0); the child goes on' };
+}
+
 export function exec(file: string, argv: readonly string[], env: readonly string[]): ChildOp {
   return {
     op: 'EXEC',

@@ -38,6 +38,7 @@ export const OP = {
   OOM_SCORE_ADJ: 31,
   ROOT: 32,
   SETNS: 33,
+  FORK: 34,
 } as const;
 export type OpName = keyof typeof OP;
 
@@ -49,6 +50,7 @@ export const MSG = {
   START: 5,
   MOUNT_FD: 6,
   ID_MAPPED: 7,
+  PID: 8,
 } as const;
 
 export const INIT_FAILED = 125;

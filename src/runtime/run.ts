@@ -155,6 +155,16 @@ export async function startContainer(o: StartOptions): Promise<Started> {
         kernel.close(syncFd);
         return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive };
       }
+      if (m.type === MSG.PID) {
+        // exec (OP_FORK): the init forked the command into the container's PID namespace
+        // and exits; reaped here, it has handed its child to us (a subreaper) or to the
+        // engine's. From now on `pid` is the command.
+        const forker = pid;
+        pid = m.index;
+        const st = await kernel.waitPid(forker);
+        if (st.code !== 0) throw new TsrunError(`tsrun-init exited ${st.code ?? `on signal ${st.signal}`} after forking into the container`);
+        continue;
+      }
       if (m.type === MSG.PTY && m.fd !== undefined) {
         ptyFd = m.fd;
         o.onPty?.(m.fd);

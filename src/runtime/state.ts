@@ -45,7 +45,6 @@ export interface ExitRecord {
 export const stateDirOf = (p: Paths, id: string) => join(p.root, id);
 const stateFile = (p: Paths, id: string) => join(stateDirOf(p, id), 'state.json');
 export const exitFile = (p: Paths, id: string) => join(stateDirOf(p, id), 'exit.json');
-export const logFile = (p: Paths, id: string) => join(stateDirOf(p, id), 'container.log');
 
 function atomicWrite(path: string, data: string): void {
   const tmp = `${path}.${process.pid}.tmp`;

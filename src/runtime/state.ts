@@ -6,8 +6,8 @@ import type { Spec } from '../spec/types.js';
 import type { Paths } from './paths.js';
 
 // A container's state lives in <root>/<id>/ (tmpfs by default, as runc's /run/runc):
-// state.json (written atomically), exit.json (written by tsrun-monitor), container.log
-// (json-file), and a lock directory. No daemon holds it: every tsrun process reads it.
+// state.json (written atomically), exit.json (written by tsrun-monitor)
+// and a lock directory. The json-file log is in the data root (src/runtime/logs.ts). No daemon holds it: every tsrun process reads it.
 
 export type Status = 'created' | 'running' | 'paused' | 'stopped';
 

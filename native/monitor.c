@@ -5,7 +5,12 @@
  * how it ended. It outlives the tsrun that started it — the daemonless form of docker's
  * live-restore (workshop control 2.13): no tsrun process needs to run for the container to.
  *
- *   tsrun-monitor LOG-FILE EXIT-FILE      (fd 3: control socket from tsrun, see protocol.h)
+ *   tsrun-monitor [--max-size BYTES] [--max-file N] LOG-FILE EXIT-FILE [COMMAND ARG...]
+ *                                          (fd 3: control socket from tsrun, see protocol.h)
+ *
+ * --max-size/--max-file are docker's json-file log options: once the log would pass
+ * BYTES it is renamed LOG-FILE.1 (older ones shift up to LOG-FILE.<N-1>, the oldest is
+ * dropped), or truncated when N is 1. Without them the log grows as docker's does.
  *
  * Static and small on purpose (issue 6 asks < 1 MiB resident): no Node, no allocation.
  */
@@ -32,6 +37,29 @@
 #define CHUNK 16384 /* docker's json-file splits long lines at 16 KiB too */
 
 static int log_fd = -1;
+static const char *log_path;
+static unsigned long long log_size, max_size; /* max_size 0: no rotation */
+static unsigned max_file = 1;
+
+/* Docker's json-file rotation: shift LOG.1.. up, LOG becomes LOG.1, a new LOG starts. A
+ * failing rename (disk full, read-only) keeps writing to the same file: the container must
+ * never stop because its log cannot rotate. */
+static void rotate(void) {
+  char from[4200], to[4200];
+  if (max_file > 1) {
+    for (unsigned k = max_file - 1; k >= 1; k--) {
+      if (k == 1) snprintf(from, sizeof from, "%s", log_path);
+      else snprintf(from, sizeof from, "%s.%u", log_path, k - 1);
+      snprintf(to, sizeof to, "%s.%u", log_path, k);
+      if (rename(from, to) < 0 && errno != ENOENT && k == 1) return;
+    }
+  }
+  int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) return;
+  close(log_fd);
+  log_fd = fd;
+  log_size = 0;
+}
 
 struct stream {
   const char *name;
@@ -89,7 +117,9 @@ static void emit(const char *stream, const char *data, size_t n) {
   char ts[64];
   now_rfc3339(ts, sizeof ts);
   o += (size_t)snprintf(out + o, sizeof out - o, "\",\"stream\":\"%s\",\"time\":\"%s\"}\n", stream, ts);
+  if (max_size && log_size > 0 && log_size + o > max_size) rotate();
   write_all(log_fd, out, o);
+  log_size += o;
 }
 
 /* Emit complete lines; keep a partial one until it completes, fills the buffer or ends. */
@@ -155,15 +185,30 @@ static void write_exit(const char *path, int status) {
 }
 
 int main(int argc, char **argv) {
+  /* options first, so the on-exit COMMAND after EXIT-FILE keeps its own arguments */
+  int bad = 0;
+  while (argc > 2 && (strcmp(argv[1], "--max-size") == 0 || strcmp(argv[1], "--max-file") == 0)) {
+    char *end;
+    unsigned long long v = strtoull(argv[2], &end, 10);
+    if (*argv[2] == '\0' || *end != '\0' || v == 0) bad = 1;
+    else if (strcmp(argv[1], "--max-size") == 0) max_size = v;
+    else max_file = v > 1000 ? 1000 : (unsigned)v;
+    argv += 2;
+    argc -= 2;
+  }
+  if (bad) argc = 0;
   if (argc < 3) {
-    fprintf(stderr, "usage: tsrun-monitor LOG-FILE EXIT-FILE [COMMAND ARG...] (started by tsrun run -d; COMMAND runs after the exit record, e.g. tsrun rm for run -d --rm)\n");
+    fprintf(stderr, "usage: tsrun-monitor [--max-size BYTES] [--max-file N] LOG-FILE EXIT-FILE [COMMAND ARG...] (started by tsrun run -d; COMMAND runs after the exit record, e.g. tsrun rm for run -d --rm)\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   signal(SIGINT, SIG_IGN);
-  log_fd = open(argv[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  log_path = argv[1];
+  log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (log_fd < 0) return 1;
+  struct stat lst;
+  if (fstat(log_fd, &lst) == 0) log_size = (unsigned long long)lst.st_size;
 
   struct mon_msg m;
   int fds[4] = {-1, -1, -1, -1}; /* init, plan, sync, and the cgroup2 dir to be born in (optional) */

@@ -17,6 +17,7 @@ export const CORE_FLAGS: FlagDef[] = [
   { syntax: '-i, --interactive', help: 'keep stdin open: the container reads tsrun\'s stdin', docker: '-i', control: 'process' },
   { syntax: '-t, --tty', help: 'give the container a terminal (a pty of its own devpts)', docker: '-t', control: 'process' },
   { syntax: '-d, --detach', help: 'run in the background (a tsrun-monitor holds it); print the id', docker: '-d', control: 'process' },
+  { syntax: '--log-opt <key=value>', help: 'json-file log of a detached container: max-size=10m, max-file=3 (repeatable; default: the config file\'s "log-opts", else unlimited)', docker: '--log-opt', control: 'process', repeatable: true },
   { syntax: '--rm', help: 'remove the container when it exits', docker: '--rm', control: 'process' },
   { syntax: '--name <name>', help: 'a name for the container', docker: '--name', control: 'process' },
   { syntax: '-e, --env <NAME[=VALUE]>', help: 'set an environment variable (repeatable)', docker: '-e', control: 'process', repeatable: true },

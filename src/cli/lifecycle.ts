@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { allocations, loadNetwork } from '../network/store.js';
 import { NETWORK_ANNOTATION } from '../network/types.js';
 import { constants as osc } from 'node:os';
@@ -10,9 +10,10 @@ import { assertSocket } from './run.js';
 import type { Process } from '../spec/types.js';
 import { lookupUser } from '../spec/users.js';
 import { containerFileReader } from '../kernel/in-root.js';
-import { containerPids, deleteContainer, killContainer, oomKilledOf, prune, readLogLines, resolve, setFrozen, startCreated, waitGone } from '../runtime/lifecycle.js';
+import { containerPids, deleteContainer, killContainer, oomKilledOf, prune, resolve, setFrozen, startCreated, waitGone } from '../runtime/lifecycle.js';
+import { followLog, logFile, readLog, tailLog, type LogRecord } from '../runtime/logs.js';
 import type { Paths } from '../runtime/paths.js';
-import { isAlive, listStates, logFile, readExit, statusOf, type ContainerState } from '../runtime/state.js';
+import { isAlive, listStates, readExit, statusOf, type ContainerState } from '../runtime/state.js';
 
 // The verbs around a container's life: docker's (ps, logs, stop, kill -s, rm, wait,
 // inspect) and the OCI runtime CLI's that engines call (create/start/state/kill/delete,
@@ -231,29 +232,23 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .command('logs <id>')
     .description('the output of a detached container (json-file log)')
     .option('-f, --follow', 'keep printing until the container stops')
-    .option('--tail <n>', 'only the last N lines')
+    .option('--tail <n>', 'only the last N lines ("all" for every line)')
     .option('-t, --timestamps', 'prefix each line with its time')
     .action(async (id: string, o: { follow?: boolean; tail?: string; timestamps?: boolean }) => {
       const s = resolve(paths(), id);
       if (!s.monitorPid) throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} has no log: only detached containers (run -d) are logged`);
-      if (o.tail !== undefined && !/^\d+$/.test(o.tail)) throw new UsageError(`--tail ${JSON.stringify(o.tail)}: a number of lines`);
-      const print = (l: { log: string; stream: string; time: string }) => writeSync(l.stream === 'stderr' ? 2 : 1, (o.timestamps ? `${l.time} ` : '') + l.log);
-      let lines = readLogLines(paths(), s.id);
-      if (o.tail !== undefined) lines = lines.slice(Math.max(0, lines.length - Number(o.tail)));
-      lines.forEach(print);
-      if (!o.follow) return;
-      let seen = readLogLines(paths(), s.id).length;
+      if (o.tail !== undefined && o.tail !== 'all' && !/^\d+$/.test(o.tail)) throw new UsageError(`--tail ${JSON.stringify(o.tail)}: a number of lines, or "all"`);
+      const print = (l: LogRecord) => writeSync(l.stream === 'stderr' ? 2 : 1, (o.timestamps ? `${l.time} ` : '') + l.log);
+      const warn = (m: string) => writeSync(2, `tsrun: warning: ${m}\n`);
       const file = logFile(paths(), s.id);
-      for (;;) {
-        const stopped = statusOf(s) === 'stopped';
-        if (existsSync(file) && statSync(file).size > 0) {
-          const now = readLogLines(paths(), s.id);
-          now.slice(seen).forEach(print);
-          seen = now.length;
-        }
-        if (stopped) return;
-        await new Promise((r) => setTimeout(r, 100));
+      const tail = o.tail === undefined || o.tail === 'all' ? undefined : Number(o.tail);
+      if (tail !== undefined) tailLog(file, tail, warn).forEach(print);
+      if (!o.follow) {
+        if (tail === undefined) readLog(file, print, warn);
+        return;
       }
+      if (tail === undefined) readLog(file, print, warn, true);
+      await followLog(file, print, warn, () => statusOf(s) === 'stopped', tail !== undefined);
     });
 
   program

@@ -123,6 +123,9 @@ export async function main(argv: string[]): Promise<number> {
       report(program, e.message);
       return e.exitCode;
     }
+    // the reader of our output left (`tsrun logs ID | head`): end quietly with the status a
+    // filter killed by SIGPIPE has (Node ignores SIGPIPE, so the write fails instead)
+    if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') return 128 + 13;
     writeSync(2, `tsrun: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
     return 125;
   }

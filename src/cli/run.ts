@@ -16,6 +16,7 @@ import { detectHost } from '../runtime/host.js';
 import { containerDir, defaultPaths, imagesDir, type Paths } from '../runtime/paths.js';
 import { attachAndWait, forwardSignals } from '../runtime/run.js';
 import { launch } from '../runtime/lifecycle.js';
+import { logOptsFrom } from '../runtime/logs.js';
 import { exitFile, removeState } from '../runtime/state.js';
 import { PROJECT_ROOT } from '../kernel/native.js';
 import { imageFileReader } from '../kernel/in-root.js';
@@ -130,7 +131,9 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
   if (opts.detach) {
     if (opts.interactive) throw new UsageError('-d with -i: attaching to a detached container is not supported; drop -i');
     const tsrunArgv = [join(PROJECT_ROOT, 'bin', 'tsrun'), '--root', paths.root, '--data-root', paths.data];
-    const { state } = await launch({ ...common, interactive: false, detached: { rmOnExit: Boolean(opts.rm), tsrunArgv } });
+    const cfg = loadConfig(opts.config);
+    const logOpts = logOptsFrom(opts.logOpt as string[] | undefined, cfg.config['log-opts'], cfg.path);
+    const { state } = await launch({ ...common, interactive: false, detached: { rmOnExit: Boolean(opts.rm), tsrunArgv, logOpts } });
     writeSync(1, `${state.id}\n`);
     return 0;
   }

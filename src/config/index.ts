@@ -11,6 +11,7 @@ import type { Spec } from '../spec/types.js';
 import { UsageError } from '../errors.js';
 import { parseUlimit, setRlimits } from '../controls/rlimits.js';
 import { applyRemap, hasUserNamespace, resolveRemap, type IdDb } from '../controls/userns.js';
+import { parseLogOpts } from '../runtime/logs.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/tsrun/config.json';
 
@@ -33,6 +34,8 @@ export interface TsrunConfig {
   'selinux-enabled'?: boolean;
   /** inter-container communication: docker's applies to docker0; tsrun's is the default of `network create` (docs/networks.md) */
   icc?: boolean;
+  /** docker's json-file options for detached containers' logs: max-size, max-file (src/runtime/logs.ts) */
+  'log-opts'?: Record<string, string>;
 }
 
 export interface LoadedConfig {
@@ -44,7 +47,7 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-const KEYS = ['userns-remap', 'no-new-privileges', 'default-ulimits', 'seccomp-profile', 'live-restore', 'selinux-enabled', 'icc'] as const;
+const KEYS = ['userns-remap', 'no-new-privileges', 'default-ulimits', 'seccomp-profile', 'live-restore', 'selinux-enabled', 'icc', 'log-opts'] as const;
 
 /** --config beats TSRUN_CONFIG beats /etc/tsrun/config.json. */
 export function configPath(flag?: string, env: NodeJS.ProcessEnv = process.env): { path: string; explicit: boolean } {
@@ -103,6 +106,14 @@ export function validateConfig(raw: unknown, path: string): TsrunConfig {
       out[name] = { Name: name, Soft: u.Soft as number, Hard: u.Hard as number };
     }
     cfg['default-ulimits'] = out;
+  }
+  const lo = obj['log-opts'];
+  if (lo !== undefined) {
+    // daemon.json's values are strings ("10m", "3"), as docker requires
+    if (typeof lo !== 'object' || lo === null || Array.isArray(lo) || Object.values(lo).some((v) => typeof v !== 'string'))
+      throw bad(path, 'log-opts', 'expected an object of strings like {"max-size": "10m", "max-file": "3"}');
+    parseLogOpts(lo as Record<string, string>, (k) => `${path}: "log-opts.${k}"`);
+    cfg['log-opts'] = lo as Record<string, string>;
   }
   return cfg;
 }

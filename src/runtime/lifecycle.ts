@@ -1,5 +1,5 @@
 import { childProcess } from '../builtins.js';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readlinkSync, readSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import { KernelError, StateError, TsrunError } from '../errors.js';
 import { errnoName } from '../kernel/errno.js';
@@ -12,6 +12,7 @@ import { CgroupManager } from '../controls/cgroups/index.js';
 import { readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
 import type { Paths } from './paths.js';
 import { startContainer, type Spawner, type Started } from './run.js';
+import { logFile, monitorLogArgs, type LogOpts } from './logs.js';
 import {
   assertNameFree,
   exitFile,
@@ -19,7 +20,6 @@ import {
   isAlive,
   listStates,
   loadState,
-  logFile,
   processStart,
   removeStaleLocks,
   removeState,
@@ -47,7 +47,7 @@ function monMsg(type: number, tty: boolean, flags: number): Buffer {
 }
 
 /** A spawner that has tsrun-monitor clone the init, so the container outlives tsrun. */
-export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: string[], kernel: Kernel = nativeKernel) {
+export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: string[], kernel: Kernel = nativeKernel, logOpts?: LogOpts) {
   let ctl = -1;
   let monitorPid = 0;
   const spawner: Spawner = (k, plan, cloneFlags, _stdio, cgroupDir) => {
@@ -55,7 +55,7 @@ export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: s
     const prep = k.prepareSpawn({ initPath: join(MONITOR_PATH, '..', 'tsrun-init'), plan });
     const [mine, theirs] = k.socketpair();
     ctl = mine;
-    const child = childProcess().spawn(MONITOR_PATH, [logFile(paths, id), exitFile(paths, id), ...onExit], { detached: true, stdio: ['ignore', 'ignore', 'ignore', theirs] });
+    const child = childProcess().spawn(MONITOR_PATH, [...monitorLogArgs(logOpts), logFile(paths, id), exitFile(paths, id), ...onExit], { detached: true, stdio: ['ignore', 'ignore', 'ignore', theirs] });
     child.unref();
     k.close(theirs);
     monitorPid = child.pid ?? 0;
@@ -94,7 +94,7 @@ export interface LaunchOptions {
   image?: string;
   interactive: boolean;
   /** run -d: a monitor owns the container; `rmOnExit` removes it when it ends (run -d --rm) */
-  detached?: { rmOnExit: boolean; tsrunArgv: string[] };
+  detached?: { rmOnExit: boolean; tsrunArgv: string[]; logOpts?: LogOpts };
   consoleSocket?: string;
   pidFile?: string;
   kernel?: Kernel;
@@ -135,7 +135,7 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
     saveState(paths, state);
   });
   const mon = o.detached
-    ? monitorSpawner(paths, id, Boolean(plan.spec.process.terminal), o.detached.rmOnExit ? [...o.detached.tsrunArgv, 'rm', '--force', id] : [], kernel)
+    ? monitorSpawner(paths, id, Boolean(plan.spec.process.terminal), o.detached.rmOnExit ? [...o.detached.tsrunArgv, 'rm', '--force', id] : [], kernel, o.detached.logOpts)
     : undefined;
   let started: Started;
   try {
@@ -375,15 +375,4 @@ export async function prune(paths: Paths): Promise<string[]> {
     }
   }
   return removed;
-}
-
-export function readLogLines(paths: Paths, id: string): { log: string; stream: string; time: string }[] {
-  try {
-    return readFileSync(logFile(paths, id), 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { log: string; stream: string; time: string });
-  } catch {
-    return [];
-  }
 }

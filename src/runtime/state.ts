@@ -6,8 +6,8 @@ import type { Spec } from '../spec/types.js';
 import type { Paths } from './paths.js';
 
 // A container's state lives in <root>/<id>/ (tmpfs by default, as runc's /run/runc):
-// state.json (written atomically), exit.json (written by tsrun-monitor), container.log
-// (json-file), and a lock directory. No daemon holds it: every tsrun process reads it.
+// state.json (written atomically), exit.json (written by tsrun-monitor)
+// and a lock directory. The json-file log is in the data root (src/runtime/logs.ts). No daemon holds it: every tsrun process reads it.
 
 export type Status = 'created' | 'running' | 'paused' | 'stopped';
 
@@ -45,7 +45,6 @@ export interface ExitRecord {
 export const stateDirOf = (p: Paths, id: string) => join(p.root, id);
 const stateFile = (p: Paths, id: string) => join(stateDirOf(p, id), 'state.json');
 export const exitFile = (p: Paths, id: string) => join(stateDirOf(p, id), 'exit.json');
-export const logFile = (p: Paths, id: string) => join(stateDirOf(p, id), 'container.log');
 
 function atomicWrite(path: string, data: string): void {
   const tmp = `${path}.${process.pid}.tmp`;

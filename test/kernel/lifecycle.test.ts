@@ -55,7 +55,7 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     const logs = tsrun(['logs', 'web']);
     expect(logs.stdout).toBe('out\n');
     expect(logs.stderr).toBe('err\n');
-    const raw = readFileSync(join(testEnv().root, id, 'container.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const raw = readFileSync(join(testEnv().data, 'containers', id, 'container-json.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(raw[0]).toMatchObject({ log: 'out\n', stream: 'stdout', time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) });
     expect(tsrun(['stop', 'web']).code).toBe(0);
     expect(tsrun(['wait', 'web']).stdout).toBe('7\n');

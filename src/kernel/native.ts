@@ -50,6 +50,7 @@ export const nativeKernel: Kernel = {
   sendMsg: (fd, data, fds) => load().sendMsg(fd, toBuffer(data), fds),
   recvMsg: (fd, size) => load().recvMsg(fd, size),
   sendConsole: (path, fd) => load().sendConsole(path, fd),
+  flock: (fd, mode) => load().flock(fd, mode),
 };
 
 function toBuffer(u: Uint8Array): Buffer {

@@ -66,4 +66,10 @@ export interface Kernel {
   recvMsg(fd: number, size: number): Buffer | null;
   /** connect to an OCI --console-socket and pass it the pty master (SCM_RIGHTS) */
   sendConsole(socketPath: string, fd: number): void;
+  /**
+   * flock(2) without blocking: true when taken, false when held through another open file
+   * description. "sh"/"ex" take a shared/exclusive lock, "un" drops it. The kernel drops it
+   * too when the description's last fd closes (a killed holder leaves no stale lock).
+   */
+  flock(fd: number, mode: 'sh' | 'ex' | 'un'): boolean;
 }

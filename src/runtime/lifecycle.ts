@@ -474,6 +474,15 @@ export async function prune(paths: Paths, warn: (m: string) => void = () => unde
     try {
       const e = readEntry(paths, id);
       if (!e) continue;
+      // a damaged state is never pruned on its word: only when the kernel says nothing of it runs
+      if (!e.ok && !e.record) {
+        warn(`container ${id.slice(0, 12)} is damaged (${e.reason}), its record.json too: not pruned (see docs/state.md)`);
+        continue;
+      }
+      if (!e.ok && cgroupPids(e.record!.cleanup).length) {
+        warn(`container ${label(e)} is damaged (${e.reason}) and its cgroup has processes: not pruned; tsrun rm -f ${label(e)} ends them`);
+        continue;
+      }
       const reaper = tryLock(reaperLockPath(paths, id), { create: false, unlink: false });
       if (reaper === undefined) continue;
       if (reaper !== 'absent') reaper.release();
@@ -482,15 +491,7 @@ export async function prune(paths: Paths, warn: (m: string) => void = () => unde
         if (statusOf(e.state) !== 'stopped') continue;
         steps = e.state.cleanup;
       } else {
-        if (!e.record) {
-          warn(`container ${id.slice(0, 12)} is damaged (${e.reason}), its record.json too: not pruned; see tsrun rm -f`);
-          continue;
-        }
-        if (cgroupPids(e.record.cleanup).length) {
-          warn(`container ${label(e)} is damaged (${e.reason}) and its cgroup has processes: not pruned; tsrun rm -f ${label(e)} ends them`);
-          continue;
-        }
-        steps = e.record.cleanup;
+        steps = e.record!.cleanup;
       }
       const err = runCleanup(paths, steps.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')));
       removeState(paths, id);

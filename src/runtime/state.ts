@@ -170,6 +170,7 @@ function validateCleanup(steps: unknown, containerDir: string): string | undefin
 }
 
 function validateCommon(x: Record<string, unknown>, id: string): string | undefined {
+  if (x.id === undefined) return 'no id';
   if (x.id !== id) return `id ${JSON.stringify(x.id)} is not its directory's (${id})`;
   if (!optStr(x.name) || (isStr(x.name) && !ID.test(x.name))) return 'name is not a container name';
   if (!isStr(x.created)) return 'created is not a string';

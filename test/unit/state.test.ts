@@ -31,7 +31,7 @@ describe('state validation', () => {
 
   it.each([
     ['null', null, /not an object \(null\)/],
-    ['{}', {}, /id undefined/],
+    ['{}', {}, /no id/],
     ['an array', [], /array/],
     ['pid "abc"', { ...good(), pid: 'abc' }, /pid "abc" is not a process id/],
     ['a negative pid', { ...good(), pid: -1 }, /pid -1/],

@@ -9,10 +9,9 @@ import { startFifo } from '../controls/process.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
 import { CgroupManager } from '../controls/cgroups/index.js';
-import { readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
+import { cgroupDirsFromSteps, readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
 import type { Paths } from './paths.js';
 import { startContainer, type Spawner, type Started } from './run.js';
-import { cgroupDirsFromSteps } from '../controls/cgroups/manager.js';
 import {
   assertNameFree,
   containerLockPath,
@@ -42,8 +41,9 @@ import {
 } from './state.js';
 
 // Container lifecycle without a daemon: every command reads and writes the state dir
-// under a per-container lock (flock(2), docs/state.md). `run -d` hands the container to tsrun-monitor; OCI `create`
-// leaves it to the caller's subreaper (conmon, containerd-shim), as runc does.
+// under a per-container lock (flock(2), docs/state.md). `run -d` hands the container to
+// tsrun-monitor; OCI `create` leaves it to the caller's subreaper (conmon, containerd-shim),
+// as runc does.
 
 const MON_CLONE = 1;
 const MON_PID = 2;
@@ -159,7 +159,7 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
     lock = l;
     try {
       saveState(paths, state);
-      const r = tryLock(join(stateDirOf(paths, id), 'reaper.lock'), { unlink: false });
+      const r = tryLock(reaperLockPath(paths, id), { unlink: false });
       if (r === undefined || r === 'absent') throw new StateError(`container ${id}: its reaper lock is taken`);
       reaper = r;
       saveRecord(paths, state);

@@ -218,15 +218,15 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
         await exited;
       }
       for (const c of JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout)) expect(tsrun(['rm', '-f', c.id]).code).toBe(0);
-      // containers killed before their state was written are only data dirs: prune takes them;
-      // a lock whose holder died between its mkdir and writing its pid counts as stale only
-      // after a second (state.ts lockIsStale), so prune again until then
+      // containers killed before their state was written are only data dirs: prune takes them
+      // (the kernel released the killed tsruns' flocks; a monitor still draining its output
+      // holds its reaper lock a moment longer, so prune again until it is done)
       await until(() => {
         tsrun(['system', 'prune']);
         return leaks().length === 0;
       }, 5000).catch(() => undefined);
       expect(leaks()).toEqual([]);
-      // that case on purpose: a pid-less lock, two seconds old, goes with prune
+      // a lock directory of an older tsrun, without a pid: nobody holds it, prune removes it
       const lock = join(testEnv().root, 'names.lock');
       mkdirSync(lock);
       utimesSync(lock, new Date(Date.now() - 2000), new Date(Date.now() - 2000));

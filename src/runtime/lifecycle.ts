@@ -359,18 +359,25 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
       if ((st === 'running' || st === 'paused') && !force) {
         throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}: stop it first, or use --force`);
       }
-      if (st === 'stopped') return;
-      // SIGKILL to PID 1 of a PID namespace kills every process in it (pid_namespaces(7))
-      for (const pid of containerPids(s)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
+      if (st !== 'stopped') {
+        // SIGKILL to PID 1 of a PID namespace kills every process in it (pid_namespaces(7))
+        for (const pid of containerPids(s)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
         }
+        // a frozen task only acts on SIGKILL once thawed (engines delete --force paused containers)
+        if (st === 'paused') thaw(s);
+        if (!(await waitGone(s, 10_000))) throw new StateError(`container ${s.id.slice(0, 12)}: pid ${s.pid} did not die after SIGKILL`);
       }
-      // a frozen task only acts on SIGKILL once thawed (engines delete --force paused containers)
-      if (st === 'paused') thaw(s);
-      if (!(await waitGone(s, 10_000))) throw new StateError(`container ${s.id.slice(0, 12)}: pid ${s.pid} did not die after SIGKILL`);
+      // the kernel's word over the state's: a creator killed before it saved the pid leaves a
+      // "stopped" container whose init runs on, and its monitor waits for it (rule 6)
+      if (force && cgroupPids(s.cleanup).length) {
+        const err = runCleanup(paths, s.cleanup.filter((c) => c.action === 'cgroup' && c.verb === 'kill'));
+        if (err) throw err;
+      }
       return;
     }
     if (!e.record) {

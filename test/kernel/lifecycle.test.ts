@@ -373,6 +373,24 @@ describeKernel('state and locks: the lifecycle guard, damaged states, shared dat
     }
   }, 120_000);
 
+  it('a container whose creator died before saving its pid: not pruned while it runs, rm -f ends it through its cgroup', async () => {
+    const e = testEnv();
+    const id = tsrun(['run', '-d', 'busybox', 'sleep', '60']).stdout.trim();
+    const file = join(e.root, id, 'state.json');
+    const st = JSON.parse(readFileSync(file, 'utf8'));
+    // what a tsrun SIGKILLed between the clone and saving the pid leaves: valid, pid 0, creating
+    writeFileSync(file, JSON.stringify({ ...st, pid: 0, pidStart: '', creating: true }));
+    expect(JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout)).toEqual([expect.objectContaining({ id, status: 'stopped' })]);
+    // its monitor still holds the reaper lock: prune leaves it
+    expect(tsrun(['system', 'prune'])).toMatchObject({ code: 0, stdout: '' });
+    expect(running(st.pid)).toBe(true);
+    const t = Date.now();
+    expect(tsrun(['rm', '-f', id])).toMatchObject({ code: 0, stderr: '' });
+    expect(Date.now() - t).toBeLessThan(5000);
+    await until(() => !running(st.pid));
+    expect(existsSync(join(e.root, id))).toBe(false);
+  });
+
   it('two state roots sharing a data root: prune in one leaves the containers of the other alone', async () => {
     const e = testEnv();
     const rootB = join(e.base, 'run-b');

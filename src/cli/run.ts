@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { describeError } from '../kernel/errno.js';
 import { join, resolve as resolvePath } from 'node:path';
 import type { Command } from 'commander';
@@ -14,10 +14,10 @@ import type { FlagDef } from '../spec/flag-types.js';
 import { specFromFlags, type RunOptions } from '../spec/from-flags.js';
 import { detectHost } from '../runtime/host.js';
 import { containerDir, defaultPaths, imagesDir, type Paths } from '../runtime/paths.js';
-import { attachAndWait, forwardSignals } from '../runtime/run.js';
+import { attachAndWait, cleanup, forwardSignals } from '../runtime/run.js';
 import { launch } from '../runtime/lifecycle.js';
 import { logOptsFrom } from '../runtime/logs.js';
-import { exitFile, removeState } from '../runtime/state.js';
+import { exitFile, removeState, stateDirOf, withLock } from '../runtime/state.js';
 import { PROJECT_ROOT } from '../kernel/native.js';
 import { imageFileReader } from '../kernel/in-root.js';
 import { RUN_FLAGS } from './flags.js';
@@ -138,16 +138,34 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
     return 0;
   }
   const signals = forwardSignals();
-  let code: number;
+  let code: number | undefined;
+  let launched: Awaited<ReturnType<typeof launch>> | undefined;
   try {
-    const { started } = await launch({ ...common, interactive: Boolean(opts.interactive) });
-    code = await attachAndWait(plan, started, undefined, !opts.rm, signals);
+    // this tsrun is the container's reaper: it holds the reaper lock until the exit is
+    // recorded (or the container removed), so prune and rm leave that step to it
+    launched = await launch({ ...common, interactive: Boolean(opts.interactive), holdReaper: true });
+    // the reports due at exit (an OOM kill) and the network address's release happen now;
+    // the rest of the cleanup under the container's lock, below
+    code = await attachAndWait(plan, launched.started, undefined, true, signals);
   } finally {
     signals.dispose();
-    if (opts.rm) removeState(paths, plan.id);
+    if (launched) {
+      try {
+        await withLock(paths, plan.id, () => {
+          if (opts.rm) {
+            const err = cleanup(plan, (s) => !((s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni'));
+            if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
+            removeState(paths, plan.id);
+          } else if (code !== undefined && existsSync(stateDirOf(paths, plan.id))) {
+            writeFileSync(exitFile(paths, plan.id), JSON.stringify({ code, finishedAt: new Date().toISOString() }));
+          }
+        });
+      } finally {
+        launched.reaper?.release();
+      }
+    }
   }
-  if (!opts.rm) writeFileSync(exitFile(paths, plan.id), JSON.stringify({ code, finishedAt: new Date().toISOString() }));
-  return code;
+  return code!;
 }
 
 /** Checked before anything is created: a bad socket must not leave a half-made container. */

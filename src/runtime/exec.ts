@@ -41,9 +41,9 @@ export function execProcess(base: Process, over: Partial<Process> & { args: stri
 }
 
 /** Pure: the container's spec and plan → the plan of an exec into it. */
-export function execPlan(id: string, containerSpec: Spec, initPid: number, proc: Process, containerDir: string): Plan {
+export function execPlan(id: string, containerSpec: Spec, initPid: number, proc: Process, containerDir: string, stateRoot?: string): Plan {
   const spec: Spec = { ...containerSpec, process: proc };
-  const full = buildPlan({ id, spec, rootfs: '/', containerDir, host: detectHost(), terminal: Boolean(proc.terminal), waitStart: false });
+  const full = buildPlan({ id, spec, rootfs: '/', containerDir, host: detectHost(), terminal: Boolean(proc.terminal), waitStart: false, ...(stateRoot !== undefined ? { stateRoot } : {}) });
   const joined: Step[] = SETNS_ORDER.filter(([type]) => spec.linux.namespaces.some((n) => n.type === type)).map(([, file, flag]) =>
     child('early', 'namespaces', `join the container's ${file} namespace`, op.setns(`/proc/${initPid}/ns/${file}`, flag)),
   );
@@ -76,7 +76,7 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   const status = statusOf(s);
   if (status !== 'running') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${status}: exec needs a running container`);
   const proc = execProcess(s.config.process, o.process);
-  const plan = execPlan(s.id, s.config, s.pid, proc, s.containerDir);
+  const plan = execPlan(s.id, s.config, s.pid, proc, s.containerDir, o.paths.root);
   const pidns = `/proc/${s.pid}/ns/pid`;
   const spawner: Spawner = (k, encoded, _flags, stdio, cgroupDir) => k.spawn({ initPath: INIT_PATH, plan: encoded, cloneFlags: 0, stdio, pidns, ...(cgroupDir ? { cgroupDir } : {}) });
   const started = await startContainer({ plan, interactive: o.interactive, kernel, spawner });

@@ -8,8 +8,8 @@ import type { Kernel } from '../kernel/types.js';
 import { startFifo } from '../controls/process.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
-import { CgroupManager } from '../controls/cgroups/index.js';
-import { readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
+import { readCgroupFile, targetsFromSteps, wasOomKilled, writeCgroupFile, type CgroupTarget } from '../controls/cgroups/manager.js';
+import { hostLayout } from '../controls/cgroups/mode.js';
 import type { Paths } from './paths.js';
 import { startContainer, type Spawner, type Started } from './run.js';
 import {
@@ -145,8 +145,9 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
       kernel,
       ...(mon ? { spawner: mon.spawner, onPty: mon.onPty } : {}),
       // recorded before the container runs: a tsrun killed from here on leaves a findable container
-      onSpawn: (pid) => {
+      onSpawn: (pid, cgroupsCreated) => {
         state.pid = pid;
+        state.cgroupsCreated = cgroupsCreated;
         state.pidStart = processStart(pid) ?? '';
         if (mon) state.monitorPid = mon.monitorPid();
         saveState(paths, state);
@@ -289,17 +290,23 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
       if (!(await waitGone(s, 10_000))) throw new StateError(`container ${s.id.slice(0, 12)}: pid ${s.pid} did not die after SIGKILL`);
     }
     // the OOM report was given when the container ended; removing it is not news
-    const err = runCleanup(s.cleanup.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')));
+    const err = runCleanup(s.cleanup.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')), createdOf(s));
     removeState(paths, s.id);
     if (err) throw err;
   });
 }
 
-function runCleanup(steps: ParentStep[]): Error | undefined {
+/** The cgroup directories the state says tsrun created (a malformed record counts as none). */
+function createdOf(s: ContainerState): Set<string> {
+  const c: unknown = s.cgroupsCreated;
+  return new Set(Array.isArray(c) ? c.filter((d): d is string => typeof d === 'string' && d.startsWith('/')) : []);
+}
+
+function runCleanup(steps: ParentStep[], created: Set<string>): Error | undefined {
   let first: Error | undefined;
   for (const step of steps) {
     try {
-      execParentStep(step);
+      execParentStep(step, undefined, { created });
     } catch (e) {
       first ??= e as Error;
     }
@@ -312,13 +319,20 @@ function runCleanup(steps: ParentStep[]): Error | undefined {
  * SIGSTOP could be caught up in a race with forks (cgroup-v1/freezer-subsystem.rst;
  * cgroup-v2.rst "cgroup.freeze"). v1 and hybrid hosts use the freezer hierarchy.
  */
+/** The container's freezer: the v1 freezer directory, or its cgroup2 one on a pure v2 host (from its state). */
+function freezerOf(s: ContainerState): { layout: ReturnType<typeof hostLayout>; v1?: CgroupTarget; v2?: CgroupTarget } {
+  const layout = hostLayout();
+  const targets = targetsFromSteps(layout, s.cleanup);
+  const v1 = targets.find((t) => t.hierarchy.version === 1 && t.hierarchy.controllers.includes('freezer'));
+  const v2 = layout.mode === 'v2' ? targets.find((t) => t.hierarchy.version === 2) : undefined;
+  return { layout, ...(v1 ? { v1 } : {}), ...(v2 ? { v2 } : {}) };
+}
+
 /** Thaws a paused container's freezer (the caller holds its lock), so a pending SIGKILL acts. */
 function thaw(s: ContainerState): void {
-  const cg = new CgroupManager(s.config, s.id);
-  const v1 = cg.dirFor('freezer');
-  const v2 = cg.layout.mode === 'v2' ? cg.dirFor('unified') : undefined;
-  if (v1) writeCgroupFile(join(v1, 'freezer.state'), 'THAWED');
-  else if (v2) writeCgroupFile(join(v2, 'cgroup.freeze'), '0');
+  const { v1, v2 } = freezerOf(s);
+  if (v1) writeCgroupFile(join(v1.dir, 'freezer.state'), 'THAWED');
+  else if (v2) writeCgroupFile(join(v2.dir, 'cgroup.freeze'), '0');
 }
 
 export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Promise<void> {
@@ -327,9 +341,15 @@ export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Pro
     const st = statusOf(s);
     if (frozen && st !== 'running') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}: only a running container can be paused`);
     if (!frozen && st !== 'paused') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}, not paused`);
-    const cg = new CgroupManager(s.config, s.id);
-    const v1 = cg.dirFor('freezer');
-    const v2 = cg.layout.mode === 'v2' ? cg.dirFor('unified') : undefined;
+    const f = freezerOf(s);
+    const v1 = f.v1?.dir;
+    const v2 = f.v2?.dir;
+    const dir = v1 ?? v2;
+    // the freezer stops every task of the cgroup: in one that existed before the container
+    // (linux.cgroupsPath), that includes processes that are not the container's
+    if (frozen && dir && !createdOf(s).has(dir)) {
+      throw new StateError(`pause ${s.name ?? s.id.slice(0, 12)}: cgroup ${dir} existed before the container (linux.cgroupsPath named it) and was not created by tsrun: freezing it would stop the processes that were there before too`);
+    }
     if (v1) {
       writeCgroupFile(join(v1, 'freezer.state'), frozen ? 'FROZEN' : 'THAWED');
       const want = frozen ? 'FROZEN' : 'THAWED';
@@ -337,7 +357,7 @@ export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Pro
     } else if (v2) {
       writeCgroupFile(join(v2, 'cgroup.freeze'), frozen ? '1' : '0');
     } else {
-      throw new StateError(`pause needs the freezer cgroup controller, which this host (cgroup mode ${cg.layout.mode}) does not have`);
+      throw new StateError(`pause needs the freezer cgroup controller, which this host (cgroup mode ${f.layout.mode}) does not have`);
     }
     s.paused = frozen;
     saveState(paths, s);
@@ -347,7 +367,7 @@ export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Pro
 /** Whether the memory limit's OOM killer ended the container (its cgroup must still exist). */
 export function oomKilledOf(s: ContainerState): boolean {
   try {
-    return new CgroupManager(s.config, s.id).oomKilled();
+    return wasOomKilled(targetsFromSteps(hostLayout(), s.cleanup));
   } catch {
     return false;
   }

@@ -33,6 +33,12 @@ export interface ContainerState {
   paused?: boolean;
   /** what `delete`/`rm` must undo (the plan's cleanup steps) */
   cleanup: ParentStep[];
+  /**
+   * The cgroup directories tsrun's mkdir made for this container, recorded once the init is
+   * cloned: the cleanup kills and removes only these (a linux.cgroupsPath that existed before
+   * is joined, never destroyed). Absent: nothing is tsrun's to destroy.
+   */
+  cgroupsCreated?: string[];
   config: Spec;
 }
 

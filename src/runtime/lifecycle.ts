@@ -223,7 +223,12 @@ export function containerPids(s: ContainerState): number[] {
     return [];
   }
   const shared = !s.config.linux.namespaces.some((n) => n.type === 'pid');
-  if (shared) return [s.pid];
+  // In the host's PID namespace the container's processes are its init and the init's
+  // descendants (proc(5) /proc/PID/task/TID/children). Its cgroup may not say: a
+  // linux.cgroupsPath that existed before holds other processes too. A process that
+  // double-forked away from the init is out of reach here; tsrun's own cgroup kill (when
+  // tsrun created the cgroup) still catches it.
+  if (shared) return descendants(s.pid);
   const pids: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -234,6 +239,29 @@ export function containerPids(s: ContainerState): number[] {
     }
   }
   return pids.sort((a, b) => a - b);
+}
+
+function descendants(root: number): number[] {
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length && out.length < 100_000) {
+    const pid = todo.pop()!;
+    out.push(pid);
+    let tids: string[] = [];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue; // exited
+    }
+    for (const tid of tids) {
+      try {
+        for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ')) if (/^\d+$/.test(c)) todo.push(Number(c));
+      } catch {
+        /* exited */
+      }
+    }
+  }
+  return out.sort((a, b) => a - b);
 }
 
 export async function killContainer(paths: Paths, ref: string, signal: NodeJS.Signals | number, all: boolean): Promise<void> {

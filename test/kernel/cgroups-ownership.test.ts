@@ -138,6 +138,28 @@ describeKernel('cgroup ownership: tsrun destroys only the cgroups it created', (
     expectCanaryUnharmed();
   });
 
+  it('without a PID namespace, delete --force kills the init and its descendants, not the rest of an existing cgroup', async () => {
+    const dir = bundle(['/bin/sh', '-c', 'sleep 60 & sleep 60 & wait'], { cgroupsPath: CANARY });
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    cfg.linux.namespaces = cfg.linux.namespaces.filter((n: { type: string }) => n.type !== 'pid');
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    dirs.push(dir);
+    const id = `cgown-hostpid-${process.pid}`;
+    expect(ociCreate([], dir, id)).toBe(0);
+    expect(tsrun(['start', id]).code).toBe(0);
+    const init = ociPid([], id);
+    const kids = (): number[] => readFileSync(`/proc/${init}/task/${init}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+    for (let i = 0; i < 100 && kids().length < 2; i++) await sleep(10);
+    const sleeps = kids();
+    expect(sleeps).toHaveLength(2);
+    const r = tsrun(['delete', '--force', id]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    for (let i = 0; i < 100 && [init, ...sleeps].some(aliveNotZombie); i++) await sleep(10);
+    expect([init, ...sleeps].filter(aliveNotZombie)).toEqual([]);
+    expectCanaryUnharmed();
+  });
+
   it('create/start of /bin/true, then delete --force of the stopped container, leaves the existing cgroup alone', async () => {
     const dir = bundle(['/bin/true'], { cgroupsPath: CANARY });
     dirs.push(dir);

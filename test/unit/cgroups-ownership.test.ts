@@ -1,7 +1,7 @@
 // Ownership of cgroup directories (trust-boundary rule 5), on a fake cgroupfs in a temp dir:
 // cleanup kills and removes only what this container's create made, and the default parent
 // differs between state roots.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -65,6 +65,12 @@ describe('cgroup ownership', () => {
     expect(defaultCgroupParent('/run/tsrun/')).toBe(a);
     expect(defaultCgroupParent('/tmp/other-root')).not.toBe(a);
     expect(defaultCgroupParent()).toBe('/tsrun');
+    // the same root through a symlink, before and after it is made (exec recomputes the path)
+    symlinkSync(root, join(root, 'link'));
+    const viaLink = defaultCgroupParent(join(root, 'link', 'state'));
+    expect(viaLink).toBe(defaultCgroupParent(join(root, 'state')));
+    mkdirSync(join(root, 'state'));
+    expect(defaultCgroupParent(join(root, 'link', 'state'))).toBe(viaLink);
     const m = new CgroupManager(spec(), 'c3', layout, { defaultParent: a });
     expect(m.targets.map((t) => t.dir).sort()).toEqual(CTRL.map((c) => join(root, c, a, 'c3')).sort());
     const ifEmpty = m.plan.steps.filter((s) => s.phase === 'cleanup' && s.action === 'cgroup' && s.value === 'if-empty').map((s) => (s.action === 'cgroup' ? s.path : ''));

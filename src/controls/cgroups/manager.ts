@@ -25,12 +25,18 @@ const CONTROL = 'cgroups';
  */
 export function defaultCgroupParent(stateRoot?: string): string {
   if (stateRoot === undefined) return DEFAULT_PARENT;
-  let real: string;
-  try {
-    real = realpathSync(stateRoot);
-  } catch {
-    real = resolve(stateRoot); // not made yet (a first run, or --dry-run)
+  // the real path of the nearest existing ancestor, plus the rest: the same tag before the
+  // root is made (a first run, --dry-run) and after, also through a symlink (/var/run -> /run)
+  let real = resolve(stateRoot);
+  for (let dir = real, rest = ''; ; rest = posix.join(posix.basename(dir), rest), dir = dirname(dir)) {
+    try {
+      real = posix.join(realpathSync(dir), rest);
+      break;
+    } catch {
+      if (dir === dirname(dir)) break;
+    }
   }
+  real = real.replace(/\/+$/, '') || '/';
   return `${DEFAULT_PARENT}/${createHash('sha256').update(real).digest('hex').slice(0, 12)}`;
 }
 

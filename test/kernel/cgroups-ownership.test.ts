@@ -89,6 +89,15 @@ describeKernel('cgroup ownership: tsrun destroys only the cgroups it created', (
   afterAll(async () => {
     for (let i = 0; i < 50 && canaryDirs().some(existsSync); i++) {
       for (const d of canaryDirs()) {
+        // only this file's processes are in its canary: the sleeps and containers it started
+        // (a container's child survives delete when a test fails)
+        for (const pid of existsSync(d) ? readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean) : []) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
         try {
           rmdirSync(d);
         } catch {

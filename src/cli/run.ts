@@ -71,12 +71,13 @@ export async function planRun(image: string | undefined, args: string[], opts: R
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(id)) throw new UsageError(`container id ${JSON.stringify(id)}: letters, digits, '_', '.', '-' (at most 128, starting with a letter or digit)`);
   const host = detectHost();
   const cdir = containerDir(paths, id);
+  const stateRoot = paths.root;
   const terminal = Boolean(opts.tty);
   let ctx: BuildContext;
   if (opts.bundle) {
     if (image) throw new UsageError(`--bundle ${opts.bundle}: the bundle's config.json names the command; do not also give an image (${JSON.stringify(image)})`);
     const b = loadBundle(opts.bundle);
-    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart) };
+    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart), stateRoot };
   } else {
     if (!image) throw new UsageError('run needs an IMAGE (e.g. busybox) or --bundle DIR');
     const policy = parsePullPolicy(opts.pull);
@@ -100,7 +101,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     });
     // which image the container was made from: rmi refuses to remove it while the container exists
     spec.annotations = { ...spec.annotations, [IMAGE_ANNOTATION]: img.id };
-    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart) };
+    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart), stateRoot };
   }
   const net = opts.network;
   if (net !== undefined && net !== 'none' && net !== 'host') {
@@ -153,7 +154,7 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
       try {
         await withLock(paths, plan.id, () => {
           if (opts.rm) {
-            const err = cleanup(plan, (s) => !((s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni'));
+            const err = cleanup(plan, (s) => !((s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni'), launched!.started.cgroupsCreated);
             if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
             removeState(paths, plan.id);
           } else if (code !== undefined && existsSync(stateDirOf(paths, plan.id))) {

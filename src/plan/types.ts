@@ -163,4 +163,6 @@ export interface BuildContext {
   waitStart: boolean;
   /** run --network NAME: the user-defined network to attach to (src/network, resolved by the CLI) */
   network?: import('../network/types.js').NetworkAttachment;
+  /** the state root (--root): its containers get their own default cgroup parent */
+  stateRoot?: string;
 }

@@ -1,5 +1,5 @@
 import { childProcess } from '../builtins.js';
-import { closeSync, existsSync, openSync, readdirSync, readlinkSync, readSync, rmdirSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmdirSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import { KernelError, StateError, TsrunError } from '../errors.js';
 import { errnoName } from '../kernel/errno.js';
@@ -8,8 +8,8 @@ import type { Kernel } from '../kernel/types.js';
 import { startFifo } from '../controls/process.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
-import { CgroupManager } from '../controls/cgroups/index.js';
-import { cgroupDirsFromSteps, readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
+import { cgroupDirsFromSteps, readCgroupFile, targetsFromSteps, wasOomKilled, writeCgroupFile, type CgroupTarget } from '../controls/cgroups/manager.js';
+import { hostLayout } from '../controls/cgroups/mode.js';
 import type { Paths } from './paths.js';
 import { startContainer, type Spawner, type Started } from './run.js';
 import { logFile, monitorLogArgs, type LogOpts } from './logs.js';
@@ -184,11 +184,14 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
       kernel,
       ...(mon ? { spawner: mon.spawner, onPty: mon.onPty } : {}),
       // recorded before the container runs: a tsrun killed from here on leaves a findable container
-      onSpawn: (pid) => {
+      onSpawn: (pid, cgroupsCreated) => {
         state.pid = pid;
+        state.cgroupsCreated = cgroupsCreated;
         state.pidStart = processStart(pid) ?? '';
         if (mon) state.monitorPid = mon.monitorPid();
         saveState(paths, state);
+        // which cgroups are its own, for an rm -f that finds state.json damaged
+        saveRecord(paths, state);
       },
     });
   } catch (e) {
@@ -271,7 +274,12 @@ export function containerPids(s: ContainerState): number[] {
     return [];
   }
   const shared = !s.config.linux.namespaces.some((n) => n.type === 'pid');
-  if (shared) return [s.pid];
+  // In the host's PID namespace the container's processes are its init and the init's
+  // descendants (proc(5) /proc/PID/task/TID/children). Its cgroup may not say: a
+  // linux.cgroupsPath that existed before holds other processes too. A process that
+  // double-forked away from the init is out of reach here; tsrun's own cgroup kill (when
+  // tsrun created the cgroup) still catches it.
+  if (shared) return descendants(s.pid);
   const pids: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -282,6 +290,29 @@ export function containerPids(s: ContainerState): number[] {
     }
   }
   return pids.sort((a, b) => a - b);
+}
+
+function descendants(root: number): number[] {
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length && out.length < 100_000) {
+    const pid = todo.pop()!;
+    out.push(pid);
+    let tids: string[] = [];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue; // exited
+    }
+    for (const tid of tids) {
+      try {
+        for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ')) if (/^\d+$/.test(c)) todo.push(Number(c));
+      } catch {
+        /* exited */
+      }
+    }
+  }
+  return out.sort((a, b) => a - b);
 }
 
 export async function killContainer(paths: Paths, ref: string, signal: NodeJS.Signals | number, all: boolean): Promise<void> {
@@ -317,9 +348,10 @@ export async function waitGone(s: ContainerState, timeoutMs: number): Promise<bo
 }
 
 /** The pids in a container's own cgroups: the kernel's answer, whatever its state file says. */
-function cgroupPids(steps: readonly ParentStep[]): number[] {
+/** The processes in the container's own cgroups (those tsrun created: a pre-existing one holds others too). */
+function cgroupPids(steps: readonly ParentStep[], created: Set<string>): number[] {
   const pids = new Set<number>();
-  for (const dir of cgroupDirsFromSteps(steps)) {
+  for (const dir of cgroupDirsFromSteps(steps).filter((d) => created.has(d))) {
     for (const l of (readCgroupFile(join(dir, 'cgroup.procs')) ?? '').split('\n')) if (/^\d+$/.test(l)) pids.add(Number(l));
   }
   return [...pids];
@@ -374,8 +406,8 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
       }
       // the kernel's word over the state's: a creator killed before it saved the pid leaves a
       // "stopped" container whose init runs on, and its monitor waits for it (rule 6)
-      if (force && cgroupPids(s.cleanup).length) {
-        const err = runCleanup(paths, s.cleanup.filter((c) => c.action === 'cgroup' && c.verb === 'kill'));
+      if (force && cgroupPids(s.cleanup, createdOf(s)).length) {
+        const err = runCleanup(paths, s.cleanup.filter((c) => c.action === 'cgroup' && c.verb === 'kill'), createdOf(s));
         if (err) throw err;
       }
       return;
@@ -383,11 +415,11 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
     if (!e.record) {
       throw new StateError(`container ${e.id.slice(0, 12)} is damaged (${e.reason}) and so is its record.json: tsrun cannot tell which cgroups and mounts are its own; end its processes and remove ${stateDirOf(paths, e.id)} by hand`);
     }
-    const live = cgroupPids(e.record.cleanup);
+    const live = cgroupPids(e.record.cleanup, createdOf(e.record));
     if (live.length === 0) return;
     if (!force) throw new StateError(`container ${label(e)} is damaged (${e.reason}) and its cgroup still holds ${live.length} process(es): use --force`);
     // the cgroup's kill step: cgroup.kill, or freeze + SIGKILL each + thaw (v1), until empty
-    const err = runCleanup(paths, e.record.cleanup.filter((c) => c.action === 'cgroup' && c.verb === 'kill'));
+    const err = runCleanup(paths, e.record.cleanup.filter((c) => c.action === 'cgroup' && c.verb === 'kill'), createdOf(e.record));
     if (err) throw err;
   });
   // 2. its reaper (the foreground tsrun, tsrun-monitor) records the exit without that lock
@@ -399,14 +431,23 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
     const steps = e.ok ? e.state.cleanup : e.record?.cleanup;
     if (!steps) throw new StateError(`container ${e.id.slice(0, 12)} is damaged and so is its record.json`);
     // the OOM report was given when the container ended; removing it is not news
-    const err = runCleanup(paths, steps.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')));
+    const err = runCleanup(paths, steps.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')), e.ok ? createdOf(e.state) : createdOf(e.record ?? {}));
     removeState(paths, id);
     if (err) throw err;
   });
 }
 
-/** The cleanup steps; a data directory is removed only when this state root made it (rule 5). */
-function runCleanup(paths: Paths, steps: ParentStep[]): Error | undefined {
+/**
+ * The cgroup directories tsrun created for the container (its state, or its record when the
+ * state is damaged): the only ones its cleanup kills and removes. A malformed list counts as none.
+ */
+function createdOf(x: { cgroupsCreated?: unknown }): Set<string> {
+  const c = x.cgroupsCreated;
+  return new Set(Array.isArray(c) ? c.filter((d): d is string => typeof d === 'string' && d.startsWith('/')) : []);
+}
+
+/** The cleanup steps; a data directory is removed only when this state root made it, a cgroup only when tsrun did (rule 5). */
+function runCleanup(paths: Paths, steps: ParentStep[], created: Set<string>): Error | undefined {
   let first: Error | undefined;
   for (const step of steps) {
     try {
@@ -414,7 +455,7 @@ function runCleanup(paths: Paths, steps: ParentStep[]): Error | undefined {
         const owner = ownerOf(step.path);
         if (owner !== undefined && owner !== rootIdentity(paths)) throw new StateError(`${step.path} belongs to the state root ${owner}, not ${rootIdentity(paths)}: left in place`);
       }
-      execParentStep(step);
+      execParentStep(step, undefined, { created });
     } catch (e) {
       first ??= e as Error;
     }
@@ -427,13 +468,20 @@ function runCleanup(paths: Paths, steps: ParentStep[]): Error | undefined {
  * SIGSTOP could be caught up in a race with forks (cgroup-v1/freezer-subsystem.rst;
  * cgroup-v2.rst "cgroup.freeze"). v1 and hybrid hosts use the freezer hierarchy.
  */
+/** The container's freezer: the v1 freezer directory, or its cgroup2 one on a pure v2 host (from its state). */
+function freezerOf(s: ContainerState): { layout: ReturnType<typeof hostLayout>; v1?: CgroupTarget; v2?: CgroupTarget } {
+  const layout = hostLayout();
+  const targets = targetsFromSteps(layout, s.cleanup);
+  const v1 = targets.find((t) => t.hierarchy.version === 1 && t.hierarchy.controllers.includes('freezer'));
+  const v2 = layout.mode === 'v2' ? targets.find((t) => t.hierarchy.version === 2) : undefined;
+  return { layout, ...(v1 ? { v1 } : {}), ...(v2 ? { v2 } : {}) };
+}
+
 /** Thaws a paused container's freezer (the caller holds its lock), so a pending SIGKILL acts. */
 function thaw(s: ContainerState): void {
-  const cg = new CgroupManager(s.config, s.id);
-  const v1 = cg.dirFor('freezer');
-  const v2 = cg.layout.mode === 'v2' ? cg.dirFor('unified') : undefined;
-  if (v1) writeCgroupFile(join(v1, 'freezer.state'), 'THAWED');
-  else if (v2) writeCgroupFile(join(v2, 'cgroup.freeze'), '0');
+  const { v1, v2 } = freezerOf(s);
+  if (v1) writeCgroupFile(join(v1.dir, 'freezer.state'), 'THAWED');
+  else if (v2) writeCgroupFile(join(v2.dir, 'cgroup.freeze'), '0');
 }
 
 export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Promise<void> {
@@ -442,9 +490,15 @@ export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Pro
     const st = statusOf(s);
     if (frozen && st !== 'running') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}: only a running container can be paused`);
     if (!frozen && st !== 'paused') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}, not paused`);
-    const cg = new CgroupManager(s.config, s.id);
-    const v1 = cg.dirFor('freezer');
-    const v2 = cg.layout.mode === 'v2' ? cg.dirFor('unified') : undefined;
+    const f = freezerOf(s);
+    const v1 = f.v1?.dir;
+    const v2 = f.v2?.dir;
+    const dir = v1 ?? v2;
+    // the freezer stops every task of the cgroup: in one that existed before the container
+    // (linux.cgroupsPath), that includes processes that are not the container's
+    if (frozen && dir && !createdOf(s).has(dir)) {
+      throw new StateError(`pause ${s.name ?? s.id.slice(0, 12)}: cgroup ${dir} existed before the container (linux.cgroupsPath named it) and was not created by tsrun: freezing it would stop the processes that were there before too`);
+    }
     if (v1) {
       writeCgroupFile(join(v1, 'freezer.state'), frozen ? 'FROZEN' : 'THAWED');
       const want = frozen ? 'FROZEN' : 'THAWED';
@@ -452,7 +506,7 @@ export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Pro
     } else if (v2) {
       writeCgroupFile(join(v2, 'cgroup.freeze'), frozen ? '1' : '0');
     } else {
-      throw new StateError(`pause needs the freezer cgroup controller, which this host (cgroup mode ${cg.layout.mode}) does not have`);
+      throw new StateError(`pause needs the freezer cgroup controller, which this host (cgroup mode ${f.layout.mode}) does not have`);
     }
     s.paused = frozen;
     saveState(paths, s);
@@ -462,7 +516,7 @@ export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Pro
 /** Whether the memory limit's OOM killer ended the container (its cgroup must still exist). */
 export function oomKilledOf(s: ContainerState): boolean {
   try {
-    return new CgroupManager(s.config, s.id).oomKilled();
+    return wasOomKilled(targetsFromSteps(hostLayout(), s.cleanup));
   } catch {
     return false;
   }
@@ -486,7 +540,7 @@ export async function prune(paths: Paths, warn: (m: string) => void = () => unde
         warn(`container ${id.slice(0, 12)} is damaged (${e.reason}), its record.json too: not pruned (see docs/state.md)`);
         continue;
       }
-      if (!e.ok && cgroupPids(e.record!.cleanup).length) {
+      if (!e.ok && cgroupPids(e.record!.cleanup, createdOf(e.record!)).length) {
         warn(`container ${label(e)} is damaged (${e.reason}) and its cgroup has processes: not pruned; tsrun rm -f ${label(e)} ends them`);
         continue;
       }
@@ -500,7 +554,7 @@ export async function prune(paths: Paths, warn: (m: string) => void = () => unde
       } else {
         steps = e.record!.cleanup;
       }
-      const err = runCleanup(paths, steps.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')));
+      const err = runCleanup(paths, steps.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')), e.ok ? createdOf(e.state) : createdOf(e.record!));
       removeState(paths, id);
       if (err) warn(`container ${id.slice(0, 12)}: ${err.message}`);
       removed.push(id);

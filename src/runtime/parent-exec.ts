@@ -12,7 +12,7 @@ import { ensureBridge } from '../network/store.js';
  * Runs one parent-side step. `clone` and `go` are performed by the runtime itself (they
  * are the spawn and the sync message); they appear in the plan so that it is complete.
  */
-export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgroup?: boolean } = {}): void {
+export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgroup?: boolean; created?: Set<string> } = {}): void {
   try {
     switch (step.action) {
       case 'mkdir':

@@ -45,6 +45,12 @@ export interface ContainerState {
   creating?: boolean;
   /** what `delete`/`rm` must undo (the plan's cleanup steps) */
   cleanup: ParentStep[];
+  /**
+   * The cgroup directories tsrun's mkdir made for this container, recorded once the init is
+   * cloned: the cleanup kills and removes only these (a linux.cgroupsPath that existed before
+   * is joined, never destroyed). Absent: nothing is tsrun's to destroy.
+   */
+  cgroupsCreated?: string[];
   config: Spec;
 }
 
@@ -57,6 +63,8 @@ export interface ContainerRecord {
   containerDir: string;
   annotations: Record<string, string>;
   cleanup: ParentStep[];
+  /** the cgroup directories tsrun made (known once the init is cloned): the only ones rm -f may empty */
+  cgroupsCreated?: string[];
 }
 
 /** What reading a state directory gives: a valid state, or a damaged one and why. */
@@ -90,7 +98,7 @@ export function saveState(p: Paths, s: ContainerState): void {
 }
 
 export function saveRecord(p: Paths, s: ContainerState): void {
-  const r: ContainerRecord = { id: s.id, ...(s.name ? { name: s.name } : {}), created: s.created, ...(s.image ? { image: s.image } : {}), containerDir: s.containerDir, annotations: s.annotations, cleanup: s.cleanup };
+  const r: ContainerRecord = { id: s.id, ...(s.name ? { name: s.name } : {}), created: s.created, ...(s.image ? { image: s.image } : {}), containerDir: s.containerDir, annotations: s.annotations, cleanup: s.cleanup, ...(s.cgroupsCreated ? { cgroupsCreated: s.cgroupsCreated } : {}) };
   atomicWrite(recordFile(p, s.id), JSON.stringify(r, null, 2));
 }
 

@@ -117,24 +117,44 @@ function num(b: Buffer, off: number, len: number, field: string): number {
   return parseInt(t, 8);
 }
 
+/**
+ * pax extended header records, `"%d %s=%s\n"` (POSIX pax, "pax Extended Header"). Anything
+ * else is refused: a lenient parser and a strict one reading the same layer see different
+ * files, which is how entries get smuggled past a scanner.
+ */
 function parsePax(body: Buffer): Record<string, string | Buffer> {
   const out: Record<string, string | Buffer> = {};
+  const bad = (why: string): never => {
+    throw new TarError(`malformed pax extended header: ${why}`);
+  };
   let i = 0;
   while (i < body.length) {
     const sp = body.indexOf(0x20, i);
-    if (sp < 0) break;
-    const len = parseInt(body.subarray(i, sp).toString('latin1'), 10);
-    if (!(len > 0) || i + len > body.length) throw new TarError('malformed pax extended header');
-    const rec = body.subarray(sp + 1, i + len - 1); // without the trailing newline
+    const lenText = body.subarray(i, sp < 0 ? Math.min(body.length, i + 20) : sp).toString('latin1');
+    if (sp < 0 || !/^[1-9][0-9]{0,8}$/.test(lenText)) bad(`record length ${JSON.stringify(lenText)} is not a decimal number followed by a space`);
+    const len = Number(lenText);
+    if (i + len > body.length) bad(`record of ${len} bytes runs past the header's ${body.length} bytes`);
+    if (body[i + len - 1] !== 0x0a) bad('record does not end in a newline');
+    const rec = body.subarray(sp + 1, i + len - 1);
     const eq = rec.indexOf(0x3d);
-    if (eq > 0) {
-      const key = rec.subarray(0, eq).toString('utf8');
-      const val = rec.subarray(eq + 1);
-      out[key] = key.startsWith('SCHILY.xattr.') ? Buffer.from(val) : val.toString('utf8');
-    }
+    if (eq <= 0) bad(`record ${JSON.stringify(rec.toString('utf8').slice(0, 40))} has no '='`);
+    const key = rec.subarray(0, eq).toString('utf8');
+    const val = rec.subarray(eq + 1);
+    out[key] = key.startsWith('SCHILY.xattr.') ? Buffer.from(val) : val.toString('utf8');
     i += len;
   }
   return out;
+}
+
+/** pax numbers: size, uid and gid are decimal integers, mtime may carry a fraction. */
+function paxNumber(ext: Record<string, string | Buffer>, key: string, fallback: number, entry: string): number {
+  const v = ext[key];
+  if (v === undefined) return fallback;
+  const text = typeof v === 'string' ? v : v.toString('latin1');
+  const ok = key === 'mtime' ? /^-?[0-9]{1,18}(\.[0-9]{1,9})?$/.test(text) : /^[0-9]{1,18}$/.test(text);
+  const n = Number(text);
+  if (!ok || !Number.isSafeInteger(Math.trunc(n))) throw new TarError(`entry ${JSON.stringify(entry)}: pax record ${key}=${JSON.stringify(text)} is not a ${key === 'mtime' ? 'decimal time' : 'decimal number'}`);
+  return n;
 }
 
 /**
@@ -184,11 +204,20 @@ export async function* readTar(r: ChunkReader): AsyncGenerator<TarEntry & { body
     if (typeof ext.linkpath === 'string') linkname = ext.linkpath;
     const xattrs: Record<string, Buffer> = {};
     for (const [k, v] of Object.entries(ext)) if (k.startsWith('SCHILY.xattr.')) xattrs[k.slice(13)] = Buffer.isBuffer(v) ? v : Buffer.from(v);
-    const pnum = (k: string, d: number) => (typeof ext[k] === 'string' ? Number(ext[k]) : d);
-    const entrySize = pnum('size', size);
     pax = {};
     longName = longLink = undefined;
+    // GNU sparse files: type S (old GNU) or pax GNU.sparse.* (0.x, 1.0) carry a sparse map
+    // and only the data segments; read as a plain file they unpack as the map plus packed
+    // data, a different file from the one archived. Refused, by name.
+    if (flag === 'S') throw new TarError(`entry ${JSON.stringify(name)}: GNU sparse file (type "S"): not supported, store the file whole`);
+    const sparseKey = Object.keys(ext).find((k) => k.startsWith('GNU.sparse.'));
+    if (sparseKey) {
+      const real = typeof ext['GNU.sparse.name'] === 'string' ? ext['GNU.sparse.name'] : name;
+      throw new TarError(`entry ${JSON.stringify(real)}: GNU sparse file (pax ${sparseKey}): not supported, store the file whole`);
+    }
     if (!type) throw new TarError(`entry ${JSON.stringify(name)}: unsupported tar entry type ${JSON.stringify(flag)}`);
+    const pnum = (k: string, d: number) => paxNumber(ext, k, d, name);
+    const entrySize = pnum('size', size);
     const e: TarEntry = {
       name,
       type,

@@ -1,14 +1,14 @@
 // Layer unpacking on the real filesystem (root: ownership, mknod, trusted.* xattrs):
 // hostile tars are refused naming the entry and touch nothing outside; good ones keep
 // ownership, setuid bits and security.capability, and become overlayfs whiteouts.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeKernel, testEnv, tsrun } from './helpers.js';
+import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
 import { layerFromDir, layerFromTar, rawTar, writeLayout, type RawEntry } from '../registry/harness.js';
 import { paxRecord, tarHeader } from '../../src/image/tar.js';
 import { LayerError, unpackLayer } from '../../src/image/unpack.js';
@@ -380,5 +380,63 @@ describeKernel('images: import refuses hostile archives and layouts', () => {
     symlinkSync(`../${'../'.repeat(5)}etc`, join(dir, 'up'));
     writeFileSync(join(dir, 'manifest.json'), manifestOf(['up/passwd'], 'c2.json'));
     refused(dir, /member "up\/passwd": a symlink in its path climbs out of the archive: refused/);
+  });
+});
+
+// Node 20's fs.rmSync({recursive}) recurses per level: 2,100 nested directories overflowed
+// its stack ("Maximum call stack size exceeded") and past PATH_MAX every call fails. A layer
+// or a container could so make itself unremovable, and `rmi`/`prune` failed from then on.
+describeKernel('images and containers: trees deeper than the stack and PATH_MAX', () => {
+  let work: string;
+  let data: string;
+  const env = () => ({ TSRUN_DATA: data });
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'tsrun-deep-'));
+    data = join(work, 'data');
+  });
+  afterAll(() => execFileSync('rm', ['-rf', work])); // rm(1) walks with fds: it copes with any depth
+
+  /** depth of the deepest file below dir, as find(1) (fts, fd-relative) sees it */
+  const deepest = (dir: string) => Math.max(...execFileSync('find', [dir, '-type', 'f'], { encoding: 'utf8', maxBuffer: 1 << 26 }).trim().split('\n').map((l) => l.slice(dir.length).split('/').length - 1));
+
+  for (const depth of [2100, 5000]) {
+    it(`a layer with a file under ${depth} nested directories: import, rmi and prune work`, () => {
+      const p = join(work, `deep${depth}.tar`);
+      writeFileSync(p, rawTar([{ name: `${'d/'.repeat(depth - 1)}d/`, type: 'dir', mode: 0o700 }, { name: `${'d/'.repeat(depth)}f`, body: 'deep\n' }]));
+      const imp = tsrun(['import', p, `deep:${depth}`], { env: env(), timeout: 60_000 });
+      expect([imp.code, imp.stderr]).toEqual([0, '']);
+      const [layer] = JSON.parse(tsrun(['image', 'inspect', `deep:${depth}`], { env: env() }).stdout)[0].GraphDriver.Data.LowerDirs as string[];
+      expect(deepest(layer!)).toBe(depth + 1);
+      const rmi = tsrun(['rmi', `deep:${depth}`], { env: env(), timeout: 60_000 });
+      expect([rmi.code, rmi.stderr]).toEqual([0, '']);
+      expect(existsSync(layer!)).toBe(false);
+      const prune = tsrun(['image', 'prune'], { env: env(), timeout: 60_000 });
+      expect([prune.code, prune.stderr]).toEqual([0, '']);
+    });
+  }
+
+  it('prune removes a deep unpack directory left by a killed import', () => {
+    const dead = spawnSync('true').pid!;
+    const left = join(data, 'images', 'layers', `.tmp-${'a'.repeat(12)}-${dead}-abcdef`);
+    mkdirSync(left, { recursive: true });
+    // 5,000 levels, made from inside (each mkdir relative to the last): past PATH_MAX from /
+    execFileSync(process.execPath, ['-e', `const fs=require('fs');process.chdir(${JSON.stringify(left)});for(let i=0;i<5000;i++){fs.mkdirSync('d');process.chdir('d')}fs.writeFileSync('f','x');fs.symlinkSync(${JSON.stringify(work)},'link')`]);
+    const r = tsrun(['image', 'prune'], { env: env(), timeout: 60_000 });
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(existsSync(left)).toBe(false);
+    expect(existsSync(join(work, `deep2100.tar`))).toBe(true); // the symlink inside was removed, not followed
+  });
+
+  it('a container that writes 2,100 and 5,000 nested directories is removed on exit', () => {
+    // busybox sh cd's by its logical path (PATH_MAX): go 1,600 deep, make 1,600 more relative
+    // to there, then move a prepared chain of `extra` levels to the bottom
+    for (const extra of [0, 1800]) {
+      const script = `cd /tmp && p= && i=0 && while [ $i -lt 1050 ]; do p=d/$p; i=$((i+1)); done && ${extra ? 'while [ $i -lt 1600 ]; do p=d/$p; i=$((i+1)); done && ' : ''}q= && i=0 && while [ $i -lt ${extra} ]; do q=d/$q; i=$((i+1)); done && mkdir -p $p && cd $p && mkdir -p $p && mkdir -p /tmp/o/$q && echo x > /tmp/o/\${q}f && mv /tmp/o $p && echo made`;
+      const r = tsrun(['run', '--rm', 'busybox', 'sh', '-c', script], { timeout: 60_000 });
+      expect([r.code, r.stderr, r.stdout]).toEqual([0, '', 'made\n']);
+      // its directory (upper dir included) and mounts are gone (init processes of other
+      // test runs on this host are not this test's business)
+      expect(leaks().filter((l) => !l.startsWith('process:'))).toEqual([]);
+    }
   });
 });

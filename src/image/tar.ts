@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
 import { llistxattr, lgetxattr } from './sys.js';
@@ -27,6 +27,8 @@ export interface TarEntry {
 }
 
 export class TarError extends TsrunError {}
+
+const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 const TYPES: Record<string, EntryType> = { '0': 'file', '\0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo' };
 
@@ -291,10 +293,36 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
   };
   const links = new Map<string, string>();
   const buf = Buffer.alloc(1 << 20);
-  const walk = (rel: string) => {
-    for (const n of readdirSync(join(dir, rel)).sort()) {
-      const r = rel ? `${rel}/${n}` : n;
-      const p = join(dir, r);
+  // Iterative and fd-relative (as remove-tree.ts): a root with thousands of nested
+  // directories, or paths past PATH_MAX, is archived like any other. Only the current
+  // directory is open; going back up opens ".." and checks it is the directory it left.
+  interface Frame {
+    rel: string;
+    names: string[];
+    next: number;
+    dev: number;
+    ino: number;
+  }
+  let cur = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  const top = fstatSync(cur);
+  const stack: Frame[] = [{ rel: '', names: readdirSync(`/proc/self/fd/${cur}`).sort(), next: 0, dev: top.dev, ino: top.ino }];
+  try {
+    while (stack.length) {
+      const f = stack.at(-1)!;
+      if (f.next === f.names.length) {
+        stack.pop();
+        if (!stack.length) break;
+        const up = openSync(`/proc/self/fd/${cur}/..`, O_DIR);
+        const ust = fstatSync(up);
+        closeSync(cur);
+        cur = up;
+        if (ust.dev !== stack.at(-1)!.dev || ust.ino !== stack.at(-1)!.ino) throw new TarError(`${join(dir, f.rel)}: a directory was moved while it was archived`);
+        continue;
+      }
+      const n = f.names[f.next++]!;
+      const r = f.rel ? `${f.rel}/${n}` : n;
+      const p = `/proc/self/fd/${cur}/${n}`;
+      const shown = () => `${dir}/${r}`;
       const st = lstatSync(p);
       let flag = '0';
       let linkname = '';
@@ -309,7 +337,7 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
           if (st.nlink > 1) links.set(key, r);
         }
       } else if (st.isFIFO()) flag = '6';
-      else throw new TarError(`${p}: device nodes and sockets cannot go into an image (the runtime makes /dev)`);
+      else throw new TarError(`${shown()}: device nodes and sockets cannot go into an image (the runtime makes /dev)`);
       const name = flag === '5' ? `${r}/` : r;
       const records: Buffer[] = [];
       if (Buffer.byteLength(name) > 99) records.push(paxRecord('path', Buffer.from(name)));
@@ -326,14 +354,14 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
       }
       out(tarHeader(name.slice(0, 100), { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: fsize, mtime: st.mtimeMs / 1000, flag, linkname: linkname.slice(0, 100) }));
       if (fsize > 0) {
-        const in_ = openSync(p, 'r');
+        const in_ = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW);
         try {
           let left = fsize;
           while (left > 0) {
-            const n = readSync(in_, buf, 0, Math.min(buf.length, left), null);
-            if (n === 0) throw new TarError(`${p}: file shrank while being archived`);
-            out(Buffer.from(buf.subarray(0, n)));
-            left -= n;
+            const k = readSync(in_, buf, 0, Math.min(buf.length, left), null);
+            if (k === 0) throw new TarError(`${shown()}: file shrank while being archived`);
+            out(Buffer.from(buf.subarray(0, k)));
+            left -= k;
           }
         } finally {
           closeSync(in_);
@@ -341,10 +369,21 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
         const pad = (512 - (fsize % 512)) % 512;
         if (pad) out(Buffer.alloc(pad));
       }
-      if (flag === '5') walk(r);
+      if (flag === '5') {
+        const down = openSync(p, O_DIR);
+        const dst = fstatSync(down);
+        closeSync(cur);
+        cur = down;
+        stack.push({ rel: r, names: readdirSync(`/proc/self/fd/${cur}`).sort(), next: 0, dev: dst.dev, ino: dst.ino });
+      }
     }
-  };
-  walk('');
+  } catch (e) {
+    if (e instanceof TsrunError) throw e;
+    const f = stack.at(-1);
+    throw new TarError(`${dir}${f?.rel ? `/${f.rel}` : ''}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  } finally {
+    closeSync(cur);
+  }
   out(Buffer.alloc(1024));
   return { digest: `sha256:${hash.digest('hex')}`, size };
 }

@@ -415,6 +415,18 @@ describeKernel('images and containers: trees deeper than the stack and PATH_MAX'
     });
   }
 
+  it('imports a root filesystem directory with 5,000 nested directories', () => {
+    const dir = join(work, 'deep-rootfs');
+    mkdirSync(dir);
+    execFileSync(process.execPath, ['-e', `const fs=require('fs');process.chdir(${JSON.stringify(dir)});for(let i=0;i<5000;i++){fs.mkdirSync('d');process.chdir('d')}fs.writeFileSync('f','deep')`]);
+    const r = tsrun(['import', dir, 'deepdir:1'], { env: env(), timeout: 60_000 });
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const [layer] = JSON.parse(tsrun(['image', 'inspect', 'deepdir:1'], { env: env() }).stdout)[0].GraphDriver.Data.LowerDirs as string[];
+    expect(deepest(layer!)).toBe(5001);
+    expect(tsrun(['rmi', 'deepdir:1'], { env: env(), timeout: 60_000 }).code).toBe(0);
+    expect(existsSync(layer!)).toBe(false);
+  });
+
   it('prune removes a deep unpack directory left by a killed import', () => {
     const dead = spawnSync('true').pid!;
     const left = join(data, 'images', 'layers', `.tmp-${'a'.repeat(12)}-${dead}-abcdef`);

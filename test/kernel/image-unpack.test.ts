@@ -13,6 +13,7 @@ import { layerFromDir, layerFromTar, rawTar, writeLayout, type RawEntry } from '
 import { paxRecord, tarHeader } from '../../src/image/tar.js';
 import { LayerError, unpackLayer } from '../../src/image/unpack.js';
 import { lgetxattr } from '../../src/image/sys.js';
+import { removeTree } from '../../src/runtime/remove-tree.js';
 
 describeKernel('images: safe layer unpacking', () => {
   let work: string;
@@ -427,6 +428,33 @@ describeKernel('images and containers: trees deeper than the stack and PATH_MAX'
     expect(existsSync(layer!)).toBe(false);
   });
 
+  it('removeTree: names that are not UTF-8, symlinks unlinked not followed, no crossing into a mount', () => {
+    const t = join(work, 'rt');
+    const target = join(work, 'rt-canary');
+    mkdirSync(join(t, 'a', 'b'), { recursive: true });
+    mkdirSync(target);
+    writeFileSync(join(target, 'keep'), 'canary');
+    writeFileSync(Buffer.concat([Buffer.from(`${t}/a/`), Buffer.from([0xff, 0xfe, 0x41])]), 'latin-1 name');
+    mkdirSync(Buffer.concat([Buffer.from(`${t}/a/b/`), Buffer.from([0xc3, 0x28])]));
+    symlinkSync(target, join(t, 'a', 'b', 'to-canary'));
+    symlinkSync(target, join(t, 'dirlink'));
+    removeTree(t);
+    expect(existsSync(t)).toBe(false);
+    expect(readFileSync(join(target, 'keep'), 'utf8')).toBe('canary');
+    // a mount left inside (say a container's volume): stop there, delete nothing in it
+    mkdirSync(join(t, 'x', 'mnt'), { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', 'tsrun-test', join(t, 'x', 'mnt')]);
+    try {
+      writeFileSync(join(t, 'x', 'mnt', 'inside'), 'mounted');
+      expect(() => removeTree(t)).toThrow(new RegExp(`^remove ${t}: "mnt" at depth 2 is on another filesystem \\(a mount point\\): not crossed, not removed$`));
+      expect(readFileSync(join(t, 'x', 'mnt', 'inside'), 'utf8')).toBe('mounted');
+    } finally {
+      execFileSync('umount', [join(t, 'x', 'mnt')]);
+    }
+    removeTree(t);
+    expect(existsSync(t)).toBe(false);
+  });
+
   it('prune removes a deep unpack directory left by a killed import', () => {
     const dead = spawnSync('true').pid!;
     const left = join(data, 'images', 'layers', `.tmp-${'a'.repeat(12)}-${dead}-abcdef`);
@@ -437,6 +465,15 @@ describeKernel('images and containers: trees deeper than the stack and PATH_MAX'
     expect([r.code, r.stderr]).toEqual([0, '']);
     expect(existsSync(left)).toBe(false);
     expect(existsSync(join(work, `deep2100.tar`))).toBe(true); // the symlink inside was removed, not followed
+  });
+
+  it('system prune removes the data of a container whose state is gone, whatever its depth', () => {
+    const orphan = join(data, 'containers', 'orphan0123', 'upper');
+    mkdirSync(orphan, { recursive: true });
+    execFileSync(process.execPath, ['-e', `const fs=require('fs');process.chdir(${JSON.stringify(orphan)});for(let i=0;i<5000;i++){fs.mkdirSync('d');process.chdir('d')}fs.writeFileSync('f','x')`]);
+    const r = tsrun(['system', 'prune'], { env: { TSRUN_DATA: data, TSRUN_ROOT: join(work, 'run') }, timeout: 60_000 });
+    expect([r.code, r.stderr, r.stdout]).toEqual([0, '', 'orphan0123\n']);
+    expect(existsSync(join(data, 'containers', 'orphan0123'))).toBe(false);
   });
 
   it('a container that writes 2,100 and 5,000 nested directories is removed on exit', () => {

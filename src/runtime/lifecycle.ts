@@ -12,6 +12,7 @@ import { CgroupManager } from '../controls/cgroups/index.js';
 import { readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
 import type { Paths } from './paths.js';
 import { startContainer, type Spawner, type Started } from './run.js';
+import { removeTree } from './remove-tree.js';
 import {
   assertNameFree,
   exitFile,
@@ -369,7 +370,7 @@ export async function prune(paths: Paths): Promise<string[]> {
   if (existsSync(cdir)) {
     for (const id of readdirSync(cdir)) {
       if (!existsSync(stateDirOf(paths, id))) {
-        rmSync(join(cdir, id), { recursive: true, force: true });
+        removeTree(join(cdir, id)); // an upper dir holds what the container wrote: any depth
         removed.push(id);
       }
     }

@@ -279,6 +279,8 @@ export class ContentStore implements ImageStore {
 
   resolved(rec: ImageRecord): ResolvedImage {
     const config = this.config(rec);
+    // a record made by an older tsrun from an archive whose config lacked diff_ids
+    if (!Array.isArray(config?.rootfs?.diff_ids)) throw new StateError(`image ${displayName(rec)}: its config has no rootfs.diff_ids: tsrun rmi it, and import or pull it again`);
     if (config.rootfs.diff_ids.length !== rec.layers.length) throw new StateError(`image ${rec.digest}: config lists ${config.rootfs.diff_ids.length} layers, manifest ${rec.layers.length}`);
     const layers = rec.layers.map((l) => {
       const d = this.layerDir(l.diffId);

@@ -301,6 +301,20 @@ describe('store garbage collection', () => {
   });
 });
 
+describe('store records', () => {
+  it('an image whose config has no diff_ids is refused by name, not with a TypeError', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'tsrun-store-'));
+    try {
+      const store = new ContentStore(d);
+      const config = store.writeBlob(Buffer.from(JSON.stringify({ os: 'linux', architecture: 'amd64', config: {} })));
+      const rec = await store.record({ digest: config, config, layers: [{ digest: config, size: 1, mediaType: MEDIA.ociLayer, diffId: config }], names: ['docker.io/library/old:1'], repos: [], source: 'import' });
+      expect(() => store.resolved(rec)).toThrow(/^image old:1: its config has no rootfs\.diff_ids: tsrun rmi it, and import or pull it again$/);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('pull progress', () => {
   function capture(tty: boolean, f: (p: ReturnType<typeof progressReporter>) => void): string {
     const d = mkdtempSync(join(tmpdir(), 'tsrun-progress-'));

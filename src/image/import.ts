@@ -314,8 +314,8 @@ function isTar(path: string): boolean {
 
 /** docker save or OCI layout, told apart by their top-level members (looked up inside the archive) */
 async function importOpened(store: ContentStore, root: ArchiveRoot, name: string | undefined): Promise<Pending[] | undefined> {
-  if (root.kind('oci-layout') !== undefined) return importOciLayout(store, root, name);
-  if (root.kind('manifest.json') !== undefined && root.kind('bin') === undefined) return importDockerSave(store, root, name);
+  if (root.has('oci-layout')) return importOciLayout(store, root, name);
+  if (root.has('manifest.json') && !root.has('bin')) return importDockerSave(store, root, name);
   return undefined;
 }
 

@@ -106,6 +106,16 @@ export class ArchiveRoot {
     }
   }
 
+  /** is there an entry of that name at the top of the archive (lstat: nothing is followed)? */
+  has(name: string): boolean {
+    try {
+      lstatSync(`/proc/self/fd/${this.fd}/${name}`);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** 'file', 'dir', 'other' or undefined: what the archive holds at `rel` (symlinks resolved inside it) */
   kind(rel: string): 'file' | 'dir' | 'other' | undefined {
     const r = this.resolve(rel, 'any');

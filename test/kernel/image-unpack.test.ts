@@ -363,6 +363,16 @@ describeKernel('images: import refuses hostile archives and layouts', () => {
     refused(p2, /entry "holes": GNU sparse file \(type "S"\): not supported/, 'hostile:1');
   });
 
+  it('a root filesystem directory with a manifest.json and bin -> /usr/bin is still a root filesystem', () => {
+    const dir = join(work, 'merged-usr-rootfs');
+    mkdirSync(join(dir, 'usr', 'bin'), { recursive: true });
+    symlinkSync('/usr/bin', join(dir, 'bin'));
+    writeFileSync(join(dir, 'manifest.json'), '{"an app file": true}');
+    const r = tsrun(['import', dir, 'mergedusr:1'], { env: { TSRUN_DATA: data } });
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toMatch(/^mergedusr:1 sha256:[0-9a-f]{64}\n$/);
+  });
+
   it('still imports a docker save whose repeated layer is a relative symlink inside the archive', () => {
     const second = rawTar([{ name: 'two', body: '2\n' }]);
     const dir = join(work, 'legacy-save');

@@ -149,7 +149,7 @@ async function inspectVerb(refs: string[], paths: Paths): Promise<number> {
       Architecture: cfg.architecture ?? '',
       Os: cfg.os ?? '',
       Config: cfg.config ?? {},
-      RootFS: { Type: 'layers', Layers: cfg.rootfs.diff_ids },
+      RootFS: { Type: 'layers', Layers: cfg.rootfs?.diff_ids ?? [] },
       Size: store.size(r),
       Source: r.source,
       GraphDriver: { Name: 'overlay', Data: { LowerDirs: r.layers.map((l) => store.layerDir(l.diffId)) } },

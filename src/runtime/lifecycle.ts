@@ -13,6 +13,7 @@ import { hostLayout } from '../controls/cgroups/mode.js';
 import type { Paths } from './paths.js';
 import { startContainer, type Spawner, type Started } from './run.js';
 import { logFile, monitorLogArgs, type LogOpts } from './logs.js';
+import { removeTree } from './remove-tree.js';
 import {
   assertNameFree,
   containerLockPath,
@@ -571,7 +572,7 @@ export async function prune(paths: Paths, warn: (m: string) => void = () => unde
       const dir = join(cdir, id);
       const owner = ownerOf(dir);
       if (owner === me) {
-        rmSync(dir, { recursive: true, force: true });
+        removeTree(dir); // an upper dir holds what the container wrote: any depth
         removed.push(id);
       } else if (owner === undefined) {
         // unmarked: made by an older tsrun, or by one killed before it marked it. Only an

@@ -319,5 +319,5 @@ export function hostPathOf(m: MountLine, host: MountLine[]): string | undefined 
   }
   if (!best) return undefined;
   const rest = best.root === '/' ? m.root : m.root.slice(best.root.length);
-  return posix.join(best.mountPoint, rest || '/');
+  return rest === '' || rest === '/' ? best.mountPoint : posix.join(best.mountPoint, rest);
 }

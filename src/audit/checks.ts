@@ -70,7 +70,8 @@ export const RUNTIME_SOCKET = /^(docker|containerd|containerd-shim|podman|crio|c
 /** The device cgroup rules every container gets from docker/tsrun/runc (v1 devices.list form). */
 const DEFAULT_DEVICES = new Set(['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm', 'c 10:200 rwm']);
 
-const fullMask = (h: HostView) => (1n << BigInt(h.capLastCap + 1)) - 1n;
+/** Every capability root holds here: a privileged container gets exactly these. */
+const fullMask = (h: HostView) => h.capBnd & ((1n << BigInt(h.capLastCap + 1)) - 1n);
 
 function lsmCheck(id: string, idCurrent: string, lsm: 'apparmor' | 'selinux', title: string): Check<ProcessFacts> {
   return {
@@ -114,7 +115,7 @@ export const CONTAINER_CHECKS: readonly Check<ProcessFacts>[] = [
     run(f, h) {
       const all = fullMask(h);
       if ((f.status.capBnd & all) === all) {
-        const why = [`every capability (CapBnd ${f.status.capBnd.toString(16)})`, f.status.seccomp === 0 ? 'no seccomp' : '', f.cgroup.devices?.value.split('\n').includes('a *:* rwm') ? 'every device (a *:* rwm)' : ''].filter(Boolean);
+        const why = [`every capability the host's root holds (CapBnd ${f.status.capBnd.toString(16)})`, f.status.seccomp === 0 ? 'no seccomp' : '', f.cgroup.devices?.value.split('\n').includes('a *:* rwm') ? 'every device (a *:* rwm)' : ''].filter(Boolean);
         return warn(`privileged: ${why.join(', ')}`);
       }
       return pass(`not privileged: the bounding set lacks ${maskNames(all & ~f.status.capBnd).length} capabilities`);

@@ -212,6 +212,11 @@ export interface HostView {
   mounts: MountLine[];
   /** /proc/sys/kernel/cap_last_cap */
   capLastCap: number;
+  /**
+   * the auditing process's bounding set: every capability root holds on this host, which is
+   * what --privileged gives (root may lack some, e.g. CAP_SYS_RESOURCE here)
+   */
+  capBnd: bigint;
   /** /sys/kernel/security/lsm */
   lsms: string[];
   /** pid 1's limits: what a process gets when nobody sets one */
@@ -297,6 +302,7 @@ export function readHostView(layout: CgroupLayout = hostLayout()): HostView {
     ns: readNs('self'),
     mounts: parseMountLines(read('/proc/self/mountinfo')),
     capLastCap: Number(tryRead('/proc/sys/kernel/cap_last_cap') ?? '40'),
+    capBnd: parseStatus(read('/proc/self/status')).capBnd,
     lsms: activeLsms(),
     limits: parseLimits(tryRead('/proc/1/limits') ?? ''),
     cgroupPaths: cgroupFiles(layout, lines).paths,

@@ -30,7 +30,7 @@ function parsePid(s: string): number {
  */
 export function auditVerb(refs: string[], o: AuditOptions, paths: Paths): number {
   const pids = (o.pid ?? []).map(parsePid);
-  const everything = refs.length === 0 && pids.length === 0;
+  const everything = refs.length === 0 && pids.length === 0 && !o.host;
   const targets: Target[] = [];
   const states = everything ? listStates(paths).filter((s) => ['running', 'paused'].includes(statusOf(s))) : refs.map((r) => findContainer(paths, r));
   for (const s of states) {

@@ -54,6 +54,7 @@ const host: HostView = {
   ns: HOST_NS,
   mounts: parseMountLines(HOST_MOUNTINFO),
   capLastCap: 40,
+  capBnd: 0x1fffeffffffn,
   lsms: ['capability', 'landlock'],
   limits: parseLimits(LIMITS(65536)),
   cgroupPaths: { pids: '/', memory: '/', cpu: '/', devices: '/' },
@@ -140,7 +141,7 @@ describe('kernel fact parsers', () => {
 describe('container checks: one fact set that passes and one that fails', () => {
   const cases: [string, Parameters<typeof facts>[0], Parameters<typeof facts>[0], RegExp][] = [
     ['5.3', {}, { status: { capBnd: '00000000a82425fb' } }, /SYS_ADMIN/],
-    ['5.4', {}, { status: { capBnd: '000001ffffffffff', seccomp: 0 }, devices: 'a *:* rwm' }, /every capability.*no seccomp.*every device/],
+    ['5.4', {}, { status: { capBnd: '000001fffeffffff', seccomp: 0 }, devices: 'a *:* rwm' }, /every capability.*no seccomp.*every device/],
     ['5.5', { mounts: ['98 93 254:0 /tmp/x /h/etc ro - ext4 /dev/vda rw'] }, { mounts: ['98 93 254:0 /etc /h/etc ro - ext4 /dev/vda rw'] }, /host \/etc on \/h\/etc \(ro\)/],
     ['5.9', {}, { ns: { net: HOST_NS.net } }, /shares the host's net namespace/],
     ['5.10', { memory: '67108864' }, {}, /unlimited/],

@@ -54,7 +54,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .argument('[image]', 'image name')
     .argument('[command...]', 'command and arguments')
     .passThroughOptions();
-  addRunFlags(explain).action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
+  addRunFlags(explain).option('--summary', 'one line per control: on/off, value, where it came from, CIS id, where the kernel shows it').action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
     setExit(await explainVerb(image, args, opts, paths(program)));
   });
   program

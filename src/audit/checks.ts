@@ -189,7 +189,7 @@ export const CONTAINER_CHECKS: readonly Check<ProcessFacts>[] = [
       const show = (n: string) => `${n}=${f.limits[n]?.soft ?? '?'}:${f.limits[n]?.hard ?? '?'}`;
       const changed = ['nofile', 'nproc'].filter((n) => f.limits[n] && h.limits[n] && (f.limits[n].soft !== h.limits[n].soft || f.limits[n].hard !== h.limits[n].hard));
       const now = `/proc/${f.pid}/limits ${show('nofile')} ${show('nproc')}`;
-      return changed.length ? pass(`${now}; differs from pid 1's in ${changed.join(', ')}`) : info(`${now}: pid 1's, not set for the container`);
+      return changed.length ? pass(`${now}; set: differs from tsrun's own in ${changed.join(', ')}`) : info(`${now}: tsrun's own, inherited: not set for the container`);
     },
   },
   {

@@ -219,7 +219,11 @@ export interface HostView {
   capBnd: bigint;
   /** /sys/kernel/security/lsm */
   lsms: string[];
-  /** pid 1's limits: what a process gets when nobody sets one */
+  /**
+   * the auditing tsrun's own limits: what a container started from the same shell inherits
+   * when nobody sets one (Node raises its soft nofile to the hard limit, and so does a
+   * container cloned from it)
+   */
   limits: Record<string, Limit>;
   /** the auditing process's own cgroup paths (a container must not sit in them) */
   cgroupPaths: Record<string, string>;
@@ -304,7 +308,7 @@ export function readHostView(layout: CgroupLayout = hostLayout()): HostView {
     capLastCap: Number(tryRead('/proc/sys/kernel/cap_last_cap') ?? '40'),
     capBnd: parseStatus(read('/proc/self/status')).capBnd,
     lsms: activeLsms(),
-    limits: parseLimits(tryRead('/proc/1/limits') ?? ''),
+    limits: parseLimits(tryRead('/proc/self/limits') ?? ''),
     cgroupPaths: cgroupFiles(layout, lines).paths,
   };
 }

@@ -109,6 +109,7 @@ describeKernel('tsrun audit reads the kernel', () => {
     expect(hard['5.28']!.detail).toMatch(/pids.max = 50$/);
     expect(hard['5.10']!.detail).toMatch(/= 67108864$/);
     expect(hard['5.18']).toMatchObject({ status: 'PASS', detail: expect.stringContaining('nofile=1024:2048') });
+    expect(loose['5.18']).toMatchObject({ status: 'INFO', detail: expect.stringContaining("tsrun's own, inherited") });
     expect(hard['5.30']!.detail).toMatch(/uid_map 0 \d+ 65536/);
     expect(loose['5.9']!.idCurrent).toBe('5.10');
   });

@@ -172,7 +172,7 @@ describe('container checks: one fact set that passes and one that fails', () => 
     expect(verdict('5.2', facts()).status).toBe('NOTE');
   });
 
-  it('5.18: INFO with pid 1\'s limits, PASS when the container has its own', () => {
+  it('5.18: INFO with inherited limits, PASS when the container has its own', () => {
     expect(verdict('5.18', facts()).status).toBe('INFO');
     expect(verdict('5.18', facts({ nofile: 1024 }))).toMatchObject({ status: 'PASS', detail: expect.stringMatching(/nofile=1024:1024.*differs.*nofile/) });
   });

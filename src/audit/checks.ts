@@ -261,8 +261,9 @@ export const CONTAINER_CHECKS: readonly Check<ProcessFacts>[] = [
     idCurrent: '5.32',
     title: 'Ensure that the Docker socket is not mounted inside any containers',
     run(f, h) {
-      const socks = f.mounts.filter((m) => RUNTIME_SOCKET.test(base(m.root)) || RUNTIME_SOCKET.test(base(m.mountPoint)));
-      if (socks.length) return warn(socks.map((m) => `${hostPathOf(m, h.mounts) ?? m.root} on ${m.mountPoint}`).join('; '));
+      // only binds of a host filesystem: a tmpfs the container names docker.sock reaches nothing
+      const socks = hostBinds(f.mounts, h.mounts).filter((b) => RUNTIME_SOCKET.test(base(b.hostPath)) || RUNTIME_SOCKET.test(base(b.mount.mountPoint)));
+      if (socks.length) return warn(socks.map((b) => `host ${b.hostPath} on ${b.mount.mountPoint}`).join('; '));
       return pass('no container engine socket is mounted');
     },
   },

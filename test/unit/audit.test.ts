@@ -156,7 +156,7 @@ describe('container checks: one fact set that passes and one that fails', () => 
     ['5.25', { status: { nnp: 1 } }, {}, /NoNewPrivs: 0/],
     ['5.28', { pids: '50' }, { pids: 'max' }, /pids.max = max/],
     ['5.30', { ns: { user: 'user:[9]' }, uidMap: '0 100000 65536' }, {}, /container root is host root/],
-    ['5.31', {}, { mounts: ['99 93 254:0 /tmp/t/docker.sock /var/run/docker.sock rw - ext4 /dev/vda rw'] }, /\/tmp\/t\/docker.sock on \/var\/run\/docker.sock/],
+    ['5.31', {}, { mounts: ['99 93 254:0 /tmp/t/docker.sock /var/run/docker.sock rw - ext4 /dev/vda rw'] }, /host \/tmp\/t\/docker.sock on \/var\/run\/docker.sock/],
   ];
   for (const [id, good, bad, why] of cases) {
     it(`${id}: PASS, then WARN`, () => {
@@ -166,6 +166,10 @@ describe('container checks: one fact set that passes and one that fails', () => 
       expect(v.detail).toMatch(why);
     });
   }
+
+  it('5.31: a tmpfs of the container named docker.sock is no host socket', () => {
+    expect(verdict('5.31', facts({ mounts: ['99 93 0:95 / /run/docker.sock rw - tmpfs tmpfs rw'] })).status).toBe('PASS');
+  });
 
   it('5.1/5.2: NOTE when AppArmor/SELinux are not active', () => {
     expect(verdict('5.1', facts()).status).toBe('NOTE');

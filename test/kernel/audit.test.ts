@@ -25,6 +25,7 @@ let prefix = '';
 let tmp = '';
 let server: Server | undefined;
 const started: number[] = [];
+const HARD_FLAGS = ['--pids-limit', '50', '-m', '64m', '--cpu-shares', '512', '--read-only', '--security-opt', 'no-new-privileges', '--ulimit', 'nofile=1024:2048', '--userns-remap', 'default'];
 const env = () => ({ TSRUN_ID_PREFIX: prefix });
 const ts = (args: string[]): Result => tsrun(args, { env: env() });
 
@@ -61,7 +62,7 @@ describeKernel('tsrun audit reads the kernel', () => {
     const sock = join(tmp, 'docker.sock');
     server = createServer();
     await new Promise<void>((res) => server!.listen(sock, res));
-    const hard = ts(['run', '-d', '--name', 'audit-hard', '--pids-limit', '50', '-m', '64m', '--cpu-shares', '512', '--read-only', '--security-opt', 'no-new-privileges', '--ulimit', 'nofile=1024:2048', '--userns-remap', 'default', 'busybox', 'sleep', '300']);
+    const hard = ts(['run', '-d', '--name', 'audit-hard', ...HARD_FLAGS, 'busybox', 'sleep', '300']);
     expect(hard.stderr).toBe('');
     const loose = ts(['run', '-d', '--name', 'audit-loose', '--network', 'host', '--privileged', '-v', '/boot:/hostboot:ro', '-v', `${sock}:/run/docker.sock`, 'busybox', 'sleep', '300']);
     expect(loose.stderr).toMatch(/^warning: --privileged: [^\n]*\n$/);
@@ -112,6 +113,16 @@ describeKernel('tsrun audit reads the kernel', () => {
     expect(loose['5.18']).toMatchObject({ status: 'INFO', detail: expect.stringContaining("tsrun's own, inherited") });
     expect(hard['5.30']!.detail).toMatch(/uid_map 0 \d+ 65536/);
     expect(loose['5.9']!.idCurrent).toBe('5.10');
+  });
+
+  it('explain --summary predicts what audit then reads from the kernel', () => {
+    const r = ts(['explain', '--summary', '--json', ...HARD_FLAGS, 'busybox', 'sleep', '300']);
+    expect(r.stderr).toBe('');
+    const summary = Object.fromEntries((JSON.parse(r.stdout) as { control: string; on: boolean; source: string }[]).map((x) => [x.control, x]));
+    const hard = byId(audit(['audit-hard']).rows, 'audit-hard');
+    const pairs: [string, string][] = [['pids limit', '5.28'], ['memory', '5.10'], ['cpu', '5.11'], ['read-only rootfs', '5.12'], ['no_new_privs', '5.25'], ['userns', '5.30'], ['seccomp', '5.21'], ['ulimits', '5.18'], ['net namespace', '5.9']];
+    for (const [control, id] of pairs) expect({ control, on: summary[control]?.on, audit: hard[id]?.status }).toEqual({ control, on: true, audit: 'PASS' });
+    expect(summary['pids limit']!.source).toBe('flag --pids-limit');
   });
 
   it('a limit changed behind tsrun\'s back: audit reports the kernel\'s value', () => {

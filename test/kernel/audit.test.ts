@@ -244,13 +244,13 @@ describeEngine('tsrun audit --pid: a podman container', ['podman', 'conmon', 'ru
   it('one podman container passes where the other warns', () => {
     const common = ['run', '-d', '--runtime', 'runc', '--network', 'none', '--cgroup-parent', `/${CG}`];
     expect(podman([...common, '--name', 'pa', '--pids-limit', '66', '--read-only', '--security-opt', 'no-new-privileges', 'localhost/audit-bb:latest', 'sleep', '300']).code).toBe(0);
-    expect(podman([...common, '--name', 'pb', '--pids-limit', '0', '--ipc', 'host', '--uts', 'host', 'localhost/audit-bb:latest', 'sleep', '300']).code).toBe(0);
+    expect(podman([...common, '--name', 'pb', '--pids-limit', '0', '--ipc', 'host', '--uts', 'host', '--pid', 'host', 'localhost/audit-bb:latest', 'sleep', '300']).code).toBe(0);
     const pa = Number(podman(['inspect', '--format', '{{.State.Pid}}', 'pa']).stdout.trim());
     const pb = Number(podman(['inspect', '--format', '{{.State.Pid}}', 'pb']).stdout.trim());
     const { rows } = audit(['--pid', String(pa), '--pid', String(pb)]);
     const a = byId(rows, `pid ${pa}`);
     const b = byId(rows, `pid ${pb}`);
-    for (const id of ['5.12', '5.16', '5.20', '5.25', '5.28']) {
+    for (const id of ['5.12', '5.15', '5.16', '5.20', '5.25', '5.28']) {
       expect({ id, a: a[id]?.status, b: b[id]?.status }).toEqual({ id, a: 'PASS', b: 'WARN' });
     }
     expect(a['5.28']!.detail).toMatch(new RegExp(`^/sys/fs/cgroup/pids/${CG}/libpod-[0-9a-f]{64}/pids.max = 66$`));

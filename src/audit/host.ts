@@ -4,13 +4,15 @@
 // TCP ports listen, who owns the state and data roots, which networks let containers talk.
 import type { LoadedConfig } from '../config/index.js';
 import type { NetworkDef } from '../network/types.js';
-import type { Check, Verdict } from './checks.js';
+import { RUNTIME_SOCKET, type Check, type Verdict } from './checks.js';
 
 export interface HostFacts {
   config: LoadedConfig;
   networks: NetworkDef[];
   /** local ports in LISTEN state, from /proc/net/tcp and tcp6 of tsrun's network namespace */
   listening: number[];
+  /** paths of listening unix sockets named as a container engine's API (/proc/net/unix) */
+  apiSockets: string[];
   /** stat of the state root and data root (undefined: does not exist yet) */
   roots: { flag: string; path: string; uid?: number; mode?: number }[];
   /** uid tsrun runs as */
@@ -27,6 +29,21 @@ export function parseListening(text: string): number[] {
     if (f.length < 4 || f[3] !== '0A') continue;
     const port = parseInt(f[1]!.split(':')[1] ?? '', 16);
     if (Number.isFinite(port)) out.push(port);
+  }
+  return out;
+}
+
+/**
+ * Listening unix sockets (flag __SO_ACCEPTCON, 0x10000) from the text of /proc/net/unix
+ * whose name is a container engine's API socket.
+ */
+export function parseApiSockets(text: string): string[] {
+  const out: string[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8 || (parseInt(f[3] ?? '0', 16) & 0x10000) === 0) continue;
+    const path = f.slice(7).join(' ');
+    if (RUNTIME_SOCKET.test(path.slice(path.lastIndexOf('/') + 1))) out.push(path);
   }
   return out;
 }
@@ -58,8 +75,9 @@ export const HOST_CHECKS: readonly Check<HostFacts>[] = [
     idCurrent: '2.7',
     title: 'Ensure TLS authentication for the daemon is configured (no unauthenticated API)',
     run(h) {
-      if (h.listening.includes(2375)) return v('WARN', 'something listens on TCP 2375, the unencrypted Docker API port (/proc/net/tcp)');
-      return v('PASS', 'tsrun has no API socket and no daemon; nothing listens on TCP 2375');
+      const others = h.apiSockets.length ? `; other engines' API sockets listen here: ${h.apiSockets.join(', ')} (root-only access is their protection)` : '';
+      if (h.listening.includes(2375)) return v('WARN', `something listens on TCP 2375, the unencrypted Docker API port (/proc/net/tcp)${others}`);
+      return v('PASS', `tsrun has no API socket and no daemon; nothing listens on TCP 2375${others}`);
     },
   },
   {

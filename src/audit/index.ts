@@ -4,7 +4,7 @@ import { statSync, readFileSync } from 'node:fs';
 import type { LoadedConfig } from '../config/index.js';
 import type { NetworkDef } from '../network/types.js';
 import { CONTAINER_CHECKS, type Check, type Status } from './checks.js';
-import { HOST_CHECKS, parseListening, type HostFacts } from './host.js';
+import { HOST_CHECKS, parseApiSockets, parseListening, type HostFacts } from './host.js';
 import type { HostView, ProcessFacts } from './facts.js';
 
 export interface Result {
@@ -47,10 +47,17 @@ export function readHostFacts(config: LoadedConfig, networks: NetworkDef[], root
       /* no IPv6 */
     }
   }
+  let apiSockets: string[] = [];
+  try {
+    apiSockets = parseApiSockets(readFileSync('/proc/net/unix', 'utf8'));
+  } catch {
+    /* no unix sockets table */
+  }
   return {
     config,
     networks,
     listening,
+    apiSockets,
     roots: roots.map((r) => {
       try {
         const st = statSync(r.path);

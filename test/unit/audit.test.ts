@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CONTAINER_CHECKS, hostBinds } from '../../src/audit/checks.js';
 import { cgroupFiles, hostPathOf, parseIdMap, parseLimits, parseMountLines, parseStatus, type HostView, type ProcessFacts } from '../../src/audit/facts.js';
-import { HOST_CHECKS, parseListening, type HostFacts } from '../../src/audit/host.js';
+import { HOST_CHECKS, parseApiSockets, parseListening, type HostFacts } from '../../src/audit/host.js';
 import { auditContainers, auditJson, renderAudit, score } from '../../src/audit/index.js';
 import { detectLayout, parseProcCgroup } from '../../src/controls/cgroups/mode.js';
 
@@ -135,6 +135,8 @@ describe('kernel fact parsers', () => {
     expect(parseLimits(LIMITS(1024)).nofile).toEqual({ soft: '1024', hard: '1024' });
     const tcp = '  sl  local_address rem_address   st\n   0: 00000000:0947 00000000:0000 0A 0\n   1: 0100007F:9E9F 0100007F:A3E0 06 0\n';
     expect(parseListening(tcp)).toEqual([2375]);
+    const unix = 'Num       RefCount Protocol Flags    Type St Inode Path\n0000: 00000002 00000000 00010000 0001 01 123 /run/containerd/containerd.sock\n0001: 00000003 00000000 00000000 0001 03 124 /run/docker.sock\n0002: 00000002 00000000 00010000 0001 01 125 /run/other.sock\n';
+    expect(parseApiSockets(unix)).toEqual(['/run/containerd/containerd.sock']);
   });
 });
 
@@ -197,7 +199,7 @@ describe('container checks: one fact set that passes and one that fails', () => 
 });
 
 describe('host checks, report and score', () => {
-  const base: HostFacts = { config: { path: '/etc/tsrun/config.json', found: false, config: {}, warnings: [] }, networks: [], listening: [], roots: [{ flag: '--root', path: '/run/tsrun', uid: 0, mode: 0o40700 }], uid: 0 };
+  const base: HostFacts = { config: { path: '/etc/tsrun/config.json', found: false, config: {}, warnings: [] }, networks: [], listening: [], apiSockets: [], roots: [{ flag: '--root', path: '/run/tsrun', uid: 0, mode: 0o40700 }], uid: 0 };
   const run = (f: HostFacts) => Object.fromEntries(HOST_CHECKS.map((c) => [`${c.id}/${c.idCurrent}`, c.run(f, host).status]));
 
   it('without a config: userns-remap, no-new-privileges and icc warn; live restore passes', () => {

@@ -253,6 +253,13 @@ function readNs(pid: number | 'self'): Partial<Record<NsName, string>> {
   return ns;
 }
 
+// /proc/PID/ns/* needs PTRACE_MODE_READ access to the process (ptrace(2), "Ptrace access mode checking")
+function denied(): string {
+  return process.getuid?.() === 0
+    ? ' (ptrace-read access denied: it holds capabilities this root lacks, or an LSM refuses)'
+    : ' (audit needs root to read another user\'s process)';
+}
+
 /** Reads every fact about PID; a missing or unreadable process is a usage error naming it. */
 export function readFacts(pid: number, layout: CgroupLayout = hostLayout()): ProcessFacts {
   let statusText: string;
@@ -263,7 +270,7 @@ export function readFacts(pid: number, layout: CgroupLayout = hostLayout()): Pro
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new UsageError(`--pid ${pid}: ESRCH (no such process)`, { cause: e });
-    throw new UsageError(`--pid ${pid}: /proc/${pid}: ${describeError(e)}${code === 'EACCES' || code === 'EPERM' ? ' (audit needs root to read another user\'s process)' : ''}`, { cause: e });
+    throw new UsageError(`--pid ${pid}: /proc/${pid}: ${describeError(e)}${code === 'EACCES' || code === 'EPERM' ? denied() : ''}`, { cause: e });
   }
   const lines = parseProcCgroup(tryRead(`/proc/${pid}/cgroup`) ?? '');
   const { paths, files } = cgroupFiles(layout, lines);

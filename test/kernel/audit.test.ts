@@ -150,6 +150,11 @@ describeKernel('tsrun audit reads the kernel', () => {
   it('bad input: an unknown container or pid is a one-line error, exit 125', () => {
     expect(ts(['audit', 'no-such-audit'])).toMatchObject({ code: 125, stdout: '', stderr: expect.stringMatching(/^tsrun: no such container: "no-such-audit"/) });
     expect(ts(['audit', '--pid', '999999999'])).toMatchObject({ code: 125, stderr: 'tsrun: --pid 999999999: ESRCH (no such process)\n' });
+    // pid 1 here holds CAP_SYS_RESOURCE, which root in this sandbox lacks: ptrace(2) access checks refuse
+    const init = readFileSync('/proc/1/status', 'utf8');
+    const mine = readFileSync('/proc/self/status', 'utf8');
+    const capPrm = (s: string) => BigInt(`0x${/CapPrm:\s*([0-9a-f]+)/.exec(s)![1]}`);
+    if ((capPrm(init) & ~capPrm(mine)) !== 0n) expect(ts(['audit', '--pid', '1'])).toMatchObject({ code: 125, stdout: '', stderr: 'tsrun: --pid 1: /proc/1: EACCES (permission denied) (ptrace-read access denied: it holds capabilities this root lacks, or an LSM refuses)\n' });
     expect(ts(['audit', '--pid', 'x1'])).toMatchObject({ code: 125, stderr: expect.stringContaining('--pid "x1": expected a process id') });
   });
 

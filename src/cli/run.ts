@@ -8,6 +8,7 @@ import { ensureImage, parsePullPolicy, progressReporter } from '../image/pull.js
 import { IMAGE_ANNOTATION, insecureList, storeOf } from './image.js';
 import { buildPlan } from '../plan/build.js';
 import { planJson, renderPlan } from '../plan/render.js';
+import { renderSummary, summarize } from '../plan/summary.js';
 import type { BuildContext, Plan } from '../plan/types.js';
 import { loadBundle } from '../spec/bundle.js';
 import type { FlagDef } from '../spec/flag-types.js';
@@ -32,6 +33,8 @@ export interface RunCliOptions extends RunOptions {
   config?: string;
   dryRun?: boolean;
   json?: boolean;
+  /** explain: one line per control instead of the plan */
+  summary?: boolean;
   /** stop the init before exec until `start` (OCI create/start); not a run flag */
   waitStart?: boolean;
   /** container id (OCI create names it); random otherwise */
@@ -194,6 +197,11 @@ export async function createVerb(id: string, opts: { bundle?: string; pidFile?: 
 
 export async function explainVerb(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths = defaultPaths()): Promise<number> {
   const plan = await planRun(image, args, opts, paths);
+  if (opts.summary) {
+    const rows = summarize({ spec: plan.spec, opts, config: opts.bundle ? {} : loadConfig(opts.config, process.env).config, bundle: Boolean(opts.bundle), lsms: detectHost().lsms });
+    writeSync(1, opts.json ? JSON.stringify(rows, null, 2) + '\n' : renderSummary(rows));
+    return 0;
+  }
   printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
   // every capability, kept or dropped, with what it allows (CIS 5.3)
   if (!opts.json) writeSync(1, `\ncapabilities (bounding set):\n${capabilityReport(plan.spec, detectHost().capEff).map((l) => `  ${l}`).join('\n')}\n`);

@@ -14,6 +14,7 @@ import { paxRecord, tarHeader } from '../../src/image/tar.js';
 import { LayerError, unpackLayer } from '../../src/image/unpack.js';
 import { lgetxattr } from '../../src/image/sys.js';
 import { removeTree } from '../../src/runtime/remove-tree.js';
+import { markOwner } from '../../src/runtime/state.js';
 
 describeKernel('images: safe layer unpacking', () => {
   let work: string;
@@ -481,6 +482,8 @@ describeKernel('images and containers: trees deeper than the stack and PATH_MAX'
   it('system prune removes the data of a container whose state is gone, whatever its depth', () => {
     const orphan = join(data, 'containers', 'orphan0123', 'upper');
     mkdirSync(orphan, { recursive: true });
+    // made by this state root (prune removes only its own root's data: docs/state.md)
+    markOwner({ root: join(work, 'run'), data }, join(data, 'containers', 'orphan0123'));
     execFileSync(process.execPath, ['-e', `const fs=require('fs');process.chdir(${JSON.stringify(orphan)});for(let i=0;i<5000;i++){fs.mkdirSync('d');process.chdir('d')}fs.writeFileSync('f','x')`]);
     const r = tsrun(['system', 'prune'], { env: { TSRUN_DATA: data, TSRUN_ROOT: join(work, 'run') }, timeout: 60_000 });
     expect([r.code, r.stderr, r.stdout]).toEqual([0, '', 'orphan0123\n']);

@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -555,6 +556,25 @@ Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// flock(fd, "sh" | "ex" | "un"), never blocking: true when taken, false when another open
+// file description holds it (EWOULDBLOCK). flock(2) locks belong to the open file
+// description, so the kernel drops one when its last fd closes: a holder killed with
+// SIGKILL leaves nothing stale, and no pid (which the kernel reuses) has to be trusted.
+// Waiting is the caller's loop: a blocked flock in a worker thread could not honour a timeout.
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  std::string mode = info[1].As<Napi::String>();
+  int op = mode == "sh" ? LOCK_SH : mode == "ex" ? LOCK_EX : mode == "un" ? LOCK_UN : -1;
+  if (op < 0) throw Napi::TypeError::New(env, "flock: mode must be sh, ex or un");
+  for (;;) {
+    if (flock(fd, op | LOCK_NB) == 0) return Napi::Boolean::New(env, true);
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+    throw ErrnoError(env, "flock", errno);
+  }
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("syncSend", Napi::Function::New(env, SyncSend));
@@ -573,6 +593,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recvMsg", Napi::Function::New(env, RecvMsg));
   exports.Set("sendConsole", Napi::Function::New(env, SendConsole));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
+  exports.Set("flock", Napi::Function::New(env, Flock));
   return exports;
 }
 

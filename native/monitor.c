@@ -6,7 +6,8 @@
  * live-restore (workshop control 2.13): no tsrun process needs to run for the container to.
  *
  *   tsrun-monitor [--max-size BYTES] [--max-file N] LOG-FILE EXIT-FILE [COMMAND ARG...]
- *                                          (fd 3: control socket from tsrun, see protocol.h)
+ *                                          (fd 3: control socket from tsrun, see protocol.h;
+ *                                          fd 4: the container's reaper lock, see below)
  *
  * --max-size/--max-file are docker's json-file log options: once the log would pass
  * BYTES it is renamed LOG-FILE.1 (older ones shift up to LOG-FILE.<N-1>, the oldest is
@@ -34,6 +35,10 @@
 #include "spawn.h"
 
 #define CTL_FD 3
+/* flock(2)ed by tsrun (docs/state.md): while the monitor holds it, `rm` and `system prune`
+ * know the exit is not recorded yet. Kept open until exit.json is written; the kernel drops
+ * the lock when the last fd closes, so a monitor killed outright releases it too. */
+#define REAPER_FD 4
 #define CHUNK 16384 /* docker's json-file splits long lines at 16 KiB too */
 
 static int log_fd = -1;
@@ -204,6 +209,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   signal(SIGINT, SIG_IGN);
+  fcntl(REAPER_FD, F_SETFD, FD_CLOEXEC); /* never into the container (EBADF when not given) */
   log_path = argv[1];
   log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (log_fd < 0) return 1;
@@ -260,6 +266,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 2; i++)
     if (s[i].fd >= 0 && s[i].len) emit(s[i].name, s[i].buf, s[i].len);
   write_exit(argv[2], status);
+  close(REAPER_FD); /* the exit is recorded: rm and prune may go ahead */
   if (argc > 3) {
     /* run -d --rm: the monitor's work is done; it becomes `tsrun rm --force ID`, which finds
      * the exit record written just above. Nothing of tsrun's control socket goes along. */

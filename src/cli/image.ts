@@ -8,7 +8,7 @@ import { progressReporter, pull, type PullOptions } from '../image/pull.js';
 import { displayName, familiarTagged, shortId, type ContentStore } from '../image/store.js';
 import type { ImageConfig } from '../image/types.js';
 import { imagesDir, type Paths } from '../runtime/paths.js';
-import { listStates } from '../runtime/state.js';
+import { listEntries } from '../runtime/state.js';
 
 // The image verbs: pull, images, rmi, import, tag, image inspect|prune|ls|rm|pull|import|tag.
 
@@ -24,7 +24,10 @@ export function storeOf(paths: Paths): LocalStore {
 /** Manifest digests of the images containers (running or stopped) were made from. */
 export function imagesInUse(paths: Paths, store: ContentStore): Set<string> {
   const used = new Set<string>();
-  for (const s of listStates(paths)) {
+  // a damaged state's record still names its image (a damaged record: that image is not known)
+  for (const e of listEntries(paths)) {
+    const s = e.ok ? e.state : e.record;
+    if (!s) continue;
     const d = s.annotations?.[IMAGE_ANNOTATION];
     if (d) used.add(d);
     else if (s.image) {
@@ -146,7 +149,7 @@ async function inspectVerb(refs: string[], paths: Paths): Promise<number> {
       Architecture: cfg.architecture ?? '',
       Os: cfg.os ?? '',
       Config: cfg.config ?? {},
-      RootFS: { Type: 'layers', Layers: cfg.rootfs.diff_ids },
+      RootFS: { Type: 'layers', Layers: cfg.rootfs?.diff_ids ?? [] },
       Size: store.size(r),
       Source: r.source,
       GraphDriver: { Name: 'overlay', Data: { LowerDirs: r.layers.map((l) => store.layerDir(l.diffId)) } },

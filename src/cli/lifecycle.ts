@@ -14,7 +14,7 @@ import { containerFileReader } from '../kernel/in-root.js';
 import { containerPids, deleteContainer, killContainer, oomKilledOf, prune, resolve, setFrozen, startCreated, waitGone } from '../runtime/lifecycle.js';
 import { followLog, logFile, readLog, tailLog, type LogRecord } from '../runtime/logs.js';
 import type { Paths } from '../runtime/paths.js';
-import { isAlive, listStates, readExit, statusOf, type ContainerState } from '../runtime/state.js';
+import { findEntry, isAlive, listEntries, readExit, statusOf, type ContainerState, type Entry } from '../runtime/state.js';
 
 // The verbs around a container's life: docker's (ps, logs, stop, kill -s, rm, wait,
 // inspect) and the OCI runtime CLI's that engines call (create/start/state/kill/delete,
@@ -34,8 +34,17 @@ export function parseSignal(v: string, flag = 'signal'): NodeJS.Signals | number
   return name;
 }
 
+/**
+ * One container as ps shows it. A damaged state (unreadable, or not the shape tsrun writes)
+ * is `damaged`, with the reason: its record may still name it; nothing else of it is trusted.
+ */
+export function describeEntry(paths: Paths, e: Entry) {
+  if (e.ok) return { ...describe(paths, e.state), error: null as string | null };
+  return { id: e.id, name: e.record?.name ?? '', image: e.record?.image ?? '', command: '', created: e.record?.created ?? '', status: 'damaged' as const, pid: 0, exitCode: null, finishedAt: null, error: e.reason };
+}
+
 export function describe(paths: Paths, s: ContainerState) {
-  const status = statusOf(s);
+  const status = statusOf(s, paths);
   const exit = status === 'stopped' ? readExit(paths, s.id) : undefined;
   return {
     id: s.id,
@@ -62,8 +71,8 @@ function networkSettings(p: Paths, s: ContainerState) {
   };
 }
 
-export function ociState(s: ContainerState) {
-  const status = statusOf(s);
+export function ociState(s: ContainerState, paths?: Paths) {
+  const status = statusOf(s, paths);
   return {
     ociVersion: s.ociVersion,
     id: s.id,
@@ -130,15 +139,15 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
         else out(table([['PID', 'CMD'], ...pids.map((p) => [String(p), cmdline(p)])]));
         return;
       }
-      const rows = listStates(paths())
-        .map((s) => describe(paths(), s))
+      const rows = listEntries(paths())
+        .map((e) => describeEntry(paths(), e))
         .filter((d) => o.all || d.status !== 'stopped')
         .sort((a, b) => b.created.localeCompare(a.created));
       if (o.format === 'json') return void out(JSON.stringify(rows, null, 2) + '\n');
       out(
         table([
           ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES'],
-          ...rows.map((d) => [d.id.slice(0, 12), d.image, JSON.stringify(d.command.length > 20 ? d.command.slice(0, 19) + '…' : d.command), ago(d.created), d.status === 'stopped' ? `Exited (${d.exitCode ?? '?'}) ${ago(d.finishedAt)}` : d.status, d.name]),
+          ...rows.map((d) => [d.id.slice(0, 12), d.image, JSON.stringify(d.command.length > 20 ? d.command.slice(0, 19) + '…' : d.command), ago(d.created || null), d.status === 'stopped' ? `Exited (${d.exitCode ?? '?'}) ${ago(d.finishedAt)}` : d.status, d.name]),
         ]),
       );
     });
@@ -161,7 +170,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
   program
     .command('state <id>')
     .description('the OCI state of a container (JSON)')
-    .action((id: string) => void out(JSON.stringify(ociState(resolve(paths(), id)), null, 2) + '\n'));
+    .action((id: string) => void out(JSON.stringify(ociState(resolve(paths(), id), paths()), null, 2) + '\n'));
 
   program
     .command('start <id>')
@@ -260,7 +269,12 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .description('everything tsrun knows of containers: config, state, exit, as applied (JSON)')
     .action((ids: string[]) => {
       const docs = ids.map((id) => {
-        const s = resolve(paths(), id);
+        const e = findEntry(paths(), id);
+        // a damaged state: what its record says, and why the rest is not shown
+        if (!e.ok) {
+          return { Id: e.id, Name: e.record?.name ?? '', Image: e.record?.image ?? '', Created: e.record?.created ?? null, State: { Status: 'damaged', Error: e.reason, Pid: 0, StartedAt: null, FinishedAt: null, ExitCode: null, OOMKilled: false }, Config: null };
+        }
+        const s = e.state;
         const d = describe(paths(), s);
         return {
           Id: s.id,
@@ -292,7 +306,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .command('prune')
     .description('remove stopped containers and the data of containers whose state is gone (e.g. after a reboot)')
     .action(async () => {
-      for (const id of await prune(paths())) out(`${id}\n`);
+      for (const id of await prune(paths(), (m) => writeSync(2, `tsrun: warning: ${m}\n`))) out(`${id}\n`);
     });
 
   program

@@ -10,6 +10,7 @@ import { registerStatsCommand } from './stats.js';
 import { registerImageCommands } from './image.js';
 import { registerSeccompCommand } from './seccomp.js';
 import { registerNetworkCommands } from './network.js';
+import { registerAuditCommand } from './audit.js';
 
 const VERSION = '0.1.0';
 
@@ -53,7 +54,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .argument('[image]', 'image name')
     .argument('[command...]', 'command and arguments')
     .passThroughOptions();
-  addRunFlags(explain).action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
+  addRunFlags(explain).option('--summary', 'one line per control: on/off, value, where it came from, CIS id, where the kernel shows it').action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
     setExit(await explainVerb(image, args, opts, paths(program)));
   });
   program
@@ -73,6 +74,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerImageCommands(program, () => paths(program), setExit);
   registerSeccompCommand(program, setExit);
   registerNetworkCommands(program, () => paths(program), setExit);
+  registerAuditCommand(program, () => paths(program), setExit);
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {
       throw new UsageError('--systemd-cgroup: tsrun drives cgroupfs directly and has no systemd support; configure the engine for cgroupfs (podman: cgroup_manager = "cgroupfs")');

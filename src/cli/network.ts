@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { loadConfig } from '../config/index.js';
 import type { Paths } from '../runtime/paths.js';
-import { listStates, statusOf, withLock } from '../runtime/state.js';
+import { listEntries, listStates, statusOf, withLock } from '../runtime/state.js';
 import { defineNetwork, type CreateFlags } from '../network/define.js';
 import { allocations, deleteBridge, ensureBridge, hostRoutes, listNetworks, loadNetwork, removeNetworkFiles, saveNetwork } from '../network/store.js';
 import { NETWORK_ANNOTATION, type NetworkDef } from '../network/types.js';
@@ -128,8 +128,13 @@ export function registerNetworkCommands(program: Command, paths: () => Paths, se
         const defs = names.map((n) => mustLoad(p, n));
         for (const d of defs) {
           // a container starting right now has its state (with the annotation) before its address
-          const live = listStates(p).filter((s) => s.annotations[NETWORK_ANNOTATION] === d.name && statusOf(s) !== 'stopped');
-          const users = [...new Set([...attached(p, d).filter((c) => c.exists).map((c) => c.name ?? c.id.slice(0, 12)), ...live.map((s) => s.name ?? s.id.slice(0, 12))])];
+          // (`creating` until its pid is saved); a damaged one counts as long as its record names the network
+          const live = listEntries(p).flatMap((e) => {
+            const s = e.ok ? e.state : e.record;
+            if (!s || s.annotations[NETWORK_ANNOTATION] !== d.name || (e.ok && statusOf(e.state, p) === 'stopped')) return [];
+            return [s.name ?? s.id.slice(0, 12)];
+          });
+          const users = [...new Set([...attached(p, d).filter((c) => c.exists).map((c) => c.name ?? c.id.slice(0, 12)), ...live])];
           if (users.length) throw new UsageError(`network ${d.name} is in use by container ${users.join(', ')}: stop or remove it first (tsrun rm -f)`);
         }
         for (const d of defs) {

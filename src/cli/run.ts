@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { describeError } from '../kernel/errno.js';
 import { join, resolve as resolvePath } from 'node:path';
 import type { Command } from 'commander';
@@ -8,16 +8,17 @@ import { ensureImage, parsePullPolicy, progressReporter } from '../image/pull.js
 import { IMAGE_ANNOTATION, insecureList, storeOf } from './image.js';
 import { buildPlan } from '../plan/build.js';
 import { planJson, renderPlan } from '../plan/render.js';
+import { renderSummary, summarize } from '../plan/summary.js';
 import type { BuildContext, Plan } from '../plan/types.js';
 import { loadBundle } from '../spec/bundle.js';
 import type { FlagDef } from '../spec/flag-types.js';
 import { specFromFlags, type RunOptions } from '../spec/from-flags.js';
 import { detectHost } from '../runtime/host.js';
 import { containerDir, defaultPaths, imagesDir, type Paths } from '../runtime/paths.js';
-import { attachAndWait, forwardSignals } from '../runtime/run.js';
+import { attachAndWait, cleanup, forwardSignals } from '../runtime/run.js';
 import { launch } from '../runtime/lifecycle.js';
 import { logOptsFrom } from '../runtime/logs.js';
-import { exitFile, listStates, removeState } from '../runtime/state.js';
+import { exitFile, listStates, removeState, stateDirOf, withLock } from '../runtime/state.js';
 import { PROJECT_ROOT } from '../kernel/native.js';
 import { imageFileReader } from '../kernel/in-root.js';
 import { RUN_FLAGS } from './flags.js';
@@ -34,6 +35,8 @@ export interface RunCliOptions extends RunOptions {
   config?: string;
   dryRun?: boolean;
   json?: boolean;
+  /** explain: one line per control instead of the plan */
+  summary?: boolean;
   /** stop the init before exec until `start` (OCI create/start); not a run flag */
   waitStart?: boolean;
   /** container id (OCI create names it); random otherwise */
@@ -73,13 +76,14 @@ export async function planRun(image: string | undefined, args: string[], opts: R
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(id)) throw new UsageError(`container id ${JSON.stringify(id)}: letters, digits, '_', '.', '-' (at most 128, starting with a letter or digit)`);
   const host = detectHost();
   const cdir = containerDir(paths, id);
+  const stateRoot = paths.root;
   const terminal = Boolean(opts.tty);
   let ctx: BuildContext;
   let imageExposed: Record<string, unknown> | null | undefined;
   if (opts.bundle) {
     if (image) throw new UsageError(`--bundle ${opts.bundle}: the bundle's config.json names the command; do not also give an image (${JSON.stringify(image)})`);
     const b = loadBundle(opts.bundle);
-    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart) };
+    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart), stateRoot };
   } else {
     if (!image) throw new UsageError('run needs an IMAGE (e.g. busybox) or --bundle DIR');
     const policy = parsePullPolicy(opts.pull);
@@ -104,7 +108,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     imageExposed = img.config.ExposedPorts;
     // which image the container was made from: rmi refuses to remove it while the container exists
     spec.annotations = { ...spec.annotations, [IMAGE_ANNOTATION]: img.id };
-    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart), etc: etcOptions(opts) };
+    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart), stateRoot, etc: etcOptions(opts) };
   }
   const net = opts.network;
   const requests = [...((opts.publish as string[] | undefined) ?? []).map(parsePublish), ...(opts.publishAll ? publishAll(imageExposed) : [])];
@@ -171,16 +175,34 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
     return 0;
   }
   const signals = forwardSignals();
-  let code: number;
+  let code: number | undefined;
+  let launched: Awaited<ReturnType<typeof launch>> | undefined;
   try {
-    const { started } = await launch({ ...common, interactive: Boolean(opts.interactive) });
-    code = await attachAndWait(plan, started, undefined, !opts.rm, signals);
+    // this tsrun is the container's reaper: it holds the reaper lock until the exit is
+    // recorded (or the container removed), so prune and rm leave that step to it
+    launched = await launch({ ...common, interactive: Boolean(opts.interactive), holdReaper: true });
+    // the reports due at exit (an OOM kill) and the network address's release happen now;
+    // the rest of the cleanup under the container's lock, below
+    code = await attachAndWait(plan, launched.started, undefined, true, signals);
   } finally {
     signals.dispose();
-    if (opts.rm) removeState(paths, plan.id);
+    if (launched) {
+      try {
+        await withLock(paths, plan.id, () => {
+          if (opts.rm) {
+            const err = cleanup(plan, (s) => !((s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni'), launched!.started.cgroupsCreated);
+            if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
+            removeState(paths, plan.id);
+          } else if (code !== undefined && existsSync(stateDirOf(paths, plan.id))) {
+            writeFileSync(exitFile(paths, plan.id), JSON.stringify({ code, finishedAt: new Date().toISOString() }));
+          }
+        });
+      } finally {
+        launched.reaper?.release();
+      }
+    }
   }
-  if (!opts.rm) writeFileSync(exitFile(paths, plan.id), JSON.stringify({ code, finishedAt: new Date().toISOString() }));
-  return code;
+  return code!;
 }
 
 /** Checked before anything is created: a bad socket must not leave a half-made container. */
@@ -208,6 +230,11 @@ export async function createVerb(id: string, opts: { bundle?: string; pidFile?: 
 
 export async function explainVerb(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths = defaultPaths()): Promise<number> {
   const plan = await planRun(image, args, opts, paths);
+  if (opts.summary) {
+    const rows = summarize({ spec: plan.spec, opts, config: opts.bundle ? {} : loadConfig(opts.config, process.env).config, bundle: Boolean(opts.bundle), lsms: detectHost().lsms });
+    writeSync(1, opts.json ? JSON.stringify(rows, null, 2) + '\n' : renderSummary(rows));
+    return 0;
+  }
   printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
   // every capability, kept or dropped, with what it allows (CIS 5.3)
   if (!opts.json) writeSync(1, `\ncapabilities (bounding set):\n${capabilityReport(plan.spec, detectHost().capEff).map((l) => `  ${l}`).join('\n')}\n`);

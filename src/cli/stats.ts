@@ -1,15 +1,17 @@
 // `tsrun stats [ID...]`: pids, memory use/limit and CPU % of running containers, read from
-// their cgroups (as `docker stats`). Containers are found through their state files under
-// --root (the cgroup directories recorded in their cleanup steps) and under tsrun's own
-// parent cgroup.
-import { existsSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+// their cgroups (as `docker stats`). Only the containers of this state root (--root) are
+// listed: their state files name their cgroup directories (the plan's cleanup steps), and a
+// container counts only while its init, checked by pid and start time, is in that cgroup.
+// Another root's containers, or a cgroup with no state, are not this root's to show.
+import { writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { StateError, UsageError } from '../errors.js';
-import { DEFAULT_PARENT, readCgroupFile, targetsFromSteps, type CgroupTarget } from '../controls/cgroups/manager.js';
-import { hostLayout, type CgroupLayout } from '../controls/cgroups/mode.js';
-import { containersUnder, formatTable, sampleCgroup, statsRow, targetsFor, type StatsRow } from '../controls/cgroups/stats.js';
+import { readCgroupFile, targetsFromSteps, type CgroupTarget } from '../controls/cgroups/manager.js';
+import { hostLayout } from '../controls/cgroups/mode.js';
+import { formatTable, sampleCgroup, statsRow, type StatsRow } from '../controls/cgroups/stats.js';
 import { defaultPaths } from '../runtime/paths.js';
+import { isAlive, listStates } from '../runtime/state.js';
 
 interface Found {
   id: string;
@@ -17,38 +19,19 @@ interface Found {
   targets: CgroupTarget[];
 }
 
-/** A state file (src/runtime/state.ts) keeps the plan's cleanup steps: they name the cgroup dirs. */
-function fromState(layout: CgroupLayout, root: string, id: string): Found | undefined {
-  const file = join(root, id, 'state.json');
-  if (!existsSync(file)) return undefined;
-  try {
-    const st = JSON.parse(readFileSync(file, 'utf8')) as { id?: string; name?: string; cleanup?: { action: string; verb?: string; path?: string; value?: string }[] };
-    const targets = targetsFromSteps(layout, st.cleanup ?? []);
-    return targets.length ? { id: st.id ?? id, name: st.name ?? '', targets } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Running = some process is in the container's cgroup (a stopped container keeps its cgroup until rm). */
-function running(f: Found): boolean {
-  return f.targets.some((t) => (readCgroupFile(join(t.dir, 'cgroup.procs')) ?? '').trim() !== '');
+/** State is evidence: the init named by the state must be alive and inside the recorded cgroup. */
+function inCgroup(pid: number, targets: CgroupTarget[]): boolean {
+  return targets.some((t) => (readCgroupFile(join(t.dir, 'cgroup.procs')) ?? '').split('\n').includes(String(pid)));
 }
 
 export function findContainers(root: string, ids: string[]): Found[] {
   const layout = hostLayout();
-  const known = new Map<string, Found>();
-  if (existsSync(root)) {
-    for (const d of readdirSync(root)) {
-      const f = fromState(layout, root, d);
-      if (f) known.set(f.id, f);
-    }
+  const live: Found[] = [];
+  for (const s of listStates({ root, data: '' })) {
+    if (typeof s.id !== 'string' || !Array.isArray(s.cleanup) || !Number.isInteger(s.pid) || s.pid <= 0) continue;
+    const targets = targetsFromSteps(layout, s.cleanup);
+    if (targets.length && isAlive(s) && inCgroup(s.pid, targets)) live.push({ id: s.id, name: typeof s.name === 'string' ? s.name : '', targets });
   }
-  // containers of other tsrun roots (or without state) under tsrun's own parent cgroup
-  for (const id of containersUnder(layout, DEFAULT_PARENT)) {
-    if (!known.has(id)) known.set(id, { id, name: '', targets: targetsFor(layout, `${DEFAULT_PARENT}/${id}`) });
-  }
-  const live = [...known.values()].filter(running);
   if (ids.length === 0) return live;
   return ids.map((want) => {
     const hits = live.filter((f) => f.id === want || f.name === want || f.id.startsWith(want));

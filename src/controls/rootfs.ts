@@ -29,10 +29,16 @@ export const control: Control = {
       }
     }
     steps.push(parent('cleanup', 'rootfs', "the container's writes go with it (its mounts went with its mount namespace)", { action: 'remove', path: ctx.containerDir }, `rm -rf ${ctx.containerDir}`));
-    const prop = PROPAGATION[ctx.spec.linux.rootfsPropagation ?? 'rprivate']!;
-    // Every mount below must stay in this namespace: make the inherited tree private
-    // (mount_namespaces(7), shared subtrees) before mounting anything.
-    steps.push(child('mounts', 'rootfs', 'no mount made here may propagate back to the host', op.mount('', '/', '', ['REC', ...prop.filter((f) => f !== 'REC')])));
+    const wanted = ctx.spec.linux.rootfsPropagation ?? 'rprivate';
+    const prop = PROPAGATION[wanted]!;
+    // Every mount below must stay in this namespace: the inherited tree (a copy of the host's,
+    // whose `/` is shared on a systemd host) becomes private, or a slave that receives the
+    // host's mounts but sends none back (mount_namespaces(7), shared subtrees), before
+    // anything is mounted. A shared value here would send the rootfs bind, /proc, /dev...
+    // to the host's table, and pivot_root(2) refuses a new root whose parent mount is shared
+    // (EINVAL): the requested sharing is applied to the new root after pivot_root instead.
+    const before: typeof prop = prop.includes('SLAVE') ? ['REC', 'SLAVE'] : ['REC', 'PRIVATE'];
+    steps.push(child('mounts', 'rootfs', 'no mount made here may propagate back to the host', op.mount('', '/', '', before)));
     if (ctx.overlay) {
       const { upper, work } = ctx.overlay;
       const lower = overlayLowerDirs(ctx); // idmapped copies with --userns-remap
@@ -47,6 +53,11 @@ export const control: Control = {
     }
     steps.push(child('mounts', 'rootfs', 'resolve every later path inside the new root, so a symlink in the image cannot point a mount at the host', op.root(ctx.rootfs)));
     steps.push(child('pivot', 'rootfs', 'swap roots and detach the old one: no host path stays reachable', op.pivotRoot(ctx.rootfs)));
+    if (prop.includes('SHARED') || prop.includes('UNBINDABLE')) {
+      // a new peer group of the container's own (its tree is private by now): sharing reaches
+      // mount namespaces made from this one, never the host
+      steps.push(child('post-pivot', 'rootfs', `linux.rootfsPropagation ${wanted}, applied once the host's tree is detached`, op.mount('', '/', '', prop)));
+    }
     return steps;
   },
 };

@@ -1,11 +1,12 @@
 import { childProcess } from '../builtins.js';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
 import { PROJECT_ROOT } from '../kernel/native.js';
 import { canonicalName, parseReference } from './reference.js';
 import type { ContentStore, ImageRecord } from './store.js';
 import { importRootfsDir } from './import.js';
+import { removeTree } from '../runtime/remove-tree.js';
 import type { ImageConfig } from './types.js';
 
 // The built-in `busybox` image: rootfs/build-busybox.sh makes a root filesystem from the
@@ -41,6 +42,6 @@ export async function importBuiltin(store: ContentStore): Promise<ImageRecord> {
     buildBusyboxRootfs(tmp);
     return await importRootfsDir(store, tmp, BUILTIN, BUILTIN_CONFIG, 'builtin');
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    removeTree(tmp);
   }
 }

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, createReadStream, mkdirSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { TsrunError, UnsupportedError, UsageError } from '../errors.js';
 import { canonicalName, parseReference } from './reference.js';
 import { ContentStore, LAYER_TYPES, MEDIA, sha256, type Descriptor, type ImageRecord, type Manifest, type OciImageConfig } from './store.js';
 import { ChunkReader, readTar, writeTarOfDir } from './tar.js';
+import { ArchiveRoot } from './member.js';
+import { removeTree } from '../runtime/remove-tree.js';
 import { hostPlatform, pickPlatform } from './pull.js';
 import { sniffCompression, unpackLayer } from './unpack.js';
 import type { ImageConfig } from './types.js';
@@ -14,33 +15,49 @@ import type { ImageConfig } from './types.js';
 //   - a plain root filesystem tarball, gzip/zstd or not (that tar is the layer)
 //   - `docker save` output (manifest.json + config + layer tars)
 //   - an OCI image layout directory (oci-layout + index.json + blobs/), or a tar of one
-// Archives are opened with the same safe unpacker as layers, into the store's tmp/; every
-// blob copied from them is hashed and checked against the digest it is named by.
+// Archives are opened with the same safe unpacker as layers, into the store's tmp/; their
+// members are read only as regular files inside the archive (member.ts), digests are checked
+// against the OCI grammar before they name a file, every blob copied is hashed and checked
+// against the digest it is named by, and every layer against the config's diff_id.
 
 export class ImportError extends TsrunError {}
 
-function fileDigest(path: string): { digest: string; size: number } {
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+/** A digest from an archive names a file under blobs/: its grammar is checked before that. */
+function checkDigest(d: unknown, what: string): string {
+  if (typeof d !== 'string' || !DIGEST.test(d)) throw new ImportError(`${what} ${JSON.stringify(d)} is not sha256:<64 hex digits>: refused`);
+  return d;
+}
+
+/**
+ * Copies an open file into blobs/ under its own digest, hashing as it copies (checked
+ * against `expect` if given); one pass, and only bytes that were read from that fd.
+ */
+function ingestFd(store: ContentStore, fd: number, what: string, expect?: string): { digest: string; size: number } {
   const h = createHash('sha256');
-  const fd = openSync(path, 'r');
+  const tmp = store.tmpPath('blob');
+  const out = openSync(tmp, 'wx', 0o600);
   const buf = Buffer.alloc(1 << 20);
   let size = 0;
   try {
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; size += n) h.update(buf.subarray(0, n));
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; size += n) {
+      h.update(buf.subarray(0, n));
+      writeSync(out, buf, 0, n);
+    }
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
   } finally {
-    closeSync(fd);
+    closeSync(out);
   }
-  return { digest: `sha256:${h.digest('hex')}`, size };
-}
-
-/** Copies a file into blobs/ under its own digest (checked against `expect` if given). */
-function ingestFile(store: ContentStore, path: string, expect?: string): { digest: string; size: number } {
-  const { digest, size } = fileDigest(path);
-  if (expect && digest !== expect) throw new ImportError(`${path}: content has digest ${digest}, the archive names it ${expect}: refused`);
-  if (!store.hasBlob(digest)) {
-    const tmp = store.tmpPath('blob');
-    copyFileSync(path, tmp);
-    store.commitBlob(tmp, digest);
+  const digest = `sha256:${h.digest('hex')}`;
+  if (expect && digest !== expect) {
+    rmSync(tmp, { force: true });
+    throw new ImportError(`${what}: content has digest ${digest}, the archive names it ${expect}: refused`);
   }
+  if (store.hasBlob(digest)) rmSync(tmp, { force: true });
+  else store.commitBlob(tmp, digest);
   return { digest, size };
 }
 
@@ -55,31 +72,49 @@ function nameOf(name: string): string {
   return canonicalName(p);
 }
 
-/** Builds config + manifest around layers already in blobs/, unpacks them, records the image. */
-async function commitImage(
+type Pending = Omit<ImageRecord, 'added'>;
+
+/**
+ * Builds config + manifest around layers already in blobs/ and unpacks them; the record is
+ * returned, not written, so that an archive is recorded whole or not at all. An archive's own
+ * config must list one diff_id per layer, and each layer must unpack to it.
+ */
+async function prepareImage(
   store: ContentStore,
   layers: { digest: string; size: number; mediaType: string; diffId?: string }[],
-  given: { parsed: OciImageConfig; bytes: Buffer } | undefined,
+  given: { parsed: OciImageConfig; bytes: Buffer; what: string } | undefined,
   imageConfig: ImageConfig,
   names: string[],
   source: ImageRecord['source'],
-): Promise<ImageRecord> {
+): Promise<Pending> {
   const config = given?.parsed;
+  if (given) {
+    const bad = (why: string): never => {
+      throw new ImportError(`${given.what}: ${why}: refused`);
+    };
+    if (typeof config !== 'object' || config === null || Array.isArray(config)) bad('not a JSON object');
+    if (layers.length === 0) bad('the image has no layers');
+    const ids = (config!.rootfs as { diff_ids?: unknown } | undefined)?.diff_ids;
+    if (ids === undefined) bad('rootfs.diff_ids is missing');
+    if (!Array.isArray(ids)) bad('rootfs.diff_ids is not a list');
+    if ((ids as unknown[]).length !== layers.length) bad(`rootfs.diff_ids lists ${(ids as unknown[]).length} layers, the manifest ${layers.length}`);
+    (ids as unknown[]).forEach((d, i) => checkDigest(d, `${given.what}: rootfs.diff_ids[${i}]`));
+  }
   const diffIds: string[] = [];
   for (const [i, l] of layers.entries()) {
-    const expected = l.diffId ?? config?.rootfs?.diff_ids?.[i];
+    const expected = l.diffId ?? config?.rootfs.diff_ids[i];
     if (expected) {
       await store.ensureLayer(l.digest, expected);
       diffIds.push(expected);
     } else {
-      // the diff_id is learnt by unpacking: unpack into tmp, then adopt under that id
+      // a plain rootfs tarball: its diff_id is learnt by unpacking it (into tmp, then adopted)
       const tmp = store.tmpPath('layer');
       mkdirSync(tmp, { mode: 0o755 });
       try {
         const st = await unpackLayer(store.blobPath(l.digest), tmp, l.digest.slice(7, 19));
         diffIds.push(st.diffId);
       } finally {
-        rmSync(tmp, { recursive: true, force: true });
+        removeTree(tmp);
       }
       await store.ensureLayer(l.digest, diffIds[i]!);
     }
@@ -104,7 +139,7 @@ async function commitImage(
   };
   const mBytes = Buffer.from(JSON.stringify(manifest));
   const digest = store.writeBlob(mBytes);
-  return store.record({
+  return {
     digest,
     config: cfgDigest,
     layers: layers.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, diffId: diffIds[i]! })),
@@ -113,19 +148,35 @@ async function commitImage(
     source,
     ...(cfg.created ? { created: cfg.created } : {}),
     platform: `${cfg.os}/${cfg.architecture}`,
-  });
+  };
+}
+
+/**
+ * Runs an import holding the store's lease; on failure nothing it added stays: the lease is
+ * dropped and what no image names is collected (rule: nothing left behind).
+ */
+async function leased<T>(store: ContentStore, fn: () => Promise<T>): Promise<T> {
+  try {
+    const r = await fn();
+    store.releaseLease();
+    return r;
+  } catch (e) {
+    store.releaseLease();
+    try {
+      store.gc();
+    } catch {
+      /* the import's own error is the one to report */
+    }
+    throw e;
+  }
 }
 
 /** A root filesystem directory as a one-layer image. */
 export async function importRootfsDir(store: ContentStore, dir: string, name: string, config: ImageConfig, source: ImageRecord['source'] = 'import'): Promise<ImageRecord> {
-  try {
-    return await importDirLeased(store, dir, name, config, source);
-  } finally {
-    store.releaseLease();
-  }
+  return leased(store, async () => (await store.recordAll([await prepareDir(store, dir, name, config, source)]))[0]!);
 }
 
-async function importDirLeased(store: ContentStore, dir: string, name: string, config: ImageConfig, source: ImageRecord['source']): Promise<ImageRecord> {
+async function prepareDir(store: ContentStore, dir: string, name: string, config: ImageConfig, source: ImageRecord['source']): Promise<Pending> {
   const names = [nameOf(name)];
   const tmp = store.tmpPath('layer.tar');
   const fd = openSync(tmp, 'wx', 0o600);
@@ -140,71 +191,91 @@ async function importDirLeased(store: ContentStore, dir: string, name: string, c
   closeSync(fd);
   if (store.hasBlob(t.digest)) rmSync(tmp);
   else store.commitBlob(tmp, t.digest);
-  return commitImage(store, [{ digest: t.digest, size: t.size, mediaType: MEDIA.ociLayer, diffId: t.digest }], undefined, config, names, source);
+  return prepareImage(store, [{ digest: t.digest, size: t.size, mediaType: MEDIA.ociLayer, diffId: t.digest }], undefined, config, names, source);
 }
 
-function readJson<T>(path: string, what: string): T {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as T;
-  } catch (e) {
-    throw new ImportError(`${what}: ${(e as Error).message}`, { cause: e });
-  }
-}
+const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
 
-/** Paths inside an archive must stay inside it. */
-function inside(root: string, rel: string, what: string): string {
-  if (typeof rel !== 'string' || rel.startsWith('/') || rel.split('/').includes('..')) throw new ImportError(`${what}: path ${JSON.stringify(rel)} leaves the archive`);
-  return join(root, rel);
-}
-
-async function importDockerSave(store: ContentStore, root: string, name?: string): Promise<ImageRecord[]> {
-  const list = readJson<{ Config: string; RepoTags?: string[] | null; Layers: string[] }[]>(join(root, 'manifest.json'), 'manifest.json');
-  if (!Array.isArray(list) || list.length === 0) throw new ImportError('manifest.json lists no image');
+async function importDockerSave(store: ContentStore, root: ArchiveRoot, name?: string): Promise<Pending[]> {
+  const list = root.json<{ Config: string; RepoTags?: string[] | null; Layers: string[] }[]>('manifest.json');
+  if (!Array.isArray(list) || list.length === 0) throw new ImportError(`${root.label}: manifest.json lists no image`);
   if (name && list.length > 1) throw new UsageError(`the archive holds ${list.length} images: import it without a NAME (each keeps its own tags)`);
-  const out: ImageRecord[] = [];
-  for (const img of list) {
-    const cfgPath = inside(root, img.Config, 'manifest.json Config');
-    const cfgBytes = readFileSync(cfgPath);
-    const config = JSON.parse(cfgBytes.toString('utf8')) as OciImageConfig;
+  const out: Pending[] = [];
+  for (const [i, img] of list.entries()) {
+    const where = `${root.label}: manifest.json [${i}]`;
+    if (typeof img?.Config !== 'string') throw new ImportError(`${where}: Config is not a path: refused`);
+    if (!isStringList(img.Layers)) throw new ImportError(`${where}: Layers is not a list of paths: refused`);
+    if (img.RepoTags != null && !isStringList(img.RepoTags)) throw new ImportError(`${where}: RepoTags is not a list of names: refused`);
+    const cfgBytes = root.read(img.Config);
+    const config = root.parse<OciImageConfig>(img.Config, cfgBytes);
     const layers = img.Layers.map((l) => {
-      const p = inside(root, l, 'manifest.json Layers');
-      const expect = /^blobs\/sha256\/([a-f0-9]{64})$/.exec(l) ? `sha256:${l.slice(13)}` : undefined;
-      return { ...ingestFile(store, p, expect), mediaType: layerMediaType(p) };
+      const { fd } = root.open(l);
+      try {
+        // docker 25+ saves layers as blobs/sha256/<hex>: then their name is their digest
+        const expect = /^blobs\/sha256\/[a-f0-9]{64}$/.test(l) ? `sha256:${l.slice(13)}` : undefined;
+        const b = ingestFd(store, fd, `${root.label}: member ${JSON.stringify(l)}`, expect);
+        return { ...b, mediaType: layerMediaType(store.blobPath(b.digest)) };
+      } finally {
+        closeSync(fd);
+      }
     });
     const names = name ? [nameOf(name)] : (img.RepoTags ?? []).map(nameOf);
-    out.push(await commitImage(store, layers, { parsed: config, bytes: cfgBytes }, {}, names, 'import'));
+    out.push(await prepareImage(store, layers, { parsed: config, bytes: cfgBytes, what: `${root.label}: member ${JSON.stringify(img.Config)}` }, {}, names, 'import'));
   }
   return out;
 }
 
-async function importOciLayout(store: ContentStore, root: string, name?: string): Promise<ImageRecord[]> {
-  const blob = (d: Descriptor) => {
-    if (!/^sha256:[a-f0-9]{64}$/.test(d.digest)) throw new ImportError(`unsupported digest ${JSON.stringify(d.digest)}`);
-    const p = join(root, 'blobs', 'sha256', d.digest.slice(7));
-    if (!existsSync(p)) throw new ImportError(`blob ${d.digest} is missing from the layout`);
-    const b = readFileSync(p);
-    if (sha256(b) !== d.digest) throw new ImportError(`blob ${d.digest}: content does not match its digest: refused`);
-    return b;
+async function importOciLayout(store: ContentStore, root: ArchiveRoot, name?: string): Promise<Pending[]> {
+  const memberOf = (d: Descriptor, what: string) => {
+    if (typeof d !== 'object' || d === null) throw new ImportError(`${root.label}: ${what} is not a descriptor: refused`);
+    const digest = checkDigest(d.digest, `${root.label}: ${what}.digest`);
+    if (!Number.isSafeInteger(d.size) || d.size < 0) throw new ImportError(`${root.label}: ${what}.size ${JSON.stringify(d.size)} is not a byte count: refused`);
+    return { digest, rel: `blobs/sha256/${digest.slice(7)}` };
   };
-  const index = readJson<{ manifests?: Descriptor[] }>(join(root, 'index.json'), 'index.json');
-  const out: ImageRecord[] = [];
-  const tops = index.manifests ?? [];
-  if (tops.length === 0) throw new ImportError('index.json lists no manifest');
-  for (const top of name ? tops.slice(0, 1) : tops) {
+  const json = <T>(d: Descriptor, what: string): { parsed: T; bytes: Buffer; rel: string } => {
+    const { digest, rel } = memberOf(d, what);
+    if (root.kind(rel) === undefined) throw new ImportError(`${root.label}: blob ${digest} (${what}) is missing from the layout`);
+    const bytes = root.read(rel);
+    if (sha256(bytes) !== digest) throw new ImportError(`${root.label}: member ${JSON.stringify(rel)}: content does not match its digest: refused`);
+    if (bytes.length !== d.size) throw new ImportError(`${root.label}: member ${JSON.stringify(rel)} is ${bytes.length} bytes, ${what}.size says ${d.size}: refused`);
+    try {
+      return { parsed: JSON.parse(bytes.toString('utf8')) as T, bytes, rel };
+    } catch (e) {
+      throw new ImportError(`${root.label}: member ${JSON.stringify(rel)}: not JSON: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  const index = root.json<{ manifests?: Descriptor[] }>('index.json');
+  const out: Pending[] = [];
+  const tops = Array.isArray(index?.manifests) ? index.manifests : [];
+  if (tops.length === 0) throw new ImportError(`${root.label}: index.json lists no manifest`);
+  const picked = name ? tops.slice(0, 1) : tops;
+  for (const [ti, top] of picked.entries()) {
     let d = top;
+    let what = `index.json: manifests[${ti}]`;
+    memberOf(d, what);
     if (d.mediaType === MEDIA.ociIndex || d.mediaType === MEDIA.dockerList) {
-      const inner = JSON.parse(blob(d).toString('utf8')) as { manifests?: Descriptor[] };
-      const pick = pickPlatform(inner.manifests ?? []);
+      const inner = json<{ manifests?: Descriptor[] }>(d, what).parsed;
+      const pick = pickPlatform(Array.isArray(inner?.manifests) ? inner.manifests : []);
       if (!pick) throw new UnsupportedError(`the layout's index has no image for ${hostPlatform().os}/${hostPlatform().architecture}`);
       d = pick;
+      what = `index ${top.digest}: the ${hostPlatform().architecture} manifest`;
     }
-    const manifest = JSON.parse(blob(d).toString('utf8')) as Manifest;
-    const cfgBytes = blob(manifest.config);
-    const config = JSON.parse(cfgBytes.toString('utf8')) as OciImageConfig;
-    const layers = manifest.layers.map((l) => {
-      if (!LAYER_TYPES.has(l.mediaType)) throw new UnsupportedError(`layer ${l.digest}: media type ${JSON.stringify(l.mediaType)} is not supported`);
-      const p = join(root, 'blobs', 'sha256', l.digest.slice(7));
-      return { ...ingestFile(store, p, l.digest), mediaType: l.mediaType };
+    const m = json<Manifest>(d, what);
+    const manifest = m.parsed;
+    const mwhat = `manifest ${d.digest}`;
+    if (typeof manifest !== 'object' || manifest === null || !Array.isArray(manifest.layers)) throw new ImportError(`${root.label}: ${mwhat}: no layers list: refused`);
+    const cfg = json<OciImageConfig>(manifest.config, `${mwhat}: config`);
+    const layers = manifest.layers.map((l, i) => {
+      const { digest, rel } = memberOf(l, `${mwhat}: layers[${i}]`);
+      if (!LAYER_TYPES.has(l.mediaType)) throw new UnsupportedError(`layer ${digest}: media type ${JSON.stringify(l.mediaType)} is not supported`);
+      const { fd } = root.open(rel);
+      try {
+        const b = ingestFd(store, fd, `${root.label}: member ${JSON.stringify(rel)}`, digest);
+        if (b.size !== l.size) throw new ImportError(`${root.label}: member ${JSON.stringify(rel)} is ${b.size} bytes, ${mwhat}: layers[${i}].size says ${l.size}: refused`);
+        return { ...b, mediaType: l.mediaType };
+      } finally {
+        closeSync(fd);
+      }
     });
     const refName = top.annotations?.['io.containerd.image.name'] ?? top.annotations?.['org.opencontainers.image.ref.name'];
     let names: string[] = [];
@@ -216,7 +287,7 @@ async function importOciLayout(store: ContentStore, root: string, name?: string)
         names = []; // a bare tag such as "latest": no repository to put it under
       }
     }
-    out.push(await commitImage(store, layers, { parsed: config, bytes: cfgBytes }, {}, names, 'import'));
+    out.push(await prepareImage(store, layers, { parsed: cfg.parsed, bytes: cfg.bytes, what: `${root.label}: member ${JSON.stringify(cfg.rel)}` }, {}, names, 'import'));
   }
   return out;
 }
@@ -241,16 +312,19 @@ function isTar(path: string): boolean {
   }
 }
 
-/** `tsrun import FILE|DIR [NAME]`: figures out what it was given. */
-export async function importPath(store: ContentStore, path: string, name: string | undefined, config: ImageConfig = {}): Promise<ImageRecord[]> {
-  try {
-    return await importLeased(store, path, name, config);
-  } finally {
-    store.releaseLease();
-  }
+/** docker save or OCI layout, told apart by their top-level members (looked up inside the archive) */
+async function importOpened(store: ContentStore, root: ArchiveRoot, name: string | undefined): Promise<Pending[] | undefined> {
+  if (root.has('oci-layout')) return importOciLayout(store, root, name);
+  if (root.has('manifest.json') && !root.has('bin')) return importDockerSave(store, root, name);
+  return undefined;
 }
 
-async function importLeased(store: ContentStore, path: string, name: string | undefined, config: ImageConfig): Promise<ImageRecord[]> {
+/** `tsrun import FILE|DIR [NAME]`: figures out what it was given. */
+export async function importPath(store: ContentStore, path: string, name: string | undefined, config: ImageConfig = {}): Promise<ImageRecord[]> {
+  return leased(store, async () => store.recordAll(await prepareAll(store, path, name, config)));
+}
+
+async function prepareAll(store: ContentStore, path: string, name: string | undefined, config: ImageConfig): Promise<Pending[]> {
   let st;
   try {
     st = statSync(path);
@@ -258,30 +332,45 @@ async function importLeased(store: ContentStore, path: string, name: string | un
     throw new UsageError(`import ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   if (st.isDirectory()) {
-    if (existsSync(join(path, 'oci-layout'))) return importOciLayout(store, path, name);
-    if (existsSync(join(path, 'manifest.json')) && !existsSync(join(path, 'bin'))) return importDockerSave(store, path, name);
+    const root = new ArchiveRoot(path, path);
+    try {
+      const r = await importOpened(store, root, name);
+      if (r) return r;
+    } finally {
+      root.close();
+    }
     if (!name) throw new UsageError(`import ${path}: a root filesystem directory needs a NAME`);
-    return [await importRootfsDir(store, path, name, config)];
+    return [await prepareDir(store, path, name, config, 'import')];
   }
+  if (!st.isFile()) throw new UsageError(`import ${path}: not a regular file or directory`);
   // an archive: open it (safely) to see whether it is docker save / OCI, else it is a rootfs
   const compressed = sniffCompression(path) !== 'none';
   if (!compressed && !isTar(path)) throw new UsageError(`import ${path}: not a tar archive (nor gzip/zstd)`);
   const tmp = store.tmpPath('archive');
   mkdirSync(tmp, { mode: 0o700 });
   try {
-    let opened = false;
     // only docker save / OCI archives are opened; a rootfs tarball is the layer itself
     if (!compressed && (await isImageArchive(path))) {
       await unpackLayer(path, tmp, path);
-      opened = true;
+      const root = new ArchiveRoot(tmp, path);
+      try {
+        const r = await importOpened(store, root, name);
+        if (r) return r;
+      } finally {
+        root.close();
+      }
     }
-    if (opened && existsSync(join(tmp, 'oci-layout'))) return await importOciLayout(store, tmp, name);
-    if (opened && existsSync(join(tmp, 'manifest.json')) && !existsSync(join(tmp, 'bin'))) return await importDockerSave(store, tmp, name);
     if (!name) throw new UsageError(`import ${path}: a root filesystem tarball needs a NAME`);
-    const blob = ingestFile(store, path);
-    return [await commitImage(store, [{ ...blob, mediaType: layerMediaType(path) }], undefined, config, [nameOf(name)], 'import')];
+    const fd = openSync(path, 'r');
+    let blob;
+    try {
+      blob = ingestFd(store, fd, path);
+    } finally {
+      closeSync(fd);
+    }
+    return [await prepareImage(store, [{ ...blob, mediaType: layerMediaType(store.blobPath(blob.digest)) }], undefined, config, [nameOf(name)], 'import')];
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    removeTree(tmp);
   }
 }
 

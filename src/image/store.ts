@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StateError, TsrunError } from '../errors.js';
+import { removeTree } from '../runtime/remove-tree.js';
 import { withLock } from '../runtime/state.js';
 import { canonicalName, familiarRepo, parseReference, repoName, splitTagged } from './reference.js';
 import type { ImageConfig, ImageStore, ResolvedImage } from './types.js';
@@ -162,11 +163,15 @@ export class ContentStore implements ImageStore {
       } catch (e) {
         // another tsrun unpacked the same layer meanwhile: theirs is as good
         if (!existsSync(dst)) throw e;
-        rmSync(tmp, { recursive: true, force: true });
+        removeTree(tmp);
       }
       return dst;
     } catch (e) {
-      rmSync(tmp, { recursive: true, force: true });
+      try {
+        removeTree(tmp);
+      } catch {
+        /* the unpack's error is the one to report; gc() collects what is left */
+      }
       throw e;
     }
   }
@@ -204,18 +209,29 @@ export class ContentStore implements ImageStore {
    * or stays as a dangling `<none>` image until pruned, as docker's).
    */
   async record(rec: Omit<ImageRecord, 'added'>): Promise<ImageRecord> {
+    return this.recordAll([rec])
+      .then((r) => r[0]!)
+      .finally(() => this.releaseLease());
+  }
+
+  /** Records the images of one archive together: all of them, or (an error) none. */
+  async recordAll(recs: Omit<ImageRecord, 'added'>[]): Promise<ImageRecord[]> {
     return this.update((ix) => {
-      for (const other of Object.values(ix.images)) if (other.digest !== rec.digest) other.names = other.names.filter((n) => !rec.names.includes(n));
-      const prev = ix.images[rec.digest];
-      const r: ImageRecord = {
-        ...rec,
-        names: [...new Set([...(prev?.names ?? []), ...rec.names])],
-        repos: [...new Set([...(prev?.repos ?? []), ...rec.repos])],
-        added: new Date().toISOString(),
-      };
-      ix.images[rec.digest] = r;
-      return r;
-    }).finally(() => this.releaseLease());
+      const out: ImageRecord[] = [];
+      for (const rec of recs) {
+        for (const other of Object.values(ix.images)) if (other.digest !== rec.digest) other.names = other.names.filter((n) => !rec.names.includes(n));
+        const prev = ix.images[rec.digest];
+        const r: ImageRecord = {
+          ...rec,
+          names: [...new Set([...(prev?.names ?? []), ...rec.names])],
+          repos: [...new Set([...(prev?.repos ?? []), ...rec.repos])],
+          added: new Date().toISOString(),
+        };
+        ix.images[rec.digest] = r;
+        out.push(r);
+      }
+      return out;
+    });
   }
 
   /** Gives an image another name (moved from any image that had it), as docker tag. */
@@ -263,6 +279,8 @@ export class ContentStore implements ImageStore {
 
   resolved(rec: ImageRecord): ResolvedImage {
     const config = this.config(rec);
+    // a record made by an older tsrun from an archive whose config lacked diff_ids
+    if (!Array.isArray(config?.rootfs?.diff_ids)) throw new StateError(`image ${displayName(rec)}: its config has no rootfs.diff_ids: tsrun rmi it, and import or pull it again`);
     if (config.rootfs.diff_ids.length !== rec.layers.length) throw new StateError(`image ${rec.digest}: config lists ${config.rootfs.diff_ids.length} layers, manifest ${rec.layers.length}`);
     const layers = rec.layers.map((l) => {
       const d = this.layerDir(l.diffId);
@@ -391,9 +409,9 @@ export class ContentStore implements ImageStore {
       // a .tmp- dir of a live unpack is left to its owner
       const m = /^\.tmp-[a-f0-9]+-(\d+)-/.exec(l);
       if (m && existsSync(`/proc/${m[1]}`)) continue;
-      rmSync(join(ldir, l), { recursive: true, force: true });
+      removeTree(join(ldir, l));
     }
-    for (const t of existsSync(tdir) ? readdirSync(tdir) : []) if (!alive(t)) rmSync(join(tdir, t), { recursive: true, force: true });
+    for (const t of existsSync(tdir) ? readdirSync(tdir) : []) if (!alive(t)) removeTree(join(tdir, t));
     return freed;
   }
 }

@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
 import { llistxattr, lgetxattr } from './sys.js';
@@ -27,6 +27,8 @@ export interface TarEntry {
 }
 
 export class TarError extends TsrunError {}
+
+const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 const TYPES: Record<string, EntryType> = { '0': 'file', '\0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo' };
 
@@ -117,24 +119,44 @@ function num(b: Buffer, off: number, len: number, field: string): number {
   return parseInt(t, 8);
 }
 
+/**
+ * pax extended header records, `"%d %s=%s\n"` (POSIX pax, "pax Extended Header"). Anything
+ * else is refused: a lenient parser and a strict one reading the same layer see different
+ * files, which is how entries get smuggled past a scanner.
+ */
 function parsePax(body: Buffer): Record<string, string | Buffer> {
   const out: Record<string, string | Buffer> = {};
+  const bad = (why: string): never => {
+    throw new TarError(`malformed pax extended header: ${why}`);
+  };
   let i = 0;
   while (i < body.length) {
     const sp = body.indexOf(0x20, i);
-    if (sp < 0) break;
-    const len = parseInt(body.subarray(i, sp).toString('latin1'), 10);
-    if (!(len > 0) || i + len > body.length) throw new TarError('malformed pax extended header');
-    const rec = body.subarray(sp + 1, i + len - 1); // without the trailing newline
+    const lenText = body.subarray(i, sp < 0 ? Math.min(body.length, i + 20) : sp).toString('latin1');
+    if (sp < 0 || !/^[1-9][0-9]{0,8}$/.test(lenText)) bad(`record length ${JSON.stringify(lenText)} is not a decimal number followed by a space`);
+    const len = Number(lenText);
+    if (i + len > body.length) bad(`record of ${len} bytes runs past the header's ${body.length} bytes`);
+    if (body[i + len - 1] !== 0x0a) bad('record does not end in a newline');
+    const rec = body.subarray(sp + 1, i + len - 1);
     const eq = rec.indexOf(0x3d);
-    if (eq > 0) {
-      const key = rec.subarray(0, eq).toString('utf8');
-      const val = rec.subarray(eq + 1);
-      out[key] = key.startsWith('SCHILY.xattr.') ? Buffer.from(val) : val.toString('utf8');
-    }
+    if (eq <= 0) bad(`record ${JSON.stringify(rec.toString('utf8').slice(0, 40))} has no '='`);
+    const key = rec.subarray(0, eq).toString('utf8');
+    const val = rec.subarray(eq + 1);
+    out[key] = key.startsWith('SCHILY.xattr.') ? Buffer.from(val) : val.toString('utf8');
     i += len;
   }
   return out;
+}
+
+/** pax numbers: size, uid and gid are decimal integers, mtime may carry a fraction. */
+function paxNumber(ext: Record<string, string | Buffer>, key: string, fallback: number, entry: string): number {
+  const v = ext[key];
+  if (v === undefined) return fallback;
+  const text = typeof v === 'string' ? v : v.toString('latin1');
+  const ok = key === 'mtime' ? /^-?[0-9]{1,18}(\.[0-9]{1,9})?$/.test(text) : /^[0-9]{1,18}$/.test(text);
+  const n = Number(text);
+  if (!ok || !Number.isSafeInteger(Math.trunc(n))) throw new TarError(`entry ${JSON.stringify(entry)}: pax record ${key}=${JSON.stringify(text)} is not a ${key === 'mtime' ? 'decimal time' : 'decimal number'}`);
+  return n;
 }
 
 /**
@@ -184,11 +206,20 @@ export async function* readTar(r: ChunkReader): AsyncGenerator<TarEntry & { body
     if (typeof ext.linkpath === 'string') linkname = ext.linkpath;
     const xattrs: Record<string, Buffer> = {};
     for (const [k, v] of Object.entries(ext)) if (k.startsWith('SCHILY.xattr.')) xattrs[k.slice(13)] = Buffer.isBuffer(v) ? v : Buffer.from(v);
-    const pnum = (k: string, d: number) => (typeof ext[k] === 'string' ? Number(ext[k]) : d);
-    const entrySize = pnum('size', size);
     pax = {};
     longName = longLink = undefined;
+    // GNU sparse files: type S (old GNU) or pax GNU.sparse.* (0.x, 1.0) carry a sparse map
+    // and only the data segments; read as a plain file they unpack as the map plus packed
+    // data, a different file from the one archived. Refused, by name.
+    if (flag === 'S') throw new TarError(`entry ${JSON.stringify(name)}: GNU sparse file (type "S"): not supported, store the file whole`);
+    const sparseKey = Object.keys(ext).find((k) => k.startsWith('GNU.sparse.'));
+    if (sparseKey) {
+      const real = typeof ext['GNU.sparse.name'] === 'string' ? ext['GNU.sparse.name'] : name;
+      throw new TarError(`entry ${JSON.stringify(real)}: GNU sparse file (pax ${sparseKey}): not supported, store the file whole`);
+    }
     if (!type) throw new TarError(`entry ${JSON.stringify(name)}: unsupported tar entry type ${JSON.stringify(flag)}`);
+    const pnum = (k: string, d: number) => paxNumber(ext, k, d, name);
+    const entrySize = pnum('size', size);
     const e: TarEntry = {
       name,
       type,
@@ -262,10 +293,36 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
   };
   const links = new Map<string, string>();
   const buf = Buffer.alloc(1 << 20);
-  const walk = (rel: string) => {
-    for (const n of readdirSync(join(dir, rel)).sort()) {
-      const r = rel ? `${rel}/${n}` : n;
-      const p = join(dir, r);
+  // Iterative and fd-relative (as remove-tree.ts): a root with thousands of nested
+  // directories, or paths past PATH_MAX, is archived like any other. Only the current
+  // directory is open; going back up opens ".." and checks it is the directory it left.
+  interface Frame {
+    rel: string;
+    names: string[];
+    next: number;
+    dev: number;
+    ino: number;
+  }
+  let cur = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  const top = fstatSync(cur);
+  const stack: Frame[] = [{ rel: '', names: readdirSync(`/proc/self/fd/${cur}`).sort(), next: 0, dev: top.dev, ino: top.ino }];
+  try {
+    while (stack.length) {
+      const f = stack.at(-1)!;
+      if (f.next === f.names.length) {
+        stack.pop();
+        if (!stack.length) break;
+        const up = openSync(`/proc/self/fd/${cur}/..`, O_DIR);
+        const ust = fstatSync(up);
+        closeSync(cur);
+        cur = up;
+        if (ust.dev !== stack.at(-1)!.dev || ust.ino !== stack.at(-1)!.ino) throw new TarError(`${join(dir, f.rel)}: a directory was moved while it was archived`);
+        continue;
+      }
+      const n = f.names[f.next++]!;
+      const r = f.rel ? `${f.rel}/${n}` : n;
+      const p = `/proc/self/fd/${cur}/${n}`;
+      const shown = () => `${dir}/${r}`;
       const st = lstatSync(p);
       let flag = '0';
       let linkname = '';
@@ -280,7 +337,7 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
           if (st.nlink > 1) links.set(key, r);
         }
       } else if (st.isFIFO()) flag = '6';
-      else throw new TarError(`${p}: device nodes and sockets cannot go into an image (the runtime makes /dev)`);
+      else throw new TarError(`${shown()}: device nodes and sockets cannot go into an image (the runtime makes /dev)`);
       const name = flag === '5' ? `${r}/` : r;
       const records: Buffer[] = [];
       if (Buffer.byteLength(name) > 99) records.push(paxRecord('path', Buffer.from(name)));
@@ -297,14 +354,14 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
       }
       out(tarHeader(name.slice(0, 100), { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: fsize, mtime: st.mtimeMs / 1000, flag, linkname: linkname.slice(0, 100) }));
       if (fsize > 0) {
-        const in_ = openSync(p, 'r');
+        const in_ = openSync(p, constants.O_RDONLY | constants.O_NOFOLLOW);
         try {
           let left = fsize;
           while (left > 0) {
-            const n = readSync(in_, buf, 0, Math.min(buf.length, left), null);
-            if (n === 0) throw new TarError(`${p}: file shrank while being archived`);
-            out(Buffer.from(buf.subarray(0, n)));
-            left -= n;
+            const k = readSync(in_, buf, 0, Math.min(buf.length, left), null);
+            if (k === 0) throw new TarError(`${shown()}: file shrank while being archived`);
+            out(Buffer.from(buf.subarray(0, k)));
+            left -= k;
           }
         } finally {
           closeSync(in_);
@@ -312,10 +369,21 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
         const pad = (512 - (fsize % 512)) % 512;
         if (pad) out(Buffer.alloc(pad));
       }
-      if (flag === '5') walk(r);
+      if (flag === '5') {
+        const down = openSync(p, O_DIR);
+        const dst = fstatSync(down);
+        closeSync(cur);
+        cur = down;
+        stack.push({ rel: r, names: readdirSync(`/proc/self/fd/${cur}`).sort(), next: 0, dev: dst.dev, ino: dst.ino });
+      }
     }
-  };
-  walk('');
+  } catch (e) {
+    if (e instanceof TsrunError) throw e;
+    const f = stack.at(-1);
+    throw new TarError(`${dir}${f?.rel ? `/${f.rel}` : ''}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  } finally {
+    closeSync(cur);
+  }
   out(Buffer.alloc(1024));
   return { digest: `sha256:${hash.digest('hex')}`, size };
 }

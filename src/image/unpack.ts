@@ -1,11 +1,16 @@
 import { createHash } from 'node:crypto';
-import { closeSync, constants, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readSync, rmSync, symlinkSync, chmodSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readSync, symlinkSync, chmodSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { childProcess, stream, zlib } from '../builtins.js';
 import { TsrunError, UnsupportedError } from '../errors.js';
 import { ChunkReader, readTar, TarError, type TarEntry } from './tar.js';
 import { lsetxattr, mknod, S_IFCHR, S_IFIFO } from './sys.js';
+import { removeTree } from '../runtime/remove-tree.js';
+
+const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+/** bytes: a longer path goes through an fd of its parent (PATH_MAX is 4096 with the NUL) */
+const LONG_PATH = 3072;
 
 // Applies one image layer (a tar, maybe compressed) into an empty directory of its own: the
 // layer becomes one overlayfs lower dir. The tar is untrusted input (CVE-2018-15664-style
@@ -85,7 +90,50 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
   const reader = new ChunkReader(decompressed(blob, sniffCompression(blob)), hash);
   const dirs = new Set<string>(['']); // relative paths checked to be real directories of this layer
   const dirMeta: { rel: string; e: TarEntry }[] = [];
-  const abs = (rel: string) => (rel ? `${dest}/${rel}` : dest);
+  // Deep layers: past PATH_MAX (4096 bytes) no syscall takes the whole path, so a long path
+  // is used as /proc/self/fd/N/NAME, N an fd of its parent directory, opened a few
+  // components at a time from the deepest directory already open. Every component on the
+  // way was checked by parents() to be a real directory of this layer (never a symlink),
+  // and this unpack directory is private to the store.
+  const fds = new Map<string, number>(); // parent dir (relative) → fd, least recently used first
+  const dirFd = (rel: string): number => {
+    const hit = fds.get(rel);
+    if (hit !== undefined) {
+      fds.delete(rel);
+      fds.set(rel, hit);
+      return hit;
+    }
+    let from = '';
+    for (const r of fds.keys()) if (rel.startsWith(`${r}/`) && r.length > from.length) from = r;
+    let fd = from ? fds.get(from)! : openSync(dest, O_DIR);
+    let owned = !from;
+    const rest = rel.slice(from ? from.length + 1 : 0).split('/');
+    for (let i = 0; i < rest.length; ) {
+      let chunk = rest[i++]!;
+      while (i < rest.length && Buffer.byteLength(chunk) + Buffer.byteLength(rest[i]!) < LONG_PATH) chunk += `/${rest[i++]}`;
+      const next = openSync(`/proc/self/fd/${fd}/${chunk}`, O_DIR);
+      if (owned) closeSync(fd);
+      fd = next;
+      owned = true;
+    }
+    fds.set(rel, fd);
+    if (fds.size > 4) {
+      const [k, v] = fds.entries().next().value as [string, number];
+      closeSync(v);
+      fds.delete(k);
+    }
+    return fd;
+  };
+  /** forgets open directories at or below rel (it is being removed or replaced) */
+  const forget = (rel: string) => {
+    for (const [k, v] of [...fds]) if (k === rel || k.startsWith(`${rel}/`)) (closeSync(v), fds.delete(k));
+  };
+  const abs = (rel: string): string => {
+    const full = rel ? `${dest}/${rel}` : dest;
+    const slash = rel.lastIndexOf('/');
+    if (slash < 0 || Buffer.byteLength(full) < LONG_PATH) return full;
+    return `/proc/self/fd/${dirFd(rel.slice(0, slash))}/${rel.slice(slash + 1)}`;
+  };
   let entries = 0;
   let current = '';
   const fail = (msg: string): never => {
@@ -101,6 +149,9 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
   };
   /** every parent of rel must be a real directory here; missing ones are made (root, 0755) */
   const parents = (rel: string) => {
+    // a directory in `dirs` had all its parents checked already: one lookup, not one per level
+    const slash = rel.lastIndexOf('/');
+    if (slash < 0 || dirs.has(rel.slice(0, slash))) return;
     const parts = rel.split('/');
     let p = '';
     for (let i = 0; i < parts.length - 1; i++) {
@@ -118,11 +169,12 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
     if (!st) return 'none';
     if (st.isDirectory() && !st.isSymbolicLink()) {
       if (keepDir) return 'dir';
-      rmSync(abs(rel), { recursive: true, force: true });
+      removeTree(abs(rel));
+      forget(rel);
       for (const d of dirs) if (d === rel || d.startsWith(`${rel}/`)) dirs.delete(d);
       return 'none';
     }
-    rmSync(abs(rel), { force: true });
+    unlinkSync(abs(rel));
     return 'none';
   };
   try {
@@ -226,6 +278,9 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || code?.startsWith?.('ERR_')) throw new LayerError(`layer ${label}: cannot decompress: ${(err as Error).message}`, { cause: err });
     throw new LayerError(`layer ${label}: entry ${JSON.stringify(current)}: ${code ?? ''} ${(err as Error).message}`.replace(/  +/g, ' '), { cause: err });
+  } finally {
+    for (const v of fds.values()) closeSync(v);
+    fds.clear();
   }
   return { diffId: `sha256:${hash.digest('hex')}`, entries, bytes: reader.total };
 }

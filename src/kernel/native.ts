@@ -53,6 +53,7 @@ export const nativeKernel: Kernel = {
   readFileInRoot: (root, path, maxBytes) => load().readFileInRoot(root, path, maxBytes),
   readDirInRoot: (root, path, maxEntries) => load().readDirInRoot(root, path, maxEntries),
   setChildSubreaper: () => load().setChildSubreaper(),
+  flock: (fd, mode) => load().flock(fd, mode),
 };
 
 function toBuffer(u: Uint8Array): Buffer {

@@ -74,4 +74,10 @@ export interface Kernel {
   readDirInRoot(root: string, path: string, maxEntries: number): string[];
   /** prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process (exec's grandchild) */
   setChildSubreaper(): void;
+  /**
+   * flock(2) without blocking: true when taken, false when held through another open file
+   * description. "sh"/"ex" take a shared/exclusive lock, "un" drops it. The kernel drops it
+   * too when the description's last fd closes (a killed holder leaves no stale lock).
+   */
+  flock(fd: number, mode: 'sh' | 'ex' | 'un'): boolean;
 }

@@ -165,4 +165,6 @@ export interface BuildContext {
   network?: import('../network/types.js').NetworkAttachment;
   /** --add-host, --dns, --dns-search (src/controls/etc-files.ts) */
   etc?: { addHosts: string[]; dns: string[]; dnsSearch: string[] };
+  /** the state root (--root): its containers get their own default cgroup parent */
+  stateRoot?: string;
 }

@@ -74,9 +74,9 @@ function cgroupJoins(full: Plan): ChildStep[] {
 }
 
 /** Pure: the container's spec and plan → the plan of an exec into it. */
-export function execPlan(id: string, containerSpec: Spec, initPid: number, proc: Process, containerDir: string): Plan {
+export function execPlan(id: string, containerSpec: Spec, initPid: number, proc: Process, containerDir: string, stateRoot?: string): Plan {
   const spec: Spec = { ...containerSpec, process: proc };
-  const full = buildPlan({ id, spec, rootfs: '/', containerDir, host: detectHost(), terminal: Boolean(proc.terminal), waitStart: false });
+  const full = buildPlan({ id, spec, rootfs: '/', containerDir, host: detectHost(), terminal: Boolean(proc.terminal), waitStart: false, ...(stateRoot !== undefined ? { stateRoot } : {}) });
   const joined: Step[] = SETNS_ORDER.filter(([type]) => spec.linux.namespaces.some((n) => n.type === type)).map(([, file, flag]) =>
     child('early', 'namespaces', file === 'pid' ? 'the container\'s pid namespace, for the children of this process only (pid_namespaces(7)): see the fork' : `join the container's ${file} namespace`, op.setns(`/proc/${initPid}/ns/${file}`, flag)),
   );
@@ -141,10 +141,11 @@ export interface ExecOptions {
 /** The plan of an exec into a running container, and what the container's own process is. */
 export function planExec(paths: Paths, ref: string, process: Partial<Process> & { args: string[] }): { plan: Plan; container: Process; state: ReturnType<typeof resolve> } {
   const s = resolve(paths, ref);
-  const status = statusOf(s);
+  // `creating` counts as not running: its init has not reached its command yet
+  const status = statusOf(s, paths);
   if (status !== 'running') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${status}: exec needs a running container`);
   const proc = execProcess(s.config.process, process);
-  return { plan: execPlan(s.id, s.config, s.pid, proc, s.containerDir), container: s.config.process, state: s };
+  return { plan: execPlan(s.id, s.config, s.pid, proc, s.containerDir, paths.root), container: s.config.process, state: s };
 }
 
 export async function execInContainer(o: ExecOptions): Promise<number> {

@@ -1,5 +1,5 @@
 import { childProcess } from '../builtins.js';
-import { closeSync, existsSync, openSync, readdirSync, readlinkSync, readSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmdirSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 import { KernelError, StateError, TsrunError } from '../errors.js';
 import { errnoName } from '../kernel/errno.js';
@@ -8,31 +8,43 @@ import type { Kernel } from '../kernel/types.js';
 import { startFifo } from '../controls/process.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
-import { CgroupManager } from '../controls/cgroups/index.js';
-import { readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
+import { cgroupDirsFromSteps, readCgroupFile, targetsFromSteps, wasOomKilled, writeCgroupFile, type CgroupTarget } from '../controls/cgroups/manager.js';
+import { hostLayout } from '../controls/cgroups/mode.js';
 import type { Paths } from './paths.js';
 import { startContainer, type Spawner, type Started } from './run.js';
 import { logFile, monitorLogArgs, type LogOpts } from './logs.js';
+import { removeTree } from './remove-tree.js';
 import {
   assertNameFree,
+  containerLockPath,
   exitFile,
   findContainer,
+  findEntry,
   isAlive,
-  listStates,
-  loadState,
+  listEntries,
+  markOwner,
+  ownerOf,
   processStart,
+  reaperLockPath,
+  readEntry,
   removeStaleLocks,
   removeState,
+  rootIdentity,
+  saveRecord,
   saveState,
   stateDirOf,
   statusOf,
+  tryLock,
   withLock,
   type ContainerState,
+  type Entry,
+  type Lock,
 } from './state.js';
 
 // Container lifecycle without a daemon: every command reads and writes the state dir
-// under a per-container lock. `run -d` hands the container to tsrun-monitor; OCI `create`
-// leaves it to the caller's subreaper (conmon, containerd-shim), as runc does.
+// under a per-container lock (flock(2), docs/state.md). `run -d` hands the container to
+// tsrun-monitor; OCI `create` leaves it to the caller's subreaper (conmon, containerd-shim),
+// as runc does.
 
 const MON_CLONE = 1;
 const MON_PID = 2;
@@ -47,7 +59,7 @@ function monMsg(type: number, tty: boolean, flags: number): Buffer {
 }
 
 /** A spawner that has tsrun-monitor clone the init, so the container outlives tsrun. */
-export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: string[], kernel: Kernel = nativeKernel, logOpts?: LogOpts) {
+export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: string[], kernel: Kernel = nativeKernel, reaperFd?: number, logOpts?: LogOpts) {
   let ctl = -1;
   let monitorPid = 0;
   const spawner: Spawner = (k, plan, cloneFlags, _stdio, cgroupDir) => {
@@ -55,7 +67,8 @@ export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: s
     const prep = k.prepareSpawn({ initPath: join(MONITOR_PATH, '..', 'tsrun-init'), plan });
     const [mine, theirs] = k.socketpair();
     ctl = mine;
-    const child = childProcess().spawn(MONITOR_PATH, [...monitorLogArgs(logOpts), logFile(paths, id), exitFile(paths, id), ...onExit], { detached: true, stdio: ['ignore', 'ignore', 'ignore', theirs] });
+    // fd 4: the reaper lock, held by the monitor until it has written the exit record
+    const child = childProcess().spawn(MONITOR_PATH, [...monitorLogArgs(logOpts), logFile(paths, id), exitFile(paths, id), ...onExit], { detached: true, stdio: ['ignore', 'ignore', 'ignore', theirs, reaperFd ?? 'ignore'] });
     child.unref();
     k.close(theirs);
     monitorPid = child.pid ?? 0;
@@ -98,6 +111,8 @@ export interface LaunchOptions {
   consoleSocket?: string;
   pidFile?: string;
   kernel?: Kernel;
+  /** a foreground run: the caller reaps the container and records its exit, holding the returned reaper lock until then */
+  holdReaper?: boolean;
 }
 
 function cleanupSteps(plan: Plan): ParentStep[] {
@@ -107,9 +122,11 @@ function cleanupSteps(plan: Plan): ParentStep[] {
 /**
  * Starts a container that lives in the state dir: saved before the clone (so a tsrun
  * killed at any point leaves a record `rm -f` and `system prune` can undo), updated with
- * its pid once the init reports.
+ * its pid once the init reports. Its lock is held from before the state exists until the
+ * state says running (or created) with its pid: until then it is `creating`, and prune and
+ * rm wait or pass (issue 12.1). Its reaper lock is held by whoever will record its exit.
  */
-export async function launch(o: LaunchOptions): Promise<{ state: ContainerState; started: Started }> {
+export async function launch(o: LaunchOptions): Promise<{ state: ContainerState; started: Started; reaper?: Lock }> {
   const { plan, paths } = o;
   const kernel = o.kernel ?? nativeKernel;
   const id = plan.id;
@@ -125,17 +142,40 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
     annotations: plan.spec.annotations ?? {},
     ...(o.image ? { image: o.image } : {}),
     containerDir: join(paths.data, 'containers', id),
+    creating: true,
     cleanup: cleanupSteps(plan),
     config: plan.spec,
   };
   if (plan.steps.some((s) => s.where === 'child' && s.op === 'WAIT_START')) state.startFifo = startFifo(state.containerDir);
+  let lock: Lock | undefined;
+  let reaper: Lock | undefined;
   await withLock(paths, 'names', () => {
     if (o.name) assertNameFree(paths, o.name);
-    if (loadState(paths, id)) throw new StateError(`container ${id} already exists`);
-    saveState(paths, state);
+    if (existsSync(stateDirOf(paths, id))) throw new StateError(`container ${id} already exists`);
+    // another state root's container of the same id, sharing this data root: not ours to reuse
+    const owner = ownerOf(state.containerDir);
+    if (owner !== undefined && owner !== rootIdentity(paths)) throw new StateError(`container ${id}: ${state.containerDir} belongs to the state root ${owner}: choose another id`);
+    const l = tryLock(containerLockPath(paths, id));
+    if (l === undefined || l === 'absent') throw new StateError(`container ${id} is being made by another tsrun process`);
+    lock = l;
+    try {
+      saveState(paths, state);
+      const r = tryLock(reaperLockPath(paths, id), { unlink: false });
+      if (r === undefined || r === 'absent') throw new StateError(`container ${id}: its reaper lock is taken`);
+      reaper = r;
+      saveRecord(paths, state);
+      markOwner(paths, state.containerDir);
+    } catch (e) {
+      reaper?.release();
+      removeState(paths, id);
+      l.release();
+      throw e;
+    }
   });
+  const held = lock!;
+  const reaperLock = reaper!;
   const mon = o.detached
-    ? monitorSpawner(paths, id, Boolean(plan.spec.process.terminal), o.detached.rmOnExit ? [...o.detached.tsrunArgv, 'rm', '--force', id] : [], kernel, o.detached.logOpts)
+    ? monitorSpawner(paths, id, Boolean(plan.spec.process.terminal), o.detached.rmOnExit ? [...o.detached.tsrunArgv, 'rm', '--force', id] : [], kernel, reaperLock.fd, o.detached.logOpts)
     : undefined;
   let started: Started;
   try {
@@ -145,21 +185,33 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
       kernel,
       ...(mon ? { spawner: mon.spawner, onPty: mon.onPty } : {}),
       // recorded before the container runs: a tsrun killed from here on leaves a findable container
-      onSpawn: (pid) => {
+      onSpawn: (pid, cgroupsCreated) => {
         state.pid = pid;
+        state.cgroupsCreated = cgroupsCreated;
         state.pidStart = processStart(pid) ?? '';
         if (mon) state.monitorPid = mon.monitorPid();
         saveState(paths, state);
+        // which cgroups are its own, for an rm -f that finds state.json damaged
+        saveRecord(paths, state);
       },
     });
   } catch (e) {
     removeState(paths, id);
+    reaperLock.release();
+    held.release();
     throw e;
   } finally {
     mon?.done();
   }
+  delete state.creating;
   if (started.state === 'running') state.started = new Date().toISOString();
-  saveState(paths, state);
+  try {
+    saveState(paths, state);
+  } finally {
+    held.release();
+    // run -d: the monitor holds its own copy now; create: the engine's subreaper reaps
+    if (!o.holdReaper) reaperLock.release();
+  }
   try {
     if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));
     if (o.consoleSocket && started.ptyFd !== undefined) {
@@ -168,10 +220,11 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
     }
   } catch (e) {
     // the caller cannot use a container it has no pid or terminal for: undo it whole
+    if (o.holdReaper) reaperLock.release();
     await deleteContainer(paths, id, true).catch(() => undefined);
     throw e;
   }
-  return { state, started };
+  return { state, started, ...(o.holdReaper ? { reaper: reaperLock } : {}) };
 }
 
 function sleepSync(ms: number): void {
@@ -207,9 +260,9 @@ export async function startCreated(paths: Paths, ref: string): Promise<void> {
   });
 }
 
-/** An exact id is read directly; names and id prefixes need the scan. */
+/** An exact id is read directly; names and id prefixes need the scan. A damaged state is refused. */
 export function resolve(paths: Paths, ref: string): ContainerState {
-  return loadState(paths, ref) ?? findContainer(paths, ref);
+  return findContainer(paths, ref);
 }
 
 /** The pids of every process in the container's PID namespace (OCI `ps`). */
@@ -222,7 +275,12 @@ export function containerPids(s: ContainerState): number[] {
     return [];
   }
   const shared = !s.config.linux.namespaces.some((n) => n.type === 'pid');
-  if (shared) return [s.pid];
+  // In the host's PID namespace the container's processes are its init and the init's
+  // descendants (proc(5) /proc/PID/task/TID/children). Its cgroup may not say: a
+  // linux.cgroupsPath that existed before holds other processes too. A process that
+  // double-forked away from the init is out of reach here; tsrun's own cgroup kill (when
+  // tsrun created the cgroup) still catches it.
+  if (shared) return descendants(s.pid);
   const pids: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -233,6 +291,29 @@ export function containerPids(s: ContainerState): number[] {
     }
   }
   return pids.sort((a, b) => a - b);
+}
+
+function descendants(root: number): number[] {
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length && out.length < 100_000) {
+    const pid = todo.pop()!;
+    out.push(pid);
+    let tids: string[] = [];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue; // exited
+    }
+    for (const tid of tids) {
+      try {
+        for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ')) if (/^\d+$/.test(c)) todo.push(Number(c));
+      } catch {
+        /* exited */
+      }
+    }
+  }
+  return out.sort((a, b) => a - b);
 }
 
 export async function killContainer(paths: Paths, ref: string, signal: NodeJS.Signals | number, all: boolean): Promise<void> {
@@ -267,39 +348,115 @@ export async function waitGone(s: ContainerState, timeoutMs: number): Promise<bo
   return true;
 }
 
-/** OCI delete / docker rm: stop (with force), undo the plan's cleanup steps, drop the state. */
+/** The pids in a container's own cgroups: the kernel's answer, whatever its state file says. */
+/** The processes in the container's own cgroups (those tsrun created: a pre-existing one holds others too). */
+function cgroupPids(steps: readonly ParentStep[], created: Set<string>): number[] {
+  const pids = new Set<number>();
+  for (const dir of cgroupDirsFromSteps(steps).filter((d) => created.has(d))) {
+    for (const l of (readCgroupFile(join(dir, 'cgroup.procs')) ?? '').split('\n')) if (/^\d+$/.test(l)) pids.add(Number(l));
+  }
+  return [...pids];
+}
+
+const label = (e: Entry) => (e.ok ? e.state.name : e.record?.name) ?? e.id.slice(0, 12);
+
+/** Waits until nobody holds the container's reaper lock (its exit is recorded); false on timeout. */
+async function waitReaper(paths: Paths, id: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const l = tryLock(reaperLockPath(paths, id), { create: false, unlink: false });
+    if (l === 'absent') return true;
+    if (l) {
+      l.release();
+      return true;
+    }
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * OCI delete / docker rm: stop (with force), undo the plan's cleanup steps, drop the state.
+ * A damaged state (see readEntry) is removed from its record: its cgroups say which
+ * processes are its own (design.md rule 6), and their kill steps end them.
+ */
 export async function deleteContainer(paths: Paths, ref: string, force: boolean): Promise<void> {
-  const s = resolve(paths, ref);
-  await withLock(paths, s.id, async () => {
-    const st = statusOf(s);
-    if ((st === 'running' || st === 'paused') && !force) {
-      throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}: stop it first, or use --force`);
-    }
-    if (st !== 'stopped') {
-      // SIGKILL to PID 1 of a PID namespace kills every process in it (pid_namespaces(7))
-      for (const pid of containerPids(s)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
+  const id = findEntry(paths, ref).id;
+  // 1. under the container's lock: refuse, or kill
+  await withLock(paths, id, async () => {
+    const e = readEntry(paths, id);
+    if (!e) return;
+    if (e.ok) {
+      const s = e.state;
+      const st = statusOf(s);
+      if ((st === 'running' || st === 'paused') && !force) {
+        throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}: stop it first, or use --force`);
       }
-      // a frozen task only acts on SIGKILL once thawed (engines delete --force paused containers)
-      if (st === 'paused') thaw(s);
-      if (!(await waitGone(s, 10_000))) throw new StateError(`container ${s.id.slice(0, 12)}: pid ${s.pid} did not die after SIGKILL`);
+      if (st !== 'stopped') {
+        // SIGKILL to PID 1 of a PID namespace kills every process in it (pid_namespaces(7))
+        for (const pid of containerPids(s)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
+        }
+        // a frozen task only acts on SIGKILL once thawed (engines delete --force paused containers)
+        if (st === 'paused') thaw(s);
+        if (!(await waitGone(s, 10_000))) throw new StateError(`container ${s.id.slice(0, 12)}: pid ${s.pid} did not die after SIGKILL`);
+      }
+      // the kernel's word over the state's: a creator killed before it saved the pid leaves a
+      // "stopped" container whose init runs on, and its monitor waits for it (rule 6)
+      if (force && cgroupPids(s.cleanup, createdOf(s)).length) {
+        const err = runCleanup(paths, s.cleanup.filter((c) => c.action === 'cgroup' && c.verb === 'kill'), createdOf(s));
+        if (err) throw err;
+      }
+      return;
     }
+    if (!e.record) {
+      throw new StateError(`container ${e.id.slice(0, 12)} is damaged (${e.reason}) and so is its record.json: tsrun cannot tell which cgroups and mounts are its own; end its processes and remove ${stateDirOf(paths, e.id)} by hand`);
+    }
+    const live = cgroupPids(e.record.cleanup, createdOf(e.record));
+    if (live.length === 0) return;
+    if (!force) throw new StateError(`container ${label(e)} is damaged (${e.reason}) and its cgroup still holds ${live.length} process(es): use --force`);
+    // the cgroup's kill step: cgroup.kill, or freeze + SIGKILL each + thaw (v1), until empty
+    const err = runCleanup(paths, e.record.cleanup.filter((c) => c.action === 'cgroup' && c.verb === 'kill'), createdOf(e.record));
+    if (err) throw err;
+  });
+  // 2. its reaper (the foreground tsrun, tsrun-monitor) records the exit without that lock
+  if (!(await waitReaper(paths, id, 10_000))) throw new StateError(`container ${id.slice(0, 12)}: its exit is still being recorded after 10 s (${reaperLockPath(paths, id)} is held)`);
+  // 3. under the lock again: undo what it was made with
+  await withLock(paths, id, () => {
+    const e = readEntry(paths, id);
+    if (!e) return; // its reaper removed it (run --rm)
+    const steps = e.ok ? e.state.cleanup : e.record?.cleanup;
+    if (!steps) throw new StateError(`container ${e.id.slice(0, 12)} is damaged and so is its record.json`);
     // the OOM report was given when the container ended; removing it is not news
-    const err = runCleanup(s.cleanup.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')));
-    removeState(paths, s.id);
+    const err = runCleanup(paths, steps.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')), e.ok ? createdOf(e.state) : createdOf(e.record ?? {}));
+    removeState(paths, id);
     if (err) throw err;
   });
 }
 
-function runCleanup(steps: ParentStep[]): Error | undefined {
+/**
+ * The cgroup directories tsrun created for the container (its state, or its record when the
+ * state is damaged): the only ones its cleanup kills and removes. A malformed list counts as none.
+ */
+function createdOf(x: { cgroupsCreated?: unknown }): Set<string> {
+  const c = x.cgroupsCreated;
+  return new Set(Array.isArray(c) ? c.filter((d): d is string => typeof d === 'string' && d.startsWith('/')) : []);
+}
+
+/** The cleanup steps; a data directory is removed only when this state root made it, a cgroup only when tsrun did (rule 5). */
+function runCleanup(paths: Paths, steps: ParentStep[], created: Set<string>): Error | undefined {
   let first: Error | undefined;
   for (const step of steps) {
     try {
-      execParentStep(step);
+      if (step.action === 'remove') {
+        const owner = ownerOf(step.path);
+        if (owner !== undefined && owner !== rootIdentity(paths)) throw new StateError(`${step.path} belongs to the state root ${owner}, not ${rootIdentity(paths)}: left in place`);
+      }
+      execParentStep(step, undefined, { created });
     } catch (e) {
       first ??= e as Error;
     }
@@ -312,13 +469,20 @@ function runCleanup(steps: ParentStep[]): Error | undefined {
  * SIGSTOP could be caught up in a race with forks (cgroup-v1/freezer-subsystem.rst;
  * cgroup-v2.rst "cgroup.freeze"). v1 and hybrid hosts use the freezer hierarchy.
  */
+/** The container's freezer: the v1 freezer directory, or its cgroup2 one on a pure v2 host (from its state). */
+function freezerOf(s: ContainerState): { layout: ReturnType<typeof hostLayout>; v1?: CgroupTarget; v2?: CgroupTarget } {
+  const layout = hostLayout();
+  const targets = targetsFromSteps(layout, s.cleanup);
+  const v1 = targets.find((t) => t.hierarchy.version === 1 && t.hierarchy.controllers.includes('freezer'));
+  const v2 = layout.mode === 'v2' ? targets.find((t) => t.hierarchy.version === 2) : undefined;
+  return { layout, ...(v1 ? { v1 } : {}), ...(v2 ? { v2 } : {}) };
+}
+
 /** Thaws a paused container's freezer (the caller holds its lock), so a pending SIGKILL acts. */
 function thaw(s: ContainerState): void {
-  const cg = new CgroupManager(s.config, s.id);
-  const v1 = cg.dirFor('freezer');
-  const v2 = cg.layout.mode === 'v2' ? cg.dirFor('unified') : undefined;
-  if (v1) writeCgroupFile(join(v1, 'freezer.state'), 'THAWED');
-  else if (v2) writeCgroupFile(join(v2, 'cgroup.freeze'), '0');
+  const { v1, v2 } = freezerOf(s);
+  if (v1) writeCgroupFile(join(v1.dir, 'freezer.state'), 'THAWED');
+  else if (v2) writeCgroupFile(join(v2.dir, 'cgroup.freeze'), '0');
 }
 
 export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Promise<void> {
@@ -327,9 +491,15 @@ export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Pro
     const st = statusOf(s);
     if (frozen && st !== 'running') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}: only a running container can be paused`);
     if (!frozen && st !== 'paused') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is ${st}, not paused`);
-    const cg = new CgroupManager(s.config, s.id);
-    const v1 = cg.dirFor('freezer');
-    const v2 = cg.layout.mode === 'v2' ? cg.dirFor('unified') : undefined;
+    const f = freezerOf(s);
+    const v1 = f.v1?.dir;
+    const v2 = f.v2?.dir;
+    const dir = v1 ?? v2;
+    // the freezer stops every task of the cgroup: in one that existed before the container
+    // (linux.cgroupsPath), that includes processes that are not the container's
+    if (frozen && dir && !createdOf(s).has(dir)) {
+      throw new StateError(`pause ${s.name ?? s.id.slice(0, 12)}: cgroup ${dir} existed before the container (linux.cgroupsPath named it) and was not created by tsrun: freezing it would stop the processes that were there before too`);
+    }
     if (v1) {
       writeCgroupFile(join(v1, 'freezer.state'), frozen ? 'FROZEN' : 'THAWED');
       const want = frozen ? 'FROZEN' : 'THAWED';
@@ -337,7 +507,7 @@ export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Pro
     } else if (v2) {
       writeCgroupFile(join(v2, 'cgroup.freeze'), frozen ? '1' : '0');
     } else {
-      throw new StateError(`pause needs the freezer cgroup controller, which this host (cgroup mode ${cg.layout.mode}) does not have`);
+      throw new StateError(`pause needs the freezer cgroup controller, which this host (cgroup mode ${f.layout.mode}) does not have`);
     }
     s.paused = frozen;
     saveState(paths, s);
@@ -347,30 +517,72 @@ export async function setFrozen(paths: Paths, ref: string, frozen: boolean): Pro
 /** Whether the memory limit's OOM killer ended the container (its cgroup must still exist). */
 export function oomKilledOf(s: ContainerState): boolean {
   try {
-    return new CgroupManager(s.config, s.id).oomKilled();
+    return wasOomKilled(targetsFromSteps(hostLayout(), s.cleanup));
   } catch {
     return false;
   }
 }
 
-/** Containers whose state says they exist but whose processes are gone, and data dirs with no state at all. */
-export async function prune(paths: Paths): Promise<string[]> {
+/**
+ * Containers that are really stopped, and data dirs of this root with no state at all. A
+ * container is left alone while a lifecycle step holds its lock (`creating`, rm, start...)
+ * or its reaper has not recorded its exit; a damaged one only once its cgroups are empty.
+ */
+export async function prune(paths: Paths, warn: (m: string) => void = () => undefined): Promise<string[]> {
   const removed: string[] = [];
-  for (const s of listStates(paths)) {
-    // a stopped container whose monitor is still alive is still writing its exit record
-    const monitorDone = !s.monitorPid || processStart(s.monitorPid) === undefined;
-    if (statusOf(s) === 'stopped' && monitorDone) {
-      await deleteContainer(paths, s.id, true);
-      removed.push(s.id);
+  for (const { id } of listEntries(paths)) {
+    const lock = tryLock(containerLockPath(paths, id));
+    if (lock === undefined || lock === 'absent') continue;
+    try {
+      const e = readEntry(paths, id);
+      if (!e) continue;
+      // a damaged state is never pruned on its word: only when the kernel says nothing of it runs
+      if (!e.ok && !e.record) {
+        warn(`container ${id.slice(0, 12)} is damaged (${e.reason}), its record.json too: not pruned (see docs/state.md)`);
+        continue;
+      }
+      if (!e.ok && cgroupPids(e.record!.cleanup, createdOf(e.record!)).length) {
+        warn(`container ${label(e)} is damaged (${e.reason}) and its cgroup has processes: not pruned; tsrun rm -f ${label(e)} ends them`);
+        continue;
+      }
+      const reaper = tryLock(reaperLockPath(paths, id), { create: false, unlink: false });
+      if (reaper === undefined) continue;
+      if (reaper !== 'absent') reaper.release();
+      let steps: ParentStep[];
+      if (e.ok) {
+        if (statusOf(e.state) !== 'stopped') continue;
+        steps = e.state.cleanup;
+      } else {
+        steps = e.record!.cleanup;
+      }
+      const err = runCleanup(paths, steps.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')), e.ok ? createdOf(e.state) : createdOf(e.record!));
+      removeState(paths, id);
+      if (err) warn(`container ${id.slice(0, 12)}: ${err.message}`);
+      removed.push(id);
+    } finally {
+      lock.release();
     }
   }
-  removed.push(...removeStaleLocks(paths));
+  removeStaleLocks(paths);
   const cdir = join(paths.data, 'containers');
+  const me = rootIdentity(paths);
   if (existsSync(cdir)) {
     for (const id of readdirSync(cdir)) {
-      if (!existsSync(stateDirOf(paths, id))) {
-        rmSync(join(cdir, id), { recursive: true, force: true });
+      if (existsSync(stateDirOf(paths, id))) continue;
+      const dir = join(cdir, id);
+      const owner = ownerOf(dir);
+      if (owner === me) {
+        removeTree(dir); // an upper dir holds what the container wrote: any depth
         removed.push(id);
+      } else if (owner === undefined) {
+        // unmarked: made by an older tsrun, or by one killed before it marked it. Only an
+        // empty one can go without knowing whose it is (rmdir(2) refuses any other).
+        try {
+          rmdirSync(dir);
+          removed.push(id);
+        } catch {
+          /* not empty, or gone */
+        }
       }
     }
   }

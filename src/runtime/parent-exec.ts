@@ -1,5 +1,4 @@
-import { chmodSync, chownSync, mkdirSync, readdirSync, rmdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, chownSync, mkdirSync, writeFileSync, writeSync } from 'node:fs';
 import { KernelError } from '../errors.js';
 import { errnoOf } from '../kernel/errno.js';
 import type { ParentStep } from '../plan/types.js';
@@ -7,12 +6,13 @@ import { nativeKernel } from '../kernel/native.js';
 import { runCgroupAction } from '../controls/cgroups/manager.js';
 import { runCniAction, runNamesAction, runPortAction } from '../network/cni.js';
 import { ensureBridge } from '../network/store.js';
+import { removeTree as removeTreeIteratively } from './remove-tree.js';
 
 /**
  * Runs one parent-side step. `clone` and `go` are performed by the runtime itself (they
  * are the spawn and the sync message); they appear in the plan so that it is complete.
  */
-export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgroup?: boolean } = {}): void {
+export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgroup?: boolean; created?: Set<string> } = {}): void {
   try {
     switch (step.action) {
       case 'mkdir':
@@ -68,23 +68,20 @@ export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgr
 }
 
 /**
- * rm -rf for the container's own directory, on every container exit: one readdir with file
- * types per directory and no lstat per entry (fs.rmSync's walk costs ~2 ms here). Anything
- * unusual (a mount still busy, a race) goes to rmSync, which retries.
+ * rm -rf for the container's own directory, on every container exit. Its upper dir holds
+ * whatever the container wrote (say, 5,000 nested directories): removal is iterative and
+ * fd-relative (remove-tree.ts), so depth and PATH_MAX cannot make it fail. A mount still
+ * busy (EBUSY) or a racing writer (ENOTEMPTY) is retried, as fs.rmSync's maxRetries did.
  */
 function removeTree(path: string): void {
-  try {
-    const walk = (dir: string): void => {
-      for (const e of readdirSync(dir, { withFileTypes: true })) {
-        const p = join(dir, e.name);
-        if (e.isDirectory()) walk(p);
-        else unlinkSync(p);
-      }
-      rmdirSync(dir);
-    };
-    walk(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && path === (e as NodeJS.ErrnoException).path) return;
-    rmSync(path, { recursive: true, force: true, maxRetries: 3 });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      removeTreeIteratively(path);
+      return;
+    } catch (e) {
+      const c = ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (attempt >= 3 || (c !== 'EBUSY' && c !== 'ENOTEMPTY')) throw (e as Error).cause ?? e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100 * (attempt + 1));
+    }
   }
 }

@@ -27,8 +27,9 @@ export interface StartOptions {
   spawner?: Spawner;
   /** the pty master, as soon as the init sends it (detached runs hand it to the monitor) */
   onPty?: (fd: number) => void;
-  /** the pid, as soon as the clone returned: before GO, so before any of the container's code runs */
-  onSpawn?: (pid: number) => void;
+  /** the pid, as soon as the clone returned: before GO, so before any of the container's code runs;
+   *  with the cgroup directories tsrun created for it (the only ones its cleanup may destroy) */
+  onSpawn?: (pid: number, cgroupsCreated: string[]) => void;
 }
 
 export interface Started {
@@ -40,6 +41,8 @@ export interface Started {
   /** forward tsrun's stdin (docker -i) */
   interactive: boolean;
   syncFd: number;
+  /** the cgroup directories tsrun's mkdir made for this container (cleanup destroys only these) */
+  cgroupsCreated: string[];
 }
 
 const INIT_EXEC_INDEX = 0xffffffff;
@@ -49,12 +52,16 @@ function parentSteps(plan: Plan, phase: ParentStep['phase']): ParentStep[] {
   return plan.steps.filter((s): s is ParentStep => s.where === 'parent' && s.phase === phase);
 }
 
-/** Best effort: every cleanup step runs even when one fails; the first error is returned. */
-export function cleanup(plan: Plan, only: (s: ParentStep) => boolean = () => true): Error | undefined {
+/**
+ * Best effort: every cleanup step runs even when one fails; the first error is returned.
+ * `cgroupsCreated`: the cgroup directories tsrun made for this container, the only ones it kills and removes.
+ */
+export function cleanup(plan: Plan, only: (s: ParentStep) => boolean = () => true, cgroupsCreated: Iterable<string> = []): Error | undefined {
   let first: Error | undefined;
+  const created = new Set(cgroupsCreated);
   for (const s of parentSteps(plan, 'cleanup').filter(only)) {
     try {
-      execParentStep(s);
+      execParentStep(s, undefined, { created });
     } catch (e) {
       first ??= e as Error;
     }
@@ -105,8 +112,9 @@ export async function startContainer(o: StartOptions): Promise<Started> {
   let syncFd = -1;
   let ptyFd: number | undefined;
   let devNull = -1;
+  const created = new Set<string>();
   try {
-    for (const s of parentSteps(plan, 'prepare')) execParentStep(s);
+    for (const s of parentSteps(plan, 'prepare')) execParentStep(s, undefined, { created });
     const flags = plan.cloneFlags.reduce((acc, f) => acc | CLONE[f.replace(/^CLONE_/, '') as CloneFlag], 0);
     devNull = openSync('/dev/null', 'r');
     const stdin = o.interactive && !plan.spec.process.terminal ? 0 : devNull;
@@ -129,7 +137,7 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     }
     closeSync(devNull);
     devNull = -1;
-    o.onSpawn?.(pid);
+    o.onSpawn?.(pid, [...created]);
     for (const s of parentSteps(plan, 'after-clone')) execParentStep(s, pid, { bornInCgroup });
     // The child waits before exec for its maps (native/spawn.h): release it first.
     if (plan.cloneFlags.includes('CLONE_NEWUSER')) kernel.syncSend(syncFd, MSG.ID_MAPPED);
@@ -153,7 +161,7 @@ export async function startContainer(o: StartOptions): Promise<Started> {
       if (m === null) {
         // EOF: the socket is close-on-exec in the init, so the command is running
         kernel.close(syncFd);
-        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive };
+        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive, cgroupsCreated: [...created] };
       }
       if (m.type === MSG.PID) {
         // exec (OP_FORK): the init forked the command into the container's PID namespace
@@ -169,7 +177,7 @@ export async function startContainer(o: StartOptions): Promise<Started> {
         ptyFd = m.fd;
         o.onPty?.(m.fd);
       }
-      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive };
+      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive, cgroupsCreated: [...created] };
       else if (m.type === MSG.ERROR) throw childError(plan, m.index, m.err, kernel);
       else throw new TsrunError(`unexpected message ${m.type} from tsrun-init`);
     }
@@ -185,7 +193,7 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     }
     if (syncFd >= 0) kernel.close(syncFd);
     if (ptyFd !== undefined) kernel.close(ptyFd);
-    cleanup(plan);
+    cleanup(plan, undefined, created);
     throw e;
   }
 }
@@ -242,7 +250,7 @@ export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel
     // a kept container (docker run without --rm) keeps its layer and cgroup until `tsrun rm`;
     // its reports (why it died: the OOM killer) are still due now, and its network address
     // goes back to the pool (as docker's stop), `rm` repeats that harmlessly
-    const err = keep ? cleanup(plan, (s) => (s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni') : cleanup(plan);
+    const err = keep ? cleanup(plan, (s) => (s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni') : cleanup(plan, undefined, started.cgroupsCreated);
     if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
   }
 }

@@ -152,7 +152,7 @@ describeKernel('cgroup limits through tsrun run', () => {
   });
 
   it('tsrun stats --no-stream --format json reports pids, memory limit and CPU of a running container', async () => {
-    // default parent (/tsrun), where stats finds containers without a state file
+    // the default parent (/tsrun/<root>); stats finds the container through its state in this root
     const p = tsrunAsync(['run', '--rm', '-m', '48m', '--pids-limit', '30', 'busybox', 'sh', '-c', 'while :; do :; done & sleep 4; kill %1']);
     const exited = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
     try {

@@ -44,7 +44,8 @@ describeKernel('user namespace remap on the real kernel', () => {
     expect(r.stderr).toBe('');
     const lines = r.stdout.trim().split('\n').filter((l) => !/^\d+:name=/.test(l));
     expect(lines.length).toBeGreaterThan(0);
-    for (const l of lines) expect(l).toMatch(/^\d+:[^:]*:\/tsrun\/[0-9a-f]{64}$/);
+    // /tsrun/<this state root's tag>/<id>
+    for (const l of lines) expect(l).toMatch(/^\d+:[^:]*:\/tsrun\/[0-9a-f]{12}\/[0-9a-f]{64}$/);
   });
 
   it('/proc/self/uid_map and gid_map show the mapping; without the remap they are the identity', () => {

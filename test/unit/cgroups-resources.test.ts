@@ -275,7 +275,7 @@ describe('the control\'s plan steps', () => {
     const phases = steps.map((x) => `${x.where}:${x.phase}:${x.where === 'child' ? x.op : (x as { verb: string }).verb}`);
     expect(phases).toEqual([
       'parent:prepare:create', 'parent:prepare:enable', 'parent:prepare:enable', 'parent:prepare:set',
-      'parent:after-clone:clone-into', 'parent:cleanup:oom-check', 'parent:cleanup:kill', 'parent:cleanup:remove', 'parent:cleanup:remove',
+      'parent:after-clone:clone-into', 'parent:cleanup:oom-check', 'parent:cleanup:kill', 'parent:cleanup:remove', 'parent:cleanup:remove', 'parent:cleanup:remove',
       'child:mounts:MOUNT',
     ]);
     const mount = steps.at(-1)!;

@@ -116,7 +116,40 @@ describe('tar reading', () => {
     await expect(entries(bad)).rejects.toThrow(/checksum mismatch/);
     await expect(entries(Buffer.concat([h('a', '0', 1000), Buffer.alloc(512)]))).rejects.toThrow(/truncated/);
     await expect(entries(h('a', '0'))).rejects.toThrow(/without its end-of-archive/);
-    await expect(entries(Buffer.concat([h('sparse', 'S'), end]))).rejects.toThrow(/entry "sparse": unsupported tar entry type "S"/);
+  });
+
+  it('refuses a pax size that is not a decimal number instead of reading the body as a header', async () => {
+    // size=abc became NaN: the reader then took the entry's body for the next header, so a
+    // tar could carry a "smuggled" entry that another reader sees as file content
+    const smuggled = h('smuggled', '0', 0);
+    const pax = paxRecord('size', Buffer.from('abc'));
+    const tar = Buffer.concat([h('PaxHeader', 'x', pax.length), pad(pax), h('a', '0', 512), smuggled, end]);
+    await expect(entries(tar)).rejects.toThrow(/^entry "a": pax record size="abc" is not a decimal number$/);
+    for (const [k, v] of [['size', '-1'], ['size', '1e3'], ['uid', '0x10'], ['gid', ''], ['mtime', 'now']] as const) {
+      const p = paxRecord(k, Buffer.from(v));
+      await expect(entries(Buffer.concat([h('PaxHeader', 'x', p.length), pad(p), h('b', '0'), end]))).rejects.toThrow(`entry "b": pax record ${k}="${v}" is not a`);
+    }
+    // fractional mtimes are pax's own format and stay accepted
+    const ok = paxRecord('mtime', Buffer.from('1700000000.123456789'));
+    expect((await entries(Buffer.concat([h('PaxHeader', 'x', ok.length), pad(ok), h('c', '0'), end])))[0]!.name).toBe('c');
+  });
+
+  it('refuses malformed pax records rather than guessing', async () => {
+    const bad = (body: string) => Buffer.concat([h('PaxHeader', 'x', Buffer.byteLength(body)), pad(Buffer.from(body)), h('f', '0'), end]);
+    await expect(entries(bad('12abc path=x\n'))).rejects.toThrow(/malformed pax extended header: record length "12abc"/);
+    await expect(entries(bad('8 pathx\n'))).rejects.toThrow(/malformed pax extended header: record "pathx" has no '='/);
+    await expect(entries(bad('10 path=xy'))).rejects.toThrow(/malformed pax extended header: record does not end in a newline/);
+    await expect(entries(bad('11 path=x\ntrailing'))).rejects.toThrow(/malformed pax extended header/);
+  });
+
+  it('refuses GNU sparse files, old (type S) and pax (GNU.sparse.*), naming the entry', async () => {
+    await expect(entries(Buffer.concat([h('sparse', 'S'), end]))).rejects.toThrow(/^entry "sparse": GNU sparse file \(type "S"\): not supported, store the file whole$/);
+    // PAX sparse 1.0 (GNU tar --sparse --format=pax): the body starts with the sparse map,
+    // which a reader that ignores GNU.sparse.* would write out as the file's content
+    const pax = Buffer.concat([paxRecord('GNU.sparse.major', Buffer.from('1')), paxRecord('GNU.sparse.minor', Buffer.from('0')), paxRecord('GNU.sparse.name', Buffer.from('big')), paxRecord('GNU.sparse.realsize', Buffer.from('1048576'))]);
+    const map = pad(Buffer.from('1\n0\n5\n'));
+    const tar = Buffer.concat([h('PaxHeader', 'x', pax.length), pad(pax), h('./GNUSparseFile.0/big', '0', 512 + 5), map, pad(Buffer.from('hello')), end]);
+    await expect(entries(tar)).rejects.toThrow(/^entry "big": GNU sparse file \(pax GNU\.sparse\.major\): not supported, store the file whole$/);
   });
 
   it('entry paths: relative, no "..", no absolute', () => {
@@ -262,6 +295,20 @@ describe('store garbage collection', () => {
       pulling.releaseLease();
       new ContentStore(d).gc();
       expect(existsSync(pulling.blobPath(leased))).toBe(false);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('store records', () => {
+  it('an image whose config has no diff_ids is refused by name, not with a TypeError', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'tsrun-store-'));
+    try {
+      const store = new ContentStore(d);
+      const config = store.writeBlob(Buffer.from(JSON.stringify({ os: 'linux', architecture: 'amd64', config: {} })));
+      const rec = await store.record({ digest: config, config, layers: [{ digest: config, size: 1, mediaType: MEDIA.ociLayer, diffId: config }], names: ['docker.io/library/old:1'], repos: [], source: 'import' });
+      expect(() => store.resolved(rec)).toThrow(/^image old:1: its config has no rootfs\.diff_ids: tsrun rmi it, and import or pull it again$/);
     } finally {
       rmSync(d, { recursive: true, force: true });
     }

@@ -99,6 +99,27 @@ describe('spec → plan', () => {
     expect(steps.find((s) => s.op === 'MOUNT')!.text).toBe('mount(NULL, "/", NULL, MS_REC|MS_PRIVATE)');
   });
 
+  it('rootfsPropagation: the tree is made private (or slave) before any mount; sharing is applied to the new root after pivot_root', () => {
+    const mounts = (value: string) => {
+      const c = ctxFor();
+      c.spec.linux.rootfsPropagation = value;
+      const steps = childSteps(buildPlan(c));
+      const pivot = steps.findIndex((s) => s.op === 'PIVOT_ROOT');
+      const prop = steps.filter((s) => s.op === 'MOUNT' && s.strs[0] === '' && s.strs[1] === '/');
+      return { first: prop[0]!.text, firstBeforePivot: steps.indexOf(prop[0]!) < pivot, after: prop.filter((s) => steps.indexOf(s) > pivot).map((s) => s.text) };
+    };
+    for (const v of ['shared', 'rshared', 'private', 'rprivate', 'unbindable', 'runbindable']) {
+      expect(mounts(v).first, v).toBe('mount(NULL, "/", NULL, MS_REC|MS_PRIVATE)');
+      expect(mounts(v).firstBeforePivot).toBe(true);
+    }
+    for (const v of ['slave', 'rslave']) expect(mounts(v).first, v).toBe('mount(NULL, "/", NULL, MS_REC|MS_SLAVE)');
+    expect(mounts('rshared').after).toEqual(['mount(NULL, "/", NULL, MS_SHARED|MS_REC)']);
+    expect(mounts('shared').after).toEqual(['mount(NULL, "/", NULL, MS_SHARED)']);
+    expect(mounts('runbindable').after).toEqual(['mount(NULL, "/", NULL, MS_UNBINDABLE|MS_REC)']);
+    expect(mounts('rprivate').after).toEqual([]);
+    expect(mounts('rslave').after).toEqual([]);
+  });
+
   it('mounts the overlay with the top layer first', () => {
     const ov = childSteps(buildPlan(ctxFor())).find((s) => s.op === 'MOUNT' && s.strs[2] === 'overlay')!;
     expect(ov.strs[3]).toBe('lowerdir=/img/l2:/img/l1,upperdir=/var/lib/tsrun/containers/x/upper,workdir=/var/lib/tsrun/containers/x/work');

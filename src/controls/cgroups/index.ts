@@ -8,12 +8,12 @@ import type { MountFlag } from '../../plan/ops.js';
 import { child } from '../../plan/step.js';
 import type { BuildContext, ChildOp, ChildStep, Control, Step } from '../../plan/types.js';
 import type { Mount, Spec } from '../../spec/types.js';
-import { planCgroup, readCgroupFile, type CgroupTarget } from './manager.js';
+import { defaultCgroupParent, planCgroup, readCgroupFile, type CgroupTarget } from './manager.js';
 import { hostLayout, type CgroupLayout } from './mode.js';
 import { parseCpuList } from './units.js';
 
 export { flags } from './flags.js';
-export { CgroupManager, planCgroup, runCgroupAction, wasOomKilled, oomKillCount, oomKilledFromSteps, resolveCgroupPath, cgroupTargets, setFrozen, joinTargets, targetsFromSteps } from './manager.js';
+export { CgroupManager, defaultCgroupParent, planCgroup, runCgroupAction, wasOomKilled, oomKillCount, oomKilledFromSteps, resolveCgroupPath, cgroupTargets, setFrozen, joinTargets, targetsFromSteps } from './manager.js';
 export { detectLayout, hostLayout } from './mode.js';
 export { mapResources } from './resources.js';
 
@@ -117,13 +117,13 @@ export const control: Control = {
   validate(ctx) {
     const layout = layoutOf(ctx);
     if (!layout) return;
-    planCgroup(ctx.spec, ctx.id, layout); // throws for values the host cannot honour
+    planCgroup(ctx.spec, ctx.id, layout, { defaultParent: defaultCgroupParent(ctx.stateRoot) }); // throws for values the host cannot honour
     checkCpusetAgainstHost(ctx, layout);
   },
   steps(ctx): Step[] {
     const layout = layoutOf(ctx);
     if (!layout) return [];
-    const plan = planCgroup(ctx.spec, ctx.id, layout);
+    const plan = planCgroup(ctx.spec, ctx.id, layout, { defaultParent: defaultCgroupParent(ctx.stateRoot) });
     const steps: Step[] = [...plan.steps, ...plan.childSteps];
     // unshare(CLONE_NEWCGROUP) in phase 'early' comes from the namespaces control, after
     // the join below, so this cgroup is the namespace's root

@@ -2,8 +2,9 @@
 // steps that create / fill / join / empty / remove it, and the executor for those steps.
 // Everything goes through plain file operations on cgroupfs (cgroups(7)), so the same code
 // runs against a fixture tree in a temp dir (unit tests) and the real hierarchy.
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, writeSync, constants } from 'node:fs';
-import { dirname, isAbsolute, join, posix } from 'node:path';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmdirSync, writeSync, constants } from 'node:fs';
+import { dirname, isAbsolute, join, posix, resolve } from 'node:path';
 import { KernelError, SpecError, UnsupportedError } from '../../errors.js';
 import * as op from '../../plan/ops.js';
 import { child } from '../../plan/step.js';
@@ -16,11 +17,34 @@ import { mapResources, type CgroupWrite, type FileProbe, rootProbe } from './res
 export const DEFAULT_PARENT = '/tsrun';
 const CONTROL = 'cgroups';
 
+/**
+ * tsrun's own parent cgroup for the containers of one state root: /tsrun/<12 hex digits of
+ * sha256(the root's real path)>. Container ids are unique only within a root, so a parent
+ * shared by every root would give the same id under two roots one cgroup, and deleting one
+ * would kill the other. Without a root (library callers, unit tests) it is /tsrun.
+ */
+export function defaultCgroupParent(stateRoot?: string): string {
+  if (stateRoot === undefined) return DEFAULT_PARENT;
+  // the real path of the nearest existing ancestor, plus the rest: the same tag before the
+  // root is made (a first run, --dry-run) and after, also through a symlink (/var/run -> /run)
+  let real = resolve(stateRoot);
+  for (let dir = real, rest = ''; ; rest = posix.join(posix.basename(dir), rest), dir = dirname(dir)) {
+    try {
+      real = posix.join(realpathSync(dir), rest);
+      break;
+    } catch {
+      if (dir === dirname(dir)) break;
+    }
+  }
+  real = real.replace(/\/+$/, '') || '/';
+  return `${DEFAULT_PARENT}/${createHash('sha256').update(real).digest('hex').slice(0, 12)}`;
+}
+
 /** The container's cgroup path inside every hierarchy (OCI linux.cgroupsPath semantics). */
-export function resolveCgroupPath(spec: Spec, id: string): string {
+export function resolveCgroupPath(spec: Spec, id: string, defaultParent: string = DEFAULT_PARENT): string {
   const explicit = spec.linux.cgroupsPath;
   const parent = spec.annotations?.[CGROUP_PARENT_ANNOTATION];
-  const path = explicit ?? posix.join(parent ?? DEFAULT_PARENT, id);
+  const path = explicit ?? posix.join(parent ?? defaultParent, id);
   const field = explicit !== undefined ? 'linux.cgroupsPath' : '--cgroup-parent';
   // "slice:prefix:name" is the systemd driver's form (runc --systemd-cgroup); tsrun has no
   // systemd driver and would otherwise create a directory with colons in its name.
@@ -77,9 +101,22 @@ function step(phase: ParentPhase, a: Omit<Extract<ParentAction, { action: 'cgrou
   return { where: 'parent', phase, action: 'cgroup', ...a, text, why, control: CONTROL } as ParentStep;
 }
 
+export interface PlanOptions {
+  probe?: FileProbe;
+  procSelfCgroup?: string;
+  /** where a container without linux.cgroupsPath or --cgroup-parent goes (defaultCgroupParent) */
+  defaultParent?: string;
+}
+
 /**
  * Builds the steps for a container: prepare (mkdir, enable controllers, write limits), the
  * join, cleanup (empty the cgroup, rmdir).
+ *
+ * Cleanup acts only on what tsrun created (trust-boundary rule 5): `create` records each
+ * directory its mkdir(2) made (ExecContext.created, kept in the container's state), and `kill`
+ * and `remove` skip a directory not in that record. A linux.cgroupsPath naming an existing
+ * cgroup is joined, as the OCI spec allows, but whatever was in it before stays: tsrun neither
+ * empties nor removes it (the container's own processes die with its init, pid_namespaces(7)).
  *
  * The join avoids cgroup.procs where it can. Writing a pid to cgroup.procs takes the
  * kernel's global cgroup_threadgroup_rwsem for writing, and the first writer after a quiet
@@ -93,8 +130,9 @@ function step(phase: ParentPhase, a: Omit<Extract<ParentAction, { action: 'cgrou
  *    files, so there tsrun writes the pid to cgroup.procs, before GO, as runc does.
  * Either way nothing the init runs after its first operation escapes the limits.
  */
-export function planCgroup(spec: Spec, id: string, layout: CgroupLayout, opts: { probe?: FileProbe; procSelfCgroup?: string } = {}): CgroupPlan {
-  const cgroupPath = resolveCgroupPath(spec, id);
+export function planCgroup(spec: Spec, id: string, layout: CgroupLayout, opts: PlanOptions = {}): CgroupPlan {
+  const defaultParent = opts.defaultParent ?? DEFAULT_PARENT;
+  const cgroupPath = resolveCgroupPath(spec, id, defaultParent);
   const mapping = mapResources(spec.linux.resources, layout, opts.probe ?? rootProbe);
   const targets = cgroupTargets(layout, cgroupPath, opts.procSelfCgroup);
   const steps: ParentStep[] = [];
@@ -168,19 +206,26 @@ export function planCgroup(spec: Spec, id: string, layout: CgroupLayout, opts: {
       step(
         'cleanup',
         { verb: 'kill', path: killTarget.dir },
-        v2 ? `echo 1 > ${killTarget.dir}/cgroup.kill  # until cgroup.events says populated 0` : `echo FROZEN > ${killTarget.dir}/freezer.state; kill -9 $(cat cgroup.procs); echo THAWED > freezer.state  # until cgroup.procs is empty`,
+        `${v2 ? `echo 1 > ${killTarget.dir}/cgroup.kill  # until cgroup.events says populated 0` : `echo FROZEN > ${killTarget.dir}/freezer.state; kill -9 $(cat cgroup.procs); echo THAWED > freezer.state  # until cgroup.procs is empty`}; only if tsrun created it`,
         v2 ? 'cgroup.kill SIGKILLs every process at once, so a fork bomb cannot outrun the cleanup (Linux 5.14)' : 'a frozen cgroup cannot fork, so the kill loop catches every process of a fork bomb',
       ),
     );
   }
   for (const t of targets) {
-    steps.push(step('cleanup', { verb: 'remove', path: t.dir }, `rmdir ${t.dir}`, 'leave no cgroup behind'));
+    steps.push(step('cleanup', { verb: 'remove', path: t.dir }, `rmdir ${t.dir}  # only if tsrun created it`, 'leave no cgroup behind, and never remove one that was there before'));
   }
-  // tsrun's own parent goes too once no container uses it; a --cgroup-parent or
-  // linux.cgroupsPath parent belongs to whoever named it and stays
+  // tsrun's own parents (/tsrun/<root>, /tsrun) go too once no container uses them; a
+  // --cgroup-parent or linux.cgroupsPath parent belongs to whoever named it and stays
   if (spec.linux.cgroupsPath === undefined && spec.annotations?.[CGROUP_PARENT_ANNOTATION] === undefined) {
+    const levels: string[] = [];
+    for (let d = defaultParent; d !== '/' && d !== '.' && d !== ''; d = posix.dirname(d)) levels.push(d);
     for (const t of targets) {
-      steps.push(step('cleanup', { verb: 'remove', path: dirname(t.dir), value: 'if-empty' }, `rmdir ${dirname(t.dir)}  # if no other container uses it`, 'leave no cgroup behind'));
+      // tsrun's own path for this root and id: a run killed between its mkdir and recording it
+      // in the state leaves the directory unrecorded; rmdir(2) of an empty cgroup harms no one
+      steps.push(step('cleanup', { verb: 'remove', path: t.dir, value: 'if-empty' }, `rmdir ${t.dir}  # if empty, even unrecorded: tsrun's own path for this root and id`, 'a run killed before it recorded its mkdir leaves nothing behind'));
+      for (let up = dirname(t.dir), i = 0; i < levels.length; up = dirname(up), i++) {
+        steps.push(step('cleanup', { verb: 'remove', path: up, value: 'if-empty' }, `rmdir ${up}  # if no other container uses it`, 'leave no cgroup behind'));
+      }
     }
   }
   return { cgroupPath, targets, writes: mapping.writes, warnings: mapping.warnings, steps, childSteps };
@@ -257,6 +302,11 @@ export interface ExecContext {
   report?(message: string): void;
   /** rmdir(2) of one cgroup level (cgroupfs removes a directory together with its files) */
   rmdir?(dir: string): void;
+  /**
+   * The directories tsrun's mkdir(2) made for this container: `create` adds to it, `kill` and
+   * `remove` act only on its members (absent: nothing is tsrun's, nothing is destroyed).
+   */
+  created?: Set<string>;
 }
 
 function pidsIn(dir: string): number[] {
@@ -355,6 +405,8 @@ function createCgroupDir(dir: string, inherit: string[] | undefined, ctx: ExecCo
     try {
       if (ctx.mkdir) ctx.mkdir(d);
       else mkdirSync(d);
+      // only a mkdir that succeeded makes the directory ours: EEXIST means someone else's
+      ctx.created?.add(d);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       // ENOENT: another container's cleanup removed the shared parent meanwhile; start over
@@ -420,6 +472,8 @@ export function runCgroupAction(a: Extract<ParentAction, { action: 'cgroup' }>, 
       return;
     }
     case 'kill':
+      // a cgroup that existed before the container holds processes that are not its own
+      if (!ctx.created?.has(a.path)) return;
       emptyCgroup(a.path, ctx);
       return;
     case 'remove':
@@ -432,6 +486,7 @@ export function runCgroupAction(a: Extract<ParentAction, { action: 'cgroup' }>, 
         }
         return;
       }
+      if (!ctx.created?.has(a.path)) return;
       removeCgroupDir(a.path, ctx);
       return;
   }
@@ -442,11 +497,13 @@ export function runCgroupAction(a: Extract<ParentAction, { action: 'cgroup' }>, 
 /** The container's cgroup: create it, join pids, read it, destroy it. */
 export class CgroupManager {
   readonly plan: CgroupPlan;
+  /** what create() made: destroy() removes only these */
+  readonly created = new Set<string>();
   constructor(
     spec: Spec,
     readonly id: string,
     readonly layout: CgroupLayout = hostLayout(),
-    opts: { probe?: FileProbe; procSelfCgroup?: string } = {},
+    opts: PlanOptions = {},
   ) {
     this.plan = planCgroup(spec, id, layout, opts);
   }
@@ -458,7 +515,7 @@ export class CgroupManager {
   /** Runs the prepare steps; on failure removes what it created and rethrows. */
   create(ctx: ExecContext = {}): void {
     try {
-      for (const s of this.plan.steps) if (s.phase === 'prepare' && s.action === 'cgroup') runCgroupAction(s, ctx);
+      for (const s of this.plan.steps) if (s.phase === 'prepare' && s.action === 'cgroup') runCgroupAction(s, { ...ctx, created: this.created });
     } catch (e) {
       try {
         this.destroy(ctx);
@@ -475,7 +532,7 @@ export class CgroupManager {
   }
 
   destroy(ctx: ExecContext = {}): void {
-    for (const s of this.plan.steps) if (s.phase === 'cleanup' && s.action === 'cgroup') runCgroupAction(s, ctx);
+    for (const s of this.plan.steps) if (s.phase === 'cleanup' && s.action === 'cgroup') runCgroupAction(s, { ...ctx, created: this.created });
   }
 
   dirFor(controller: string): string | undefined {

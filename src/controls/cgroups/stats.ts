@@ -1,10 +1,8 @@
 // What `tsrun stats` shows, read from the container's cgroup files (v1 or v2), plus the
 // pure arithmetic docker uses for its columns.
-import { readdirSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
-import { cgroupTargets, readCgroupFile, type CgroupTarget } from './manager.js';
-import type { CgroupLayout } from './mode.js';
+import { readCgroupFile, type CgroupTarget } from './manager.js';
 
 export interface CgroupSample {
   /** pids.current */
@@ -126,19 +124,4 @@ export function formatTable(rows: StatsRow[]): string {
   const cells = rows.map((r) => [r.ID, r.Name, r.CPUPerc, r.MemUsage, r.MemPerc, r.PIDs]);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   return [head, ...cells].map((c) => c.map((v, i) => (i === c.length - 1 ? v : v.padEnd(widths[i]! + 3))).join('')).join('\n') + '\n';
-}
-
-/** Container ids that have a cgroup under `parent` (tsrun's default /tsrun) in the layout. */
-export function containersUnder(layout: CgroupLayout, parent: string): string[] {
-  const h = layout.controllers['pids'] ?? layout.controllers['memory'] ?? layout.unified ?? layout.v1[0];
-  if (!h) return [];
-  try {
-    return readdirSync(join(h.mountPoint, parent), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
-  } catch {
-    return [];
-  }
-}
-
-export function targetsFor(layout: CgroupLayout, cgroupPath: string): CgroupTarget[] {
-  return cgroupTargets(layout, cgroupPath);
 }

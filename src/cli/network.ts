@@ -7,7 +7,7 @@ import { loadConfig } from '../config/index.js';
 import type { Paths } from '../runtime/paths.js';
 import { listEntries, listStates, statusOf, withLock } from '../runtime/state.js';
 import { defineNetwork, type CreateFlags } from '../network/define.js';
-import { allocations, deleteBridge, ensureBridge, hostRoutes, listNetworks, loadNetwork, removeNetworkFiles, saveNetwork } from '../network/store.js';
+import { allocations, deleteBridge, ensureBridge, hostRoutes, listNetworks, loadNetwork, removeIdlePortmapChains, removeNetworkFiles, saveNetwork } from '../network/store.js';
 import { NETWORK_ANNOTATION, type NetworkDef } from '../network/types.js';
 import { formatMapping, publishedPorts } from '../network/ports.js';
 import { resolve } from '../runtime/lifecycle.js';
@@ -143,6 +143,7 @@ export function registerNetworkCommands(program: Command, paths: () => Paths, se
           removeNetworkFiles(p.data, d);
           out(`${d.name}\n`);
         }
+        removeIdlePortmapChains();
       });
       setExit(0);
     });

@@ -15,7 +15,7 @@ import type { FlagDef } from '../spec/flag-types.js';
 import { specFromFlags, type RunOptions } from '../spec/from-flags.js';
 import { detectHost } from '../runtime/host.js';
 import { containerDir, defaultPaths, imagesDir, type Paths } from '../runtime/paths.js';
-import { attachAndWait, cleanup, forwardSignals } from '../runtime/run.js';
+import { attachAndWait, cleanup, dueAtExit, forwardSignals } from '../runtime/run.js';
 import { launch } from '../runtime/lifecycle.js';
 import { logOptsFrom } from '../runtime/logs.js';
 import { exitFile, listStates, removeState, stateDirOf, withLock } from '../runtime/state.js';
@@ -190,7 +190,7 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
       try {
         await withLock(paths, plan.id, () => {
           if (opts.rm) {
-            const err = cleanup(plan, (s) => !((s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni'), launched!.started.cgroupsCreated);
+            const err = cleanup(plan, (s) => !dueAtExit(s), launched!.started.cgroupsCreated);
             if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
             removeState(paths, plan.id);
           } else if (code !== undefined && existsSync(stateDirOf(paths, plan.id))) {

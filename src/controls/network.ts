@@ -29,9 +29,9 @@ export const control: Control = {
       parent(
         'prepare',
         'network',
-        `the host side of network ${def.name}: a Linux bridge holding the gateway address (remade if the host rebooted)`,
-        { action: 'network-bridge', name: def.name, bridge: def.bridge, subnet: def.subnet, gateway: def.gateway },
-        `ip link add name ${def.bridge} type bridge; ip addr add ${def.gateway}/${def.subnet.split('/')[1]} dev ${def.bridge}; ip link set ${def.bridge} up   (if missing)`,
+        `the host side of network ${def.name}: a Linux bridge holding the gateway address${def.internal ? '' : ', and the masquerade of what leaves the subnet'} (remade if the host rebooted)`,
+        { action: 'network-bridge', name: def.name, bridge: def.bridge, subnet: def.subnet, gateway: def.gateway, internal: def.internal },
+        `ip link add name ${def.bridge} type bridge; ip addr add ${def.gateway}/${def.subnet.split('/')[1]} dev ${def.bridge}; ip link set ${def.bridge} up` + (def.internal ? '' : `; iptables -t nat -A POSTROUTING -s ${def.subnet} ! -o ${def.bridge} -j MASQUERADE`) + '   (if missing)',
       ),
     );
     const config = cniConfig(a);

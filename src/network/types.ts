@@ -46,12 +46,14 @@ export const bridgeName = (id: string) => `tsbr-${id.slice(0, 10)}`;
 
 /**
  * The CNI network configuration for one container (CNI spec 1.0, "Network configuration").
- * A network that is not --internal routes to the outside as docker's do: isGateway gives
- * the container a default route through the bridge (and has the plugin write 1 to the
- * host's net.ipv4.ip_forward, as dockerd does at start), ipMasq masquerades what leaves the
- * subnet (iptables nat POSTROUTING, a CNI-… chain per container). An --internal network
- * gets neither: its containers reach their subnet and the gateway, nothing beyond.
- * hairpinMode lets a container reach its own published port through the host's address.
+ * A network that is not --internal routes to the outside as docker's do: isDefaultGateway
+ * gives the container a default route through the bridge (and, as isGateway, has the plugin
+ * write 1 to the host's net.ipv4.ip_forward, as dockerd does at start). The masquerade is the network's,
+ * one rule made with the bridge (src/network/store.ts), as docker's is: the plugin's own
+ * ipMasq rule per container is removed only by a DEL that still has the container's netns,
+ * and tsrun's DEL runs after the netns is gone. An --internal network gets neither: its
+ * containers reach their subnet and the gateway, nothing beyond. hairpinMode lets a
+ * container reach its own published port through the host's address.
  */
 export function cniConfig(a: Pick<NetworkAttachment, 'def' | 'ip' | 'ipamDir'>): Record<string, unknown> {
   const { def } = a;
@@ -62,7 +64,8 @@ export function cniConfig(a: Pick<NetworkAttachment, 'def' | 'ip' | 'ipamDir'>):
     type: 'bridge',
     bridge: def.bridge,
     isGateway: routed,
-    ipMasq: routed,
+    isDefaultGateway: routed,
+    ipMasq: false,
     hairpinMode: true,
     ipam: {
       type: 'host-local',

@@ -78,7 +78,7 @@ export type ParentAction =
   | { action: 'id-map'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
   | { action: 'send-mount-fd'; source: string; idmapUserns: boolean; recursive: boolean }
   /** src/network/store.ts ensureBridge: the network's bridge with its gateway address, up */
-  | { action: 'network-bridge'; bridge: string; subnet: string; gateway: string; name: string }
+  | { action: 'network-bridge'; bridge: string; subnet: string; gateway: string; name: string; internal: boolean }
   /** src/network/cni.ts runCniAction: one CNI plugin call (CNI spec 1.0) */
   | {
       action: 'cni';

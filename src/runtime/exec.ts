@@ -79,7 +79,8 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   const plan = execPlan(s.id, s.config, s.pid, proc, s.containerDir);
   const pidns = `/proc/${s.pid}/ns/pid`;
   const spawner: Spawner = (k, encoded, _flags, stdio, cgroupDir) => k.spawn({ initPath: INIT_PATH, plan: encoded, cloneFlags: 0, stdio, pidns, ...(cgroupDir ? { cgroupDir } : {}) });
-  const started = await startContainer({ plan, interactive: o.interactive, kernel, spawner });
+  // foreground: pipes tsrun relays; --detach (engines): their own pipes, passed (docs/stdio.md)
+  const started = await startContainer({ plan, interactive: o.interactive, kernel, spawner, stdio: o.detach ? 'pass' : 'relay' });
   if (!isAlive(s)) throw new StateError(`container ${s.id.slice(0, 12)} stopped during exec`);
   if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));
   if (o.detach) {

@@ -12,6 +12,7 @@ import { CgroupManager } from '../controls/cgroups/index.js';
 import { readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
 import type { Paths } from './paths.js';
 import { startContainer, type Spawner, type Started } from './run.js';
+import { closePipes, type StdioMode } from './stdio.js';
 import {
   assertNameFree,
   exitFile,
@@ -97,6 +98,8 @@ export interface LaunchOptions {
   detached?: { rmOnExit: boolean; tsrunArgv: string[] };
   consoleSocket?: string;
   pidFile?: string;
+  /** relay (default) or pass tsrun's own 0-2 (OCI create: the engine's pipes); detached containers get the monitor's */
+  stdio?: StdioMode;
   kernel?: Kernel;
 }
 
@@ -143,6 +146,8 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
       plan,
       interactive: o.interactive,
       kernel,
+      // the monitor gives the container its own pipes (or the pty) and never sees ours
+      stdio: mon ? 'pass' : (o.stdio ?? 'relay'),
       ...(mon ? { spawner: mon.spawner, onPty: mon.onPty } : {}),
       // recorded before the container runs: a tsrun killed from here on leaves a findable container
       onSpawn: (pid) => {
@@ -168,6 +173,7 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
     }
   } catch (e) {
     // the caller cannot use a container it has no pid or terminal for: undo it whole
+    if (started.pipes) closePipes(started.pipes, kernel);
     await deleteContainer(paths, id, true).catch(() => undefined);
     throw e;
   }

@@ -110,6 +110,16 @@ describeKernel('stdio: the caller\'s fds stay on the host (design rule 4)', () =
     expect(r.code).toBe(0);
   });
 
+  it('exec: a background process holding the pipe after the command exited does not keep tsrun waiting', () => {
+    const id = tsrun(['run', '-d', 'busybox', 'sleep', '30']).stdout.trim();
+    const t0 = Date.now();
+    const r = tsrun(['exec', id, 'sh', '-c', 'sleep 8 & echo hi; exit 5']);
+    const ms = Date.now() - t0;
+    expect(r).toMatchObject({ code: 5, stdout: 'hi\n', stderr: '' });
+    // the pipes stay open for 8 s; tsrun stops after 1 s of silence
+    expect(ms).toBeLessThan(6000);
+  });
+
   it('run -d: the container holds the monitor\'s pipes, not the caller\'s stdout', () => {
     const out = join(dir, 'detached-out');
     const fd = openSync(out, 'w');

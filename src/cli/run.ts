@@ -191,7 +191,10 @@ export async function createVerb(id: string, opts: { bundle?: string; pidFile?: 
   if (plan.spec.process.terminal && !opts.consoleSocket) throw new UsageError('process.terminal is true: create needs --console-socket to hand the pty to');
   if (!plan.spec.process.terminal && opts.consoleSocket) throw new UsageError('--console-socket given but process.terminal is false');
   if (opts.consoleSocket) assertSocket(opts.consoleSocket, '--console-socket');
-  await launch({ plan, paths, bundle, interactive: true, ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}), ...(opts.consoleSocket ? { consoleSocket: opts.consoleSocket } : {}) });
+  // detached pass-through, as runc create: fds 0-2 are the engine's own pipes (conmon,
+  // containerd-shim), made for this container; tsrun is gone once it returns, so it could
+  // relay nothing anyway (docs/stdio.md)
+  await launch({ plan, paths, bundle, interactive: true, stdio: 'pass', ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}), ...(opts.consoleSocket ? { consoleSocket: opts.consoleSocket } : {}) });
   return 0;
 }
 

@@ -14,6 +14,7 @@ import type { Paths } from './paths.js';
 import { startContainer, type Spawner, type Started } from './run.js';
 import { logFile, monitorLogArgs, type LogOpts } from './logs.js';
 import { removeTree } from './remove-tree.js';
+import { closePipes, type StdioMode } from './stdio.js';
 import {
   assertNameFree,
   containerLockPath,
@@ -110,6 +111,8 @@ export interface LaunchOptions {
   detached?: { rmOnExit: boolean; tsrunArgv: string[]; logOpts?: LogOpts };
   consoleSocket?: string;
   pidFile?: string;
+  /** relay (default) or pass tsrun's own 0-2 (OCI create: the engine's pipes); detached containers get the monitor's */
+  stdio?: StdioMode;
   kernel?: Kernel;
   /** a foreground run: the caller reaps the container and records its exit, holding the returned reaper lock until then */
   holdReaper?: boolean;
@@ -183,6 +186,8 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
       plan,
       interactive: o.interactive,
       kernel,
+      // the monitor gives the container its own pipes (or the pty) and never sees ours
+      stdio: mon ? 'pass' : (o.stdio ?? 'relay'),
       ...(mon ? { spawner: mon.spawner, onPty: mon.onPty } : {}),
       // recorded before the container runs: a tsrun killed from here on leaves a findable container
       onSpawn: (pid, cgroupsCreated) => {
@@ -221,6 +226,7 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
   } catch (e) {
     // the caller cannot use a container it has no pid or terminal for: undo it whole
     if (o.holdReaper) reaperLock.release();
+    if (started.pipes) closePipes(started.pipes, kernel);
     await deleteContainer(paths, id, true).catch(() => undefined);
     throw e;
   }

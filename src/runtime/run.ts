@@ -11,6 +11,7 @@ import { childSteps } from '../plan/build.js';
 import { MSG } from '../plan/protocol.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
+import { closePipes, makePipes, relayPipes, type StdioMode, type StdioPipes } from './stdio.js';
 
 /** Clones the init: the addon in this process, or tsrun-monitor for detached containers. */
 export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number], cgroupDir?: string) => { pid: number; syncFd: number };
@@ -21,8 +22,10 @@ const ENOSYS = osConstants.errno.ENOSYS;
 
 export interface StartOptions {
   plan: Plan;
-  /** fd given to the container as stdin when it has no terminal (-i: 0, else /dev/null) */
+  /** docker -i: the container's stdin is tsrun's (relayed, or passed); else /dev/null */
   interactive: boolean;
+  /** relay (default): pipes copied by attachAndWait; pass: tsrun's own 0-2 (OCI create, exec --detach) */
+  stdio?: StdioMode;
   kernel?: Kernel;
   spawner?: Spawner;
   /** the pty master, as soon as the init sends it (detached runs hand it to the monitor) */
@@ -43,6 +46,8 @@ export interface Started {
   syncFd: number;
   /** the cgroup directories tsrun's mkdir made for this container (cleanup destroys only these) */
   cgroupsCreated: string[];
+  /** tsrun's ends of the container's stdio pipes (relay mode, no terminal) */
+  pipes?: StdioPipes;
 }
 
 const INIT_EXEC_INDEX = 0xffffffff;
@@ -113,11 +118,21 @@ export async function startContainer(o: StartOptions): Promise<Started> {
   let ptyFd: number | undefined;
   let devNull = -1;
   const created = new Set<string>();
+  let pipes: ReturnType<typeof makePipes> | undefined;
+  let ours: StdioPipes | undefined;
   try {
     for (const s of parentSteps(plan, 'prepare')) execParentStep(s, undefined, { created });
     const flags = plan.cloneFlags.reduce((acc, f) => acc | CLONE[f.replace(/^CLONE_/, '') as CloneFlag], 0);
     devNull = openSync('/dev/null', 'r');
-    const stdin = o.interactive && !plan.spec.process.terminal ? 0 : devNull;
+    const terminal = Boolean(plan.spec.process.terminal);
+    let stdio: [number, number, number];
+    if (o.stdio === 'pass') stdio = [o.interactive && !terminal ? 0 : devNull, 1, 2];
+    // a terminal: the init's CONSOLE step puts the pty on 0-2; until then it holds nothing of ours
+    else if (terminal) stdio = [devNull, devNull, devNull];
+    else {
+      pipes = makePipes(kernel, o.interactive, devNull);
+      stdio = pipes.child;
+    }
     const spawn = o.spawner ?? spawnHere;
     const encoded = encodePlan(childSteps(plan));
     const into = parentSteps(plan, 'after-clone').find((s) => s.action === 'cgroup' && s.verb === 'clone-into');
@@ -125,18 +140,22 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     let bornInCgroup = cgroupDir !== undefined;
     try {
       try {
-        ({ pid, syncFd } = spawn(kernel, encoded, flags, [stdin, 1, 2], cgroupDir));
+        ({ pid, syncFd } = spawn(kernel, encoded, flags, stdio, cgroupDir));
       } catch (e) {
         // no clone3 (Linux < 5.7, or a seccomp filter around tsrun): clone, then cgroup.procs
         if (!bornInCgroup || (e as { errno?: number }).errno !== ENOSYS) throw e;
         bornInCgroup = false;
-        ({ pid, syncFd } = spawn(kernel, encoded, flags, [stdin, 1, 2]));
+        ({ pid, syncFd } = spawn(kernel, encoded, flags, stdio));
       }
     } catch (e) {
       throw spawnError(e, kernel);
     }
     closeSync(devNull);
     devNull = -1;
+    // the child has its copies: ours must go, or the container's stdout never reaches EOF
+    ours = pipes?.ours;
+    pipes?.close();
+    pipes = undefined;
     o.onSpawn?.(pid, [...created]);
     for (const s of parentSteps(plan, 'after-clone')) execParentStep(s, pid, { bornInCgroup });
     // The child waits before exec for its maps (native/spawn.h): release it first.
@@ -161,7 +180,7 @@ export async function startContainer(o: StartOptions): Promise<Started> {
       if (m === null) {
         // EOF: the socket is close-on-exec in the init, so the command is running
         kernel.close(syncFd);
-        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive, cgroupsCreated: [...created] };
+        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive, cgroupsCreated: [...created], ...(ours ? { pipes: ours } : {}) };
       }
       if (m.type === MSG.PID) {
         // exec (OP_FORK): the init forked the command into the container's PID namespace
@@ -177,12 +196,17 @@ export async function startContainer(o: StartOptions): Promise<Started> {
         ptyFd = m.fd;
         o.onPty?.(m.fd);
       }
-      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive, cgroupsCreated: [...created] };
+      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive, cgroupsCreated: [...created], ...(ours ? { pipes: ours } : {}) };
       else if (m.type === MSG.ERROR) throw childError(plan, m.index, m.err, kernel);
       else throw new TsrunError(`unexpected message ${m.type} from tsrun-init`);
     }
   } catch (e) {
     if (devNull >= 0) closeSync(devNull);
+    if (pipes) {
+      pipes.close();
+      ours = pipes.ours;
+    }
+    if (ours) closePipes(ours, kernel);
     if (pid > 0) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -234,12 +258,12 @@ export function forwardSignals(): { setPid(pid: number): void; dispose(): void }
 }
 
 /**
- * Foreground run: relay the terminal (if any), forward signals to the container's PID 1,
+ * Foreground run: relay the terminal or the stdio pipes, forward signals to the container's PID 1,
  * wait for it, clean up. Returns docker's exit code.
  */
 export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel = nativeKernel, keep = false, signals = forwardSignals()): Promise<number> {
   signals.setPid(started.pid);
-  const relay = started.ptyFd !== undefined ? relayPty(started.ptyFd, started.interactive, kernel) : undefined;
+  const relay = started.ptyFd !== undefined ? relayPty(started.ptyFd, started.interactive, kernel) : started.pipes ? relayPipes(started.pipes) : undefined;
   try {
     const status = await kernel.waitPid(started.pid);
     await relay?.done();

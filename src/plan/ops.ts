@@ -191,12 +191,33 @@ export function setns(path: string, flag: CloneFlag): ChildOp {
   return { op: 'SETNS', ints: [int(CLONE[flag])], strs: [path], text: `setns(open(${q(path)}), CLONE_${flag})` };
 }
 
+/** At most this much of a value goes into a plan's text (and so into an error line). */
+const TEXT_MAX = 200;
+
+function clip(text: string): string {
+  return text.length <= TEXT_MAX ? text : `${text.slice(0, TEXT_MAX)}… (${text.length} characters)`;
+}
+
+/**
+ * execve(2). The arguments and environment travel in the blob (argc + envc NUL-terminated
+ * strings), not as op strings: an op has at most 64 of those, and the only limits on a
+ * command line are the kernel's own (MAX_ARG_STRLEN per string, ARG_MAX in total), which
+ * the execve itself reports as E2BIG.
+ */
 export function exec(file: string, argv: readonly string[], env: readonly string[]): ChildOp {
+  for (const [list, name] of [[argv, 'argument'], [env, 'environment variable']] as const) {
+    list.forEach((s, i) => {
+      // a NUL would end the string early in C: the command would get something else than asked
+      if (s.includes('\0')) throw new RangeError(`EXEC: ${name} ${i} contains a NUL byte`);
+    });
+  }
+  const blob = Buffer.from([...argv, ...env].map((s) => `${s}\0`).join(''), 'utf8');
   return {
     op: 'EXEC',
     ints: [int(argv.length), int(env.length)],
-    strs: [file, ...argv, ...env],
-    text: `execve(${q(file)}${file.includes('/') ? '' : ' searched in $PATH'}, ${JSON.stringify(argv)}, [${env.length} env vars])`,
+    strs: [file],
+    blob,
+    text: `execve(${clip(q(file))}${file.includes('/') ? '' : ' searched in $PATH'}, ${clip(JSON.stringify(argv))}, [${env.length} env vars])`,
   };
 }
 

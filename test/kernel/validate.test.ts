@@ -1,0 +1,228 @@
+// Reliability at the edges (issue 12, items 9 and 3), through bin/tsrun on the real kernel:
+//  - a malformed or unappliable bundle ends in exit 125 and ONE line on stderr naming the
+//    field, with nothing left behind (no state dir, no cgroup, no mount, no process);
+//  - a read-only state root and a full data root give one line naming the path and the errno;
+//  - the container's command line and environment are limited only by the kernel's limits
+//    (MAX_ARG_STRLEN, ARG_MAX), and going past them says E2BIG.
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
+
+const CG_PARENT = `tsrun-validate-${process.pid}`;
+
+/** The container's own cgroup (cgroupsPath CG_PARENT/c) in any hierarchy. */
+function cgroupDirs(): string[] {
+  const found: string[] = [];
+  for (const c of readdirSync('/sys/fs/cgroup')) {
+    const p = join('/sys/fs/cgroup', c, CG_PARENT, 'c');
+    if (existsSync(p)) found.push(p);
+  }
+  return found;
+}
+
+/** The parent a successful run leaves (tsrun removes only the cgroup it made for the container). */
+function removeCgroupParent(): void {
+  for (const c of readdirSync('/sys/fs/cgroup')) {
+    const p = join('/sys/fs/cgroup', c, CG_PARENT);
+    if (existsSync(p)) rmdirSync(p);
+  }
+}
+
+function bundle(edit: (s: Record<string, any>) => void): string {
+  const e = testEnv();
+  const dir = mkdtempSync(join(tmpdir(), 'tsrun-validate-'));
+  cpSync(e.rootfs.busybox, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+  const s: Record<string, any> = {
+    ociVersion: '1.2.0',
+    process: { args: ['/bin/true'], cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin'] },
+    root: { path: 'rootfs' },
+    mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+    linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }], cgroupsPath: `${CG_PARENT}/c`, resources: { pids: { limit: 50 } } },
+  };
+  edit(s);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(s));
+  return dir;
+}
+
+/** exit 125, exactly one line, no stack, naming `field`; nothing left behind. */
+function expectRefused(args: string[], field: RegExp): void {
+  const r = tsrun(args);
+  expect(r.code, r.stderr).toBe(125);
+  expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+  expect(r.stderr.trimEnd().split('\n'), r.stderr).toHaveLength(1);
+  expect(r.stderr).toMatch(field);
+  expect(leaks()).toEqual([]);
+  expect(cgroupDirs()).toEqual([]);
+}
+
+function withMount(opts: string, fn: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'tsrun-validate-mnt-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', opts, 'tsrun-validate', dir]);
+  try {
+    fn(dir);
+  } finally {
+    execFileSync('umount', [dir]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describeKernel('malformed and unappliable bundles, full and read-only roots', () => {
+  afterAll(() => {
+    expect(leaks()).toEqual([]);
+    expect(cgroupDirs()).toEqual([]);
+    removeCgroupParent();
+  });
+
+  it('the valid base bundle runs (so the refusals below are about the one field)', () => {
+    const dir = bundle(() => {});
+    try {
+      const r = tsrun(['run', '--rm', '--bundle', dir]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  const CASES: [string, (s: Record<string, any>) => void, RegExp][] = [
+    ['env is a string', (s) => (s.process.env = 'PATH=/bin'), /^tsrun: config\.json: process\.env: must be array \(got "PATH=\/bin"\)$/m],
+    ['namespace path is a number', (s) => (s.linux.namespaces[0].path = 5), /config\.json: linux\.namespaces\[0\]\.path: must be string/],
+    ['mount options is a string', (s) => (s.mounts[0].options = 'ro'), /config\.json: mounts\[0\]\.options: must be array/],
+    ['cgroupsPath is a number', (s) => (s.linux.cgroupsPath = 7), /config\.json: linux\.cgroupsPath: must be string/],
+    ['a NUL in args', (s) => (s.process.args = ['/bin/echo', 'a\u0000b']), /config\.json: process\.args\[1\]: .*NUL/],
+    ['null in mounts', (s) => (s.mounts = [null]), /config\.json: mounts\[0\]: must be object \(got null\)/],
+    ['100k additionalGids', (s) => (s.process.user.additionalGids = Array.from({ length: 100_000 }, (_, i) => i + 1)), /process\.user\.additionalGids: .*NGROUPS_MAX/],
+    ['cpuset 0-99999999', (s) => (s.linux.resources.cpu = { cpus: '0-99999999' }), /linux\.resources\.cpu\.cpus: /],
+    ['apparmorProfile without AppArmor', (s) => (s.process.apparmorProfile = 'docker-default'), /process\.apparmorProfile: .*AppArmor/],
+    ['hostname without a UTS namespace', (s) => (s.hostname = 'box'), /hostname: .*uts/],
+    ['linux.resources.network', (s) => (s.linux.resources.network = { classID: 1 }), /linux\.resources\.network: /],
+  ];
+  it.each(CASES)('run --bundle, %s: exit 125, one line, nothing left', (_what, edit, field) => {
+    const dir = bundle(edit);
+    try {
+      expectRefused(['run', '--rm', '--bundle', dir], field);
+      // OCI create (what engines call) refuses the same way, before any state exists
+      expectRefused(['create', '--bundle', dir, `v${process.pid}`], field);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a read-only state root: one line naming the path and EROFS', () => {
+    withMount('ro,size=1m', (ro) => {
+      const r = tsrun(['run', '--rm', 'busybox', 'true'], { env: { TSRUN_ROOT: ro } });
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain(ro);
+      expect(r.stderr).toContain('EROFS');
+      expect(leaks()).toEqual([]);
+    });
+  });
+
+  it('import into a full data root: one line naming the path and ENOSPC, nothing partial left', () => {
+    const e = testEnv();
+    const src = mkdtempSync(join(tmpdir(), 'tsrun-validate-img-'));
+    try {
+      // a 3 MB rootfs tarball (incompressible) for a 1 MB data root
+      cpSync(e.rootfs.busybox, join(src, 'root'), { recursive: true, verbatimSymlinks: true });
+      writeFileSync(join(src, 'root', 'big'), Buffer.alloc(3 << 20, 0x5a).map((_, i) => (i * 2654435761) >>> 24));
+      execFileSync('tar', ['-C', join(src, 'root'), '-cf', join(src, 'img.tar'), '.']);
+      withMount('size=1m', (data) => {
+        const r = tsrun(['import', join(src, 'img.tar'), 'big'], { env: { TSRUN_DATA: data } });
+        expect(r.code, r.stderr).toBe(125);
+        expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+        expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+        expect(r.stderr).toContain('ENOSPC');
+        expect(r.stderr).toContain(data);
+        // no blob, layer, temporary file or index left: at most empty directories
+        const files = execFileSync('find', [data, '-not', '-type', 'd'], { encoding: 'utf8' }).trim();
+        expect(files).toBe('');
+        expect(tsrun(['images'], { env: { TSRUN_DATA: data } }).stdout).not.toContain('big');
+      });
+    } finally {
+      rmSync(src, { recursive: true, force: true });
+    }
+  });
+});
+
+describeKernel('arguments and environment: only the kernel\'s limits', () => {
+  afterAll(() => {
+    expect(leaks()).toEqual([]);
+    removeCgroupParent();
+  });
+
+  it('10,000 arguments reach the command', () => {
+    const args = Array.from({ length: 10_000 }, (_, i) => String(i + 1));
+    const r = tsrun(['run', '--rm', 'busybox', 'sh', '-c', 'echo $#; echo "$1 ${10000}"', 'x', ...args]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('10000\n1 10000\n');
+    expect(r.code).toBe(0);
+  });
+
+  it('1,000 -e variables are in the container\'s environment', () => {
+    const flags = Array.from({ length: 1000 }, (_, i) => ['-e', `V${i}=value${i}`]).flat();
+    const r = tsrun(['run', '--rm', ...flags, 'busybox', 'sh', '-c', 'env | grep -c "^V[0-9]*=value"; echo "$V0 $V999"']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('1000\nvalue0 value999\n');
+    expect(r.code).toBe(0);
+  });
+
+  it('a bundle with 1,000 env entries and 10,000 args', () => {
+    const dir = bundle((s) => {
+      s.process.args = ['/bin/sh', '-c', 'echo $# $(env | grep -c "^W")', 'x', ...Array.from({ length: 10_000 }, (_, i) => `a${i}`)];
+      s.process.env = ['PATH=/bin', ...Array.from({ length: 1000 }, (_, i) => `W${i}=${i}`)];
+    });
+    try {
+      const r = tsrun(['run', '--rm', '--bundle', dir]);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('10000 1000\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(cgroupDirs()).toEqual([]);
+  });
+
+  it('one 100,000-byte argument arrives intact', () => {
+    const big = 'ab'.repeat(50_000);
+    const r = tsrun(['run', '--rm', 'busybox', 'sh', '-c', 'echo ${#1}; [ "$1" = "$2" ] && echo same', 'x', big, big]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('100000\nsame\n');
+  });
+
+  // Past the limits, through bundles: tsrun's own command line is under the same limits, so
+  // a 200,000-byte argument cannot even reach bin/tsrun.
+  it('past MAX_ARG_STRLEN (131072 bytes in one string): E2BIG, exit 125, one line', () => {
+    const dir = bundle((s) => (s.process.args = ['/bin/echo', 'x'.repeat(200_000)]));
+    try {
+      const r = tsrun(['run', '--rm', '--bundle', dir]);
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/exec "\/bin\/echo": E2BIG \(Argument list too long\)/);
+      expect(Buffer.byteLength(r.stderr)).toBeLessThan(600);
+      expect(leaks()).toEqual([]);
+      expect(cgroupDirs()).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('past ARG_MAX (a quarter of the stack limit in total): E2BIG', () => {
+    // 40 strings of 100,000 bytes: each under MAX_ARG_STRLEN, 4 MB in total > 8 MB / 4
+    const dir = bundle((s) => (s.process.args = ['/bin/true', ...Array.from({ length: 40 }, () => 'y'.repeat(100_000))]));
+    try {
+      const r = tsrun(['run', '--rm', '--bundle', dir]);
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).toMatch(/exec "\/bin\/true": E2BIG/);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(leaks()).toEqual([]);
+      expect(cgroupDirs()).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

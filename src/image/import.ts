@@ -38,7 +38,12 @@ function ingestFile(store: ContentStore, path: string, expect?: string): { diges
   if (expect && digest !== expect) throw new ImportError(`${path}: content has digest ${digest}, the archive names it ${expect}: refused`);
   if (!store.hasBlob(digest)) {
     const tmp = store.tmpPath('blob');
-    copyFileSync(path, tmp);
+    try {
+      copyFileSync(path, tmp);
+    } catch (e) {
+      rmSync(tmp, { force: true }); // no partial copy left (ENOSPC)
+      throw e;
+    }
     store.commitBlob(tmp, digest);
   }
   return { digest, size };
@@ -245,6 +250,16 @@ function isTar(path: string): boolean {
 export async function importPath(store: ContentStore, path: string, name: string | undefined, config: ImageConfig = {}): Promise<ImageRecord[]> {
   try {
     return await importLeased(store, path, name, config);
+  } catch (e) {
+    // A failed import (e.g. ENOSPC half way) leaves no blob or layer that no image names:
+    // without its lease they are garbage, and gc keeps what other live processes lease.
+    store.releaseLease();
+    try {
+      store.gc();
+    } catch {
+      /* the import's own error is the one to report */
+    }
+    throw e;
   } finally {
     store.releaseLease();
   }

@@ -5,13 +5,21 @@
 //  - the container's command line and environment are limited only by the kernel's limits
 //    (MAX_ARG_STRLEN, ARG_MAX), and going past them says E2BIG.
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, expect, it } from 'vitest';
-import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeKernel, leaks as allLeaks, testEnv, tsrun } from './helpers.js';
+import { ALL_CAPS, capBit } from '../../src/controls/capabilities.js';
+
+const maskOf = (names: string[]) => names.reduce((m, n) => m | (1n << BigInt(capBit(n))), 0n);
 
 const CG_PARENT = `tsrun-validate-${process.pid}`;
+
+// leaks() sees every tsrun-init on the machine; other suites may run at the same time, so
+// this file asserts on what appeared since it started.
+let baseline = new Set<string>();
+const leaks = () => allLeaks().filter((l) => !baseline.has(l));
 
 /** The container's own cgroup (cgroupsPath CG_PARENT/c) in any hierarchy. */
 function cgroupDirs(): string[] {
@@ -70,6 +78,9 @@ function withMount(opts: string, fn: (dir: string) => void): void {
 }
 
 describeKernel('malformed and unappliable bundles, full and read-only roots', () => {
+  beforeAll(() => {
+    baseline = new Set(allLeaks());
+  });
   afterAll(() => {
     expect(leaks()).toEqual([]);
     expect(cgroupDirs()).toEqual([]);
@@ -111,6 +122,35 @@ describeKernel('malformed and unappliable bundles, full and read-only roots', ()
     }
   });
 
+  it('capabilities: --privileged lists in inspect what the container has; a bundle asking for more is refused', () => {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const own = (k: string) => BigInt(`0x${new RegExp(`^${k}:\\s*([0-9a-f]+)$`, 'm').exec(status)![1]}`);
+    const canGive = own('CapEff') & own('CapBnd');
+    const r = tsrun(['run', '-d', '--privileged', 'busybox', 'sleep', '30']);
+    expect(r.code, r.stderr).toBe(0);
+    const id = r.stdout.trim();
+    try {
+      const caps = JSON.parse(tsrun(['inspect', id]).stdout)[0].Process.Capabilities;
+      expect(maskOf(caps.bounding)).toBe(canGive);
+      expect(maskOf(caps.permitted)).toBe(canGive);
+      // and the kernel agrees: the container's init has exactly that bounding set
+      const pid = JSON.parse(tsrun(['state', id]).stdout).pid;
+      expect(BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]}`)).toBe(canGive);
+    } finally {
+      tsrun(['rm', '-f', id]);
+    }
+    const lacking = ALL_CAPS.filter((c) => !((canGive >> BigInt(capBit(c))) & 1n));
+    // here root lacks CAP_SYS_RESOURCE (docs/capabilities.md); where it lacks nothing there is nothing to refuse
+    if (lacking.length) {
+      const dir = bundle((s) => (s.process.capabilities = { bounding: [...ALL_CAPS], permitted: [...ALL_CAPS], effective: [...ALL_CAPS] }));
+      try {
+        expectRefused(['run', '--rm', '--bundle', dir], new RegExp(`process\\.capabilities: ${lacking[0]}.* requested but tsrun itself does not hold`));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  });
+
   it('a read-only state root: one line naming the path and EROFS', () => {
     withMount('ro,size=1m', (ro) => {
       const r = tsrun(['run', '--rm', 'busybox', 'true'], { env: { TSRUN_ROOT: ro } });
@@ -127,22 +167,28 @@ describeKernel('malformed and unappliable bundles, full and read-only roots', ()
     const e = testEnv();
     const src = mkdtempSync(join(tmpdir(), 'tsrun-validate-img-'));
     try {
-      // a 3 MB rootfs tarball (incompressible) for a 1 MB data root
+      // a 3 MB incompressible rootfs tarball: its copy into blobs/ fills a 1 MB data root
       cpSync(e.rootfs.busybox, join(src, 'root'), { recursive: true, verbatimSymlinks: true });
       writeFileSync(join(src, 'root', 'big'), Buffer.alloc(3 << 20, 0x5a).map((_, i) => (i * 2654435761) >>> 24));
       execFileSync('tar', ['-C', join(src, 'root'), '-cf', join(src, 'img.tar'), '.']);
-      withMount('size=1m', (data) => {
-        const r = tsrun(['import', join(src, 'img.tar'), 'big'], { env: { TSRUN_DATA: data } });
-        expect(r.code, r.stderr).toBe(125);
-        expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
-        expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
-        expect(r.stderr).toContain('ENOSPC');
-        expect(r.stderr).toContain(data);
-        // no blob, layer, temporary file or index left: at most empty directories
-        const files = execFileSync('find', [data, '-not', '-type', 'd'], { encoding: 'utf8' }).trim();
-        expect(files).toBe('');
-        expect(tsrun(['images'], { env: { TSRUN_DATA: data } }).stdout).not.toContain('big');
-      });
+      // a gzip of 4 MB of zeros and busybox, about 1 MB: the blob fits in 2 MB, its unpacked layer does not
+      rmSync(join(src, 'root', 'big'));
+      writeFileSync(join(src, 'root', 'zeros'), Buffer.alloc(4 << 20));
+      execFileSync('tar', ['-C', join(src, 'root'), '-czf', join(src, 'img.tgz'), '.']);
+      for (const [file, size] of [['img.tar', '1m'], ['img.tgz', '2m']] as const) {
+        withMount(`size=${size}`, (data) => {
+          const r = tsrun(['import', join(src, file), 'big'], { env: { TSRUN_DATA: data } });
+          expect(r.code, r.stderr).toBe(125);
+          expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+          expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+          expect(r.stderr).toContain('ENOSPC');
+          expect(r.stderr).toContain(data);
+          // no blob, layer, temporary file or index left: at most empty directories
+          const files = execFileSync('find', [data, '-not', '-type', 'd'], { encoding: 'utf8' }).trim();
+          expect(files, file).toBe('');
+          expect(tsrun(['images'], { env: { TSRUN_DATA: data } }).stdout).not.toContain('big');
+        });
+      }
     } finally {
       rmSync(src, { recursive: true, force: true });
     }
@@ -150,6 +196,9 @@ describeKernel('malformed and unappliable bundles, full and read-only roots', ()
 });
 
 describeKernel('arguments and environment: only the kernel\'s limits', () => {
+  beforeAll(() => {
+    baseline = new Set(allLeaks());
+  });
   afterAll(() => {
     expect(leaks()).toEqual([]);
     removeCgroupParent();

@@ -8,7 +8,7 @@
 // The unbundled dist/src stays for the library API and the benchmarks.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -41,6 +41,14 @@ await build({
   define: { 'import.meta.url': JSON.stringify(pathToFileURL(join(dist, 'tsrun.mjs')).href) },
   logLevel: 'warning',
 });
+
+// The OCI schema's validator (src/spec/schema/README.md) is required on the first bundle only,
+// relative to the module that loads it: dist/tsrun.mjs (and the snapshot, which says it is
+// that file) and the unbundled dist/src/spec/bundle.js.
+for (const to of [join(dist, 'schema'), join(dist, 'src', 'spec', 'schema')]) {
+  mkdirSync(to, { recursive: true });
+  copyFileSync(join(root, 'src', 'spec', 'schema', 'config-validator.cjs'), join(to, 'config-validator.cjs'));
+}
 
 const blob = join(dist, 'tsrun.blob');
 const stamp = `${blob}.stamp`;

@@ -1,10 +1,22 @@
 import { readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { isAbsolute, join } from 'node:path';
 import { SpecError, UsageError } from '../errors.js';
 import { describeError } from '../kernel/errno.js';
 import type { Spec } from './types.js';
 import { quoteValue } from './quote.js';
-import { validate as validateConfig } from './schema/config-validator.js';
+
+type Validator = ((v: unknown) => boolean) & { errors?: SchemaError[] | null };
+/** ajv's generated validator, loaded on the first bundle (src/spec/schema/README.md) */
+let validateConfig: Validator | undefined;
+
+/**
+ * From the source tree, ./schema is next to this file; from the bundled CLI and its snapshot
+ * (whose import.meta.url is dist/tsrun.mjs) scripts/bundle.mjs puts a copy in dist/schema.
+ */
+function loadValidator(): Validator {
+  return createRequire(import.meta.url)('./schema/config-validator.cjs') as Validator;
+}
 
 interface SchemaError {
   instancePath: string;
@@ -89,8 +101,9 @@ function need(cond: unknown, field: string, msg: string): asserts cond {
  * check the meaning (e.g. a capability's name) when they plan.
  */
 export function validateSpecShape(v: unknown): Spec {
+  validateConfig ??= loadValidator();
   if (!validateConfig(v)) {
-    const e = (validateConfig as unknown as { errors?: SchemaError[] }).errors?.[0];
+    const e = validateConfig.errors?.[0];
     throw e ? schemaError(v, e) : new SpecError('config.json', 'does not match the OCI runtime-spec schema');
   }
   need(isObject(v), 'config.json', 'must be a JSON object');

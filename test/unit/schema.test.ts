@@ -8,9 +8,9 @@ import { validateSpecShape } from '../../src/spec/bundle.js';
 const ROOT = join(import.meta.dirname, '..', '..');
 
 describe('vendored OCI runtime-spec schema', () => {
-  it('config-validator.ts is current (node scripts/gen-schema-validator.mjs)', async () => {
+  it('config-validator.cjs is current (node scripts/gen-schema-validator.mjs)', async () => {
     const { generate } = (await import(join(ROOT, 'scripts', 'gen-schema-validator.mjs'))) as { generate: () => string };
-    expect(generate() === readFileSync(join(ROOT, 'src', 'spec', 'schema', 'config-validator.ts'), 'utf8')).toBe(true);
+    expect(generate() === readFileSync(join(ROOT, 'src', 'spec', 'schema', 'config-validator.cjs'), 'utf8')).toBe(true);
   });
 
   it('accepts what `runc spec` writes (runc 1.1, fixtures/runc-spec-config.json)', () => {

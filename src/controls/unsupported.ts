@@ -7,9 +7,11 @@ import type { BuildContext, Control } from '../plan/types.js';
 import { quoteValue } from '../spec/quote.js';
 
 function lsmState(ctx: BuildContext, lsm: string, name: string): string {
-  return ctx.host.lsms.includes(lsm)
-    ? `tsrun has no ${name} support`
-    : `${name} is not active on this kernel (LSMs: ${ctx.host.lsms.join(',') || 'none'}, /sys/kernel/security/lsm), and tsrun has no ${name} support`;
+  const { lsms } = ctx.host;
+  if (lsms.includes(lsm)) return `tsrun has no ${name} support`;
+  // an empty list: securityfs is not mounted, so which LSMs run is unknown from here
+  if (!lsms.length) return `tsrun has no ${name} support (and cannot tell whether ${name} is active: /sys/kernel/security/lsm is not readable)`;
+  return `${name} is not active on this kernel (LSMs: ${lsms.join(',')}), and tsrun has no ${name} support`;
 }
 
 interface Refusal {

@@ -1,6 +1,7 @@
 // Constructors for the init's operations. Each returns the encoded form together with the
 // call as a learner would write it (flags by name), which `explain` prints.
 import type { ChildOp } from './types.js';
+import { SpecError } from '../errors.js';
 
 /** mount(2) flags, <sys/mount.h>. */
 export const MS = {
@@ -205,10 +206,11 @@ function clip(text: string): string {
  * the execve itself reports as E2BIG.
  */
 export function exec(file: string, argv: readonly string[], env: readonly string[]): ChildOp {
-  for (const [list, name] of [[argv, 'argument'], [env, 'environment variable']] as const) {
+  for (const [list, field] of [[argv, 'process.args'], [env, 'process.env']] as const) {
     list.forEach((s, i) => {
-      // a NUL would end the string early in C: the command would get something else than asked
-      if (s.includes('\0')) throw new RangeError(`EXEC: ${name} ${i} contains a NUL byte`);
+      // A NUL would end the string early in C: the command would get something else than
+      // asked. Bundles are refused earlier; an image's Env (hostile content) can still hold one.
+      if (s.includes('\0')) throw new SpecError(`${field}[${i}]`, `contains a NUL byte, which would end the string early in the kernel (got ${clip(JSON.stringify(s))})`);
     });
   }
   const blob = Buffer.from([...argv, ...env].map((s) => `${s}\0`).join(''), 'utf8');

@@ -137,3 +137,19 @@ describe('error lines quote at most ~200 bytes of a value', () => {
     expect(Buffer.byteLength(e.message)).toBeLessThan(400);
   });
 });
+
+describe('the EXEC operation', () => {
+  it('carries any number of arguments and variables in its blob, and refuses a NUL naming the field', async () => {
+    const { exec } = await import('../../src/plan/ops.js');
+    const argv = Array.from({ length: 10_000 }, (_, i) => `a${i}`);
+    const env = Array.from({ length: 1000 }, (_, i) => `V${i}=${i}`);
+    const o = exec('sh', argv, env);
+    expect(o.strs).toEqual(['sh']);
+    expect(o.ints).toEqual([10_000n, 1000n]);
+    expect(Buffer.from(o.blob!).toString().split('\0').slice(0, -1)).toEqual([...argv, ...env]);
+    expect(o.text.length).toBeLessThan(400);
+    expect(() => encodePlan([o])).not.toThrow();
+    // e.g. an image's Env (hostile content) that reaches the plan without a bundle's checks
+    expect(() => exec('sh', ['sh'], ['A=1', 'B=x\u0000y'])).toThrow(/^process\.env\[1\]: contains a NUL byte/);
+  });
+});

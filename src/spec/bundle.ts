@@ -37,7 +37,7 @@ function jsonPath(segments: readonly (string | number)[]): string {
   for (const s of segments) {
     if (typeof s === 'number' || /^\d+$/.test(s)) out += `[${s}]`;
     else if (/^[A-Za-z_$][\w$]*$/.test(s)) out += out ? `.${s}` : s;
-    else out += `[${JSON.stringify(s)}]`;
+    else out += `[${quoteValue(s)}]`;
   }
   return out;
 }

@@ -16,17 +16,28 @@ const maskOf = (names: string[]) => names.reduce((m, n) => m | (1n << BigInt(cap
 
 const CG_PARENT = `tsrun-validate-${process.pid}`;
 
-// leaks() sees every tsrun-init on the machine; other suites may run at the same time, so
-// this file asserts on what appeared since it started.
+// leaks() sees every tsrun-init on the machine, and other suites may run at the same time:
+// every container of this file is put below CG_PARENT (bundles: cgroupsPath, runs:
+// --cgroup-parent), and only inits in it count as this file's leaks.
 let baseline = new Set<string>();
-const leaks = () => allLeaks().filter((l) => !baseline.has(l));
+function mine(line: string): boolean {
+  const pid = /^process: (\d+) /.exec(line)?.[1];
+  if (!pid) return true;
+  try {
+    return readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes(`/${CG_PARENT}/`);
+  } catch {
+    return false; // exited meanwhile
+  }
+}
+const leaks = () => allLeaks().filter((l) => !baseline.has(l) && mine(l));
 
-/** The container's own cgroup (cgroupsPath CG_PARENT/c) in any hierarchy. */
+/** Cgroups of this file's containers (below CG_PARENT) in any hierarchy: none may outlive a test. */
 function cgroupDirs(): string[] {
   const found: string[] = [];
   for (const c of readdirSync('/sys/fs/cgroup')) {
-    const p = join('/sys/fs/cgroup', c, CG_PARENT, 'c');
-    if (existsSync(p)) found.push(p);
+    const p = join('/sys/fs/cgroup', c, CG_PARENT);
+    if (!existsSync(p)) continue;
+    for (const d of readdirSync(p, { withFileTypes: true })) if (d.isDirectory()) found.push(join(p, d.name));
   }
   return found;
 }
@@ -35,7 +46,11 @@ function cgroupDirs(): string[] {
 function removeCgroupParent(): void {
   for (const c of readdirSync('/sys/fs/cgroup')) {
     const p = join('/sys/fs/cgroup', c, CG_PARENT);
-    if (existsSync(p)) rmdirSync(p);
+    try {
+      rmdirSync(p);
+    } catch {
+      /* absent, or a leaked child keeps it (reported by cgroupDirs) */
+    }
   }
 }
 
@@ -82,9 +97,9 @@ describeKernel('malformed and unappliable bundles, full and read-only roots', ()
     baseline = new Set(allLeaks());
   });
   afterAll(() => {
-    expect(leaks()).toEqual([]);
-    expect(cgroupDirs()).toEqual([]);
+    const left = [...leaks(), ...cgroupDirs()];
     removeCgroupParent();
+    expect(left).toEqual([]);
   });
 
   it('the valid base bundle runs (so the refusals below are about the one field)', () => {
@@ -126,7 +141,7 @@ describeKernel('malformed and unappliable bundles, full and read-only roots', ()
     const status = readFileSync('/proc/self/status', 'utf8');
     const own = (k: string) => BigInt(`0x${new RegExp(`^${k}:\\s*([0-9a-f]+)$`, 'm').exec(status)![1]}`);
     const canGive = own('CapEff') & own('CapBnd');
-    const r = tsrun(['run', '-d', '--privileged', 'busybox', 'sleep', '30']);
+    const r = tsrun(['run', '-d', '--privileged', '--cgroup-parent', CG_PARENT, 'busybox', 'sleep', '30']);
     expect(r.code, r.stderr).toBe(0);
     const id = r.stdout.trim();
     try {
@@ -153,7 +168,7 @@ describeKernel('malformed and unappliable bundles, full and read-only roots', ()
 
   it('a read-only state root: one line naming the path and EROFS', () => {
     withMount('ro,size=1m', (ro) => {
-      const r = tsrun(['run', '--rm', 'busybox', 'true'], { env: { TSRUN_ROOT: ro } });
+      const r = tsrun(['run', '--rm', '--cgroup-parent', CG_PARENT, 'busybox', 'true'], { env: { TSRUN_ROOT: ro } });
       expect(r.code, r.stderr).toBe(125);
       expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
@@ -200,13 +215,14 @@ describeKernel('arguments and environment: only the kernel\'s limits', () => {
     baseline = new Set(allLeaks());
   });
   afterAll(() => {
-    expect(leaks()).toEqual([]);
+    const left = [...leaks(), ...cgroupDirs()];
     removeCgroupParent();
+    expect(left).toEqual([]);
   });
 
   it('10,000 arguments reach the command', () => {
     const args = Array.from({ length: 10_000 }, (_, i) => String(i + 1));
-    const r = tsrun(['run', '--rm', 'busybox', 'sh', '-c', 'echo $#; echo "$1 ${10000}"', 'x', ...args]);
+    const r = tsrun(['run', '--rm', '--cgroup-parent', CG_PARENT, 'busybox', 'sh', '-c', 'echo $#; echo "$1 ${10000}"', 'x', ...args]);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('10000\n1 10000\n');
     expect(r.code).toBe(0);
@@ -214,7 +230,7 @@ describeKernel('arguments and environment: only the kernel\'s limits', () => {
 
   it('1,000 -e variables are in the container\'s environment', () => {
     const flags = Array.from({ length: 1000 }, (_, i) => ['-e', `V${i}=value${i}`]).flat();
-    const r = tsrun(['run', '--rm', ...flags, 'busybox', 'sh', '-c', 'env | grep -c "^V[0-9]*=value"; echo "$V0 $V999"']);
+    const r = tsrun(['run', '--rm', '--cgroup-parent', CG_PARENT, ...flags, 'busybox', 'sh', '-c', 'env | grep -c "^V[0-9]*=value"; echo "$V0 $V999"']);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('1000\nvalue0 value999\n');
     expect(r.code).toBe(0);
@@ -237,7 +253,7 @@ describeKernel('arguments and environment: only the kernel\'s limits', () => {
 
   it('one 100,000-byte argument arrives intact', () => {
     const big = 'ab'.repeat(50_000);
-    const r = tsrun(['run', '--rm', 'busybox', 'sh', '-c', 'echo ${#1}; [ "$1" = "$2" ] && echo same', 'x', big, big]);
+    const r = tsrun(['run', '--rm', '--cgroup-parent', CG_PARENT, 'busybox', 'sh', '-c', 'echo ${#1}; [ "$1" = "$2" ] && echo same', 'x', big, big]);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('100000\nsame\n');
   });

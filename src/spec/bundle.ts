@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { isAbsolute, join } from 'node:path';
 import { SpecError, UsageError } from '../errors.js';
 import { describeError } from '../kernel/errno.js';
-import type { Spec } from './types.js';
+import type { Process, Spec } from './types.js';
 import { quoteValue } from './quote.js';
 
 type Validator = ((v: unknown) => boolean) & { errors?: SchemaError[] | null };
@@ -53,7 +53,7 @@ function valueAt(root: unknown, segments: readonly string[]): unknown {
 }
 
 /** A schema failure as tsrun prints it: `config.json: process.env[3]: must be string (got 7)`. */
-function schemaError(json: unknown, e: SchemaError): SpecError {
+function schemaError(json: unknown, e: SchemaError, file = 'config.json'): SpecError {
   const at = pointerSegments(e.instancePath);
   const value = valueAt(json, at);
   let msg = e.message ?? `fails the schema's ${e.keyword}`;
@@ -66,7 +66,7 @@ function schemaError(json: unknown, e: SchemaError): SpecError {
   }
   const field = jsonPath(at);
   const got = e.keyword === 'required' ? '' : ` (got ${quoteValue(value)})`;
-  return new SpecError(field ? `config.json: ${field}` : 'config.json', `${msg}${got}`);
+  return new SpecError(field ? `${file}: ${field}` : file, `${msg}${got}`);
 }
 
 /** Where a string goes to the kernel or to C, a NUL byte would cut it short: refuse it. */
@@ -126,6 +126,23 @@ export function validateSpecShape(v: unknown): Spec {
     throw new SpecError('config.json: hooks', 'OCI hooks are not supported by tsrun');
   }
   return v as unknown as Spec;
+}
+
+/**
+ * An engine's process.json (`exec --process FILE`): the same schema, as the `process` of a
+ * config, so a wrong type is one line naming the file and field, not a TypeError later.
+ */
+export function validateProcessShape(v: unknown, file: string): Process {
+  validateConfig ??= loadValidator();
+  const wrapped = { ociVersion: '1.0.0', process: v };
+  if (!validateConfig(wrapped)) {
+    const e = validateConfig.errors?.[0];
+    throw e ? schemaError(wrapped, e, file) : new SpecError(file, 'does not match the OCI runtime-spec schema');
+  }
+  need(isObject(v) && Array.isArray(v.args) && v.args.length > 0, `${file}: process.args`, 'required: a non-empty array of strings');
+  const nul = findNul(v, ['process']);
+  if (nul) throw new SpecError(`${file}: ${jsonPath(nul)}`, `contains a NUL byte, which would end the string early in the kernel (got ${quoteValue(valueAt(wrapped, nul.map(String)))})`);
+  return v as unknown as Process;
 }
 
 export interface Bundle {

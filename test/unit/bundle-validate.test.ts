@@ -153,3 +153,16 @@ describe('the EXEC operation', () => {
     expect(() => exec('sh', ['sh'], ['A=1', 'B=x\u0000y'])).toThrow(/^process\.env\[1\]: contains a NUL byte/);
   });
 });
+
+describe('an engine\'s process.json (exec --process)', () => {
+  it('is checked against the same schema, naming the file and the field', async () => {
+    const { validateProcessShape } = await import('../../src/spec/bundle.js');
+    const ok = { args: ['sh'], cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin'] };
+    expect(validateProcessShape(ok, 'p.json').args).toEqual(['sh']);
+    expect(() => validateProcessShape({ ...ok, env: 'PATH=/bin' }, 'p.json')).toThrow(/^p\.json: process\.env: must be array \(got "PATH=\/bin"\)$/);
+    expect(() => validateProcessShape({ ...ok, user: { uid: '0', gid: 0 } }, 'p.json')).toThrow(/^p\.json: process\.user\.uid: must be integer/);
+    expect(() => validateProcessShape({ ...ok, args: [] }, 'p.json')).toThrow(/^p\.json: process\.args: required/);
+    expect(() => validateProcessShape({ ...ok, args: ['a\u0000b'] }, 'p.json')).toThrow(/^p\.json: process\.args\[0\]: contains a NUL byte/);
+    expect(() => validateProcessShape(null, 'p.json')).toThrow(/^p\.json: process: must be object \(got null\)$/);
+  });
+});

@@ -6,3 +6,4 @@ export const childProcess = () => process.getBuiltinModule('node:child_process')
 export const zlib = () => process.getBuiltinModule('node:zlib');
 export const stream = () => process.getBuiltinModule('node:stream');
 export const tty = () => process.getBuiltinModule('node:tty');
+export const vm = () => process.getBuiltinModule('node:vm');

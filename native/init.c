@@ -594,13 +594,29 @@ static int run_op(const struct op *o) {
     return r;
   }
   case OP_EXEC: {
+    /* argv and envp are in the blob, argc + envc NUL-terminated strings: as many as the kernel
+     * takes (ARG_MAX), so the arrays are mapped, not on this stack (a container's RLIMIT_STACK,
+     * set earlier in the plan, may be small). */
+    if (o->nint < 2 || o->nstr < 1 || I[0] == 0 || I[0] > o->bloblen || I[1] > o->bloblen) {
+      errno = EBADMSG;
+      return -1;
+    }
     size_t argc = (size_t)I[0], envc = (size_t)I[1];
-    char *argv[argc + 1], *envp[envc + 1];
-    for (size_t i = 0; i < argc; i++) argv[i] = (char *)S[1 + i];
-    argv[argc] = NULL;
-    for (size_t i = 0; i < envc; i++) envp[i] = (char *)S[1 + argc + i];
-    envp[envc] = NULL;
-    return exec_cmd(S[0], argv, envp);
+    char **v = mmap(NULL, (argc + envc + 2) * sizeof(char *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (v == MAP_FAILED) return -1;
+    const char *p = (const char *)o->blob, *end = p + o->bloblen;
+    for (size_t i = 0; i < argc + envc; i++) {
+      const char *nul = memchr(p, 0, (size_t)(end - p));
+      if (!nul) {
+        errno = EBADMSG;
+        return -1;
+      }
+      v[i < argc ? i : i + 1] = (char *)p; /* argv[0..argc), NULL, envp[0..envc), NULL */
+      p = nul + 1;
+    }
+    v[argc] = NULL;
+    v[argc + envc + 1] = NULL;
+    return exec_cmd(S[0], v, v + argc + 1);
   }
   case OP_LOOPBACK_UP:
     return loopback_up();

@@ -87,7 +87,8 @@ enum tsrun_op {
   OP_WAIT_START = 23,    /* strs: fifo — send MSG_READY, then block opening the fifo for writing
                             until `start` opens it for reading (it was opened O_PATH before any
                             mount changed, so a host path works after pivot_root) */
-  OP_EXEC = 24,          /* ints: argc, envc       strs: file, argv..., env... (PATH searched in env) */
+  OP_EXEC = 24,          /* ints: argc, envc       strs: file (PATH searched in env)
+                            blob: argv... then env..., each NUL-terminated (any number: ARG_MAX limits) */
   OP_LOOPBACK_UP = 25,   /* bring "lo" up in the new network namespace */
   OP_UNSHARE = 26,       /* ints: CLONE_* flags */
   OP_MOUNT_FD = 27,      /* ints: flags            strs: target — receive a detached mount (SCM_RIGHTS) and move_mount it */

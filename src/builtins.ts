@@ -7,3 +7,4 @@ export const zlib = () => process.getBuiltinModule('node:zlib');
 export const stream = () => process.getBuiltinModule('node:stream');
 export const tty = () => process.getBuiltinModule('node:tty');
 export const net = () => process.getBuiltinModule('node:net');
+export const vm = () => process.getBuiltinModule('node:vm');

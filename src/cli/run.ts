@@ -24,7 +24,7 @@ import { imageFileReader } from '../kernel/in-root.js';
 import { RUN_FLAGS } from './flags.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/index.js';
 import { applyDefaults } from '../config/spec-defaults.js';
-import { capabilityReport } from '../controls/capabilities.js';
+import { ALL_CAPS, capabilityReport, trimAllToHost } from '../controls/capabilities.js';
 import { resolveAttachment } from '../network/attach.js';
 import { NETWORK_ANNOTATION } from '../network/types.js';
 
@@ -102,6 +102,9 @@ export async function planRun(image: string | undefined, args: string[], opts: R
       beforeFlags: (spec) => applyDefaults(spec, cfg.config, { userns: opts.userns, usernsRemap: opts.usernsRemap }),
       ...(consoleSize ? { consoleSize } : {}),
     });
+    // --privileged / --cap-add ALL: the spec lists what the container really gets
+    const missing = trimAllToHost(spec, host);
+    if (missing.length) writeSync(2, `tsrun: warning: every capability asked for, but ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not held by tsrun here (CapEff/CapBnd): the container gets the other ${ALL_CAPS.length - missing.length}\n`);
     // which image the container was made from: rmi refuses to remove it while the container exists
     spec.annotations = { ...spec.annotations, [IMAGE_ANNOTATION]: img.id };
     ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart), stateRoot };
@@ -207,6 +210,6 @@ export async function explainVerb(image: string | undefined, args: string[], opt
   }
   printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
   // every capability, kept or dropped, with what it allows (CIS 5.3)
-  if (!opts.json) writeSync(1, `\ncapabilities (bounding set):\n${capabilityReport(plan.spec, detectHost().capEff).map((l) => `  ${l}`).join('\n')}\n`);
+  if (!opts.json) writeSync(1, `\ncapabilities (bounding set):\n${capabilityReport(plan.spec, detectHost().capEff, detectHost().capBnd).map((l) => `  ${l}`).join('\n')}\n`);
   return 0;
 }

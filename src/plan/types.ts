@@ -139,6 +139,8 @@ export interface Control {
 export interface HostInfo {
   /** capabilities tsrun itself holds (CapEff), as a bitmask */
   capEff: bigint;
+  /** tsrun's bounding set (CapBnd): what an exec'd root can hold at most; absent = all */
+  capBnd?: bigint;
   /** "v1" | "v2" | "hybrid", detected by src/controls/cgroups */
   cgroupMode?: 'v1' | 'v2' | 'hybrid';
   /** which hierarchy holds each controller (src/controls/cgroups/mode.ts hostLayout()) */

@@ -9,6 +9,10 @@ import { CLONE, type CloneFlag } from '../plan/ops.js';
 import { encodePlan } from '../plan/encode.js';
 import { childSteps } from '../plan/build.js';
 import { MSG } from '../plan/protocol.js';
+import { quoteValue } from '../spec/quote.js';
+
+/** execve(2): the longest single argument or variable, terminating NUL included (32 pages). */
+const MAX_ARG_STRLEN = 131072;
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
 import { closePipes, makePipes, relayPipes, type StdioMode, type StdioPipes } from './stdio.js';
@@ -82,16 +86,26 @@ function childError(plan: Plan, index: number, err: number, kernel: Kernel): Tsr
   const step = childSteps(plan)[index];
   if (!step) return new KernelError(`plan operation #${index}`, err, name, msg);
   if (step.op === 'EXEC') {
-    const file = step.strs[0]!;
+    const file = quoteValue(step.strs[0]!);
     // docker's exit codes: 127 the command was not found, 126 it cannot be executed
     if (err === osConstants.errno.ENOENT || err === osConstants.errno.ENOTDIR) {
-      return new ExecError(
-        file.includes('/') ? `exec ${JSON.stringify(file)}: no such file or directory in the container` : `exec ${JSON.stringify(file)}: executable file not found in $PATH`,
-        127,
-      );
+      return new ExecError(step.strs[0]!.includes('/') ? `exec ${file}: no such file or directory in the container` : `exec ${file}: executable file not found in $PATH`, 127);
     }
     if (err === osConstants.errno.EACCES || err === osConstants.errno.ENOEXEC || err === osConstants.errno.EISDIR) {
-      return new ExecError(`exec ${JSON.stringify(file)}: not executable: ${name} (${msg})`, 126);
+      return new ExecError(`exec ${file}: not executable: ${name} (${msg})`, 126);
+    }
+    if (err === osConstants.errno.E2BIG) {
+      // The command is there and executable; what tsrun was asked to pass is more than the
+      // kernel takes. That is the request's fault, not the command's: 125, as docker gives
+      // for every start error other than "not found" (127) and "permission denied" (126).
+      const { args, env = [] } = plan.spec.process;
+      const all = [...args, ...env];
+      const total = all.reduce((n, s) => n + Buffer.byteLength(s) + 1, 0);
+      const longest = all.reduce((n, s) => Math.max(n, Buffer.byteLength(s) + 1), 0);
+      return new TsrunError(
+        `exec ${file}: ${name} (${msg}): ${args.length} arguments and ${env.length} environment variables, ${total} bytes, the longest ${longest}; ` +
+          `the kernel takes at most ${MAX_ARG_STRLEN} bytes per string (MAX_ARG_STRLEN) and a quarter of the stack limit in all (ARG_MAX, execve(2))`,
+      );
     }
   }
   return new KernelError(step.text, err, name, msg, step.control);

@@ -15,6 +15,8 @@
  *                                            (first: write 0 to each v1 cgroup's tasks)
  *                                            (OP_CONSOLE: send MSG_PTY + master fd)
  *                                            (OP_WAIT_START: send MSG_READY, wait MSG_START)
+ *   run prestart/createRuntime hooks ◄────── (OP_HOOK_SYNC: send MSG_HOOKS, before pivot_root)
+ *   send MSG_HOOKS_DONE ──────────────────►  continue (OP_RUN_HOOK: createContainer hooks)
  *   recv: EOF  ◄──────────────────────────── execve(container command) closes fd 3 (CLOEXEC)
  *   recv: MSG_ERROR{index, errno} ◄───────── any op failed: report and _exit(INIT_FAILED)
  *
@@ -81,6 +83,9 @@ enum tsrun_op {
   OP_OOM_SCORE_ADJ = 31, /* ints: value (signed) */
   OP_ROOT = 32,          /* strs: path — later paths under it resolve inside it (openat2 RESOLVE_IN_ROOT) */
   OP_SETNS = 33,         /* ints: CLONE_NEW* type  strs: /proc/<pid>/ns/<name> (opened before any setns) */
+  OP_HOOK_SYNC = 34,     /* send MSG_HOOKS, wait MSG_HOOKS_DONE: the parent runs prestart/createRuntime hooks */
+  OP_RUN_HOOK = 35,      /* ints: timeout s (0 none), argc, envc  strs: path, argv..., env...
+                            blob: state JSON up to `"pid":` — fork, exec the hook, state on stdin, wait */
   OP__MAX
 };
 
@@ -91,7 +96,9 @@ enum tsrun_msg {
   MSG_READY = 4,   /* child → parent: waiting before exec (OP_WAIT_START) */
   MSG_START = 5,   /* unused: `start` goes through the fifo of OP_WAIT_START */
   MSG_MOUNT_FD = 6, /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
-  MSG_ID_MAPPED = 7 /* parent → child before exec, CLONE_NEWUSER only: uid_map/gid_map are written */
+  MSG_ID_MAPPED = 7, /* parent → child before exec, CLONE_NEWUSER only: uid_map/gid_map are written */
+  MSG_HOOKS = 8,     /* child → parent (OP_HOOK_SYNC): mounts done, before pivot_root: run the runtime-namespace hooks */
+  MSG_HOOKS_DONE = 9 /* parent → child: they succeeded, go on (on failure the parent kills the child) */
 };
 
 struct sync_msg {

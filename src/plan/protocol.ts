@@ -38,6 +38,8 @@ export const OP = {
   OOM_SCORE_ADJ: 31,
   ROOT: 32,
   SETNS: 33,
+  HOOK_SYNC: 34,
+  RUN_HOOK: 35,
 } as const;
 export type OpName = keyof typeof OP;
 
@@ -49,6 +51,8 @@ export const MSG = {
   START: 5,
   MOUNT_FD: 6,
   ID_MAPPED: 7,
+  HOOKS: 8,
+  HOOKS_DONE: 9,
 } as const;
 
 export const INIT_FAILED = 125;

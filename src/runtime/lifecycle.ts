@@ -8,6 +8,7 @@ import type { Kernel } from '../kernel/types.js';
 import { startFifo } from '../controls/process.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
+import { hasHooks, runPoststartHooks, runPoststopHooks } from './hooks.js';
 import { CgroupManager } from '../controls/cgroups/index.js';
 import { readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
 import type { Paths } from './paths.js';
@@ -143,6 +144,7 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
       plan,
       interactive: o.interactive,
       kernel,
+      ...(o.bundle ? { bundle: o.bundle } : {}),
       ...(mon ? { spawner: mon.spawner, onPty: mon.onPty } : {}),
       // recorded before the container runs: a tsrun killed from here on leaves a findable container
       onSpawn: (pid) => {
@@ -204,6 +206,19 @@ export async function startCreated(paths: Paths, ref: string): Promise<void> {
     }
     s.started = new Date().toISOString();
     saveState(paths, s);
+    if (hasHooks(s.config, 'poststart')) {
+      try {
+        runPoststartHooks({ id: s.id, spec: s.config, bundle: s.bundle }, s.pid);
+      } catch (e) {
+        // runtime-spec 1.3 runtime.md step 9: a failed poststart hook stops the container
+        try {
+          process.kill(s.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+        throw e;
+      }
+    }
   });
 }
 
@@ -291,6 +306,8 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
     // the OOM report was given when the container ended; removing it is not news
     const err = runCleanup(s.cleanup.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')));
     removeState(paths, s.id);
+    // runtime.md step 13: after the container is destroyed, before delete returns
+    if (hasHooks(s.config, 'poststop')) runPoststopHooks({ id: s.id, spec: s.config, bundle: s.bundle }, s.pid);
     if (err) throw err;
   });
 }

@@ -11,6 +11,7 @@ import { childSteps } from '../plan/build.js';
 import { MSG } from '../plan/protocol.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
+import { hasHooks, runCreateHooks, runPoststartHooks, runPoststopHooks } from './hooks.js';
 
 /** Clones the init: the addon in this process, or tsrun-monitor for detached containers. */
 export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number], cgroupDir?: string) => { pid: number; syncFd: number };
@@ -29,6 +30,8 @@ export interface StartOptions {
   onPty?: (fd: number) => void;
   /** the pid, as soon as the clone returned: before GO, so before any of the container's code runs */
   onSpawn?: (pid: number) => void;
+  /** absolute bundle directory, for the state OCI hooks get (src/runtime/hooks.ts) */
+  bundle?: string;
 }
 
 export interface Started {
@@ -40,6 +43,8 @@ export interface Started {
   /** forward tsrun's stdin (docker -i) */
   interactive: boolean;
   syncFd: number;
+  /** the bundle, for the poststop hooks of a foreground run */
+  bundle?: string;
 }
 
 const INIT_EXEC_INDEX = 0xffffffff;
@@ -153,13 +158,20 @@ export async function startContainer(o: StartOptions): Promise<Started> {
       if (m === null) {
         // EOF: the socket is close-on-exec in the init, so the command is running
         kernel.close(syncFd);
-        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive };
+        syncFd = -1;
+        if (hasHooks(plan.spec, 'poststart')) runPoststartHooks({ id: plan.id, spec: plan.spec, ...(o.bundle ? { bundle: o.bundle } : {}) }, pid);
+        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive, ...(o.bundle ? { bundle: o.bundle } : {}) };
       }
       if (m.type === MSG.PTY && m.fd !== undefined) {
         ptyFd = m.fd;
         o.onPty?.(m.fd);
       }
-      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive };
+      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive, ...(o.bundle ? { bundle: o.bundle } : {}) };
+      else if (m.type === MSG.HOOKS) {
+        // the init waits before pivot_root (OP_HOOK_SYNC): prestart and createRuntime hooks now
+        runCreateHooks(plan, o.bundle, pid);
+        kernel.syncSend(syncFd, MSG.HOOKS_DONE);
+      }
       else if (m.type === MSG.ERROR) throw childError(plan, m.index, m.err, kernel);
       else throw new TsrunError(`unexpected message ${m.type} from tsrun-init`);
     }
@@ -176,6 +188,8 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     if (syncFd >= 0) kernel.close(syncFd);
     if (ptyFd !== undefined) kernel.close(ptyFd);
     cleanup(plan);
+    // runtime.md: a failed create (hooks included) goes on to destroy, then the poststop hooks
+    if (pid > 0 && hasHooks(plan.spec, 'poststop')) runPoststopHooks({ id: plan.id, spec: plan.spec, ...(o.bundle ? { bundle: o.bundle } : {}) }, pid);
     throw e;
   }
 }
@@ -234,6 +248,8 @@ export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel
     // goes back to the pool (as docker's stop), `rm` repeats that harmlessly
     const err = keep ? cleanup(plan, (s) => (s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni') : cleanup(plan);
     if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
+    // a kept container's poststop hooks run when `rm` deletes it
+    if (!keep && hasHooks(plan.spec, 'poststop')) runPoststopHooks({ id: plan.id, spec: plan.spec, ...(started.bundle ? { bundle: started.bundle } : {}) }, started.pid);
   }
 }
 

@@ -1,0 +1,86 @@
+import { childProcess } from '../builtins.js';
+import { writeSync } from 'node:fs';
+import { TsrunError } from '../errors.js';
+import { hooksOf, hookState, type Hook, type HookKind } from '../controls/hooks.js';
+import type { ParentStep, Plan } from '../plan/types.js';
+import type { Spec } from '../spec/types.js';
+
+// The OCI hooks tsrun runs itself, in the runtime namespaces (prestart, createRuntime,
+// poststart, poststop); tsrun-init runs createContainer and startContainer (native/init.c
+// run_hook). src/controls/hooks.ts validates them and places them in the plan.
+
+/** A hook that failed: names the hook, its path and how it failed. */
+export class HookError extends TsrunError {}
+
+/** Enough output to say why a hook failed, not a flood into one error line. */
+function tail(s: string): string {
+  const t = s.trim().split('\n').slice(-3).join(' | ');
+  return t.length > 400 ? `…${t.slice(-400)}` : t;
+}
+
+/**
+ * Runs one hook with the state on stdin and waits for it. `args` is the whole argv (argv[0]
+ * included, as execv(3)); `env` replaces the environment when given, and the hook inherits
+ * tsrun's otherwise (as runc's exec.Cmd with a nil Env). Its output is kept for the error.
+ */
+export function runHook(kind: HookKind, index: number, h: Hook, state: Record<string, unknown>): void {
+  const name = `hook ${kind}[${index}] ${h.path}`;
+  const argv = h.args ?? [h.path];
+  const env = h.env ? Object.fromEntries(h.env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])) : process.env;
+  const r = childProcess().spawnSync(h.path, argv.slice(1), {
+    argv0: argv[0] ?? h.path,
+    env,
+    input: JSON.stringify(state),
+    encoding: 'utf8',
+    stdio: ['pipe', 'pipe', 'pipe'],
+    maxBuffer: 1 << 20,
+    ...(h.timeout ? { timeout: h.timeout * 1000, killSignal: 'SIGKILL' as const } : {}),
+  });
+  const out = tail(`${r.stderr ?? ''}\n${r.stdout ?? ''}`);
+  const err = r.error as NodeJS.ErrnoException | undefined;
+  if (err?.code === 'ETIMEDOUT') throw new HookError(`${name}: timed out after ${h.timeout} s (hooks[].timeout), killed with SIGKILL`);
+  // EPIPE: the hook exited without reading the state; its status says whether it failed
+  if (err && err.code !== 'EPIPE') throw new HookError(`${name}: ${err.code ?? 'error'} (${err.message})`, { cause: err });
+  if (r.signal) throw new HookError(`${name}: killed by ${r.signal}${out ? `: ${out}` : ''}`);
+  if (r.status !== 0) throw new HookError(`${name}: exit status ${r.status}${out ? `: ${out}` : ''}`);
+}
+
+function hookSteps(plan: Plan, phase: ParentStep['phase']): Extract<ParentStep, { action: 'hook' }>[] {
+  return plan.steps.filter((s): s is Extract<ParentStep, { action: 'hook' }> => s.where === 'parent' && s.action === 'hook' && s.phase === phase);
+}
+
+export interface HookTarget {
+  id: string;
+  spec: Spec;
+  bundle?: string;
+}
+
+/** prestart then createRuntime, in order; the first failure throws (the caller kills and cleans up the container). */
+export function runCreateHooks(plan: Plan, bundle: string | undefined, pid: number): void {
+  const state = { ...hookState({ id: plan.id, spec: plan.spec, ...(bundle ? { bundle } : {}) }, 'creating'), pid };
+  for (const s of hookSteps(plan, 'create-hooks')) runHook(s.kind, s.index, s.hook, state);
+}
+
+/** poststart: the command runs. A failure throws: runtime-spec 1.3 (runtime.md step 9) has the runtime stop the container. */
+export function runPoststartHooks(t: HookTarget, pid: number): void {
+  const state = { ...hookState(t, 'running'), pid };
+  (hooksOf(t.spec).poststart ?? []).forEach((h, i) => runHook('poststart', i, h, state));
+}
+
+/** poststop: after the container is gone. Failures are warnings and the rest still run (runtime.md step 13). */
+export function runPoststopHooks(t: HookTarget, pid: number): void {
+  const state = { ...hookState(t, 'stopped'), pid };
+  (hooksOf(t.spec).poststop ?? []).forEach((h, i) => {
+    try {
+      runHook('poststop', i, h, state);
+    } catch (e) {
+      writeSync(2, `tsrun: warning: ${(e as Error).message}\n`);
+    }
+  });
+}
+
+/** Whether the spec has hooks of this kind (so callers skip the work when it has none). */
+export function hasHooks(spec: Spec, kind: HookKind): boolean {
+  const h = spec.hooks as Record<string, unknown> | undefined;
+  return Array.isArray(h?.[kind]) && (h[kind] as unknown[]).length > 0;
+}

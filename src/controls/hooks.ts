@@ -99,7 +99,8 @@ function initHook(kind: 'createContainer' | 'startContainer', h: Hook, i: number
   const env = h.env ?? [];
   return child(kind === 'createContainer' ? 'container-hooks' : 'start-hooks', 'hooks', WHY[kind], {
     op: 'RUN_HOOK',
-    ints: [BigInt(h.timeout ?? 0), BigInt(argv.length), BigInt(env.length)],
+    // the fourth int (the hook's index) is not read by the init: it names the hook in errors
+    ints: [BigInt(h.timeout ?? 0), BigInt(argv.length), BigInt(env.length), BigInt(i)],
     strs: [h.path, ...argv, ...env],
     blob: statePrefix(hookState(ctx, kind === 'createContainer' ? 'creating' : 'created')),
     text: `fork(); execve(${JSON.stringify(h.path)}) ← state on stdin  [${kind}[${i}]: ${describe(h)}]; waitpid`,

@@ -1,8 +1,10 @@
 import { childProcess } from '../builtins.js';
 import { writeSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { TsrunError } from '../errors.js';
 import { hooksOf, hookState, type Hook, type HookKind } from '../controls/hooks.js';
-import type { ParentStep, Plan } from '../plan/types.js';
+import type { ChildStep, ParentStep, Plan } from '../plan/types.js';
+import { errnoName } from '../kernel/errno.js';
 import type { Spec } from '../spec/types.js';
 
 // The OCI hooks tsrun runs itself, in the runtime namespaces (prestart, createRuntime,
@@ -83,4 +85,18 @@ export function runPoststopHooks(t: HookTarget, pid: number): void {
 export function hasHooks(spec: Spec, kind: HookKind): boolean {
   const h = spec.hooks as Record<string, unknown> | undefined;
   return Array.isArray(h?.[kind]) && (h[kind] as unknown[]).length > 0;
+}
+
+// native/init.c run_hook: a hook that ran and failed is reported as a negative "errno"
+const HOOK_EXITED = 0x10000;
+const HOOK_SIGNALED = 0x20000;
+
+/** The error for a createContainer/startContainer hook that tsrun-init reported failed (MSG_ERROR). */
+export function initHookError(step: ChildStep, err: number, strerror: (e: number) => string): HookError {
+  const kind = step.phase === 'container-hooks' ? 'createContainer' : 'startContainer';
+  const name = `hook ${kind}[${step.ints[3] ?? 0n}] ${step.strs[0]}`;
+  if (err <= -HOOK_SIGNALED) return new HookError(`${name}: killed by signal ${-err & 0xffff}`);
+  if (err <= -HOOK_EXITED) return new HookError(`${name}: exit status ${-err & 0xffff} (its output went to the container's stderr)`);
+  if (err === osConstants.errno.ETIMEDOUT) return new HookError(`${name}: timed out after ${step.ints[0]} s (hooks[].timeout), killed with SIGKILL`);
+  return new HookError(`${name}: ${errnoName(err)} (${strerror(err)})`);
 }

@@ -11,7 +11,7 @@ import { childSteps } from '../plan/build.js';
 import { MSG } from '../plan/protocol.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
-import { hasHooks, runCreateHooks, runPoststartHooks, runPoststopHooks } from './hooks.js';
+import { hasHooks, initHookError, runCreateHooks, runPoststartHooks, runPoststopHooks } from './hooks.js';
 
 /** Clones the init: the addon in this process, or tsrun-monitor for detached containers. */
 export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number], cgroupDir?: string) => { pid: number; syncFd: number };
@@ -74,6 +74,7 @@ function childError(plan: Plan, index: number, err: number, kernel: Kernel): Tsr
   if (index === INIT_EXEC_INDEX) return new KernelError('execveat(sealed memfd "tsrun-init")', err, name, msg, 'namespaces');
   const step = childSteps(plan)[index];
   if (!step) return new KernelError(`plan operation #${index}`, err, name, msg);
+  if (step.op === 'RUN_HOOK') return initHookError(step, err, (e) => kernel.strerror(e));
   if (step.op === 'EXEC') {
     const file = step.strs[0]!;
     // docker's exit codes: 127 the command was not found, 126 it cannot be executed

@@ -35,7 +35,7 @@ describe('OCI hooks in the plan', () => {
     expect(cc!.strs).toEqual(['/h/cc', 'cc', 'x', 'A=1']);
     // the init appends its pid and `}`: the prefix is the state up to "pid":
     const prefix = new TextDecoder().decode(cc!.blob);
-    expect(JSON.parse(`${prefix}1}`)).toEqual({ ociVersion: plan.spec.ociVersion, id: 'b'.repeat(64), status: 'creating', bundle: '/bundle', annotations: {}, pid: 1 });
+    expect(JSON.parse(`${prefix}1}`)).toEqual({ ociVersion: plan.spec.ociVersion, id: 'b'.repeat(64), status: 'creating', bundle: '/bundle', annotations: plan.spec.annotations, pid: 1 });
     expect(JSON.parse(`${new TextDecoder().decode(sc!.blob)}1}`).status).toBe('created');
     expect(() => encodePlan(childSteps(plan))).not.toThrow();
   });

@@ -508,7 +508,16 @@ static int run_hook(const struct op *o) {
   size_t n = o->bloblen + (size_t)snprintf(state + o->bloblen, 24, "%d}", (int)getpid());
   int in[2], ep[2];
   if (pipe2(in, O_CLOEXEC) < 0) return -1;
+  /* written before anyone reads: a state larger than the pipe (1 MiB at most, pipe(7)
+   * pipe-max-size) would block forever, so it is refused instead */
   if (n > 65536) fcntl(in[1], F_SETPIPE_SZ, (int)n);
+  int capacity = fcntl(in[1], F_GETPIPE_SZ);
+  if (capacity < 0 || (size_t)capacity < n) {
+    close(in[0]);
+    close(in[1]);
+    errno = E2BIG;
+    return -1;
+  }
   size_t off = 0;
   while (off < n) {
     ssize_t w = write(in[1], state + off, n - off);
@@ -524,7 +533,12 @@ static int run_hook(const struct op *o) {
   }
   close(in[1]);
   munmap(state, cap);
-  if (pipe2(ep, O_CLOEXEC) < 0) return -1;
+  if (pipe2(ep, O_CLOEXEC) < 0) {
+    int e = errno;
+    close(in[0]);
+    errno = e;
+    return -1;
+  }
   pid_t pid = fork();
   if (pid == 0) {
     /* fds 3 and up (the sync socket, the start fifo, the root fd) close on exec: the hook

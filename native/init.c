@@ -93,11 +93,25 @@ static void fail(uint32_t index, int err) {
  * runc report them. */
 static int after_start;
 
+/* The start fifo's write end, kept open (close-on-exec) from `start` until the command's
+ * execve: `tsrun start` reads EOF once the command runs, or "f" if set-up after start failed
+ * (a startContainer hook), and only then runs the poststart hooks (runtime.md steps 7-9). */
+static int start_fd = -1;
+
 /* a hook's failure as a negative "errno" (run_hook below) */
 #define HOOK_EXITED 0x10000
 #define HOOK_SIGNALED 0x20000
 
 static void late_failure(const struct op *o, int err) {
+  if (start_fd >= 0) {
+    /* `start` may have stopped reading: EPIPE, not a SIGPIPE death, since this init exits next */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &pipe, NULL);
+    ssize_t ignored = write(start_fd, "f", 1);
+    (void)ignored;
+  }
   char msg[512];
   int n;
   if (o->code == OP_RUN_HOOK) {
@@ -679,7 +693,8 @@ static int run_op(const struct op *o) {
     if (fd < 0) return -1;
     ssize_t w = write(fd, "s", 1);
     int e = errno;
-    close(fd);
+    if (w == 1) start_fd = fd;
+    else close(fd);
     close(o->pre_fd);
     errno = e;
     return w == 1 ? 0 : -1;

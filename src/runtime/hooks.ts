@@ -1,5 +1,5 @@
 import { childProcess } from '../builtins.js';
-import { writeSync } from 'node:fs';
+import { readSync, writeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { TsrunError } from '../errors.js';
 import { hooksOf, hookState, type Hook, type HookKind } from '../controls/hooks.js';
@@ -99,4 +99,27 @@ export function initHookError(step: ChildStep, err: number, strerror: (e: number
   if (err <= -HOOK_EXITED) return new HookError(`${name}: exit status ${-err & 0xffff} (its output went to the container's stderr)`);
   if (err === osConstants.errno.ETIMEDOUT) return new HookError(`${name}: timed out after ${step.ints[0]} s (hooks[].timeout), killed with SIGKILL`);
   return new HookError(`${name}: ${errnoName(err)} (${strerror(err)})`);
+}
+
+/**
+ * After `start` released the init: wait on the start fifo until the command's execve closes
+ * the init's write end (EOF), or the init writes "f" because set-up after start (a
+ * startContainer hook) failed; native/init.c keeps that end open for this. An init that dies
+ * without "f" (killed) also reads as EOF.
+ */
+export function waitForExec(fd: number, id: string, alive: () => boolean): void {
+  const buf = Buffer.alloc(1);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(fd, buf);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      if (!alive()) return;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+      continue;
+    }
+    if (n === 0) return;
+    if (buf[0] === 0x66 /* f */) throw new HookError(`container ${id.slice(0, 12)} failed after start, before its command (a startContainer hook: tsrun-init said why on the container's stderr)`);
+  }
 }

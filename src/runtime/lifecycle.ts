@@ -8,7 +8,7 @@ import type { Kernel } from '../kernel/types.js';
 import { startFifo } from '../controls/process.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
-import { hasHooks, runPoststartHooks, runPoststopHooks } from './hooks.js';
+import { hasHooks, runPoststartHooks, runPoststopHooks, waitForExec } from './hooks.js';
 import { CgroupManager } from '../controls/cgroups/index.js';
 import { readCgroupFile, writeCgroupFile } from '../controls/cgroups/manager.js';
 import type { Paths } from './paths.js';
@@ -200,6 +200,8 @@ export async function startCreated(paths: Paths, ref: string): Promise<void> {
         if (Date.now() > deadline) throw new StateError(`container ${s.id.slice(0, 12)}: its init did not answer the start fifo within 10 s`);
         sleepSync(2);
       }
+      // startContainer hooks run after this point and poststart ones only once the command runs
+      if (hasHooks(s.config, 'startContainer') || hasHooks(s.config, 'poststart')) waitForExec(fd, s.id, () => isAlive(s));
     } finally {
       closeSync(fd);
       rmSync(s.startFifo!, { force: true });

@@ -18,9 +18,19 @@ interface Hook {
 }
 
 let dirs: string[] = [];
-// what other runs on this host already had (leaks() sees every tsrun-init on the machine)
+// leaks() sees every tsrun-init on the machine, and other test runs share this host: an init
+// counts as this file's when its cgroup names one of the containers made here (ids hooks-*)
 let foreign = new Set<string>();
-const leaks = () => allLeaks().filter((l) => !foreign.has(l));
+function mine(line: string): boolean {
+  const pid = /^process: (\d+) /.exec(line)?.[1];
+  if (!pid) return true;
+  try {
+    return readFileSync(`/proc/${pid}/cgroup`, 'utf8').includes('/hooks-');
+  } catch {
+    return false; // gone meanwhile
+  }
+}
+const leaks = () => allLeaks().filter((l) => !foreign.has(l) && mine(l));
 
 /** OCI create as engines call it: the init keeps the caller's stdio, so give it none to hold open. */
 function create(dir: string, id: string): number | null {
@@ -184,6 +194,12 @@ describeKernel('OCI hooks: order, namespaces, state on stdin, failures', () => {
     const r = tsrun(['run', '--rm', '--bundle', dir]);
     expect(r.code).toBe(125);
     expect(r.stderr).toMatch(/hook startContainer\[0\] \/bin\/sh: exit status 5/);
+    expect(readFileSync(log, 'utf8')).toBe('');
+    // through create/start, `start` waits for the command's execve and so reports it too
+    expect(create(dir, 'hooks-sc')).toBe(0);
+    const s = tsrun(['start', 'hooks-sc']);
+    expect(s.code).toBe(125);
+    expect(s.stderr).toMatch(/container hooks-sc failed after start, before its command \(a startContainer hook/);
     expect(readFileSync(log, 'utf8')).toBe('');
   });
 

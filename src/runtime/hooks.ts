@@ -63,6 +63,27 @@ export function runCreateHooks(plan: Plan, bundle: string | undefined, pid: numb
   for (const s of hookSteps(plan, 'create-hooks')) runHook(s.kind, s.index, s.hook, state);
 }
 
+/**
+ * The plan's own poststart/poststop steps (a `tsrun run`): read from the plan, not the spec,
+ * so an exec's plan (the container's spec, no hook steps) runs none.
+ */
+export function runPlanHooks(plan: Plan, phase: 'poststart' | 'poststop', bundle: string | undefined, pid: number): void {
+  const steps = hookSteps(plan, phase);
+  if (steps.length === 0) return;
+  const state = { ...hookState({ id: plan.id, spec: plan.spec, ...(bundle ? { bundle } : {}) }, phase === 'poststart' ? 'running' : 'stopped'), pid };
+  for (const s of steps) {
+    if (phase === 'poststart') {
+      runHook(s.kind, s.index, s.hook, state);
+      continue;
+    }
+    try {
+      runHook(s.kind, s.index, s.hook, state);
+    } catch (e) {
+      writeSync(2, `tsrun: warning: ${(e as Error).message}\n`);
+    }
+  }
+}
+
 /** poststart: the command runs. A failure throws: runtime-spec 1.3 (runtime.md step 9) has the runtime stop the container. */
 export function runPoststartHooks(t: HookTarget, pid: number): void {
   const state = { ...hookState(t, 'running'), pid };

@@ -11,7 +11,7 @@ import { childSteps } from '../plan/build.js';
 import { MSG } from '../plan/protocol.js';
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
-import { hasHooks, initHookError, runCreateHooks, runPoststartHooks, runPoststopHooks } from './hooks.js';
+import { initHookError, runCreateHooks, runPlanHooks } from './hooks.js';
 
 /** Clones the init: the addon in this process, or tsrun-monitor for detached containers. */
 export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number], cgroupDir?: string) => { pid: number; syncFd: number };
@@ -160,7 +160,7 @@ export async function startContainer(o: StartOptions): Promise<Started> {
         // EOF: the socket is close-on-exec in the init, so the command is running
         kernel.close(syncFd);
         syncFd = -1;
-        if (hasHooks(plan.spec, 'poststart')) runPoststartHooks({ id: plan.id, spec: plan.spec, ...(o.bundle ? { bundle: o.bundle } : {}) }, pid);
+        runPlanHooks(plan, 'poststart', o.bundle, pid);
         return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive, ...(o.bundle ? { bundle: o.bundle } : {}) };
       }
       if (m.type === MSG.PTY && m.fd !== undefined) {
@@ -190,7 +190,7 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     if (ptyFd !== undefined) kernel.close(ptyFd);
     cleanup(plan);
     // runtime.md: a failed create (hooks included) goes on to destroy, then the poststop hooks
-    if (pid > 0 && hasHooks(plan.spec, 'poststop')) runPoststopHooks({ id: plan.id, spec: plan.spec, ...(o.bundle ? { bundle: o.bundle } : {}) }, pid);
+    if (pid > 0) runPlanHooks(plan, 'poststop', o.bundle, pid);
     throw e;
   }
 }
@@ -250,7 +250,7 @@ export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel
     const err = keep ? cleanup(plan, (s) => (s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni') : cleanup(plan);
     if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
     // a kept container's poststop hooks run when `rm` deletes it
-    if (!keep && hasHooks(plan.spec, 'poststop')) runPoststopHooks({ id: plan.id, spec: plan.spec, ...(started.bundle ? { bundle: started.bundle } : {}) }, started.pid);
+    if (!keep) runPlanHooks(plan, 'poststop', started.bundle, started.pid);
   }
 }
 

@@ -122,6 +122,9 @@ describeKernel('OCI hooks: order, namespaces, state on stdin, failures', () => {
     expect(lines(log).map((l) => l.kind)).toEqual(['prestart', 'createRuntime', 'createContainer']);
     expect(tsrun(['start', id]).code).toBe(0);
     expect(lines(log).map((l) => l.kind)).toEqual(['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart']);
+    // an exec is no lifecycle event: no hook runs for it
+    expect(tsrun(['exec', id, 'true']).code).toBe(0);
+    expect(lines(log)).toHaveLength(5);
     const containerNet = readlinkSync(`/proc/${pid}/ns/net`);
     const containerMnt = readlinkSync(`/proc/${pid}/ns/mnt`);
     expect(tsrun(['kill', id, 'KILL']).code).toBe(0);

@@ -95,7 +95,8 @@ const WHY: Record<HookKind, string> = {
 
 /** createContainer/startContainer run by tsrun-init: the hook as OP_RUN_HOOK. */
 function initHook(kind: 'createContainer' | 'startContainer', h: Hook, i: number, ctx: BuildContext): Step {
-  const argv = h.args ?? [];
+  // no args: argv[0] is the path, as runc's exec.Cmd and tsrun's own hooks (never an empty argv)
+  const argv = h.args?.length ? h.args : [h.path];
   const env = h.env ?? [];
   return child(kind === 'createContainer' ? 'container-hooks' : 'start-hooks', 'hooks', WHY[kind], {
     op: 'RUN_HOOK',

@@ -27,7 +27,7 @@ function tail(s: string): string {
  */
 export function runHook(kind: HookKind, index: number, h: Hook, state: Record<string, unknown>): void {
   const name = `hook ${kind}[${index}] ${h.path}`;
-  const argv = h.args ?? [h.path];
+  const argv = h.args?.length ? h.args : [h.path];
   const env = h.env ? Object.fromEntries(h.env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)])) : process.env;
   const r = childProcess().spawnSync(h.path, argv.slice(1), {
     argv0: argv[0] ?? h.path,

@@ -38,6 +38,10 @@ describe('OCI hooks in the plan', () => {
     expect(JSON.parse(`${prefix}1}`)).toEqual({ ociVersion: plan.spec.ociVersion, id: 'b'.repeat(64), status: 'creating', bundle: '/bundle', annotations: plan.spec.annotations, pid: 1 });
     expect(JSON.parse(`${new TextDecoder().decode(sc!.blob)}1}`).status).toBe('created');
     expect(() => encodePlan(childSteps(plan))).not.toThrow();
+    // without args the init still gives the hook an argv[0]: its path
+    const bare = childSteps(buildPlan(ctx({ createContainer: [{ path: '/h/bare' }] }))).find((s) => s.op === 'RUN_HOOK')!;
+    expect(bare.ints.slice(1, 3)).toEqual([1n, 0n]);
+    expect(bare.strs).toEqual(['/h/bare', '/h/bare']);
   });
 
   it('no hooks, no steps; only the kinds given', () => {

@@ -315,7 +315,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
           {
             ociVersionMin: '1.0.0',
             ociVersionMax: '1.2.0',
-            hooks: [],
+            hooks: ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
             mountOptions: ['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev', 'noexec', 'exec', 'bind', 'rbind', 'private', 'rprivate', 'slave', 'rslave', 'shared', 'rshared', 'relatime', 'strictatime', 'noatime', 'nosymfollow'],
             linux: { namespaces: ['pid', 'network', 'mount', 'ipc', 'uts', 'cgroup', 'user'] },
             annotations: { 'org.opencontainers.runtime-spec.features': 'tsrun' },

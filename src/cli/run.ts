@@ -80,7 +80,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
   if (opts.bundle) {
     if (image) throw new UsageError(`--bundle ${opts.bundle}: the bundle's config.json names the command; do not also give an image (${JSON.stringify(image)})`);
     const b = loadBundle(opts.bundle);
-    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart), stateRoot };
+    ctx = { id, spec: b.spec, rootfs: b.rootfs, bundle: resolvePath(opts.bundle), containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart), stateRoot };
   } else {
     if (!image) throw new UsageError('run needs an IMAGE (e.g. busybox) or --bundle DIR');
     const policy = parsePullPolicy(opts.pull);
@@ -133,7 +133,7 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
     printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
     return 0;
   }
-  const bundle = opts.bundle ?? '';
+  const bundle = opts.bundle ? resolvePath(opts.bundle) : '';
   const common = { plan, paths, ...(opts.name ? { name: opts.name } : {}), bundle, ...(image ? { image } : {}) };
   if (opts.detach) {
     if (opts.interactive) throw new UsageError('-d with -i: attaching to a detached container is not supported; drop -i');

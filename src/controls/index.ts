@@ -19,6 +19,7 @@ import { control as nnp } from './nnp.js';
 import { control as privileged } from './privileged.js';
 import { control as seccomp } from './seccomp/index.js';
 import { control as unsupported } from './unsupported.js';
+import { control as hooks } from './hooks.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so
@@ -50,4 +51,5 @@ export const CONTROLS: readonly Control[] = [
   seccomp,
   processControl,
   cgroups,
+  hooks,
 ];

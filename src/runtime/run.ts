@@ -16,6 +16,7 @@ const MAX_ARG_STRLEN = 131072;
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
 import { closePipes, makePipes, relayPipes, type StdioMode, type StdioPipes } from './stdio.js';
+import { initHookError, runCreateHooks, runPlanHooks } from './hooks.js';
 
 /** Clones the init: the addon in this process, or tsrun-monitor for detached containers. */
 export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number], cgroupDir?: string) => { pid: number; syncFd: number };
@@ -37,6 +38,8 @@ export interface StartOptions {
   /** the pid, as soon as the clone returned: before GO, so before any of the container's code runs;
    *  with the cgroup directories tsrun created for it (the only ones its cleanup may destroy) */
   onSpawn?: (pid: number, cgroupsCreated: string[]) => void;
+  /** absolute bundle directory, for the state OCI hooks get (src/runtime/hooks.ts) */
+  bundle?: string;
 }
 
 export interface Started {
@@ -52,6 +55,8 @@ export interface Started {
   cgroupsCreated: string[];
   /** tsrun's ends of the container's stdio pipes (relay mode, no terminal) */
   pipes?: StdioPipes;
+  /** the bundle, for the poststop hooks of a foreground run */
+  bundle?: string;
 }
 
 const INIT_EXEC_INDEX = 0xffffffff;
@@ -85,6 +90,7 @@ function childError(plan: Plan, index: number, err: number, kernel: Kernel): Tsr
   if (index === INIT_EXEC_INDEX) return new KernelError('execveat(sealed memfd "tsrun-init")', err, name, msg, 'namespaces');
   const step = childSteps(plan)[index];
   if (!step) return new KernelError(`plan operation #${index}`, err, name, msg);
+  if (step.op === 'RUN_HOOK') return initHookError(step, err, (e) => kernel.strerror(e));
   if (step.op === 'EXEC') {
     const file = quoteValue(step.strs[0]!);
     // docker's exit codes: 127 the command was not found, 126 it cannot be executed
@@ -194,7 +200,9 @@ export async function startContainer(o: StartOptions): Promise<Started> {
       if (m === null) {
         // EOF: the socket is close-on-exec in the init, so the command is running
         kernel.close(syncFd);
-        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive, cgroupsCreated: [...created], ...(ours ? { pipes: ours } : {}) };
+        syncFd = -1;
+        runPlanHooks(plan, 'poststart', o.bundle, pid);
+        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive, cgroupsCreated: [...created], ...(ours ? { pipes: ours } : {}), ...(o.bundle ? { bundle: o.bundle } : {}) };
       }
       if (m.type === MSG.PID) {
         // exec (OP_FORK): the init forked the command into the container's PID namespace
@@ -210,7 +218,12 @@ export async function startContainer(o: StartOptions): Promise<Started> {
         ptyFd = m.fd;
         o.onPty?.(m.fd);
       }
-      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive, cgroupsCreated: [...created], ...(ours ? { pipes: ours } : {}) };
+      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive, cgroupsCreated: [...created], ...(ours ? { pipes: ours } : {}), ...(o.bundle ? { bundle: o.bundle } : {}) };
+      else if (m.type === MSG.HOOKS) {
+        // the init waits before pivot_root (OP_HOOK_SYNC): prestart and createRuntime hooks now
+        runCreateHooks(plan, o.bundle, pid);
+        kernel.syncSend(syncFd, MSG.HOOKS_DONE);
+      }
       else if (m.type === MSG.ERROR) throw childError(plan, m.index, m.err, kernel);
       else throw new TsrunError(`unexpected message ${m.type} from tsrun-init`);
     }
@@ -232,6 +245,8 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     if (syncFd >= 0) kernel.close(syncFd);
     if (ptyFd !== undefined) kernel.close(ptyFd);
     cleanup(plan, undefined, created);
+    // runtime.md: a failed create (hooks included) goes on to destroy, then the poststop hooks
+    if (pid > 0) runPlanHooks(plan, 'poststop', o.bundle, pid);
     throw e;
   }
 }
@@ -290,6 +305,8 @@ export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel
     // goes back to the pool (as docker's stop), `rm` repeats that harmlessly
     const err = keep ? cleanup(plan, (s) => (s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni') : cleanup(plan, undefined, started.cgroupsCreated);
     if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
+    // a kept container's poststop hooks run when `rm` deletes it
+    if (!keep) runPlanHooks(plan, 'poststop', started.bundle, started.pid);
   }
 }
 

@@ -7,6 +7,7 @@ import { benchStartup } from './startup.js';
 import { benchPull } from './pull.js';
 import { benchMonitor } from './monitor.js';
 import { benchSeccomp } from './seccomp.js';
+import { benchStdio } from './stdio.js';
 
 // `npm run bench` (as root): every benchmark, printed and written to docs/performance.md.
 async function main(): Promise<void> {
@@ -21,8 +22,14 @@ async function main(): Promise<void> {
     'Where the start-up time goes, and what the targets ask: [startup.md](startup.md).',
     '',
   ].join('\n');
+  // BENCH_ONLY=stdio: that section alone, printed, docs/performance.md left as it is
+  if (process.env.BENCH_ONLY === 'stdio') {
+    process.stdout.write(await benchStdio(n, Number(process.env.BENCH_STDIO_N ?? 5)));
+    return;
+  }
   const sections = [
     await benchStartup(n),
+    await benchStdio(n, Number(process.env.BENCH_STDIO_N ?? 5)),
     await benchMonitor(Number(process.env.BENCH_MONITORS ?? 100)),
     await benchSeccomp(n),
     await benchPull(Number(process.env.BENCH_PULL_N ?? 3)),

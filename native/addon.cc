@@ -177,6 +177,17 @@ Napi::Value PrepareSpawn(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// pipe() → [read, write]: close-on-exec, so an end reaches a container only through the
+// dup2 onto 0-2 in the cloned child (design rule 4: a container gets pipes, not tsrun's fds).
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) throw ErrnoError(info.Env(), "pipe2", errno);
+  Napi::Array a = Napi::Array::New(info.Env(), 2);
+  a.Set(0u, Napi::Number::New(info.Env(), p[0]));
+  a.Set(1u, Napi::Number::New(info.Env(), p[1]));
+  return a;
+}
+
 // socketpair() → [fd, fd]: SOCK_SEQPACKET, close-on-exec.
 Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   int sv[2];
@@ -589,6 +600,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mkfifo", Napi::Function::New(env, MkFifo));
   exports.Set("prepareSpawn", Napi::Function::New(env, PrepareSpawn));
   exports.Set("socketpair", Napi::Function::New(env, SocketPair));
+  exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("sendMsg", Napi::Function::New(env, SendMsg));
   exports.Set("recvMsg", Napi::Function::New(env, RecvMsg));
   exports.Set("sendConsole", Napi::Function::New(env, SendConsole));

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/close_range.h>
 #include <linux/filter.h>
 #include <linux/mount.h>
 #include <linux/openat2.h>
@@ -35,7 +36,9 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "protocol.h"
@@ -90,9 +93,33 @@ static void fail(uint32_t index, int err) {
  * runc report them. */
 static int after_start;
 
+/* The start fifo's write end, kept open (close-on-exec) from `start` until the command's
+ * execve: `tsrun start` reads EOF once the command runs, or "f" if set-up after start failed
+ * (a startContainer hook), and only then runs the poststart hooks (runtime.md steps 7-9). */
+static int start_fd = -1;
+
+/* a hook's failure as a negative "errno" (run_hook below) */
+#define HOOK_EXITED 0x10000
+#define HOOK_SIGNALED 0x20000
+
 static void late_failure(const struct op *o, int err) {
+  if (start_fd >= 0) {
+    /* `start` may have stopped reading: EPIPE, not a SIGPIPE death, since this init exits next */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &pipe, NULL);
+    ssize_t ignored = write(start_fd, "f", 1);
+    (void)ignored;
+  }
   char msg[512];
-  int n = o->code == OP_EXEC ? snprintf(msg, sizeof msg, "tsrun: exec \"%s\": %s\n", o->strs[0], strerror(err))
+  int n;
+  if (o->code == OP_RUN_HOOK) {
+    n = err <= -HOOK_SIGNALED   ? snprintf(msg, sizeof msg, "tsrun: startContainer hook %s: killed by signal %d\n", o->strs[0], -err & 0xffff)
+        : err <= -HOOK_EXITED   ? snprintf(msg, sizeof msg, "tsrun: startContainer hook %s: exit status %d\n", o->strs[0], -err & 0xffff)
+        : err == ETIMEDOUT      ? snprintf(msg, sizeof msg, "tsrun: startContainer hook %s: timed out after %llu s, killed\n", o->strs[0], (unsigned long long)o->ints[0])
+                                : snprintf(msg, sizeof msg, "tsrun: startContainer hook %s: %s\n", o->strs[0], strerror(err));
+  } else n = o->code == OP_EXEC ? snprintf(msg, sizeof msg, "tsrun: exec \"%s\": %s\n", o->strs[0], strerror(err))
                              : snprintf(msg, sizeof msg, "tsrun: container set-up after start (op %u) failed: %s\n", o->code, strerror(err));
   if (n > 0) {
     ssize_t ignored = write(2, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
@@ -497,6 +524,131 @@ static int fork_into_pidns(void) {
   return 0;
 }
 
+/* OCI createContainer and startContainer hooks (runtime-spec config.md "POSIX-platform
+ * Hooks"): both run "in the container namespace", so this init forks them, as runc's and
+ * crun's inits do. createContainer runs before pivot_root (its path resolves on the host: a
+ * host binary inside the container's namespaces, see docs/oci-runtime.md), startContainer
+ * after `start`, with the container's credentials and seccomp filter, just before the
+ * command (its path resolves in the container). The state goes on stdin with the pid as this
+ * process sees it (runtime.md "State"); stdout and stderr are the container's stderr, where
+ * engines show them. A failure is an errno, or HOOK_EXITED|code, HOOK_SIGNALED|signal as a
+ * negative value, which the parent (or late_failure) words. */
+
+static int64_t now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int run_hook(const struct op *o) {
+  const uint64_t *I = o->ints;
+  uint64_t timeout = I[0];
+  size_t argc = (size_t)I[1], envc = (size_t)I[2];
+  if (o->nstr < 1 + argc + envc) {
+    errno = EBADMSG;
+    return -1;
+  }
+  char *argv[argc + 1], *envp[envc + 1];
+  for (size_t i = 0; i < argc; i++) argv[i] = (char *)o->strs[1 + i];
+  argv[argc] = NULL;
+  for (size_t i = 0; i < envc; i++) envp[i] = (char *)o->strs[1 + argc + i];
+  envp[envc] = NULL;
+  /* the whole state is in the pipe before the fork: a hook that never reads stdin cannot
+   * block this init, and no SIGPIPE handling is needed (it would survive into the command) */
+  size_t cap = (size_t)o->bloblen + 24;
+  char *state = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (state == MAP_FAILED) return -1;
+  memcpy(state, o->blob, o->bloblen);
+  size_t n = o->bloblen + (size_t)snprintf(state + o->bloblen, 24, "%d}", (int)getpid());
+  int in[2], ep[2];
+  if (pipe2(in, O_CLOEXEC) < 0) return -1;
+  /* written before anyone reads: a state larger than the pipe (1 MiB at most, pipe(7)
+   * pipe-max-size) would block forever, so it is refused instead */
+  if (n > 65536) fcntl(in[1], F_SETPIPE_SZ, (int)n);
+  int capacity = fcntl(in[1], F_GETPIPE_SZ);
+  if (capacity < 0 || (size_t)capacity < n) {
+    close(in[0]);
+    close(in[1]);
+    errno = E2BIG;
+    return -1;
+  }
+  size_t off = 0;
+  while (off < n) {
+    ssize_t w = write(in[1], state + off, n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      int e = errno;
+      close(in[0]);
+      close(in[1]);
+      errno = w < 0 ? e : EPIPE;
+      return -1;
+    }
+    off += (size_t)w;
+  }
+  close(in[1]);
+  munmap(state, cap);
+  if (pipe2(ep, O_CLOEXEC) < 0) {
+    int e = errno;
+    close(in[0]);
+    errno = e;
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* fds 3 and up (the sync socket, the start fifo, the root fd) close on exec: the hook
+     * gets stdin (the state) and the container's stderr as stdout and stderr, nothing else */
+    if (dup2(in[0], 0) < 0 || dup2(2, 1) < 0) _exit(127);
+    syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+    execve(o->strs[0], argv, envp);
+    int e = errno;
+    ssize_t ignored = write(ep[1], &e, sizeof e);
+    (void)ignored;
+    _exit(127);
+  }
+  int fe = errno;
+  close(in[0]);
+  close(ep[1]);
+  if (pid < 0) {
+    close(ep[0]);
+    errno = fe;
+    return -1;
+  }
+  int status = 0;
+  int64_t deadline = timeout ? now_ms() + (int64_t)timeout * 1000 : 0;
+  for (;;) {
+    pid_t r = waitpid(pid, &status, timeout ? WNOHANG : 0);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) {
+      int e = errno;
+      close(ep[0]);
+      errno = e;
+      return -1;
+    }
+    if (timeout && now_ms() >= deadline) {
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      close(ep[0]);
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    if (timeout) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  int e = 0;
+  ssize_t got = read(ep[0], &e, sizeof e);
+  close(ep[0]);
+  if (got == (ssize_t)sizeof e) {
+    errno = e;
+    return -1;
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+  errno = WIFEXITED(status) ? -(HOOK_EXITED | WEXITSTATUS(status)) : -(HOOK_SIGNALED | WTERMSIG(status));
+  return -1;
+}
+
 static int run_op(const struct op *o) {
   const uint64_t *I = o->ints;
   const char *const *S = o->strs;
@@ -581,7 +733,8 @@ static int run_op(const struct op *o) {
     if (fd < 0) return -1;
     ssize_t w = write(fd, "s", 1);
     int e = errno;
-    close(fd);
+    if (w == 1) start_fd = fd;
+    else close(fd);
     close(o->pre_fd);
     errno = e;
     return w == 1 ? 0 : -1;
@@ -594,13 +747,29 @@ static int run_op(const struct op *o) {
     return r;
   }
   case OP_EXEC: {
+    /* argv and envp are in the blob, argc + envc NUL-terminated strings: as many as the kernel
+     * takes (ARG_MAX), so the arrays are mapped, not on this stack (a container's RLIMIT_STACK,
+     * set earlier in the plan, may be small). */
+    if (o->nint < 2 || o->nstr < 1 || I[0] == 0 || I[0] > o->bloblen || I[1] > o->bloblen) {
+      errno = EBADMSG;
+      return -1;
+    }
     size_t argc = (size_t)I[0], envc = (size_t)I[1];
-    char *argv[argc + 1], *envp[envc + 1];
-    for (size_t i = 0; i < argc; i++) argv[i] = (char *)S[1 + i];
-    argv[argc] = NULL;
-    for (size_t i = 0; i < envc; i++) envp[i] = (char *)S[1 + argc + i];
-    envp[envc] = NULL;
-    return exec_cmd(S[0], argv, envp);
+    char **v = mmap(NULL, (argc + envc + 2) * sizeof(char *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (v == MAP_FAILED) return -1;
+    const char *p = (const char *)o->blob, *end = p + o->bloblen;
+    for (size_t i = 0; i < argc + envc; i++) {
+      const char *nul = memchr(p, 0, (size_t)(end - p));
+      if (!nul) {
+        errno = EBADMSG;
+        return -1;
+      }
+      v[i < argc ? i : i + 1] = (char *)p; /* argv[0..argc), NULL, envp[0..envc), NULL */
+      p = nul + 1;
+    }
+    v[argc] = NULL;
+    v[argc + envc + 1] = NULL;
+    return exec_cmd(S[0], v, v + argc + 1);
   }
   case OP_LOOPBACK_UP:
     return loopback_up();
@@ -633,6 +802,15 @@ static int run_op(const struct op *o) {
     return set_root(S[0]);
   case OP_FORK:
     return fork_into_pidns();
+  case OP_HOOK_SYNC:
+    sync_send(MSG_HOOKS, 0, 0);
+    if (sync_recv(MSG_HOOKS_DONE) < 0) {
+      errno = ECANCELED;
+      return -1;
+    }
+    return 0;
+  case OP_RUN_HOOK:
+    return run_hook(o);
   }
   errno = ENOSYS;
   return -1;

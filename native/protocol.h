@@ -15,6 +15,8 @@
  *                                            (first: write 0 to each v1 cgroup's tasks)
  *                                            (OP_CONSOLE: send MSG_PTY + master fd)
  *                                            (OP_WAIT_START: send MSG_READY, wait MSG_START)
+ *   run prestart/createRuntime hooks ◄────── (OP_HOOK_SYNC: send MSG_HOOKS, before pivot_root)
+ *   send MSG_HOOKS_DONE ──────────────────►  continue (OP_RUN_HOOK: createContainer hooks)
  *   recv: EOF  ◄──────────────────────────── execve(container command) closes fd 3 (CLOEXEC)
  *   recv: MSG_ERROR{index, errno} ◄───────── any op failed: report and _exit(INIT_FAILED)
  *
@@ -87,7 +89,8 @@ enum tsrun_op {
   OP_WAIT_START = 23,    /* strs: fifo — send MSG_READY, then block opening the fifo for writing
                             until `start` opens it for reading (it was opened O_PATH before any
                             mount changed, so a host path works after pivot_root) */
-  OP_EXEC = 24,          /* ints: argc, envc       strs: file, argv..., env... (PATH searched in env) */
+  OP_EXEC = 24,          /* ints: argc, envc       strs: file (PATH searched in env)
+                            blob: argv... then env..., each NUL-terminated (any number: ARG_MAX limits) */
   OP_LOOPBACK_UP = 25,   /* bring "lo" up in the new network namespace */
   OP_UNSHARE = 26,       /* ints: CLONE_* flags */
   OP_MOUNT_FD = 27,      /* ints: flags            strs: target — receive a detached mount (SCM_RIGHTS) and move_mount it */
@@ -99,6 +102,9 @@ enum tsrun_op {
   OP_SETNS = 33,         /* ints: CLONE_NEW* type  strs: /proc/<pid>/ns/<name> (opened before any setns) */
   OP_FORK = 34,          /* exec: fork, so the child is born in the PID namespace joined by OP_SETNS;
                             this process sends MSG_PID and _exits, the child runs the rest of the plan */
+  OP_HOOK_SYNC = 35,     /* send MSG_HOOKS, wait MSG_HOOKS_DONE: the parent runs prestart/createRuntime hooks */
+  OP_RUN_HOOK = 36,      /* ints: timeout s (0 none), argc, envc  strs: path, argv..., env...
+                            blob: state JSON up to `"pid":` — fork, exec the hook, state on stdin, wait */
   OP__MAX
 };
 
@@ -110,7 +116,9 @@ enum tsrun_msg {
   MSG_START = 5,   /* unused: `start` goes through the fifo of OP_WAIT_START */
   MSG_MOUNT_FD = 6, /* parent → child: SCM_RIGHTS carries a detached mount for OP_MOUNT_FD */
   MSG_ID_MAPPED = 7, /* parent → child before exec, CLONE_NEWUSER only: uid_map/gid_map are written */
-  MSG_PID = 8       /* child → parent (OP_FORK): `index` is the pid of the forked child, as the parent sees it */
+  MSG_PID = 8,      /* child → parent (OP_FORK): `index` is the pid of the forked child, as the parent sees it */
+  MSG_HOOKS = 9,     /* child → parent (OP_HOOK_SYNC): mounts done, before pivot_root: run the runtime-namespace hooks */
+  MSG_HOOKS_DONE = 10 /* parent → child: they succeeded, go on (on failure the parent kills the child) */
 };
 
 struct sync_msg {

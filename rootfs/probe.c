@@ -33,6 +33,12 @@
  *                              reopen each through /proc/self/fd for writing and close it
  *                              at once (never writes)    → {"op":"watch-exe","scans":N,
  *                              "seen":[{"exe":..,"pid":..}],"held":[{"exe":..,"reopen":..}]}
+ *   probe stdio-attack FD [write]  what a container can do to the file behind its fd FD
+ *                              through /proc/self/fd/FD: readlink, reopen it O_RDONLY and
+ *                              read, chown 1234:1234 then chmod 04755, and with `write`
+ *                              reopen it O_WRONLY and write "PWNED". Reported on a dup of
+ *                              fd 2 (FD's own stream stays untouched)
+ *                                                              → {"op":"stdio-attack","link":...,"read":...,...}
  *   probe sleep SECONDS
  *   probe exit CODE
  * Errors are given by name (ENOENT, EPERM...) and "0" for success.
@@ -368,6 +374,40 @@ static int watch_exe(double seconds) {
   return 0;
 }
 
+/* Design rule 4's attack: the magic link /proc/self/fd/N reopens the inode behind fd N,
+ * whatever mode it was opened with, and chmod/chown through it reach that inode. */
+static int stdio_attack(int n, int do_write) {
+  char p[64], link[256] = "", data[129] = "";
+  snprintf(p, sizeof p, "/proc/self/fd/%d", n);
+  ssize_t l = readlink(p, link, sizeof link - 1);
+  if (l > 0) link[l] = '\0';
+  int fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  int rerr = fd < 0 ? errno : 0;
+  if (fd >= 0) {
+    ssize_t got = read(fd, data, sizeof data - 1);
+    if (got < 0) rerr = errno;
+    for (ssize_t i = 0; i < got; i++) /* printable, and nothing JSON must escape */
+      data[i] = data[i] >= 0x20 && data[i] < 0x7f && data[i] != '"' && data[i] != '\\' ? data[i] : '.';
+    close(fd);
+  }
+  int cherr = chown(p, 1234, 1234) < 0 ? errno : 0;
+  int mderr = chmod(p, 04755) < 0 ? errno : 0;
+  int werr = -1;
+  if (do_write) {
+    int w = open(p, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    werr = w < 0 ? errno : write(w, "PWNED", 5) < 0 ? errno : 0;
+    if (w >= 0) close(w);
+  }
+  FILE *out = fdopen(dup(2), "w");
+  if (!out) return 1;
+  for (char *c = link; *c; c++)
+    if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) *c = '.';
+  fprintf(out, "{\"op\":\"stdio-attack\",\"fd\":%d,\"link\":\"%s\",\"open\":\"%s\",\"read\":\"%s\",", n, link, ename(rerr), data);
+  fprintf(out, "\"chown\":\"%s\",\"chmod\":\"%s\",\"write\":\"%s\"}\n", ename(cherr), ename(mderr), werr < 0 ? "-" : ename(werr));
+  fclose(out);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (strcmp(argc > 1 ? argv[1] : "", "watch-exe") == 0 && argc == 3) return watch_exe(atof(argv[2]));
@@ -489,6 +529,7 @@ int main(int argc, char **argv) {
     raw_syscall(argc - 1, argv + 1);
     return 0;
   }
+  if (strcmp(cmd, "stdio-attack") == 0 && (argc == 3 || argc == 4)) return stdio_attack(atoi(argv[2]), argc == 4);
   if (strcmp(cmd, "sleep") == 0 && argc == 3) {
     sleep((unsigned)atoi(argv[2]));
     return 0;

@@ -6,3 +6,5 @@ export const childProcess = () => process.getBuiltinModule('node:child_process')
 export const zlib = () => process.getBuiltinModule('node:zlib');
 export const stream = () => process.getBuiltinModule('node:stream');
 export const tty = () => process.getBuiltinModule('node:tty');
+export const net = () => process.getBuiltinModule('node:net');
+export const vm = () => process.getBuiltinModule('node:vm');

@@ -4,7 +4,8 @@ import { NETWORK_ANNOTATION } from '../network/types.js';
 import { inspectPorts, publishedPorts } from '../network/ports.js';
 import { constants as osc } from 'node:os';
 import type { Command } from 'commander';
-import { SpecError, StateError, UsageError } from '../errors.js';
+import { StateError, UsageError } from '../errors.js';
+import { validateProcessShape } from '../spec/bundle.js';
 import { execInContainer, planExec, privilegeDiff } from '../runtime/exec.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import { assertSocket } from './run.js';
@@ -318,7 +319,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
           {
             ociVersionMin: '1.0.0',
             ociVersionMax: '1.2.0',
-            hooks: [],
+            hooks: ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
             mountOptions: ['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev', 'noexec', 'exec', 'bind', 'rbind', 'private', 'rprivate', 'slave', 'rslave', 'shared', 'rshared', 'relatime', 'strictatime', 'noatime', 'nosymfollow'],
             linux: { namespaces: ['pid', 'network', 'mount', 'ipc', 'uts', 'cgroup', 'user'] },
             annotations: { 'org.opencontainers.runtime-spec.features': 'tsrun' },
@@ -362,8 +363,7 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
     } catch (e) {
       throw new UsageError(`--process ${o.process}: ${(e as Error).message}`, { cause: e });
     }
-    const p = json as Partial<Process>;
-    if (!Array.isArray(p.args) || p.args.length === 0) throw new SpecError('process.args', `${o.process}: must be a non-empty array of strings`);
+    const p = validateProcessShape(json, o.process);
     proc = { ...p, args: p.args, terminal: Boolean(p.terminal ?? o.tty) };
   } else {
     if (command.length === 0) throw new UsageError('exec needs a command (or --process FILE)');

@@ -1,6 +1,8 @@
 import { writeSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { TsrunError } from '../errors.js';
+import { describeError, errnoOf } from '../kernel/errno.js';
+import { quoteValue } from '../spec/quote.js';
 import { defaultPaths, type Paths } from '../runtime/paths.js';
 import { appendFileSync } from 'node:fs';
 import { UsageError } from '../errors.js';
@@ -96,6 +98,14 @@ function report(program: Command, msg: string): void {
   }
 }
 
+/** `mkdir /run/tsrun/x: EROFS (read-only file system)` for Node's fs errors, else undefined. */
+export function systemError(e: unknown): string | undefined {
+  const x = e as { syscall?: unknown; path?: unknown; dest?: unknown } | null;
+  if (!x || typeof x.syscall !== 'string' || !errnoOf(e)) return undefined;
+  const where = [x.path, x.dest].filter((p): p is string => typeof p === 'string').map((p) => quoteValue(p).replace(/^"(.*)"$/, '$1'));
+  return `${x.syscall}${where.length ? ` ${where.join(' -> ')}` : ''}: ${describeError(e)}`;
+}
+
 let exitCode = 0;
 let prebuilt: Command | undefined;
 
@@ -128,6 +138,14 @@ export async function main(argv: string[]): Promise<number> {
     // the reader of our output left (`tsrun logs ID | head`): end quietly with the status a
     // filter killed by SIGPIPE has (Node ignores SIGPIPE, so the write fails instead)
     if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') return 128 + 13;
+    // A file-system call the host refused (a full disk, a read-only or missing state root,
+    // a permission): the host's condition, not a bug of tsrun. One line naming the call,
+    // the path and the errno; a stack would only hide that.
+    const sys = systemError(e);
+    if (sys) {
+      report(program, sys);
+      return 125;
+    }
     writeSync(2, `tsrun: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
     return 125;
   }

@@ -24,7 +24,7 @@ import { imageFileReader } from '../kernel/in-root.js';
 import { RUN_FLAGS } from './flags.js';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/index.js';
 import { applyDefaults } from '../config/spec-defaults.js';
-import { capabilityReport } from '../controls/capabilities.js';
+import { ALL_CAPS, capabilityReport, trimAllToHost } from '../controls/capabilities.js';
 import { resolveAttachment } from '../network/attach.js';
 import { parseIp } from '../network/ipv4.js';
 import { assignPorts, parsePublish, portsInUse, publishAll, publishedPorts, PORTS_ANNOTATION } from '../network/ports.js';
@@ -83,7 +83,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
   if (opts.bundle) {
     if (image) throw new UsageError(`--bundle ${opts.bundle}: the bundle's config.json names the command; do not also give an image (${JSON.stringify(image)})`);
     const b = loadBundle(opts.bundle);
-    ctx = { id, spec: b.spec, rootfs: b.rootfs, containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart), stateRoot };
+    ctx = { id, spec: b.spec, rootfs: b.rootfs, bundle: resolvePath(opts.bundle), containerDir: cdir, host, terminal: Boolean(b.spec.process.terminal), waitStart: Boolean(opts.waitStart), stateRoot };
   } else {
     if (!image) throw new UsageError('run needs an IMAGE (e.g. busybox) or --bundle DIR');
     const policy = parsePullPolicy(opts.pull);
@@ -106,6 +106,9 @@ export async function planRun(image: string | undefined, args: string[], opts: R
       ...(consoleSize ? { consoleSize } : {}),
     });
     imageExposed = img.config.ExposedPorts;
+    // --privileged / --cap-add ALL: the spec lists what the container really gets
+    const missing = trimAllToHost(spec, host);
+    if (missing.length) writeSync(2, `tsrun: warning: every capability asked for, but ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not held by tsrun here (CapEff/CapBnd): the container gets the other ${ALL_CAPS.length - missing.length}\n`);
     // which image the container was made from: rmi refuses to remove it while the container exists
     spec.annotations = { ...spec.annotations, [IMAGE_ANNOTATION]: img.id };
     ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart), stateRoot, etc: etcOptions(opts) };
@@ -163,7 +166,7 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
     printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
     return 0;
   }
-  const bundle = opts.bundle ?? '';
+  const bundle = opts.bundle ? resolvePath(opts.bundle) : '';
   const common = { plan, paths, ...(opts.name ? { name: opts.name } : {}), bundle, ...(image ? { image } : {}) };
   if (opts.detach) {
     if (opts.interactive) throw new UsageError('-d with -i: attaching to a detached container is not supported; drop -i');
@@ -224,7 +227,10 @@ export async function createVerb(id: string, opts: { bundle?: string; pidFile?: 
   if (plan.spec.process.terminal && !opts.consoleSocket) throw new UsageError('process.terminal is true: create needs --console-socket to hand the pty to');
   if (!plan.spec.process.terminal && opts.consoleSocket) throw new UsageError('--console-socket given but process.terminal is false');
   if (opts.consoleSocket) assertSocket(opts.consoleSocket, '--console-socket');
-  await launch({ plan, paths, bundle, interactive: true, ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}), ...(opts.consoleSocket ? { consoleSocket: opts.consoleSocket } : {}) });
+  // detached pass-through, as runc create: fds 0-2 are the engine's own pipes (conmon,
+  // containerd-shim), made for this container; tsrun is gone once it returns, so it could
+  // relay nothing anyway (docs/stdio.md)
+  await launch({ plan, paths, bundle, interactive: true, stdio: 'pass', ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}), ...(opts.consoleSocket ? { consoleSocket: opts.consoleSocket } : {}) });
   return 0;
 }
 
@@ -237,6 +243,6 @@ export async function explainVerb(image: string | undefined, args: string[], opt
   }
   printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));
   // every capability, kept or dropped, with what it allows (CIS 5.3)
-  if (!opts.json) writeSync(1, `\ncapabilities (bounding set):\n${capabilityReport(plan.spec, detectHost().capEff).map((l) => `  ${l}`).join('\n')}\n`);
+  if (!opts.json) writeSync(1, `\ncapabilities (bounding set):\n${capabilityReport(plan.spec, detectHost().capEff, detectHost().capBnd).map((l) => `  ${l}`).join('\n')}\n`);
   return 0;
 }

@@ -191,20 +191,55 @@ export interface CapMasks {
   permitted: bigint;
   inheritable: bigint;
   ambient: bigint;
-  /** capabilities the spec asked for that tsrun cannot give (not held outside a user namespace) */
-  unavailable: bigint;
   /** ambient entries dropped because they are not permitted and inheritable */
   ignoredAmbient: bigint;
 }
 
 /**
- * The masks init applies. Outside a user namespace the container can only keep what
- * tsrun itself holds (capset(2): EPERM when raising permitted beyond the caller's); inside
- * one, the child starts with a full set in its namespace. A request for every capability
- * (--privileged, --cap-add ALL) is trimmed to what is available; naming a capability that
- * tsrun lacks is an error.
+ * What a container can be given outside a user namespace: capset(2) cannot raise permitted
+ * beyond the caller's (CapEff here, as tsrun is root), and after execve root's permitted
+ * set is its bounding set, which can only shrink (CapBnd). Inside a user namespace the
+ * child starts with every capability of that namespace. Planning without CAP_SYS_ADMIN
+ * (explain/--dry-run as a user, unit tests) cannot run the plan anyway: everything, so the
+ * plan shows what was asked instead of judging it by this process's capabilities.
  */
-export function computeMasks(spec: Spec, hostCapEff: bigint): CapMasks {
+export function availableCaps(spec: Spec, host: { capEff: bigint; capBnd?: bigint }): bigint {
+  const planningOnly = ((host.capEff >> 21n) & 1n) === 0n;
+  if (hasUserNamespace(spec) || planningOnly) return ALL_MASK;
+  return host.capEff & (host.capBnd ?? ALL_MASK) & ALL_MASK;
+}
+
+/**
+ * --privileged and --cap-add ALL mean "every capability tsrun can give", as with docker: the
+ * spec built from those flags lists exactly that, so `inspect` and the state show what the
+ * container has (here root lacks CAP_SYS_RESOURCE). Returns the names left out. Bundles are
+ * not trimmed: a capability they list that tsrun cannot give is refused (computeMasks).
+ */
+export function trimAllToHost(spec: Spec, host: { capEff: bigint; capBnd?: bigint }): string[] {
+  const c = spec.process.capabilities;
+  if (!c) return [];
+  const wanted = capMask(c.bounding, 'process.capabilities.bounding') | capMask(c.permitted, 'process.capabilities.permitted');
+  if ((wanted & ALL_MASK) !== ALL_MASK) return [];
+  const avail = availableCaps(spec, host);
+  if (avail === ALL_MASK) return [];
+  const keep = (names: string[] | undefined) => names && maskNames(capMask(names, 'process.capabilities') & avail);
+  spec.process.capabilities = {
+    ...c,
+    bounding: keep(c.bounding),
+    effective: keep(c.effective),
+    permitted: keep(c.permitted),
+    inheritable: keep(c.inheritable),
+    ambient: keep(c.ambient),
+  } as Capabilities;
+  return maskNames(ALL_MASK & ~avail);
+}
+
+/**
+ * The masks init applies. A capability tsrun cannot give (see availableCaps) is refused,
+ * naming it: dropping it silently would start a container with fewer powers than its
+ * config says, which then fails later and obscurely (runc fails at capset with EPERM).
+ */
+export function computeMasks(spec: Spec, hostCapEff: bigint, hostCapBnd?: bigint): CapMasks {
   const c = spec.process.capabilities ?? capsFor(DOCKER_DEFAULT_CAPS);
   const f = 'process.capabilities';
   const m = {
@@ -223,38 +258,26 @@ export function computeMasks(spec: Spec, hostCapEff: bigint): CapMasks {
   // ambient without inheritable, so bundles rely on that: tsrun drops them too, and says so.
   const ignoredAmbient = m.ambient & ~(m.permitted & m.inheritable);
   m.ambient &= ~ignoredAmbient;
-  // Planning without CAP_SYS_ADMIN (explain/--dry-run as a user, unit tests) cannot run
-  // the plan anyway: show it as asked instead of judging it by this process's capabilities.
-  const planningOnly = ((hostCapEff >> 21n) & 1n) === 0n;
-  const available = hasUserNamespace(spec) || planningOnly ? ALL_MASK : hostCapEff & ALL_MASK;
-  const wanted = m.bounding | m.permitted;
-  const unavailable = wanted & ~available;
-  if (unavailable && (wanted & ALL_MASK) !== ALL_MASK) {
+  const available = availableCaps(spec, { capEff: hostCapEff, ...(hostCapBnd !== undefined ? { capBnd: hostCapBnd } : {}) });
+  const unavailable = (m.bounding | m.permitted | m.inheritable) & ~available;
+  if (unavailable) {
+    const one = unavailable === (unavailable & -unavailable);
     throw new SpecError(
       f,
-      `${maskNames(unavailable).join(', ')} requested but tsrun itself does not hold ` +
-        `${unavailable === (unavailable & -unavailable) ? 'it' : 'them'} (CapEff ${maskHex(hostCapEff)}); ` +
-        `capset would fail with EPERM. Drop it, or use --userns-remap to hold it inside a user namespace only`,
+      `${maskNames(unavailable).join(', ')} requested but tsrun itself does not hold ${one ? 'it' : 'them'} ` +
+        `(CapEff ${maskHex(hostCapEff)}, CapBnd ${maskHex(hostCapBnd ?? ALL_MASK)}); capset would fail with EPERM. ` +
+        `Drop ${one ? 'it' : 'them'}, or use --userns-remap to hold ${one ? 'it' : 'them'} inside a user namespace only`,
     );
   }
-  const keep = (x: bigint) => x & available;
-  return {
-    bounding: keep(m.bounding),
-    effective: keep(m.effective),
-    permitted: keep(m.permitted),
-    inheritable: keep(m.inheritable),
-    ambient: keep(m.ambient),
-    unavailable,
-    ignoredAmbient,
-  };
+  return { ...m, ignoredAmbient };
 }
 
 /** One line per capability: kept or dropped, and what it means. `explain` prints this. */
-export function capabilityReport(spec: Spec, hostCapEff: bigint): string[] {
-  const m = computeMasks(spec, hostCapEff);
+export function capabilityReport(spec: Spec, hostCapEff: bigint, hostCapBnd?: bigint): string[] {
+  const m = computeMasks(spec, hostCapEff, hostCapBnd);
   return CAPABILITIES.map((c) => {
     const bit = 1n << BigInt(c.bit);
-    const state = m.bounding & bit ? 'keep' : m.unavailable & bit ? 'n/a ' : 'drop';
+    const state = m.bounding & bit ? 'keep' : 'drop';
     return `${state} ${`CAP_${c.name}`.padEnd(24)} ${c.reason}`;
   });
 }
@@ -268,10 +291,10 @@ export const control: Control = {
   title: 'Linux capabilities (bounding, effective, permitted, inheritable, ambient)',
   ref: 'CIS 5.3 (restrict Linux kernel capabilities), CIS 5.4 (no privileged containers)',
   validate(ctx: BuildContext): void {
-    computeMasks(ctx.spec, ctx.host.capEff);
+    computeMasks(ctx.spec, ctx.host.capEff, ctx.host.capBnd);
   },
   steps(ctx: BuildContext): Step[] {
-    const m = computeMasks(ctx.spec, ctx.host.capEff);
+    const m = computeMasks(ctx.spec, ctx.host.capEff, ctx.host.capBnd);
     const dropped = maskNames(ALL_MASK & ~m.bounding).map((n) => n.slice(4));
     const n = maskNames(m.bounding).length;
     return [
@@ -287,8 +310,7 @@ export const control: Control = {
         'CAPBSET',
         [m.bounding],
         `prctl(PR_CAPBSET_DROP, cap) for ${dropped.length ? dropped.join(' ') : 'none'}`,
-        `bounding set keeps ${n} of ${CAPABILITIES.length}: root's powers after execve are bounding|inheritable; dropped while CAP_SETPCAP is still held (CIS 5.3)` +
-          (m.unavailable ? `; ${maskNames(m.unavailable).join(' ')} not held by tsrun` : ''),
+        `bounding set keeps ${n} of ${CAPABILITIES.length}: root's powers after execve are bounding|inheritable; dropped while CAP_SETPCAP is still held (CIS 5.3)`,
       ),
       step(
         'caps',

@@ -18,6 +18,8 @@ import { control as capabilities } from './capabilities.js';
 import { control as nnp } from './nnp.js';
 import { control as privileged } from './privileged.js';
 import { control as seccomp } from './seccomp/index.js';
+import { control as unsupported } from './unsupported.js';
+import { control as hooks } from './hooks.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so
@@ -28,6 +30,8 @@ import { control as seccomp } from './seccomp/index.js';
 // overlay), devices after default-devices (they live on the /dev tmpfs), capabilities
 // before process (the bounding set is dropped before setresuid, in the same phase).
 export const CONTROLS: readonly Control[] = [
+  // first: a setting tsrun cannot apply is refused before anything else is judged
+  unsupported,
   namespaces,
   userns,
   rootfs,
@@ -47,4 +51,5 @@ export const CONTROLS: readonly Control[] = [
   seccomp,
   processControl,
   cgroups,
+  hooks,
 ];

@@ -8,6 +8,7 @@ import type { MountFlag } from '../plan/ops.js';
 import { child } from '../plan/step.js';
 import type { BuildContext, Control, Step } from '../plan/types.js';
 import type { Mount } from '../spec/types.js';
+import { quoteValue } from '../spec/quote.js';
 
 // The spec's mounts (OCI config.json `mounts`, or docker's -v/--tmpfs and the default
 // /proc, /dev, /sys set), mounted below the new root before pivot_root: in a user
@@ -170,10 +171,10 @@ export const control: Control = {
     (ctx.spec.mounts ?? []).forEach((m, i) => {
       const field = `mounts[${i}]`;
       if (typeof m.destination !== 'string' || !m.destination.startsWith('/')) {
-        throw new SpecError(`${field}.destination`, `must be an absolute path (got ${JSON.stringify(m.destination)})`);
+        throw new SpecError(`${field}.destination`, `must be an absolute path (got ${quoteValue(m.destination)})`);
       }
       if (posix.normalize(m.destination).split('/').includes('..')) {
-        throw new SpecError(`${field}.destination`, `must not contain ".." (got ${JSON.stringify(m.destination)})`);
+        throw new SpecError(`${field}.destination`, `must not contain ".." (got ${quoteValue(m.destination)})`);
       }
       if (isBind(m) && !m.source) throw new SpecError(`${field}.source`, 'a bind mount needs a source');
     });

@@ -4,6 +4,7 @@ import type { CloneFlag } from '../plan/ops.js';
 import { child, parent } from '../plan/step.js';
 import type { BuildContext, Control, Step } from '../plan/types.js';
 import type { NamespaceType } from '../spec/types.js';
+import { quoteValue } from '../spec/quote.js';
 
 // namespaces(7): each type isolates one view of the system. They are created by clone(2)
 // in one call, so the container's first instruction already runs inside all of them —
@@ -61,14 +62,14 @@ export const control: Control = {
     const seen = new Set<string>();
     ctx.spec.linux.namespaces.forEach((ns, i) => {
       const field = `linux.namespaces[${i}]`;
-      if (!(ns.type in FLAG)) throw new SpecError(`${field}.type`, `unknown namespace type ${JSON.stringify(ns.type)}`);
+      if (!(ns.type in FLAG)) throw new SpecError(`${field}.type`, `unknown namespace type ${quoteValue(ns.type)}`);
       if (seen.has(ns.type)) throw new SpecError(`${field}.type`, `namespace ${ns.type} listed twice`);
       seen.add(ns.type);
       if (ns.type === 'time') throw new UnsupportedError(`${field}: time namespaces are not supported by tsrun yet`);
       if (ns.path !== undefined) {
         if (!JOINABLE.has(ns.type))
           throw new UnsupportedError(`${field}.path: joining an existing ${ns.type} namespace (${ns.path}) is not supported (tsrun joins network, ipc, uts and cgroup namespaces by path)`);
-        if (!ns.path.startsWith('/')) throw new SpecError(`${field}.path`, `${JSON.stringify(ns.path)} must be an absolute path`);
+        if (!ns.path.startsWith('/')) throw new SpecError(`${field}.path`, `${quoteValue(ns.path)} must be an absolute path`);
       }
     });
     if (!seen.has('mount')) throw new SpecError('linux.namespaces', 'a mount namespace is required (tsrun pivots into the rootfs)');

@@ -4,6 +4,7 @@ import * as op from '../plan/ops.js';
 import { child, parent } from '../plan/step.js';
 import type { Control, Step } from '../plan/types.js';
 import { under } from './mounts.js';
+import { quoteValue } from '../spec/quote.js';
 
 // The container's process: its terminal, its user, its working directory and finally
 // the execve of its command. The command path is searched in the container's own PATH
@@ -22,13 +23,16 @@ export const control: Control = {
     if (!Array.isArray(p.args) || p.args.length === 0 || p.args.some((a) => typeof a !== 'string')) {
       throw new SpecError('process.args', 'must be a non-empty array of strings');
     }
-    if (typeof p.cwd !== 'string' || !p.cwd.startsWith('/')) throw new SpecError('process.cwd', `must be an absolute path (got ${JSON.stringify(p.cwd)})`);
+    if (typeof p.cwd !== 'string' || !p.cwd.startsWith('/')) throw new SpecError('process.cwd', `must be an absolute path (got ${quoteValue(p.cwd)})`);
     for (const k of ['uid', 'gid'] as const) {
       const v = p.user?.[k];
-      if (!Number.isInteger(v) || v! < 0 || v! > 0xfffffffe) throw new SpecError(`process.user.${k}`, `must be an integer from 0 to 4294967294 (got ${JSON.stringify(v)})`);
+      if (!Number.isInteger(v) || v! < 0 || v! > 0xfffffffe) throw new SpecError(`process.user.${k}`, `must be an integer from 0 to 4294967294 (got ${quoteValue(v)})`);
     }
+    // setgroups(2) takes NGROUPS_MAX (65536) groups; an op of the plan carries at most 65535
+    const groups = new Set([p.user.gid, ...(p.user.additionalGids ?? [])]).size;
+    if (groups > 65535) throw new SpecError('process.user.additionalGids', `${groups} distinct groups: more than setgroups(2) takes here (NGROUPS_MAX 65536, tsrun's plan 65535): EINVAL`);
     (p.env ?? []).forEach((e, i) => {
-      if (typeof e !== 'string' || !e.includes('=')) throw new SpecError(`process.env[${i}]`, `must be NAME=VALUE (got ${JSON.stringify(e)})`);
+      if (typeof e !== 'string' || !e.includes('=')) throw new SpecError(`process.env[${i}]`, `must be NAME=VALUE (got ${quoteValue(e)})`);
     });
   },
   steps(ctx) {

@@ -4,6 +4,7 @@ import { child, parent } from '../plan/step.js';
 import type { Control, Step } from '../plan/types.js';
 import { PROPAGATION } from './mounts.js';
 import { overlayLowerDirs } from './userns.js';
+import { quoteValue } from '../spec/quote.js';
 
 // The root filesystem: a copy-on-write overlay over the image (or a bundle's rootfs bound
 // onto itself, since pivot_root(2) needs the new root to be a mount point), then
@@ -17,7 +18,7 @@ export const control: Control = {
   validate(ctx) {
     const p = ctx.spec.linux.rootfsPropagation;
     if (p && !PROPAGATION[p]) {
-      throw new SpecError('linux.rootfsPropagation', `unknown propagation ${JSON.stringify(p)} (one of ${Object.keys(PROPAGATION).join(', ')})`);
+      throw new SpecError('linux.rootfsPropagation', `unknown propagation ${quoteValue(p)} (one of ${Object.keys(PROPAGATION).join(', ')})`);
     }
   },
   steps(ctx) {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, mkdirSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { TsrunError, UnsupportedError, UsageError } from '../errors.js';
+import { describeError, errnoOf } from '../kernel/errno.js';
 import { canonicalName, parseReference } from './reference.js';
 import { ContentStore, LAYER_TYPES, MEDIA, sha256, type Descriptor, type ImageRecord, type Manifest, type OciImageConfig } from './store.js';
 import { ChunkReader, readTar, writeTarOfDir } from './tar.js';
@@ -47,7 +48,8 @@ function ingestFd(store: ContentStore, fd: number, what: string, expect?: string
     }
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw e;
+    // a full data root (ENOSPC): name the file being filled, so the full file system is obvious
+    throw errnoOf(e) ? new TsrunError(`${what}: write ${tmp}: ${describeError(e)}`, { cause: e }) : e;
   } finally {
     closeSync(out);
   }

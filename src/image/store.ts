@@ -137,7 +137,12 @@ export class ContentStore implements ImageStore {
     const digest = sha256(data);
     if (this.hasBlob(digest)) return digest;
     const tmp = this.tmpPath('blob');
-    writeFileSync(tmp, data);
+    try {
+      writeFileSync(tmp, data);
+    } catch (e) {
+      rmSync(tmp, { force: true }); // no partial file left (ENOSPC)
+      throw e;
+    }
     this.commitBlob(tmp, digest);
     return digest;
   }

@@ -5,6 +5,8 @@ import type { Readable } from 'node:stream';
 import { childProcess, stream, zlib } from '../builtins.js';
 import { TsrunError, UnsupportedError } from '../errors.js';
 import { ChunkReader, readTar, TarError, type TarEntry } from './tar.js';
+import { describeError, errnoOf } from '../kernel/errno.js';
+import { quoteValue } from '../spec/quote.js';
 import { lsetxattr, mknod, S_IFCHR, S_IFIFO } from './sys.js';
 import { removeTree } from '../runtime/remove-tree.js';
 
@@ -277,7 +279,9 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
     if (err instanceof TarError || err instanceof UnsupportedError) throw new LayerError(`layer ${label}: ${err.message}`, { cause: err });
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || code?.startsWith?.('ERR_')) throw new LayerError(`layer ${label}: cannot decompress: ${(err as Error).message}`, { cause: err });
-    throw new LayerError(`layer ${label}: entry ${JSON.stringify(current)}: ${code ?? ''} ${(err as Error).message}`.replace(/  +/g, ' '), { cause: err });
+    // e.g. ENOSPC: name the directory being filled, so the full file system is obvious
+    const why = errnoOf(err) ? describeError(err) : `${code ?? ''} ${(err as Error).message}`.trim();
+    throw new LayerError(`layer ${label}: entry ${quoteValue(current)} into ${dest}: ${why}`, { cause: err });
   } finally {
     for (const v of fds.values()) closeSync(v);
     fds.clear();

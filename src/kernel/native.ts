@@ -47,6 +47,7 @@ export const nativeKernel: Kernel = {
   mkfifo: (path, mode) => load().mkfifo(path, mode),
   prepareSpawn: (req) => load().prepareSpawn({ initPath: req.initPath, plan: toBuffer(req.plan) }),
   socketpair: () => load().socketpair(),
+  pipe: () => load().pipe(),
   sendMsg: (fd, data, fds) => load().sendMsg(fd, toBuffer(data), fds),
   recvMsg: (fd, size) => load().recvMsg(fd, size),
   sendConsole: (path, fd) => load().sendConsole(path, fd),

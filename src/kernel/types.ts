@@ -59,6 +59,8 @@ export interface Kernel {
   /** everything a clone needs, for a clone done by another process (tsrun-monitor) */
   prepareSpawn(req: { initPath: string; plan: Uint8Array }): PreparedSpawn;
   socketpair(): [number, number];
+  /** pipe2(O_CLOEXEC): [read end, write end] */
+  pipe(): [number, number];
   sendMsg(fd: number, data: Uint8Array, fds?: number[]): void;
   /** one datagram, or null on EOF */
   recvMsg(fd: number, size: number): Buffer | null;

@@ -3,7 +3,11 @@ import { CHILD_PHASES, PARENT_PHASES } from './types.js';
 import type { BuildContext, ChildStep, Control, Plan, Step } from './types.js';
 import { cloneFlags } from '../controls/namespaces.js';
 
-const PHASE_RANK = new Map<string, number>([...PARENT_PHASES.slice(0, 2), ...CHILD_PHASES, ...PARENT_PHASES.slice(2)].map((p, i) => [p, i]));
+// the parent's hook phases sit where they run: create-hooks between the init's HOOK_SYNC
+// (runtime-hooks) and its createContainer hooks, poststart after the exec, poststop last
+const ORDER: string[] = [...PARENT_PHASES.slice(0, 2), ...CHILD_PHASES, 'poststart', 'cleanup', 'poststop'];
+ORDER.splice(ORDER.indexOf('container-hooks'), 0, 'create-hooks');
+const PHASE_RANK = new Map<string, number>(ORDER.map((p, i) => [p, i]));
 
 /**
  * spec → plan: validate with every control, collect their steps and order them by phase

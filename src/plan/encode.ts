@@ -6,8 +6,12 @@ import type { ChildOp } from './types.js';
 
 const pad8 = (n: number) => (n + 7) & ~7;
 
+// Limits of the op format (native/protocol.h), not of what a container may ask for: a
+// command line goes in EXEC's blob, and the spec's validation refuses, naming the field,
+// what could overflow the rest (e.g. more groups than NGROUPS_MAX).
 function check(o: ChildOp): void {
   if (o.strs.length > 64) throw new RangeError(`${o.op}: at most 64 strings per operation (got ${o.strs.length})`);
+  if (o.ints.length > 0xffff) throw new RangeError(`${o.op}: at most 65535 integers per operation (got ${o.ints.length})`);
   for (const s of o.strs) if (s.includes('\0')) throw new RangeError(`${o.op}: string contains a NUL byte: ${JSON.stringify(s)}`);
 }
 

@@ -1,6 +1,7 @@
 // Constructors for the init's operations. Each returns the encoded form together with the
 // call as a learner would write it (flags by name), which `explain` prints.
 import type { ChildOp } from './types.js';
+import { SpecError } from '../errors.js';
 
 /** mount(2) flags, <sys/mount.h>. */
 export const MS = {
@@ -195,12 +196,34 @@ export function fork(): ChildOp {
   return { op: 'FORK', ints: [], strs: [], text: 'fork() → send the child\'s pid to tsrun, _exit(0); the child goes on' };
 }
 
+/** At most this much of a value goes into a plan's text (and so into an error line). */
+const TEXT_MAX = 200;
+
+function clip(text: string): string {
+  return text.length <= TEXT_MAX ? text : `${text.slice(0, TEXT_MAX)}… (${text.length} characters)`;
+}
+
+/**
+ * execve(2). The arguments and environment travel in the blob (argc + envc NUL-terminated
+ * strings), not as op strings: an op has at most 64 of those, and the only limits on a
+ * command line are the kernel's own (MAX_ARG_STRLEN per string, ARG_MAX in total), which
+ * the execve itself reports as E2BIG.
+ */
 export function exec(file: string, argv: readonly string[], env: readonly string[]): ChildOp {
+  for (const [list, field] of [[argv, 'process.args'], [env, 'process.env']] as const) {
+    list.forEach((s, i) => {
+      // A NUL would end the string early in C: the command would get something else than
+      // asked. Bundles are refused earlier; an image's Env (hostile content) can still hold one.
+      if (s.includes('\0')) throw new SpecError(`${field}[${i}]`, `contains a NUL byte, which would end the string early in the kernel (got ${clip(JSON.stringify(s))})`);
+    });
+  }
+  const blob = Buffer.from([...argv, ...env].map((s) => `${s}\0`).join(''), 'utf8');
   return {
     op: 'EXEC',
     ints: [int(argv.length), int(env.length)],
-    strs: [file, ...argv, ...env],
-    text: `execve(${q(file)}${file.includes('/') ? '' : ' searched in $PATH'}, ${JSON.stringify(argv)}, [${env.length} env vars])`,
+    strs: [file],
+    blob,
+    text: `execve(${clip(q(file))}${file.includes('/') ? '' : ' searched in $PATH'}, ${clip(JSON.stringify(argv))}, [${env.length} env vars])`,
   };
 }
 

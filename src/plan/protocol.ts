@@ -39,6 +39,8 @@ export const OP = {
   ROOT: 32,
   SETNS: 33,
   FORK: 34,
+  HOOK_SYNC: 35,
+  RUN_HOOK: 36,
 } as const;
 export type OpName = keyof typeof OP;
 
@@ -51,6 +53,8 @@ export const MSG = {
   MOUNT_FD: 6,
   ID_MAPPED: 7,
   PID: 8,
+  HOOKS: 9,
+  HOOKS_DONE: 10,
 } as const;
 
 export const INIT_FAILED = 125;

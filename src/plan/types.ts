@@ -12,6 +12,9 @@ import type { Spec } from '../spec/types.js';
  *  - mounts: everything mounted under the new root before pivot_root — /proc included,
  *    because in a user namespace proc can only be mounted while the old proc is visible
  *    (design.md trap 3).
+ *  - runtime-hooks, container-hooks: OCI prestart/createRuntime (run by tsrun while the init
+ *    waits) and createContainer (forked by the init) hooks: "after the runtime environment has
+ *    been created ... before pivot_root" (runtime-spec config.md); src/controls/hooks.ts.
  *  - pivot, post-pivot: read-only remounts and masked paths need the final tree.
  *  - system: hostname, sysctls, loopback, rlimits — still with full capabilities.
  *  - console: the pty comes from the container's own devpts (newinstance).
@@ -23,12 +26,16 @@ import type { Spec } from '../spec/types.js';
  *  - nnp: no_new_privs before seccomp (seccomp(2): unprivileged filters need it).
  *  - wait-start: OCI create/start split.
  *  - seccomp: last, so the filter does not have to allow the runtime's own set-up calls.
+ *  - start-hooks: OCI startContainer hooks, after start and before the command, so with the
+ *    container's credentials and filter (runc runs them at the same point).
  *  - exec: the container's command.
  */
 export const CHILD_PHASES = [
   'join',
   'early',
   'mounts',
+  'runtime-hooks',
+  'container-hooks',
   'pivot',
   'post-pivot',
   'system',
@@ -39,11 +46,13 @@ export const CHILD_PHASES = [
   'nnp',
   'wait-start',
   'seccomp',
+  'start-hooks',
   'exec',
 ] as const;
 export type ChildPhase = (typeof CHILD_PHASES)[number];
 
-export const PARENT_PHASES = ['prepare', 'after-clone', 'cleanup'] as const;
+/** create-hooks, poststart and poststop hold OCI hooks that src/runtime/hooks.ts runs at those moments. */
+export const PARENT_PHASES = ['prepare', 'after-clone', 'create-hooks', 'poststart', 'cleanup', 'poststop'] as const;
 export type ParentPhase = (typeof PARENT_PHASES)[number];
 
 /** An operation the static init performs, encoded for native/init.c. */
@@ -93,7 +102,9 @@ export type ParentAction =
   | { action: 'network-names'; command: 'join' | 'leave'; netDir: string; network: string; containerId: string; hostsFile?: string; names?: string[] }
   /** src/network/cni.ts runPortAction: bridge port isolation of the container's host-side veth */
   | { action: 'bridge-port'; containerId: string; isolated: boolean }
-  | { action: 'go' };
+  | { action: 'go' }
+  /** src/runtime/hooks.ts: an OCI hook run by tsrun in the runtime namespaces */
+  | { action: 'hook'; kind: 'prestart' | 'createRuntime' | 'poststart' | 'poststop'; index: number; hook: import('../controls/hooks.js').Hook };
 
 interface StepMeta {
   /** the control this step serves, e.g. `namespaces`, `readonly-rootfs` */
@@ -139,6 +150,8 @@ export interface Control {
 export interface HostInfo {
   /** capabilities tsrun itself holds (CapEff), as a bitmask */
   capEff: bigint;
+  /** tsrun's bounding set (CapBnd): what an exec'd root can hold at most; absent = all */
+  capBnd?: bigint;
   /** "v1" | "v2" | "hybrid", detected by src/controls/cgroups */
   cgroupMode?: 'v1' | 'v2' | 'hybrid';
   /** which hierarchy holds each controller (src/controls/cgroups/mode.ts hostLayout()) */
@@ -161,6 +174,8 @@ export interface BuildContext {
   terminal: boolean;
   /** stop before exec until `start` (OCI create): the init waits on `startFifo(ctx)` */
   waitStart: boolean;
+  /** absolute bundle directory (OCI bundles only): the `bundle` of the state hooks get */
+  bundle?: string;
   /** run --network NAME: the user-defined network to attach to (src/network, resolved by the CLI) */
   network?: import('../network/types.js').NetworkAttachment;
   /** --add-host, --dns, --dns-search (src/controls/etc-files.ts) */

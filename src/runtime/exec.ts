@@ -154,7 +154,8 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   // the command is the init's grandchild (OP_FORK): as its subreaper, tsrun gets it as a
   // child when the intermediate exits, and can wait for it (runc does the same)
   if (!o.detach) kernel.setChildSubreaper();
-  const started = await startContainer({ plan, interactive: o.interactive, kernel });
+  // foreground: pipes tsrun relays; --detach (engines): their own pipes, passed (docs/stdio.md)
+  const started = await startContainer({ plan, interactive: o.interactive, kernel, stdio: o.detach ? 'pass' : 'relay' });
   if (!isAlive(s)) throw new StateError(`container ${s.id.slice(0, 12)} stopped during exec`);
   if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));
   if (o.detach) {

@@ -12,9 +12,12 @@ function read(path: string): string {
 
 /** Facts about this host that planning depends on, read from /proc and /sys. */
 export function detectHost(): HostInfo {
-  const cap = /^CapEff:\s*([0-9a-f]+)$/m.exec(read('/proc/self/status'))?.[1];
+  const status = read('/proc/self/status');
+  const cap = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  const bnd = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1];
   return {
     capEff: cap ? BigInt(`0x${cap}`) : 0n,
+    ...(bnd ? { capBnd: BigInt(`0x${bnd}`) } : {}),
     lsms: read('/sys/kernel/security/lsm').trim().split(',').filter(Boolean),
     ncpu: availableParallelism(),
   };

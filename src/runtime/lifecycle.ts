@@ -10,10 +10,12 @@ import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
 import { cgroupDirsFromSteps, readCgroupFile, targetsFromSteps, wasOomKilled, writeCgroupFile, type CgroupTarget } from '../controls/cgroups/manager.js';
 import { hostLayout } from '../controls/cgroups/mode.js';
+import { hasHooks, runPoststartHooks, runPoststopHooks, waitForExec } from './hooks.js';
 import type { Paths } from './paths.js';
 import { startContainer, type Spawner, type Started } from './run.js';
 import { logFile, monitorLogArgs, type LogOpts } from './logs.js';
 import { removeTree } from './remove-tree.js';
+import { closePipes, type StdioMode } from './stdio.js';
 import {
   assertNameFree,
   containerLockPath,
@@ -110,6 +112,8 @@ export interface LaunchOptions {
   detached?: { rmOnExit: boolean; tsrunArgv: string[]; logOpts?: LogOpts };
   consoleSocket?: string;
   pidFile?: string;
+  /** relay (default) or pass tsrun's own 0-2 (OCI create: the engine's pipes); detached containers get the monitor's */
+  stdio?: StdioMode;
   kernel?: Kernel;
   /** a foreground run: the caller reaps the container and records its exit, holding the returned reaper lock until then */
   holdReaper?: boolean;
@@ -183,6 +187,9 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
       plan,
       interactive: o.interactive,
       kernel,
+      // the monitor gives the container its own pipes (or the pty) and never sees ours
+      stdio: mon ? 'pass' : (o.stdio ?? 'relay'),
+      ...(o.bundle ? { bundle: o.bundle } : {}),
       ...(mon ? { spawner: mon.spawner, onPty: mon.onPty } : {}),
       // recorded before the container runs: a tsrun killed from here on leaves a findable container
       onSpawn: (pid, cgroupsCreated) => {
@@ -221,6 +228,7 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
   } catch (e) {
     // the caller cannot use a container it has no pid or terminal for: undo it whole
     if (o.holdReaper) reaperLock.release();
+    if (started.pipes) closePipes(started.pipes, kernel);
     await deleteContainer(paths, id, true).catch(() => undefined);
     throw e;
   }
@@ -251,12 +259,27 @@ export async function startCreated(paths: Paths, ref: string): Promise<void> {
         if (Date.now() > deadline) throw new StateError(`container ${s.id.slice(0, 12)}: its init did not answer the start fifo within 10 s`);
         sleepSync(2);
       }
+      // startContainer hooks run after this point and poststart ones only once the command runs
+      if (hasHooks(s.config, 'startContainer') || hasHooks(s.config, 'poststart')) waitForExec(fd, s.id, () => isAlive(s));
     } finally {
       closeSync(fd);
       rmSync(s.startFifo!, { force: true });
     }
     s.started = new Date().toISOString();
     saveState(paths, s);
+    if (hasHooks(s.config, 'poststart')) {
+      try {
+        runPoststartHooks({ id: s.id, spec: s.config, bundle: s.bundle }, s.pid);
+      } catch (e) {
+        // runtime-spec 1.3 runtime.md step 9: a failed poststart hook stops the container
+        try {
+          process.kill(s.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+        throw e;
+      }
+    }
   });
 }
 
@@ -434,6 +457,8 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
     // the OOM report was given when the container ended; removing it is not news
     const err = runCleanup(paths, steps.filter((c) => !(c.action === 'cgroup' && c.verb === 'oom-check')), e.ok ? createdOf(e.state) : createdOf(e.record ?? {}));
     removeState(paths, id);
+    // runtime.md step 13: after the container is destroyed, before delete returns
+    if (e.ok && hasHooks(e.state.config, 'poststop')) runPoststopHooks({ id: e.state.id, spec: e.state.config, bundle: e.state.bundle }, e.state.pid);
     if (err) throw err;
   });
 }

@@ -54,6 +54,7 @@ export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgr
       case 'clone':
       case 'go':
       case 'send-mount-fd': // sent by the runtime after GO (it needs the sync socket)
+      case 'hook': // run by src/runtime/hooks.ts at its lifecycle moment, with the state on stdin
         return;
       default: {
         const unknown: never = step;

@@ -9,8 +9,14 @@ import { CLONE, type CloneFlag } from '../plan/ops.js';
 import { encodePlan } from '../plan/encode.js';
 import { childSteps } from '../plan/build.js';
 import { MSG } from '../plan/protocol.js';
+import { quoteValue } from '../spec/quote.js';
+
+/** execve(2): the longest single argument or variable, terminating NUL included (32 pages). */
+const MAX_ARG_STRLEN = 131072;
 import type { ParentStep, Plan } from '../plan/types.js';
 import { execParentStep } from './parent-exec.js';
+import { closePipes, makePipes, relayPipes, type StdioMode, type StdioPipes } from './stdio.js';
+import { initHookError, runCreateHooks, runPlanHooks } from './hooks.js';
 
 /** Clones the init: the addon in this process, or tsrun-monitor for detached containers. */
 export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number], cgroupDir?: string) => { pid: number; syncFd: number };
@@ -21,8 +27,10 @@ const ENOSYS = osConstants.errno.ENOSYS;
 
 export interface StartOptions {
   plan: Plan;
-  /** fd given to the container as stdin when it has no terminal (-i: 0, else /dev/null) */
+  /** docker -i: the container's stdin is tsrun's (relayed, or passed); else /dev/null */
   interactive: boolean;
+  /** relay (default): pipes copied by attachAndWait; pass: tsrun's own 0-2 (OCI create, exec --detach) */
+  stdio?: StdioMode;
   kernel?: Kernel;
   spawner?: Spawner;
   /** the pty master, as soon as the init sends it (detached runs hand it to the monitor) */
@@ -30,6 +38,8 @@ export interface StartOptions {
   /** the pid, as soon as the clone returned: before GO, so before any of the container's code runs;
    *  with the cgroup directories tsrun created for it (the only ones its cleanup may destroy) */
   onSpawn?: (pid: number, cgroupsCreated: string[]) => void;
+  /** absolute bundle directory, for the state OCI hooks get (src/runtime/hooks.ts) */
+  bundle?: string;
 }
 
 export interface Started {
@@ -43,6 +53,10 @@ export interface Started {
   syncFd: number;
   /** the cgroup directories tsrun's mkdir made for this container (cleanup destroys only these) */
   cgroupsCreated: string[];
+  /** tsrun's ends of the container's stdio pipes (relay mode, no terminal) */
+  pipes?: StdioPipes;
+  /** the bundle, for the poststop hooks of a foreground run */
+  bundle?: string;
 }
 
 const INIT_EXEC_INDEX = 0xffffffff;
@@ -85,17 +99,28 @@ function childError(plan: Plan, index: number, err: number, kernel: Kernel): Tsr
   if (index === INIT_EXEC_INDEX) return new KernelError('execveat(sealed memfd "tsrun-init")', err, name, msg, 'namespaces');
   const step = childSteps(plan)[index];
   if (!step) return new KernelError(`plan operation #${index}`, err, name, msg);
+  if (step.op === 'RUN_HOOK') return initHookError(step, err, (e) => kernel.strerror(e));
   if (step.op === 'EXEC') {
-    const file = step.strs[0]!;
+    const file = quoteValue(step.strs[0]!);
     // docker's exit codes: 127 the command was not found, 126 it cannot be executed
     if (err === osConstants.errno.ENOENT || err === osConstants.errno.ENOTDIR) {
-      return new ExecError(
-        file.includes('/') ? `exec ${JSON.stringify(file)}: no such file or directory in the container` : `exec ${JSON.stringify(file)}: executable file not found in $PATH`,
-        127,
-      );
+      return new ExecError(step.strs[0]!.includes('/') ? `exec ${file}: no such file or directory in the container` : `exec ${file}: executable file not found in $PATH`, 127);
     }
     if (err === osConstants.errno.EACCES || err === osConstants.errno.ENOEXEC || err === osConstants.errno.EISDIR) {
-      return new ExecError(`exec ${JSON.stringify(file)}: not executable: ${name} (${msg})`, 126);
+      return new ExecError(`exec ${file}: not executable: ${name} (${msg})`, 126);
+    }
+    if (err === osConstants.errno.E2BIG) {
+      // The command is there and executable; what tsrun was asked to pass is more than the
+      // kernel takes. That is the request's fault, not the command's: 125, as docker gives
+      // for every start error other than "not found" (127) and "permission denied" (126).
+      const { args, env = [] } = plan.spec.process;
+      const all = [...args, ...env];
+      const total = all.reduce((n, s) => n + Buffer.byteLength(s) + 1, 0);
+      const longest = all.reduce((n, s) => Math.max(n, Buffer.byteLength(s) + 1), 0);
+      return new TsrunError(
+        `exec ${file}: ${name} (${msg}): ${args.length} arguments and ${env.length} environment variables, ${total} bytes, the longest ${longest}; ` +
+          `the kernel takes at most ${MAX_ARG_STRLEN} bytes per string (MAX_ARG_STRLEN) and a quarter of the stack limit in all (ARG_MAX, execve(2))`,
+      );
     }
   }
   return new KernelError(step.text, err, name, msg, step.control);
@@ -122,11 +147,21 @@ export async function startContainer(o: StartOptions): Promise<Started> {
   let ptyFd: number | undefined;
   let devNull = -1;
   const created = new Set<string>();
+  let pipes: ReturnType<typeof makePipes> | undefined;
+  let ours: StdioPipes | undefined;
   try {
     for (const s of parentSteps(plan, 'prepare')) execParentStep(s, undefined, { created });
     const flags = plan.cloneFlags.reduce((acc, f) => acc | CLONE[f.replace(/^CLONE_/, '') as CloneFlag], 0);
     devNull = openSync('/dev/null', 'r');
-    const stdin = o.interactive && !plan.spec.process.terminal ? 0 : devNull;
+    const terminal = Boolean(plan.spec.process.terminal);
+    let stdio: [number, number, number];
+    if (o.stdio === 'pass') stdio = [o.interactive && !terminal ? 0 : devNull, 1, 2];
+    // a terminal: the init's CONSOLE step puts the pty on 0-2; until then it holds nothing of ours
+    else if (terminal) stdio = [devNull, devNull, devNull];
+    else {
+      pipes = makePipes(kernel, o.interactive, devNull);
+      stdio = pipes.child;
+    }
     const spawn = o.spawner ?? spawnHere;
     const encoded = encodePlan(childSteps(plan));
     const into = parentSteps(plan, 'after-clone').find((s) => s.action === 'cgroup' && s.verb === 'clone-into');
@@ -134,18 +169,22 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     let bornInCgroup = cgroupDir !== undefined;
     try {
       try {
-        ({ pid, syncFd } = spawn(kernel, encoded, flags, [stdin, 1, 2], cgroupDir));
+        ({ pid, syncFd } = spawn(kernel, encoded, flags, stdio, cgroupDir));
       } catch (e) {
         // no clone3 (Linux < 5.7, or a seccomp filter around tsrun): clone, then cgroup.procs
         if (!bornInCgroup || (e as { errno?: number }).errno !== ENOSYS) throw e;
         bornInCgroup = false;
-        ({ pid, syncFd } = spawn(kernel, encoded, flags, [stdin, 1, 2]));
+        ({ pid, syncFd } = spawn(kernel, encoded, flags, stdio));
       }
     } catch (e) {
       throw spawnError(e, kernel);
     }
     closeSync(devNull);
     devNull = -1;
+    // the child has its copies: ours must go, or the container's stdout never reaches EOF
+    ours = pipes?.ours;
+    pipes?.close();
+    pipes = undefined;
     o.onSpawn?.(pid, [...created]);
     for (const s of parentSteps(plan, 'after-clone')) execParentStep(s, pid, { bornInCgroup });
     // The child waits before exec for its maps (native/spawn.h): release it first.
@@ -170,7 +209,9 @@ export async function startContainer(o: StartOptions): Promise<Started> {
       if (m === null) {
         // EOF: the socket is close-on-exec in the init, so the command is running
         kernel.close(syncFd);
-        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive, cgroupsCreated: [...created] };
+        syncFd = -1;
+        runPlanHooks(plan, 'poststart', o.bundle, pid);
+        return { pid, ptyFd, state: 'running', syncFd: -1, interactive: o.interactive, cgroupsCreated: [...created], ...(ours ? { pipes: ours } : {}), ...(o.bundle ? { bundle: o.bundle } : {}) };
       }
       if (m.type === MSG.PID) {
         // exec (OP_FORK): the init forked the command into the container's PID namespace
@@ -186,12 +227,22 @@ export async function startContainer(o: StartOptions): Promise<Started> {
         ptyFd = m.fd;
         o.onPty?.(m.fd);
       }
-      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive, cgroupsCreated: [...created] };
+      else if (m.type === MSG.READY) return { pid, ptyFd, state: 'created', syncFd, interactive: o.interactive, cgroupsCreated: [...created], ...(ours ? { pipes: ours } : {}), ...(o.bundle ? { bundle: o.bundle } : {}) };
+      else if (m.type === MSG.HOOKS) {
+        // the init waits before pivot_root (OP_HOOK_SYNC): prestart and createRuntime hooks now
+        runCreateHooks(plan, o.bundle, pid);
+        kernel.syncSend(syncFd, MSG.HOOKS_DONE);
+      }
       else if (m.type === MSG.ERROR) throw childError(plan, m.index, m.err, kernel);
       else throw new TsrunError(`unexpected message ${m.type} from tsrun-init`);
     }
   } catch (e) {
     if (devNull >= 0) closeSync(devNull);
+    if (pipes) {
+      pipes.close();
+      ours = pipes.ours;
+    }
+    if (ours) closePipes(ours, kernel);
     if (pid > 0) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -203,6 +254,8 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     if (syncFd >= 0) kernel.close(syncFd);
     if (ptyFd !== undefined) kernel.close(ptyFd);
     cleanup(plan, undefined, created);
+    // runtime.md: a failed create (hooks included) goes on to destroy, then the poststop hooks
+    if (pid > 0) runPlanHooks(plan, 'poststop', o.bundle, pid);
     throw e;
   }
 }
@@ -243,12 +296,12 @@ export function forwardSignals(): { setPid(pid: number): void; dispose(): void }
 }
 
 /**
- * Foreground run: relay the terminal (if any), forward signals to the container's PID 1,
+ * Foreground run: relay the terminal or the stdio pipes, forward signals to the container's PID 1,
  * wait for it, clean up. Returns docker's exit code.
  */
 export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel = nativeKernel, keep = false, signals = forwardSignals()): Promise<number> {
   signals.setPid(started.pid);
-  const relay = started.ptyFd !== undefined ? relayPty(started.ptyFd, started.interactive, kernel) : undefined;
+  const relay = started.ptyFd !== undefined ? relayPty(started.ptyFd, started.interactive, kernel) : started.pipes ? relayPipes(started.pipes) : undefined;
   try {
     const status = await kernel.waitPid(started.pid);
     await relay?.done();
@@ -261,6 +314,8 @@ export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel
     // goes back to the pool (as docker's stop), `rm` repeats that harmlessly
     const err = keep ? cleanup(plan, dueAtExit) : cleanup(plan, undefined, started.cgroupsCreated);
     if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
+    // a kept container's poststop hooks run when `rm` deletes it
+    if (!keep) runPlanHooks(plan, 'poststop', started.bundle, started.pid);
   }
 }
 

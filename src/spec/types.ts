@@ -78,6 +78,8 @@ export interface Linux {
   mountLabel?: string;
   devices?: Device[];
   personality?: { domain: string; flags?: string[] };
+  /** refused (src/controls/unsupported.ts): read only to say so */
+  intelRdt?: Record<string, unknown>;
 }
 
 export interface Device {
@@ -130,6 +132,9 @@ export interface Resources {
   };
   hugepageLimits?: { pageSize: string; limit: number }[];
   unified?: Record<string, string>;
+  /** refused (src/controls/unsupported.ts): read only to say so */
+  network?: { classID?: number; priorities?: { name: string; priority: number }[] };
+  rdma?: Record<string, unknown>;
 }
 
 export interface ThrottleDevice {

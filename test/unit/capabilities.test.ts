@@ -12,10 +12,18 @@ import {
   flags,
   maskNames,
   normalizeCap,
+  trimAllToHost,
 } from '../../src/controls/capabilities.js';
 import { SpecError, UsageError } from '../../src/errors.js';
 import type { ChildStep } from '../../src/plan/types.js';
 import { HOST_CAPEFF, baseSpec, ctxFor } from './privileges-fixture.js';
+import { capsFor } from '../../src/controls/capabilities.js';
+
+function withCaps(names: string[]) {
+  const s = baseSpec();
+  s.process.capabilities = capsFor(names);
+  return s;
+}
 
 const flag = (name: string) => flags.find((f) => f.syntax.startsWith(name))!;
 const env = { readImageFile: () => undefined, ncpu: 2 };
@@ -123,14 +131,34 @@ describe('masks and steps', () => {
     expect(computeMasks(s, HOST_CAPEFF).bounding & (1n << 24n)).toBe(1n << 24n);
   });
 
-  it('trims ALL to what the host has and says so', () => {
+  it('trims ALL (--privileged, --cap-add ALL) to what the host has, in the spec itself', () => {
     const s = baseSpec();
     flag('--cap-add').apply!(s, ['ALL'], env);
-    const m = computeMasks(s, HOST_CAPEFF);
-    expect(m.bounding).toBe(HOST_CAPEFF);
-    expect(maskNames(m.unavailable)).toEqual(['CAP_SYS_RESOURCE']);
-    const steps = control.steps(ctxFor(s)) as ChildStep[];
-    expect(steps[1]!.why).toMatch(/CAP_SYS_RESOURCE not held by tsrun/);
+    // as asked, ALL is a capability tsrun lacks: refused, never dropped silently
+    expect(() => computeMasks(s, HOST_CAPEFF)).toThrow(/CAP_SYS_RESOURCE requested but tsrun itself does not hold it/);
+    expect(trimAllToHost(s, { capEff: HOST_CAPEFF })).toEqual(['CAP_SYS_RESOURCE']);
+    // what inspect and the state show is what the container gets
+    expect(s.process.capabilities!.bounding).not.toContain('CAP_SYS_RESOURCE');
+    expect(s.process.capabilities!.bounding).toHaveLength(40);
+    expect(computeMasks(s, HOST_CAPEFF).bounding).toBe(HOST_CAPEFF);
+    // the bounding set counts too: a capability in CapEff but not in CapBnd is not given
+    const t = baseSpec();
+    flag('--cap-add').apply!(t, ['ALL'], env);
+    const bnd = ALL_MASK & ~(1n << 39n);
+    expect(trimAllToHost(t, { capEff: ALL_MASK, capBnd: bnd })).toEqual(['CAP_BPF']);
+    expect(() => computeMasks(withCaps(['CAP_BPF']), ALL_MASK, bnd)).toThrow(/CAP_BPF requested .*CapBnd 0000017fffffffff\)/);
+  });
+
+  it('a request short of ALL is not trimmed, and planning as a user trims nothing', () => {
+    const s = baseSpec();
+    flag('--cap-add').apply!(s, ['SYS_ADMIN'], env);
+    const before = structuredClone(s.process.capabilities);
+    expect(trimAllToHost(s, { capEff: HOST_CAPEFF })).toEqual([]);
+    expect(s.process.capabilities).toEqual(before);
+    const u = baseSpec();
+    flag('--cap-add').apply!(u, ['ALL'], env);
+    expect(trimAllToHost(u, { capEff: 0n })).toEqual([]);
+    expect(u.process.capabilities!.bounding).toHaveLength(41);
   });
 
   it('checks the capset rules of the spec', () => {

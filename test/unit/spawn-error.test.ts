@@ -7,7 +7,7 @@ import type { Plan } from '../../src/plan/types.js';
 import { startContainer } from '../../src/runtime/run.js';
 
 const plan = { id: 'x', spec: { process: { args: ['true'] } }, cloneFlags: [], steps: [] } as unknown as Plan;
-const kernel = { strerror: () => 'No such file or directory' } as unknown as Kernel;
+const kernel = { strerror: () => 'No such file or directory', pipe: () => [1000, 1001], close: () => undefined } as unknown as Kernel;
 
 describe('spawn errors', () => {
   it('name the failing call and the errno by name', async () => {

@@ -8,6 +8,8 @@ import { SpecError, UnsupportedError } from '../../errors.js';
 import type { Resources } from '../../spec/types.js';
 import type { CgroupLayout, Hierarchy } from './mode.js';
 import { MAX_CFS_PERIOD_US, MAX_SHARES, MIN_CFS_US, MIN_SHARES } from './flags.js';
+import { parseCpuList } from './units.js';
+import { quoteValue } from '../../spec/quote.js';
 
 export interface CgroupWrite {
   controller: string;
@@ -123,7 +125,16 @@ export function validateResources(r: Resources | undefined): void {
     for (const k of ['cpus', 'mems'] as const) {
       const v = c[k];
       if (v !== undefined && v !== '' && !/^\d+(-\d+)?(,\d+(-\d+)?)*$/.test(v)) {
-        throw new SpecError(`linux.resources.cpu.${k}`, `"${v}" is not a list like 0-2,4`);
+        throw new SpecError(`linux.resources.cpu.${k}`, `${quoteValue(v)} is not a list like 0-2,4`);
+      }
+      if (v) {
+        // the grammar is right, but a range such as 0-99999999 names no host's CPUs (and
+        // would be expanded member by member): refuse it here, naming the field
+        try {
+          parseCpuList(v);
+        } catch (e) {
+          throw new SpecError(`linux.resources.cpu.${k}`, `${quoteValue(v)}: ${(e as Error).message}`);
+        }
       }
     }
   }

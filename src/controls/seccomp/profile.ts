@@ -8,6 +8,7 @@
 import { release } from 'node:os';
 import type { Seccomp, SeccompRule } from '../../spec/types.js';
 import { ARCHES, OTHER_SCMP_ARCHES, type ArchName } from './arch.js';
+import { quoteValue } from '../../spec/quote.js';
 
 export const ACTIONS = [
   'SCMP_ACT_ALLOW',
@@ -83,12 +84,12 @@ function keys(o: Obj, path: string, allowed: readonly string[]): void {
   for (const k of Object.keys(o)) if (!allowed.includes(k)) throw new ProfileError(path ? `${path}.${k}` : k, `unknown field (known: ${allowed.join(', ')})`);
 }
 function str(v: unknown, path: string): string {
-  if (typeof v !== 'string') throw new ProfileError(path, `expected a string, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string') throw new ProfileError(path, `expected a string, got ${quoteValue(v)}`);
   return v;
 }
 function strList(v: unknown, path: string): string[] {
   if (v === null || v === undefined) return [];
-  if (!Array.isArray(v)) throw new ProfileError(path, `expected an array of strings, got ${JSON.stringify(v)}`);
+  if (!Array.isArray(v)) throw new ProfileError(path, `expected an array of strings, got ${quoteValue(v)}`);
   return v.map((x, i) => str(x, `${path}[${i}]`));
 }
 function action(v: unknown, path: string): string {
@@ -100,11 +101,11 @@ function action(v: unknown, path: string): string {
 }
 function errnoRet(v: unknown, path: string): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > MAX_ERRNO) throw new ProfileError(path, `expected an errno number 0..${MAX_ERRNO}, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > MAX_ERRNO) throw new ProfileError(path, `expected an errno number 0..${MAX_ERRNO}, got ${quoteValue(v)}`);
   return v as number;
 }
 function u64(v: unknown, path: string): number {
-  if (!Number.isSafeInteger(v) || (v as number) < 0) throw new ProfileError(path, `expected an unsigned integer (at most 2^53-1 in JSON), got ${JSON.stringify(v)}`);
+  if (!Number.isSafeInteger(v) || (v as number) < 0) throw new ProfileError(path, `expected an unsigned integer (at most 2^53-1 in JSON), got ${quoteValue(v)}`);
   return v as number;
 }
 
@@ -116,7 +117,7 @@ function args(v: unknown, path: string): ArgRule[] | undefined {
     if (!isObj(a)) throw new ProfileError(p, 'expected an object {index, value, valueTwo, op}');
     keys(a, p, ['index', 'value', 'valueTwo', 'op']);
     if (!Number.isInteger(a.index) || (a.index as number) < 0 || (a.index as number) > 5)
-      throw new ProfileError(`${p}.index`, `expected 0..5 (a system call has six argument registers), got ${JSON.stringify(a.index)}`);
+      throw new ProfileError(`${p}.index`, `expected 0..5 (a system call has six argument registers), got ${quoteValue(a.index)}`);
     const op = str(a.op, `${p}.op`);
     if (!(OPS as readonly string[]).includes(op)) throw new ProfileError(`${p}.op`, `unknown operator "${op}" (known: ${OPS.join(', ')})`);
     const r: ArgRule = { index: a.index as number, value: u64(a.value ?? 0, `${p}.value`), op: op as Op };

@@ -27,6 +27,12 @@ export const CORE_FLAGS: FlagDef[] = [
   { syntax: '--entrypoint <cmd>', help: 'override the image\'s entrypoint', docker: '--entrypoint', control: 'process' },
   { syntax: '-h, --hostname <name>', help: 'container hostname (default: the short container id)', docker: '--hostname', control: 'uts-net' },
   { syntax: '--network <mode>', help: 'none (own namespace, loopback only; the default), host, or NAME of a tsrun network (eth0 on its bridge)', docker: '--network', control: 'namespaces' },
+  { syntax: '-p, --publish <[ip:][hostPort:]ctrPort[/proto]>', help: 'with --network NAME: forward a host port to the container (CNI portmap; bind to 127.0.0.1 unless you mean every address) (repeatable)', docker: '-p', control: 'network', repeatable: true },
+  { syntax: '-P, --publish-all', help: 'with --network NAME: publish every port the image EXPOSEs on a free host port', docker: '-P', control: 'network' },
+  { syntax: '--network-alias <name>', help: 'with --network NAME: another name the network\'s other containers know this one by (repeatable)', docker: '--network-alias', control: 'network', repeatable: true },
+  { syntax: '--add-host <host:ip>', help: 'an extra line in the container\'s /etc/hosts (repeatable)', docker: '--add-host', control: 'etc-files', repeatable: true },
+  { syntax: '--dns <ip>', help: 'a nameserver for the container\'s /etc/resolv.conf instead of the host\'s (repeatable)', docker: '--dns', control: 'etc-files', repeatable: true },
+  { syntax: '--dns-search <domain>', help: 'a search domain for the container\'s /etc/resolv.conf (repeatable)', docker: '--dns-search', control: 'etc-files', repeatable: true },
   { syntax: '--ip <address>', help: 'with --network NAME: this IPv4 address instead of the next free one', docker: '--ip', control: 'network' },
   {
     syntax: '--read-only',

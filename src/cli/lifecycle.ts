@@ -1,6 +1,7 @@
 import { readFileSync, writeSync } from 'node:fs';
 import { allocations, loadNetwork } from '../network/store.js';
 import { NETWORK_ANNOTATION } from '../network/types.js';
+import { inspectPorts, publishedPorts } from '../network/ports.js';
 import { constants as osc } from 'node:os';
 import type { Command } from 'commander';
 import { StateError, UsageError } from '../errors.js';
@@ -62,10 +63,13 @@ export function describe(paths: Paths, s: ContainerState) {
 /** docker inspect's NetworkSettings.Networks: the address host-local holds for the container (none once it exited). */
 function networkSettings(p: Paths, s: ContainerState) {
   const name = s.annotations[NETWORK_ANNOTATION];
-  if (!name) return { Networks: {} };
+  if (!name) return { Networks: {}, Ports: {} };
   const def = loadNetwork(p.data, name);
   const a = allocations(p.data, name).find((x) => x.containerId === s.id);
-  return { Networks: { [name]: { NetworkID: def?.id ?? '', IPAddress: a?.ip ?? '', IPPrefixLen: def ? Number(def.subnet.split('/')[1]) : 0, Gateway: def?.gateway ?? '' } } };
+  return {
+    Networks: { [name]: { NetworkID: def?.id ?? '', IPAddress: a?.ip ?? '', IPPrefixLen: def ? Number(def.subnet.split('/')[1]) : 0, Gateway: def?.gateway ?? '' } },
+    Ports: inspectPorts(publishedPorts(s)),
+  };
 }
 
 export function ociState(s: ContainerState, paths?: Paths) {

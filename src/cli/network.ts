@@ -7,8 +7,10 @@ import { loadConfig } from '../config/index.js';
 import type { Paths } from '../runtime/paths.js';
 import { listEntries, listStates, statusOf, withLock } from '../runtime/state.js';
 import { defineNetwork, type CreateFlags } from '../network/define.js';
-import { allocations, deleteBridge, ensureBridge, hostRoutes, listNetworks, loadNetwork, removeNetworkFiles, saveNetwork } from '../network/store.js';
+import { allocations, deleteBridge, ensureBridge, hostRoutes, listNetworks, loadNetwork, removeIdlePortmapChains, removeNetworkFiles, saveNetwork } from '../network/store.js';
 import { NETWORK_ANNOTATION, type NetworkDef } from '../network/types.js';
+import { formatMapping, publishedPorts } from '../network/ports.js';
+import { resolve } from '../runtime/lifecycle.js';
 
 const out = (s: string) => writeSync(1, s);
 
@@ -42,6 +44,17 @@ function attached(paths: Paths, def: NetworkDef) {
 }
 
 export function registerNetworkCommands(program: Command, paths: () => Paths, setExit: (code: number) => void): void {
+  program
+    .command('port')
+    .description('the published ports of a container (docker port): CONTAINER_PORT/PROTO -> HOST_IP:HOST_PORT')
+    .argument('<container>', 'name or id')
+    .argument('[port]', 'only this container port, e.g. 80 or 80/tcp')
+    .action((ref: string, port: string | undefined) => {
+      const ms = publishedPorts(resolve(paths(), ref).config).filter((m) => !port || `${m.containerPort}/${m.protocol}` === (port.includes('/') ? port : `${port}/tcp`));
+      if (port && ms.length === 0) throw new UsageError(`no public port ${JSON.stringify(port)} published for ${ref}`);
+      for (const m of ms) out(port ? `${m.hostIP || '0.0.0.0'}:${m.hostPort}\n` : `${formatMapping(m)}\n`);
+    });
+
   const net = program.command('network').description('manage bridge networks (docker network): create, ls, inspect, rm');
 
   net
@@ -50,7 +63,7 @@ export function registerNetworkCommands(program: Command, paths: () => Paths, se
     .argument('<name>', 'network name')
     .option('--subnet <cidr>', 'IPv4 subnet (default: the first free /24 in 10.77.0.0/16)')
     .option('--gateway <ip>', 'the bridge\'s address (default: the first address of the subnet)')
-    .option('--internal', 'accepted as docker\'s: tsrun networks never route or NAT to the outside')
+    .option('--internal', 'no route and no NAT to the outside: containers reach the subnet and the gateway only (docker\'s --internal)')
     .option('--icc <bool>', 'inter-container communication (default true, or "icc" in the config file); false isolates containers from each other')
     .option('-o, --opt <key=value>', `driver option: com.docker.network.bridge.enable_icc=true|false (repeatable)`, collect)
     .option('-d, --driver <driver>', 'bridge (the only one)')
@@ -130,6 +143,7 @@ export function registerNetworkCommands(program: Command, paths: () => Paths, se
           removeNetworkFiles(p.data, d);
           out(`${d.name}\n`);
         }
+        removeIdlePortmapChains();
       });
       setExit(0);
     });

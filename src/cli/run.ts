@@ -15,10 +15,10 @@ import type { FlagDef } from '../spec/flag-types.js';
 import { specFromFlags, type RunOptions } from '../spec/from-flags.js';
 import { detectHost } from '../runtime/host.js';
 import { containerDir, defaultPaths, imagesDir, type Paths } from '../runtime/paths.js';
-import { attachAndWait, cleanup, forwardSignals } from '../runtime/run.js';
+import { attachAndWait, cleanup, dueAtExit, forwardSignals } from '../runtime/run.js';
 import { launch } from '../runtime/lifecycle.js';
 import { logOptsFrom } from '../runtime/logs.js';
-import { exitFile, removeState, stateDirOf, withLock } from '../runtime/state.js';
+import { exitFile, listStates, removeState, stateDirOf, withLock } from '../runtime/state.js';
 import { PROJECT_ROOT } from '../kernel/native.js';
 import { imageFileReader } from '../kernel/in-root.js';
 import { RUN_FLAGS } from './flags.js';
@@ -26,6 +26,8 @@ import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/index.js';
 import { applyDefaults } from '../config/spec-defaults.js';
 import { ALL_CAPS, capabilityReport, trimAllToHost } from '../controls/capabilities.js';
 import { resolveAttachment } from '../network/attach.js';
+import { parseIp } from '../network/ipv4.js';
+import { assignPorts, parsePublish, portsInUse, publishAll, publishedPorts, PORTS_ANNOTATION } from '../network/ports.js';
 import { NETWORK_ANNOTATION } from '../network/types.js';
 
 export interface RunCliOptions extends RunOptions {
@@ -77,6 +79,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
   const stateRoot = paths.root;
   const terminal = Boolean(opts.tty);
   let ctx: BuildContext;
+  let imageExposed: Record<string, unknown> | null | undefined;
   if (opts.bundle) {
     if (image) throw new UsageError(`--bundle ${opts.bundle}: the bundle's config.json names the command; do not also give an image (${JSON.stringify(image)})`);
     const b = loadBundle(opts.bundle);
@@ -102,19 +105,49 @@ export async function planRun(image: string | undefined, args: string[], opts: R
       beforeFlags: (spec) => applyDefaults(spec, cfg.config, { userns: opts.userns, usernsRemap: opts.usernsRemap }),
       ...(consoleSize ? { consoleSize } : {}),
     });
+    imageExposed = img.config.ExposedPorts;
     // --privileged / --cap-add ALL: the spec lists what the container really gets
     const missing = trimAllToHost(spec, host);
     if (missing.length) writeSync(2, `tsrun: warning: every capability asked for, but ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not held by tsrun here (CapEff/CapBnd): the container gets the other ${ALL_CAPS.length - missing.length}\n`);
     // which image the container was made from: rmi refuses to remove it while the container exists
     spec.annotations = { ...spec.annotations, [IMAGE_ANNOTATION]: img.id };
-    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart), stateRoot };
+    ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart), stateRoot, etc: etcOptions(opts) };
   }
   const net = opts.network;
-  if (net !== undefined && net !== 'none' && net !== 'host') {
-    ctx.network = resolveAttachment(paths.data, net, opts.ip, [ctx.spec.hostname ?? '', opts.name ?? '']);
+  const requests = [...((opts.publish as string[] | undefined) ?? []).map(parsePublish), ...(opts.publishAll ? publishAll(imageExposed) : [])];
+  const named = net !== undefined && net !== 'none' && net !== 'host';
+  if (!named) {
+    for (const [flag, given] of [['-p', requests.length > 0 && !opts.publishAll], ['-P', opts.publishAll], ['--network-alias', (opts.networkAlias as string[] | undefined)?.length]] as const)
+      if (given) throw new UsageError(`${flag} needs --network NAME: ports and names live on a user-defined network (tsrun network create NAME); tsrun has no default bridge like docker0`);
+  }
+  if (named) {
+    const ports = requests.length ? assignPorts(requests, takenPorts(paths)) : [];
+    const names = [ctx.spec.hostname ?? '', opts.name ?? '', ...((opts.networkAlias as string[] | undefined) ?? []), id.slice(0, 12)];
+    ctx.network = resolveAttachment(paths.data, net, opts.ip, names, process.env, ports);
+    if (ports.length) ctx.spec.annotations = { ...ctx.spec.annotations, [PORTS_ANNOTATION]: JSON.stringify(ports) };
     ctx.spec.annotations = { ...ctx.spec.annotations, [NETWORK_ANNOTATION]: net };
   }
   return buildPlan(ctx);
+}
+
+/** --add-host HOST:IP, --dns IP, --dns-search DOMAIN, checked here (docker's forms). */
+function etcOptions(opts: RunCliOptions): NonNullable<BuildContext['etc']> {
+  const list = (v: unknown) => (v as string[] | undefined) ?? [];
+  for (const h of list(opts.addHost)) {
+    const [name = '', ip = ''] = [h.slice(0, h.indexOf(':')), h.slice(h.indexOf(':') + 1)];
+    if (!h.includes(':') || !/^[a-zA-Z0-9][a-zA-Z0-9.-]*$/.test(name) || parseIp(ip) === undefined)
+      throw new UsageError(`--add-host ${JSON.stringify(h)}: expected HOST:IPv4 (e.g. db:10.77.0.5)`);
+  }
+  for (const d of list(opts.dns)) if (parseIp(d) === undefined) throw new UsageError(`--dns ${JSON.stringify(d)}: not an IPv4 address`);
+  for (const d of list(opts.dnsSearch)) if (!/^[a-zA-Z0-9.-]+$/.test(d)) throw new UsageError(`--dns-search ${JSON.stringify(d)}: not a domain name`);
+  return { addHosts: list(opts.addHost), dns: list(opts.dns), dnsSearch: list(opts.dnsSearch) };
+}
+
+/** Host ports taken: host sockets (/proc/net) and the published ports of this root's containers. */
+function takenPorts(paths: Paths): Set<string> {
+  const taken = portsInUse();
+  for (const s of listStates(paths)) for (const m of publishedPorts(s.config)) taken.add(`${m.protocol}/${m.hostPort}`);
+  return taken;
 }
 
 function abbreviations(plan: Plan, paths: Paths): Record<string, string> {
@@ -160,7 +193,7 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
       try {
         await withLock(paths, plan.id, () => {
           if (opts.rm) {
-            const err = cleanup(plan, (s) => !((s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni'), launched!.started.cgroupsCreated);
+            const err = cleanup(plan, (s) => !dueAtExit(s), launched!.started.cgroupsCreated);
             if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
             removeState(paths, plan.id);
           } else if (code !== undefined && existsSync(stateDirOf(paths, plan.id))) {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { parent } from '../plan/step.js';
-import type { Control } from '../plan/types.js';
+import type { BuildContext, Control } from '../plan/types.js';
 import { isBind } from './mounts.js';
 
 // /etc/hostname, /etc/hosts and /etc/resolv.conf are written by tsrun into the container's
@@ -11,7 +11,7 @@ export const ETC_FILES = ['hostname', 'hosts', 'resolv.conf'] as const;
 
 // With a network (--network NAME) the hostname's line is the container's address, appended
 // by the network control once CNI has allocated it, instead of 127.0.1.1.
-export function etcFileContent(name: (typeof ETC_FILES)[number], hostname: string, hostResolv: string, hostNetwork: boolean, attached = false): string {
+export function etcFileContent(name: (typeof ETC_FILES)[number], hostname: string, hostResolv: string, hostNetwork: boolean, attached = false, etc: BuildContext['etc'] = undefined): string {
   switch (name) {
     case 'hostname':
       return `${hostname}\n`;
@@ -24,9 +24,16 @@ export function etcFileContent(name: (typeof ETC_FILES)[number], hostname: strin
         'ff02::1\tip6-allnodes',
         'ff02::2\tip6-allrouters',
         ...(attached ? [] : [`127.0.1.1\t${hostname}`]),
+        // --add-host, as docker writes them: IP, tab, name
+        ...(etc?.addHosts ?? []).map((h) => `${h.slice(h.indexOf(':') + 1)}\t${h.slice(0, h.indexOf(':'))}`),
         '',
       ].join('\n');
     case 'resolv.conf':
+      // --dns/--dns-search replace the host's servers or search list, as docker's do
+      if (etc?.dns.length || etc?.dnsSearch.length) {
+        const keep = hostResolv.split('\n').filter((l) => l.trim() && !(etc.dns.length && /^\s*nameserver\b/.test(l)) && !(etc.dnsSearch.length && /^\s*(search|domain)\b/.test(l)));
+        return [...(etc.dnsSearch.length ? [`search ${etc.dnsSearch.join(' ')}`] : []), ...etc.dns.map((d) => `nameserver ${d}`), ...keep, ''].join('\n');
+      }
       // A loopback resolver of the host is unreachable from a private network namespace.
       return hostNetwork
         ? hostResolv
@@ -52,7 +59,7 @@ export const control: Control = {
             'prepare',
             'etc-files',
             `content of the container's /etc/${name}`,
-            { action: 'write-file', path: m.source!, content: etcFileContent(name, ctx.spec.hostname ?? '', readHostResolv(), hostNetwork, Boolean(ctx.network)), mode: 0o644 },
+            { action: 'write-file', path: m.source!, content: etcFileContent(name, ctx.spec.hostname ?? '', readHostResolv(), hostNetwork, Boolean(ctx.network), ctx.etc), mode: 0o644 },
             `write ${m.source}`,
           ),
         ];

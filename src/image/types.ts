@@ -8,6 +8,8 @@ export interface ImageConfig {
   WorkingDir?: string;
   User?: string;
   StopSignal?: string;
+  /** EXPOSE: {"80/tcp": {}}; `run -P` publishes each */
+  ExposedPorts?: Record<string, unknown> | null;
 }
 
 export interface ResolvedImage {

@@ -6,8 +6,9 @@ import { DEFAULT_CNI_PATH, findCniDir } from './cni.js';
 import { checkRequestedIp } from './define.js';
 import { allocations, listNetworks, loadNetwork } from './store.js';
 import { ipamDirOf, type NetworkAttachment } from './types.js';
+import type { PortMapping } from './ports.js';
 
-export function resolveAttachment(data: string, name: string, ip: string | undefined, hostnames: string[], env: NodeJS.ProcessEnv = process.env): NetworkAttachment {
+export function resolveAttachment(data: string, name: string, ip: string | undefined, hostnames: string[], env: NodeJS.ProcessEnv = process.env, ports: PortMapping[] = []): NetworkAttachment {
   const def = loadNetwork(data, name);
   if (!def) {
     const all = listNetworks(data).map((n) => n.name);
@@ -18,6 +19,6 @@ export function resolveAttachment(data: string, name: string, ip: string | undef
     const used = allocations(data, name).find((x) => x.ip === ip);
     if (used) throw new UsageError(`--ip ${ip}: already in use on network ${name} by container ${used.containerId.slice(0, 12)}`);
   }
-  const cniPath = findCniDir(env.TSRUN_CNI_PATH || DEFAULT_CNI_PATH, ['bridge', 'host-local']);
-  return { def, ...(ip !== undefined ? { ip } : {}), cniPath, ipamDir: ipamDirOf(data), hostnames: [...new Set(hostnames.filter(Boolean))] };
+  const cniPath = findCniDir(env.TSRUN_CNI_PATH || DEFAULT_CNI_PATH, ['bridge', 'host-local', ...(ports.length ? ['portmap'] : [])]);
+  return { def, ...(ip !== undefined ? { ip } : {}), cniPath, ipamDir: ipamDirOf(data), hostnames: [...new Set(hostnames.filter(Boolean))], ...(ports.length ? { ports } : {}) };
 }

@@ -4,10 +4,11 @@
 // containernetworking-plugins: `bridge` (veth pair, one end in the container's netns as
 // eth0, the other a port of the bridge) with `host-local` (file-per-address IPAM under a lock).
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsrunError, UsageError } from '../errors.js';
 import type { ParentAction } from '../plan/types.js';
+import { joinNames, leaveNames } from './names.js';
 
 export const DEFAULT_CNI_PATH = '/usr/lib/cni:/opt/cni/bin';
 
@@ -24,6 +25,7 @@ export function findCniDir(cniPath: string, plugins: string[]): string {
 
 type CniAction = Extract<ParentAction, { action: 'cni' }>;
 type PortAction = Extract<ParentAction, { action: 'bridge-port' }>;
+type NamesAction = Extract<ParentAction, { action: 'network-names' }>;
 
 interface AddResult {
   interfaces?: { name: string; mac?: string; sandbox?: string }[];
@@ -31,7 +33,7 @@ interface AddResult {
 }
 
 /** What each ADD in this process returned, by container id: the isolation step needs the host-side veth. */
-const added = new Map<string, { hostVeth?: string; ip?: string }>();
+const added = new Map<string, { hostVeth?: string; ip?: string; result?: unknown }>();
 
 export function addedFor(containerId: string): { hostVeth?: string; ip?: string } | undefined {
   return added.get(containerId);
@@ -84,6 +86,13 @@ export function runCniAction(a: CniAction, pid?: number): void {
     return;
   }
   if (!pid) throw new TsrunError(`CNI ADD needs the container's pid`);
+  if (a.plugin === 'portmap') {
+    // chained after bridge: it gets bridge's result as prevResult (CNI spec, "Chained plugins")
+    const prev = added.get(a.containerId)?.result;
+    if (!prev) throw new TsrunError(`network ${String(a.config.name)}: portmap needs the bridge plugin's result (CNI ADD of bridge did not run)`);
+    callPlugin({ ...a, config: { ...a.config, prevResult: prev } }, `/proc/${pid}/ns/net`);
+    return;
+  }
   const out = callPlugin(a, `/proc/${pid}/ns/net`);
   let res: AddResult;
   try {
@@ -94,9 +103,18 @@ export function runCniAction(a: CniAction, pid?: number): void {
   const bridge = String(a.config.bridge);
   const hostVeth = res.interfaces?.find((i) => !i.sandbox && i.name !== bridge)?.name;
   const ip = res.ips?.[0]?.address.split('/')[0];
-  added.set(a.containerId, { ...(hostVeth ? { hostVeth } : {}), ...(ip ? { ip } : {}) });
-  // the container's own name resolves to its network address, as docker writes it
-  if (a.hostsFile && ip) appendFileSync(a.hostsFile, `${ip}\t${(a.hostnames ?? []).join(' ')}\n`);
+  added.set(a.containerId, { ...(hostVeth ? { hostVeth } : {}), ...(ip ? { ip } : {}), result: res });
+}
+
+/** The container's name in the network's hosts files (join after bridge's ADD gave it an address), or out of them. */
+export function runNamesAction(a: NamesAction): void {
+  if (a.command === 'leave') {
+    leaveNames(a.netDir, a.network, a.containerId);
+    return;
+  }
+  const ip = added.get(a.containerId)?.ip;
+  if (!ip) throw new TsrunError(`network ${a.network}: no address recorded for container ${a.containerId.slice(0, 12)} (CNI ADD did not report one)`);
+  joinNames(a.netDir, a.network, { containerId: a.containerId, ip, names: a.names ?? [], hostsFile: a.hostsFile ?? '' });
 }
 
 const BRIDGE_BIN = ['/usr/sbin/bridge', '/sbin/bridge', '/usr/bin/bridge', '/bin/bridge'];

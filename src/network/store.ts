@@ -104,7 +104,7 @@ export function bridgeExists(name: string): boolean {
  * The network's bridge with its gateway address, up: what `network create` makes (and the
  * first container after a reboot remakes; the CNI bridge plugin would only make the device).
  */
-export function ensureBridge(def: Pick<NetworkDef, 'name' | 'bridge' | 'subnet' | 'gateway'>): void {
+export function ensureBridge(def: Pick<NetworkDef, 'name' | 'bridge' | 'subnet' | 'gateway' | 'internal'>): void {
   if (!bridgeExists(def.bridge)) {
     if (existsSync(`/sys/class/net/${def.bridge}`)) throw new UsageError(`network ${def.name}: device ${def.bridge} exists and is not a bridge`);
     try {
@@ -125,8 +125,62 @@ export function ensureBridge(def: Pick<NetworkDef, 'name' | 'bridge' | 'subnet' 
     }
   }
   ipCommand(['link', 'set', def.bridge, 'up']);
+  ensureMasquerade(def);
 }
 
+/** The host side of a network: its bridge and its masquerade rule. */
 export function deleteBridge(def: NetworkDef): void {
   if (bridgeExists(def.bridge)) ipCommand(['link', 'del', def.bridge]);
+  removeMasquerade(def);
+}
+
+const IPTABLES_BIN = ['/usr/sbin/iptables', '/sbin/iptables', '/usr/bin/iptables'];
+
+function iptables(args: string[]): { ok: boolean; out: string; err: string } {
+  const bin = IPTABLES_BIN.find((p) => existsSync(p));
+  if (!bin) throw new TsrunError('iptables not found in /usr/sbin or /sbin: install package iptables');
+  try {
+    return { ok: true, out: execFileSync(bin, ['-w', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }), err: '' };
+  } catch (e) {
+    return { ok: false, out: '', err: ((e as { stderr?: string }).stderr ?? '').trim().split('\n')[0] || (e as Error).message };
+  }
+}
+
+/** docker's outbound NAT for a network: what leaves the subnet by another device than its bridge takes the host's address. */
+function masqueradeRule(def: Pick<NetworkDef, 'name' | 'bridge' | 'subnet'>): string[] {
+  return ['-t', 'nat', 'POSTROUTING', '-s', def.subnet, '!', '-o', def.bridge, '-m', 'comment', '--comment', `tsrun network ${def.name}`, '-j', 'MASQUERADE'];
+}
+
+/** The network's masquerade rule (idempotent: -C before -A); an --internal network has none. */
+export function ensureMasquerade(def: Pick<NetworkDef, 'name' | 'bridge' | 'subnet' | 'internal'>): void {
+  if (def.internal) return;
+  const [t, nat, chain, ...rule] = masqueradeRule(def);
+  if (iptables([t!, nat!, '-C', chain!, ...rule]).ok) return;
+  const r = iptables([t!, nat!, '-A', chain!, ...rule]);
+  if (!r.ok && !iptables([t!, nat!, '-C', chain!, ...rule]).ok) throw new TsrunError(`iptables -t nat -A POSTROUTING -s ${def.subnet} ! -o ${def.bridge} -j MASQUERADE: ${r.err}`);
+}
+
+export function removeMasquerade(def: Pick<NetworkDef, 'name' | 'bridge' | 'subnet'>): void {
+  const [t, nat, chain, ...rule] = masqueradeRule(def);
+  while (iptables([t!, nat!, '-C', chain!, ...rule]).ok) iptables([t!, nat!, '-D', chain!, ...rule]);
+}
+
+/**
+ * The portmap plugin's shared chains (CNI-HOSTPORT-DNAT, -MASQ, -SETMARK and their jumps)
+ * stay after its last DEL. When the last network goes and the DNAT chain holds no rule,
+ * nobody uses them: remove them, so a host that tried tsrun is left as it was.
+ */
+export function removeIdlePortmapChains(): void {
+  const dnat = iptables(['-t', 'nat', '-S', 'CNI-HOSTPORT-DNAT']);
+  if (!dnat.ok || dnat.out.split('\n').some((l) => l.startsWith('-A '))) return;
+  const jumps: string[][] = [
+    ['PREROUTING', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'CNI-HOSTPORT-DNAT'],
+    ['OUTPUT', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'CNI-HOSTPORT-DNAT'],
+    ['POSTROUTING', '-m', 'comment', '--comment', 'CNI portfwd requiring masquerade', '-j', 'CNI-HOSTPORT-MASQ'],
+  ];
+  for (const [chain, ...rule] of jumps) while (iptables(['-t', 'nat', '-C', chain!, ...rule]).ok) iptables(['-t', 'nat', '-D', chain!, ...rule]);
+  for (const c of ['CNI-HOSTPORT-DNAT', 'CNI-HOSTPORT-MASQ', 'CNI-HOSTPORT-SETMARK']) {
+    iptables(['-t', 'nat', '-F', c]);
+    iptables(['-t', 'nat', '-X', c]);
+  }
 }

@@ -3,6 +3,7 @@
 // The CNI plugins (containernetworking-plugins: bridge + host-local) do the kernel work;
 // tsrun only decides what to ask for.
 import { posix } from 'node:path';
+import type { PortMapping } from './ports.js';
 
 export interface NetworkDef {
   name: string;
@@ -17,7 +18,7 @@ export interface NetworkDef {
   bridge: string;
   /** inter-container communication: false isolates every container's bridge port */
   icc: boolean;
-  /** docker's --internal: recorded; tsrun never routes or NATs a network to the outside anyway */
+  /** docker's --internal: no default route and no NAT, the subnet and the gateway only; otherwise outbound traffic is masqueraded (docker's default) */
   internal: boolean;
   /** docker's -o options as given */
   options: Record<string, string>;
@@ -33,8 +34,10 @@ export interface NetworkAttachment {
   cniPath: string;
   /** host-local's dataDir: one file per allocated address, under a lock per network */
   ipamDir: string;
-  /** names for the container's own /etc/hosts line (hostname, then --name) */
+  /** the names every member of the network knows it by, in /etc/hosts: the hostname, --name, --network-alias, the short id */
   hostnames: string[];
+  /** -p / -P: host ports forwarded to the container (CNI portmap) */
+  ports?: PortMapping[];
 }
 
 export const CNI_VERSION = '1.0.0';
@@ -43,21 +46,27 @@ export const bridgeName = (id: string) => `tsbr-${id.slice(0, 10)}`;
 
 /**
  * The CNI network configuration for one container (CNI spec 1.0, "Network configuration").
- * isGateway is false on purpose: with it, the bridge plugin would also write 1 to
- * net.ipv4.ip_forward for the whole host; tsrun gives the bridge its gateway address
- * itself when it creates the network. No ipMasq (no NAT) and no routes: a container
- * reaches its subnet and the gateway, nothing beyond.
+ * A network that is not --internal routes to the outside as docker's do: isDefaultGateway
+ * gives the container a default route through the bridge (and, as isGateway, has the plugin
+ * write 1 to the host's net.ipv4.ip_forward, as dockerd does at start). The masquerade is the network's,
+ * one rule made with the bridge (src/network/store.ts), as docker's is: the plugin's own
+ * ipMasq rule per container is removed only by a DEL that still has the container's netns,
+ * and tsrun's DEL runs after the netns is gone. An --internal network gets neither: its
+ * containers reach their subnet and the gateway, nothing beyond. hairpinMode lets a
+ * container reach its own published port through the host's address.
  */
 export function cniConfig(a: Pick<NetworkAttachment, 'def' | 'ip' | 'ipamDir'>): Record<string, unknown> {
   const { def } = a;
+  const routed = !def.internal;
   return {
     cniVersion: CNI_VERSION,
     name: def.name,
     type: 'bridge',
     bridge: def.bridge,
-    isGateway: false,
+    isGateway: routed,
+    isDefaultGateway: routed,
     ipMasq: false,
-    hairpinMode: false,
+    hairpinMode: true,
     ipam: {
       type: 'host-local',
       ranges: [[{ subnet: def.subnet, gateway: def.gateway }]],
@@ -75,3 +84,20 @@ export const NETWORK_NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
 
 /** the user-defined network a container is attached to (a spec annotation): `network rm` and `network inspect` read it */
 export const NETWORK_ANNOTATION = 'tsrun.network';
+
+/**
+ * The portmap plugin's configuration, chained after bridge (CNI spec 1.0, "Network
+ * configuration lists": the previous plugin's result is `prevResult`). `snat` masquerades
+ * hairpin and localhost-originated traffic, so 127.0.0.1:PORT works from the host.
+ */
+export function portmapConfig(def: NetworkDef, ports: PortMapping[], prevResult?: unknown): Record<string, unknown> {
+  return {
+    cniVersion: CNI_VERSION,
+    name: def.name,
+    type: 'portmap',
+    capabilities: { portMappings: true },
+    snat: true,
+    runtimeConfig: { portMappings: ports },
+    ...(prevResult ? { prevResult } : {}),
+  };
+}

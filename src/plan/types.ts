@@ -87,8 +87,8 @@ export type ParentAction =
   | { action: 'id-map'; file: 'uid_map' | 'gid_map' | 'setgroups'; content: string }
   | { action: 'send-mount-fd'; source: string; idmapUserns: boolean; recursive: boolean }
   /** src/network/store.ts ensureBridge: the network's bridge with its gateway address, up */
-  | { action: 'network-bridge'; bridge: string; subnet: string; gateway: string; name: string }
-  /** src/network/cni.ts runCniAction: one CNI plugin call (CNI spec 1.0); ADD appends the address to hostsFile */
+  | { action: 'network-bridge'; bridge: string; subnet: string; gateway: string; name: string; internal: boolean }
+  /** src/network/cni.ts runCniAction: one CNI plugin call (CNI spec 1.0) */
   | {
       action: 'cni';
       command: 'ADD' | 'DEL';
@@ -97,9 +97,9 @@ export type ParentAction =
       containerId: string;
       ifname: string;
       config: Record<string, unknown>;
-      hostsFile?: string;
-      hostnames?: string[];
     }
+  /** src/network/names.ts: the container's address and names in every member's /etc/hosts (join), or out of them (leave) */
+  | { action: 'network-names'; command: 'join' | 'leave'; netDir: string; network: string; containerId: string; hostsFile?: string; names?: string[] }
   /** src/network/cni.ts runPortAction: bridge port isolation of the container's host-side veth */
   | { action: 'bridge-port'; containerId: string; isolated: boolean }
   | { action: 'go' }
@@ -178,6 +178,8 @@ export interface BuildContext {
   bundle?: string;
   /** run --network NAME: the user-defined network to attach to (src/network, resolved by the CLI) */
   network?: import('../network/types.js').NetworkAttachment;
+  /** --add-host, --dns, --dns-search (src/controls/etc-files.ts) */
+  etc?: { addHosts: string[]; dns: string[]; dnsSearch: string[] };
   /** the state root (--root): its containers get their own default cgroup parent */
   stateRoot?: string;
 }

@@ -4,7 +4,7 @@ import { errnoOf } from '../kernel/errno.js';
 import type { ParentStep } from '../plan/types.js';
 import { nativeKernel } from '../kernel/native.js';
 import { runCgroupAction } from '../controls/cgroups/manager.js';
-import { runCniAction, runPortAction } from '../network/cni.js';
+import { runCniAction, runNamesAction, runPortAction } from '../network/cni.js';
 import { ensureBridge } from '../network/store.js';
 import { removeTree as removeTreeIteratively } from './remove-tree.js';
 
@@ -47,6 +47,9 @@ export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgr
         return;
       case 'bridge-port':
         runPortAction(step);
+        return;
+      case 'network-names':
+        runNamesAction(step);
         return;
       case 'clone':
       case 'go':

@@ -67,6 +67,15 @@ function parentSteps(plan: Plan, phase: ParentStep['phase']): ParentStep[] {
 }
 
 /**
+ * The cleanup steps due as soon as the container exits, even when it is kept until `rm`
+ * (docker's stop): the OOM report, and its place on a network — address, published ports,
+ * its name in the other members' /etc/hosts. `rm` repeats them harmlessly.
+ */
+export function dueAtExit(s: ParentStep): boolean {
+  return (s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni' || s.action === 'network-names';
+}
+
+/**
  * Best effort: every cleanup step runs even when one fails; the first error is returned.
  * `cgroupsCreated`: the cgroup directories tsrun made for this container, the only ones it kills and removes.
  */
@@ -303,7 +312,7 @@ export async function attachAndWait(plan: Plan, started: Started, kernel: Kernel
     // a kept container (docker run without --rm) keeps its layer and cgroup until `tsrun rm`;
     // its reports (why it died: the OOM killer) are still due now, and its network address
     // goes back to the pool (as docker's stop), `rm` repeats that harmlessly
-    const err = keep ? cleanup(plan, (s) => (s.action === 'cgroup' && s.verb === 'oom-check') || s.action === 'cni') : cleanup(plan, undefined, started.cgroupsCreated);
+    const err = keep ? cleanup(plan, dueAtExit) : cleanup(plan, undefined, started.cgroupsCreated);
     if (err) writeSync(2, `tsrun: warning: cleanup: ${err.message}\n`);
     // a kept container's poststop hooks run when `rm` deletes it
     if (!keep) runPlanHooks(plan, 'poststop', started.bundle, started.pid);

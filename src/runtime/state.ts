@@ -170,6 +170,8 @@ function validateCleanup(steps: unknown, containerDir: string): string | undefin
       if (c.path !== containerDir) return `cleanup[${i}] removes ${JSON.stringify(c.path)}, not the container's directory`;
     } else if (c.action === 'cgroup') {
       if (!isStr(c.path) || !c.path.startsWith('/') || c.path.split('/').includes('..') || !['oom-check', 'kill', 'remove'].includes(String(c.verb))) return `cleanup[${i}] is not a cgroup cleanup`;
+    } else if (c.action === 'network-names') {
+      if (c.command !== 'leave' || !isStr(c.netDir) || !isStr(c.network) || !isStr(c.containerId)) return `cleanup[${i}] is not a network-names leave`;
     } else if (c.action !== 'cni' && c.action !== 'bridge-port') {
       return `cleanup[${i}]: ${JSON.stringify(c.action)} is no cleanup action`;
     }

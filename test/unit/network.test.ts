@@ -5,7 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { broadcast, checkHostAddress, formatCidr, formatIp, overlaps, parseCidr, parseIp, pickSubnet } from '../../src/network/ipv4.js';
 import { checkRequestedIp, defineNetwork, ICC_OPTION, type Taken } from '../../src/network/define.js';
 import { cniConfig, ipamDirOf, NETWORK_ANNOTATION, type NetworkAttachment, type NetworkDef } from '../../src/network/types.js';
-import { findCniDir, runCniAction, addedFor } from '../../src/network/cni.js';
+import { findCniDir, runCniAction, runNamesAction, addedFor } from '../../src/network/cni.js';
+import { joinNames, leaveNames } from '../../src/network/names.js';
 import { resolveAttachment } from '../../src/network/attach.js';
 import { hostRoutes, saveNetwork, allocations } from '../../src/network/store.js';
 import { validateConfig } from '../../src/config/index.js';
@@ -127,15 +128,19 @@ describe('network create flags → definition', () => {
 
 describe('CNI configuration', () => {
   const n: NetworkDef = def('n', { icc: 'false' });
-  it('is a bridge + host-local config without gateway mode, NAT or routes', () => {
+  it('--internal: a bridge + host-local config without gateway mode, NAT or routes', () => {
+    expect(cniConfig({ def: { ...n, internal: true }, ipamDir: '/d/networks/ipam' })).toMatchObject({ isGateway: false, ipMasq: false });
+  });
+  it('otherwise the bridge is the default route (NAT is the network\'s own rule, not the plugin\'s per container)', () => {
     expect(cniConfig({ def: n, ipamDir: '/d/networks/ipam' })).toEqual({
       cniVersion: '1.0.0',
       name: 'n',
       type: 'bridge',
       bridge: 'tsbr-ababababab',
-      isGateway: false,
+      isGateway: true,
+      isDefaultGateway: true,
       ipMasq: false,
-      hairpinMode: false,
+      hairpinMode: true,
       ipam: { type: 'host-local', ranges: [[{ subnet: '10.77.0.0/24', gateway: '10.77.0.1' }]], dataDir: '/d/networks/ipam' },
     });
   });
@@ -183,10 +188,13 @@ describe('run --network NAME → spec → plan', () => {
       ['prepare', 'network-bridge', ''],
       ['after-clone', 'cni', 'ADD'],
       ['after-clone', 'bridge-port', ''],
+      ['after-clone', 'network-names', 'join'],
+      ['cleanup', 'network-names', 'leave'],
       ['cleanup', 'cni', 'DEL'],
     ]);
     const add = net[1] as Extract<ParentStep, { action: 'cni' }>;
-    expect(add).toMatchObject({ plugin: 'bridge', cniPath: '/usr/lib/cni', ifname: 'eth0', containerId: 'c'.repeat(64), hostsFile: '/var/lib/tsrun/containers/x/hosts', hostnames: ['cccccccccccc', 'web'] });
+    expect(add).toMatchObject({ plugin: 'bridge', cniPath: '/usr/lib/cni', ifname: 'eth0', containerId: 'c'.repeat(64) });
+    expect(net[3]).toMatchObject({ netDir: '/var/lib/tsrun/networks', network: 'n', hostsFile: '/var/lib/tsrun/containers/x/hosts', names: ['cccccccccccc', 'web'] });
     expect(add.config).toEqual(cniConfig(attach(false, '10.77.0.9')));
     // ADD and isolation come after the clone step, before the cgroup/GO steps end the phase
     const idx = (p: (s: (typeof plan.steps)[number]) => boolean) => plan.steps.findIndex(p);
@@ -249,14 +257,25 @@ describe('resolving an attachment and calling a plugin (fake plugins, no root)',
     expect(findCniDir(`${cni}:/usr/lib/cni`, ['bridge'])).toBe(cni);
   });
 
-  it('ADD: CNI_* variables and the config on stdin, the address appended to /etc/hosts; DEL: no CNI_NETNS', () => {
+  it('ADD: CNI_* variables and the config on stdin, the address in the members\' /etc/hosts; DEL: no CNI_NETNS', () => {
     const hosts = join(dir, 'hosts');
     writeFileSync(hosts, '127.0.0.1\tlocalhost\n');
     const config = cniConfig({ def: n, ipamDir: ipamDirOf(data) });
     const common = { plugin: 'bridge', cniPath: cni, containerId: 'c'.repeat(64), ifname: 'eth0', config };
-    runCniAction({ action: 'cni', command: 'ADD', ...common, hostsFile: hosts, hostnames: ['cccc', 'web'] }, 4242);
-    expect(readFileSync(hosts, 'utf8')).toBe('127.0.0.1\tlocalhost\n10.77.0.9\tcccc web\n');
-    expect(addedFor('c'.repeat(64))).toEqual({ hostVeth: 'veth1234', ip: '10.77.0.9' });
+    runCniAction({ action: 'cni', command: 'ADD', ...common }, 4242);
+    expect(addedFor('c'.repeat(64))).toMatchObject({ hostVeth: 'veth1234', ip: '10.77.0.9' });
+    const netDir = join(data, 'networks');
+    runNamesAction({ action: 'network-names', command: 'join', netDir, network: 'n', containerId: 'c'.repeat(64), hostsFile: hosts, names: ['cccc', 'web'] });
+    expect(readFileSync(hosts, 'utf8')).toBe('127.0.0.1\tlocalhost\n# network n: its members, kept current by tsrun\n10.77.0.9\tcccc web\n');
+    // a second member: both lists have both; the first leaving is forgotten by the second
+    const hosts2 = join(dir, 'hosts2');
+    writeFileSync(hosts2, '127.0.0.1\tlocalhost\n# network n: its members, kept current by tsrun\nstale line\n');
+    joinNames(netDir, 'n', { containerId: 'd'.repeat(64), ip: '10.77.0.10', names: ['dddd', 'db', 'db'], hostsFile: hosts2 });
+    expect(readFileSync(hosts, 'utf8')).toBe('127.0.0.1\tlocalhost\n# network n: its members, kept current by tsrun\n10.77.0.9\tcccc web\n10.77.0.10\tdddd db\n');
+    expect(readFileSync(hosts2, 'utf8')).toBe(readFileSync(hosts, 'utf8'));
+    runNamesAction({ action: 'network-names', command: 'leave', netDir, network: 'n', containerId: 'c'.repeat(64) });
+    expect(readFileSync(hosts2, 'utf8')).toBe('127.0.0.1\tlocalhost\n# network n: its members, kept current by tsrun\n10.77.0.10\tdddd db\n');
+    leaveNames(netDir, 'n', 'd'.repeat(64));
     runCniAction({ action: 'cni', command: 'DEL', ...common });
     expect(addedFor('c'.repeat(64))).toBeUndefined();
     const calls = readFileSync(log, 'utf8').split('END\n').filter(Boolean);

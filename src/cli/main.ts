@@ -10,6 +10,7 @@ import { registerStatsCommand } from './stats.js';
 import { registerImageCommands } from './image.js';
 import { registerSeccompCommand } from './seccomp.js';
 import { registerNetworkCommands } from './network.js';
+import { registerLabCommand } from './lab.js';
 
 const VERSION = '0.1.0';
 
@@ -73,6 +74,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerImageCommands(program, () => paths(program), setExit);
   registerSeccompCommand(program, setExit);
   registerNetworkCommands(program, () => paths(program), setExit);
+  registerLabCommand(program, () => paths(program), setExit);
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {
       throw new UsageError('--systemd-cgroup: tsrun drives cgroupfs directly and has no systemd support; configure the engine for cgroupfs (podman: cgroup_manager = "cgroupfs")');

@@ -476,7 +476,7 @@ const lab7: Lab = {
   name: 'mac',
   title: 'Mandatory access control (SELinux in the workshop)',
   workshop: 'lab part 7 (SELinux: container_t, :z and :Z)',
-  cis: 'CIS 5.2 (SELinux security options), 5.1 (AppArmor profile), 2.11 in daemon.json terms: selinux-enabled',
+  cis: 'CIS 5.2 (SELinux security options), 5.1 (AppArmor profile)',
   async run(ctx) {
     const without = newHalf('no label: only DAC (file modes) decides');
     const withh = newHalf('--security-opt label=type:container_t and a :Z volume');

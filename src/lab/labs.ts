@@ -140,10 +140,19 @@ function warnsOf(stdout: string): string[] {
   return out;
 }
 
-function audit(ctx: LabContext, half: Half, config: string): AuditRun {
-  const r = ctx.tsrun(half, ['audit', '--host', '--json'], { env: { TSRUN_CONFIG: config } });
+function audit(ctx: LabContext, half: Half, config: string, target: string[] = ['--host']): AuditRun {
+  const r = ctx.tsrun(half, ['audit', ...target, '--json'], { env: { TSRUN_CONFIG: config } });
   const missing = r.code === 125 && /unknown command|unknown verb/i.test(r.stderr);
   return { missing, code: r.code, warns: missing ? [] : warnsOf(r.stdout) };
+}
+
+/** A container started under `config`, audited (the runtime checks, CIS section 5), removed. */
+function auditContainer(ctx: LabContext, half: Half, config: string, base: string): AuditRun {
+  const name = ctx.name(base);
+  ctx.tsrun(half, ['run', '-d', '--name', name, 'busybox', 'sleep', '30'], { env: { TSRUN_CONFIG: config } });
+  const a = audit(ctx, half, config, [name]);
+  ctx.tsrun(half, ['rm', '-f', name]);
+  return a;
 }
 
 export const LAB8_DAEMON_JSON = {
@@ -197,8 +206,11 @@ const lab2: Lab = {
         'tsrun audit [--host] [--json] [CONTAINER...|--pid PID] checks the host and containers against the CIS benchmark and exits 1 on any WARN.',
       ]);
     const b = audit(ctx, withh, hardened);
-    without.facts = { exit: a.code, warnings: a.warns.length, warned: a.warns.join(' ') };
-    withh.facts = { exit: b.code, warnings: b.warns.length, warned: b.warns.join(' ') };
+    guardRemapUser(ctx, notes); // the hardened container below uses userns-remap "default"
+    const ca = auditContainer(ctx, without, empty, 'l2-off');
+    const cb = auditContainer(ctx, withh, hardened, 'l2-on');
+    without.facts = { exit: a.code, warnings: a.warns.length, warned: a.warns.join(' '), container_warnings: ca.warns.length, container_warned: ca.warns.join(' ') };
+    withh.facts = { exit: b.code, warnings: b.warns.length, warned: b.warns.join(' '), container_warnings: cb.warns.length, container_warned: cb.warns.join(' ') };
     const fixed = a.warns.filter((w) => !b.warns.includes(w));
     const ok = b.warns.length < a.warns.length;
     return result(this, without, withh, ok ? 'pass' : 'fail', ok ? `${fixed.length} warning(s) fixed by the configuration: ${fixed.join(', ')}` : `the hardened configuration did not reduce the warnings (${a.warns.length} → ${b.warns.length})`, notes);

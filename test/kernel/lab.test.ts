@@ -110,6 +110,10 @@ describeKernel('tsrun lab: the workshop, control off then on', () => {
     expect(r.verdict).toBe('pass');
     expect(Number(r.with.facts.warnings)).toBeLessThan(Number(r.without.facts.warnings));
     expect(r.without.facts.exit).toBe(1);
+    // the container checks (CIS 5): no_new_privs (5.25) and the user namespace (5.30) fixed by the configuration
+    expect(String(r.without.facts.container_warned).split(' ')).toEqual(expect.arrayContaining(['5.25']));
+    expect(String(r.with.facts.container_warned).split(' ')).not.toContain('5.25');
+    expect(Number(r.with.facts.container_warnings)).toBeLessThan(Number(r.without.facts.container_warnings));
   });
 
   it('lab 3: PID 1 of its own namespace, one process visible; an ordinary process from outside', () => {

@@ -158,13 +158,17 @@ export class LabContext {
 
   /** Host pid of a container's init, from `tsrun inspect`. */
   initPid(half: Half, name: string): number | undefined {
-    const r = this.tsrun(half, ['inspect', name]);
+    // the whole inspect output is long: shown as the one line a student would grep for
+    const r = this.tsrun(quiet(), ['inspect', name]);
+    let pid: number | undefined;
     try {
-      const pid = (JSON.parse(r.stdout) as { State?: { Pid?: number } }[])[0]?.State?.Pid;
-      return typeof pid === 'number' && pid > 0 ? pid : undefined;
+      const p = (JSON.parse(r.stdout) as { State?: { Pid?: number } }[])[0]?.State?.Pid;
+      pid = typeof p === 'number' && p > 0 ? p : undefined;
     } catch {
-      return undefined;
+      pid = undefined;
     }
+    this.note(half, `tsrun inspect ${name} | grep -m1 '"Pid"'`, pid ? `"Pid": ${pid},\n` : r.stderr);
+    return pid;
   }
 
   onCleanup(what: string, fn: () => void): void {

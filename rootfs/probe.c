@@ -3,7 +3,10 @@
  * says about the process it runs as, one JSON object per line, so tests assert on the
  * kernel's own answers rather than on what tsrun meant to do.
  *
- *   probe info                 identity, namespaces, fds, status fields, rlimits, mounts
+ *   probe info                 identity, id maps, namespaces, fds, status fields, rlimits, mounts
+ *   probe show                 the same for people: ids and maps, capabilities by name,
+ *                              no_new_privs, seccomp mode, limits, read-only mounts, masked
+ *                              paths (the built-in `probe` image's default command)
  *   probe write PATH           create+write PATH               → {"op":"write","errno":...}
  *   probe open-write PATH      open(PATH, O_WRONLY) only       → {"op":"open-write","errno":...}
  *   probe reopen-write PATH S  open(PATH, O_PATH), wait S seconds, reopen it through
@@ -173,6 +176,18 @@ static void info(void) {
   }
   if (d) closedir(d);
   printf("]");
+
+  static const char *maps[] = {"uid_map", "gid_map"};
+  for (size_t i = 0; i < 2; i++) {
+    char p[64], buf[512] = "";
+    snprintf(p, sizeof p, "/proc/self/%s", maps[i]);
+    int fd = open(p, O_RDONLY);
+    ssize_t r = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0) close(fd);
+    buf[r > 0 ? r : 0] = 0;
+    printf(",\"%s\":", maps[i]);
+    json_str(buf);
+  }
 
   static const char *fields[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"};
   for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) status_field(fields[i]);
@@ -408,11 +423,128 @@ static int stdio_attack(int n, int do_write) {
   return 0;
 }
 
+/* Capability names by number (capability.h), for `probe show`. */
+static const char *CAPS[] = {"chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
+                             "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw", "ipc_lock", "ipc_owner",
+                             "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
+                             "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
+                             "mac_override", "mac_admin", "syslog", "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf",
+                             "checkpoint_restore"};
+
+static void show_caps(const char *field) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  unsigned long long v = 0;
+  size_t n = strlen(field);
+  while (f && fgets(line, sizeof line, f))
+    if (strncmp(line, field, n) == 0 && line[n] == ':') v = strtoull(line + n + 1, NULL, 16);
+  if (f) fclose(f);
+  printf("  %-7s %016llx", field, v);
+  int k = 0;
+  for (unsigned i = 0; i < sizeof CAPS / sizeof *CAPS; i++)
+    if (v & (1ULL << i)) printf("%s%s", k++ ? "," : " ", CAPS[i]);
+  if (!v) printf(" (none)");
+  printf("\n");
+}
+
+static void show_file(const char *label, const char *path) {
+  char buf[1024] = "";
+  int fd = open(path, O_RDONLY);
+  ssize_t r = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0) close(fd);
+  buf[r > 0 ? r : 0] = 0;
+  if (r > 0 && buf[r - 1] == '\n') buf[r - 1] = 0;
+  printf("%s%s\n", label, r < 0 ? ename(errno) : buf);
+}
+
+static const char *status_value(const char *name, char *out, size_t len) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  size_t n = strlen(name);
+  snprintf(out, len, "?");
+  while (f && fgets(line, sizeof line, f))
+    if (strncmp(line, name, n) == 0 && line[n] == ':') {
+      char *v = line + n + 1;
+      while (*v == ' ' || *v == '\t') v++;
+      v[strcspn(v, "\n")] = 0;
+      snprintf(out, len, "%s", v);
+    }
+  if (f) fclose(f);
+  return out;
+}
+
+/* What the container sees, for people: `tsrun run --rm probe` (the image's default). */
+static void show(void) {
+  char v[64];
+  printf("identity\n  uid %d (euid %d), gid %d (egid %d)\n", getuid(), geteuid(), getgid(), getegid());
+  show_file("  uid_map  ", "/proc/self/uid_map");
+  show_file("  gid_map  ", "/proc/self/gid_map");
+  printf("capabilities\n");
+  static const char *cf[] = {"CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"};
+  for (size_t i = 0; i < 5; i++) show_caps(cf[i]);
+  printf("privileges\n  no_new_privs %s\n", status_value("NoNewPrivs", v, sizeof v));
+  const char *sm = status_value("Seccomp", v, sizeof v);
+  printf("  seccomp      %s (%s)\n", sm, strcmp(sm, "2") == 0 ? "filter" : strcmp(sm, "1") == 0 ? "strict" : "none");
+  printf("limits\n");
+  static const struct { const char *name; int res; } lim[] = {{"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC}, {"core", RLIMIT_CORE}, {"memlock", RLIMIT_MEMLOCK}};
+  for (size_t i = 0; i < sizeof lim / sizeof *lim; i++) {
+    struct rlimit rl;
+    getrlimit(lim[i].res, &rl);
+    char s[32], h[32];
+    if (rl.rlim_cur == RLIM_INFINITY) snprintf(s, sizeof s, "unlimited");
+    else snprintf(s, sizeof s, "%llu", (unsigned long long)rl.rlim_cur);
+    if (rl.rlim_max == RLIM_INFINITY) snprintf(h, sizeof h, "unlimited");
+    else snprintf(h, sizeof h, "%llu", (unsigned long long)rl.rlim_max);
+    printf("  %-8s soft %s, hard %s\n", lim[i].name, s, h);
+  }
+  printf("read-only mounts\n");
+  FILE *m = fopen("/proc/self/mountinfo", "r");
+  char line[4096];
+  while (m && fgets(line, sizeof line, m)) {
+    char *save, *tok = strtok_r(line, " ", &save), *mp = NULL, *opts = NULL, *fstype = NULL;
+    for (int i = 0; tok; i++, tok = strtok_r(NULL, " ", &save)) {
+      if (i == 4) mp = tok;
+      if (i == 5) opts = tok;
+      if (strcmp(tok, "-") == 0) {
+        fstype = strtok_r(NULL, " ", &save);
+        break;
+      }
+    }
+    if (mp && opts && fstype && (strncmp(opts, "ro,", 3) == 0 || strcmp(opts, "ro") == 0)) printf("  %s (%s)\n", mp, fstype);
+  }
+  if (m) fclose(m);
+  /* Docker's masked paths: /dev/null bound over a file, an empty read-only tmpfs over a dir */
+  printf("masked paths\n");
+  static const char *masked[] = {"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                                 "/sys/devices/virtual/powercap"};
+  for (size_t i = 0; i < sizeof masked / sizeof *masked; i++) {
+    struct stat st;
+    const char *state;
+    if (stat(masked[i], &st) < 0) state = "absent";
+    else if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3) state = "masked (/dev/null)";
+    else if (S_ISDIR(st.st_mode)) {
+      DIR *d = opendir(masked[i]);
+      int entries = 0;
+      struct dirent *e;
+      while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) entries++;
+      if (d) closedir(d);
+      state = entries ? "VISIBLE" : "masked (empty)";
+    } else state = "VISIBLE";
+    printf("  %-30s %s\n", masked[i], state);
+  }
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (strcmp(argc > 1 ? argv[1] : "", "watch-exe") == 0 && argc == 3) return watch_exe(atof(argv[2]));
   if (argc < 2 || strcmp(argv[1], "info") == 0) {
     info();
+    return 0;
+  }
+  if (strcmp(argv[1], "show") == 0) {
+    show();
     return 0;
   }
   const char *cmd = argv[1];

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { BUILTIN_CONFIG } from '../src/image/builtin.js';
+import { BUILTIN_CONFIG, PROBE_CONFIG } from '../src/image/builtin.js';
 import { importRootfsDir } from '../src/image/import.js';
 import { ContentStore } from '../src/image/store.js';
 
@@ -47,11 +47,11 @@ export default async function setup(project: TestProject): Promise<() => void> {
   // source directories stay in <base>/rootfs for tests that build bundles from them.
   const rootfs = { busybox: join(base, 'rootfs', 'busybox'), probe: join(base, 'rootfs', 'probe') };
   execFileSync('/bin/sh', [join(ROOT, 'rootfs', 'build-busybox.sh'), rootfs.busybox]);
-  cpSync(rootfs.busybox, rootfs.probe, { recursive: true, verbatimSymlinks: true });
-  cpSync(probe, join(rootfs.probe, 'probe'));
+  // the built-in probe image's script, with the probe just compiled (build-probe.sh)
+  execFileSync('/bin/sh', [join(ROOT, 'rootfs', 'build-probe.sh'), rootfs.probe, probe]);
   const store = new ContentStore(join(data, 'images'));
   const bb = await importRootfsDir(store, rootfs.busybox, 'busybox', BUILTIN_CONFIG, 'builtin');
-  await importRootfsDir(store, rootfs.probe, 'probe', { Cmd: ['/probe', 'info'], WorkingDir: '/' });
+  await importRootfsDir(store, rootfs.probe, 'probe', { ...PROBE_CONFIG, Cmd: ['/probe', 'info'] });
   const layers = { busybox: store.layerDir(bb.layers[0]!.diffId) };
   project.provide('tsrunEnv', { base, data, root, probe, rootfs, layers });
 

@@ -13,6 +13,7 @@ import { registerImageCommands } from './image.js';
 import { registerSeccompCommand } from './seccomp.js';
 import { registerNetworkCommands } from './network.js';
 import { registerAuditCommand } from './audit.js';
+import { registerLabCommand } from './lab.js';
 
 const VERSION = '0.1.0';
 
@@ -77,6 +78,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerSeccompCommand(program, setExit);
   registerNetworkCommands(program, () => paths(program), setExit);
   registerAuditCommand(program, () => paths(program), setExit);
+  registerLabCommand(program, () => paths(program), setExit);
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {
       throw new UsageError('--systemd-cgroup: tsrun drives cgroupfs directly and has no systemd support; configure the engine for cgroupfs (podman: cgroup_manager = "cgroupfs")');

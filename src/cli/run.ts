@@ -22,7 +22,8 @@ import { exitFile, listStates, removeState, stateDirOf, withLock } from '../runt
 import { PROJECT_ROOT } from '../kernel/native.js';
 import { imageFileReader } from '../kernel/in-root.js';
 import { RUN_FLAGS } from './flags.js';
-import { DEFAULT_CONFIG_PATH, loadConfig } from '../config/index.js';
+import { DEFAULT_CONFIG_PATH, configRlimitError, loadConfig, rlimitConfigKey, type LoadedConfig } from '../config/index.js';
+import { nprocRootWarning } from '../controls/rlimits.js';
 import { applyDefaults } from '../config/spec-defaults.js';
 import { ALL_CAPS, capabilityReport, trimAllToHost } from '../controls/capabilities.js';
 import { resolveAttachment } from '../network/attach.js';
@@ -80,6 +81,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
   const terminal = Boolean(opts.tty);
   let ctx: BuildContext;
   let imageExposed: Record<string, unknown> | null | undefined;
+  let cfgLoaded: LoadedConfig | undefined;
   if (opts.bundle) {
     if (image) throw new UsageError(`--bundle ${opts.bundle}: the bundle's config.json names the command; do not also give an image (${JSON.stringify(image)})`);
     const b = loadBundle(opts.bundle);
@@ -90,6 +92,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     const img = await ensureImage(storeOf(paths), image, policy, { insecure: insecureList(opts.insecureRegistry), progress: progressReporter(2, Boolean(process.stderr.isTTY)) });
     const rootfs = join(cdir, 'merged');
     const cfg = loadConfig(opts.config, process.env, host);
+    cfgLoaded = cfg;
     for (const w of cfg.warnings) writeSync(2, `tsrun: warning: ${w}\n`);
     const consoleSize = terminal && process.stdout.isTTY ? { height: process.stdout.rows, width: process.stdout.columns } : undefined;
     const spec = specFromFlags({
@@ -111,6 +114,10 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     if (missing.length) writeSync(2, `tsrun: warning: every capability asked for, but ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not held by tsrun here (CapEff/CapBnd): the container gets the other ${ALL_CAPS.length - missing.length}\n`);
     // which image the container was made from: rmi refuses to remove it while the container exists
     spec.annotations = { ...spec.annotations, [IMAGE_ANNOTATION]: img.id };
+    const ulimits = (opts as Record<string, unknown>).ulimit;
+    const nprocKey = rlimitConfigKey(cfg.config, 'RLIMIT_NPROC', ulimits);
+    const nw = nprocRootWarning(spec, nprocKey ? `${cfg.path}: "${nprocKey}"` : '--ulimit nproc');
+    if (nw) writeSync(2, `tsrun: warning: ${nw}\n`);
     ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart), stateRoot, etc: etcOptions(opts) };
   }
   const net = opts.network;
@@ -127,7 +134,11 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     if (ports.length) ctx.spec.annotations = { ...ctx.spec.annotations, [PORTS_ANNOTATION]: JSON.stringify(ports) };
     ctx.spec.annotations = { ...ctx.spec.annotations, [NETWORK_ANNOTATION]: net };
   }
-  return buildPlan(ctx);
+  try {
+    return buildPlan(ctx);
+  } catch (e) {
+    throw cfgLoaded ? configRlimitError(e, ctx.spec, cfgLoaded, (opts as Record<string, unknown>).ulimit) : e;
+  }
 }
 
 /** --add-host HOST:IP, --dns IP, --dns-search DOMAIN, checked here (docker's forms). */

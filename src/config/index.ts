@@ -8,7 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import type { Spec } from '../spec/types.js';
-import { UsageError } from '../errors.js';
+import { SpecError, UsageError } from '../errors.js';
 import { parseUlimit, setRlimits } from '../controls/rlimits.js';
 import { applyRemap, hasUserNamespace, resolveRemap, type IdDb } from '../controls/userns.js';
 import { parseLogOpts } from '../runtime/logs.js';
@@ -120,6 +120,8 @@ export function validateConfig(raw: unknown, path: string): TsrunConfig {
 
 export interface HostFacts {
   lsms: string[];
+  /** where the LSM list was read (securityfs, the command line, the build config) */
+  lsmSource?: string;
 }
 
 /** Reads and validates the config file. A missing default file means "no defaults". */
@@ -139,7 +141,13 @@ export function loadConfig(flag?: string, env: NodeJS.ProcessEnv = process.env, 
   const config = validateConfig(raw, path);
   const warnings: string[] = [];
   if (config['selinux-enabled'] && host && !host.lsms.includes('selinux'))
-    warnings.push(`${path}: "selinux-enabled": SELinux is not active on this host (LSMs: ${host.lsms.join(', ')}); containers get no SELinux labels`);
+    warnings.push(
+      `${path}: "selinux-enabled": SELinux is not active on this host (LSMs: ${host.lsms.join(', ') || 'unknown'}${host.lsmSource ? `, from ${host.lsmSource}` : ''}); containers get no SELinux labels`,
+    );
+  // dockerd's live-restore keeps containers running while the daemon is down; tsrun has no
+  // daemon, so its containers always outlive the CLI (docs/live-restore.md)
+  if (config['live-restore'] === false)
+    warnings.push(`${path}: "live-restore": false has no effect: tsrun has no daemon, and every container outlives the tsrun that started it (held by its own tsrun-monitor or the kernel)`);
   return { path, found: true, config, warnings };
 }
 
@@ -159,4 +167,31 @@ export function applyConfigDefaults(spec: Spec, cfg: TsrunConfig, db?: IdDb): vo
       throw new UsageError(`config "userns-remap": ${(e as Error).message.replace(/^--userns-remap[^:]*: /, '')}`, { cause: e });
     }
   }
+}
+
+/** `default-ulimits.NAME` when the limit of `type` comes from the config file (no --ulimit NAME=). */
+export function rlimitConfigKey(cfg: TsrunConfig, type: string, ulimitFlags: unknown): string | undefined {
+  const name = type.replace(/^RLIMIT_/, '').toLowerCase();
+  if (!cfg['default-ulimits']?.[name]) return undefined;
+  const flags = (Array.isArray(ulimitFlags) ? ulimitFlags : ulimitFlags === undefined ? [] : [ulimitFlags]).map(String);
+  if (flags.some((f) => f.trim().startsWith(`${name}=`))) return undefined;
+  return `default-ulimits.${name}`;
+}
+
+/**
+ * A limit the host cannot grant, when it came from the config file, is reported against the
+ * file and its key (the learner edits the file, not a flag they never typed).
+ */
+export function configRlimitError(e: unknown, spec: Spec, loaded: Pick<LoadedConfig, 'path' | 'config'>, ulimitFlags: unknown): unknown {
+  if (!(e instanceof SpecError)) return e;
+  const m = /^process\.rlimits\[(\d+)\]/.exec(e.field);
+  const l = m ? spec.process.rlimits?.[Number(m[1])] : undefined;
+  const key = l ? rlimitConfigKey(loaded.config, l.type, ulimitFlags) : undefined;
+  if (!key) return e;
+  const name = key.slice('default-ulimits.'.length);
+  const msg = e.message
+    .slice(e.field.length + 2)
+    .replace(/ \(--ulimit \w+\)/, '')
+    .replace(/, e\.g\. --ulimit \w+=(\S+):(\S+)$/, (_, s: string, h: string) => `, e.g. "${name}": {"Name": "${name}", "Soft": ${s === 'unlimited' ? -1 : s}, "Hard": ${h === 'unlimited' ? -1 : h}}`);
+  return new UsageError(`${loaded.path}: "${key}": ${msg}`, { cause: e });
 }

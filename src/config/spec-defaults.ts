@@ -9,6 +9,7 @@ import { applySecurityOptSystemPaths, defaultMaskedPaths, defaultReadonlyPaths }
 import { applySecurityOptNnp } from '../controls/nnp.js';
 import { setSeccompDefault } from '../controls/seccomp/index.js';
 import { applyConfigDefaults, type TsrunConfig } from './index.js';
+import { readLsms } from '../runtime/host.js';
 
 export function applyBaseDefaults(spec: Spec): void {
   spec.process.capabilities = capsFor(DOCKER_DEFAULT_CAPS);
@@ -50,7 +51,15 @@ export function applyPrivilegeSecurityOpt(spec: Spec, opt: string): boolean {
     applySecurityOptSystemPaths(spec, value ?? '');
     return true;
   }
-  if (name === 'label' || name === 'apparmor')
-    throw new UnsupportedError(`--security-opt ${opt}: ${name === 'label' ? 'SELinux' : 'AppArmor'} is not active on this kernel (see /sys/kernel/security/lsm)`);
+  if (name === 'label' || name === 'apparmor') {
+    const { lsms, source } = readLsms();
+    const lsm = name === 'label' ? 'selinux' : 'apparmor';
+    const what = name === 'label' ? 'SELinux' : 'AppArmor';
+    throw new UnsupportedError(
+      lsms.includes(lsm)
+        ? `--security-opt ${opt}: ${what} is active, but tsrun does not apply ${what} ${name === 'label' ? 'labels' : 'profiles'} yet`
+        : `--security-opt ${opt}: ${what} is not active on this kernel (active LSMs: ${lsms.join(', ') || 'unknown'}, from ${source})`,
+    );
+  }
   return false;
 }

@@ -166,7 +166,7 @@ const WHY_BY_DEST: Record<string, string> = {
 export const control: Control = {
   id: 'mounts',
   title: 'Mounts and volumes (proc, dev, sys, -v, --tmpfs)',
-  ref: 'CIS 5.5 (sensitive host dirs), 5.10 / 5.12 (read-only volumes)',
+  ref: 'CIS 5.5 (sensitive host dirs not mounted; read-only volumes), 5.19 (mount propagation not shared)',
   validate(ctx) {
     (ctx.spec.mounts ?? []).forEach((m, i) => {
       const field = `mounts[${i}]`;

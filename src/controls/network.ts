@@ -15,7 +15,7 @@ import { hasNamespace } from './namespaces.js';
 export const control: Control = {
   id: 'network',
   title: 'User-defined bridge networks and inter-container isolation (icc=false)',
-  ref: 'workshop control 2.1 (separate networks, enable_icc=false); CIS Docker Benchmark: restrict network traffic between containers on the default bridge',
+  ref: 'workshop control 2.1 (separate networks, enable_icc=false); CIS 2.1 (restrict network traffic between containers on the default bridge)',
   validate(ctx) {
     if (ctx.network && !hasNamespace(ctx, 'network'))
       throw new SpecError('linux.namespaces', `--network ${ctx.network.def.name} needs the container's own network namespace (it shares one: --network host or a namespace path)`);

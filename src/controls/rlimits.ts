@@ -170,6 +170,18 @@ export function checkRlimits(spec: Spec, capEff: bigint, host: RlimitHost): void
   });
 }
 
+/**
+ * RLIMIT_NPROC set for a container whose processes run as host uid 0: fork(2) never checks
+ * it for uid 0 of the initial user namespace (kernel/fork.c: the INIT_USER exemption, as for
+ * CAP_SYS_RESOURCE and CAP_SYS_ADMIN), so the limit is silently useless. `origin` names
+ * where it came from (--ulimit nproc, or the config file's key).
+ */
+export function nprocRootWarning(spec: Spec, origin: string): string | undefined {
+  if (!(spec.process.rlimits ?? []).some((l) => l.type === 'RLIMIT_NPROC')) return undefined;
+  if (spec.process.user.uid !== 0 || spec.linux.namespaces.some((n) => n.type === 'user')) return undefined;
+  return `${origin}: RLIMIT_NPROC does not limit this container: it runs as root (uid 0 of the host), which fork(2) exempts from RLIMIT_NPROC; run it as another user (-u UID) or with --userns-remap`;
+}
+
 export const control: Control = {
   id: 'rlimits',
   title: 'Resource limits (setrlimit)',

@@ -14,7 +14,7 @@ import { quoteValue } from '../spec/quote.js';
 export const control: Control = {
   id: 'rootfs',
   title: 'Root filesystem: overlay copy-on-write layer and pivot_root',
-  ref: 'workshop slides: union filesystem; CIS 5.1x (container isolation from the host filesystem)',
+  ref: 'workshop slides: union filesystem (no CIS check of its own; 5.5 and 5.12 build on it)',
   validate(ctx) {
     const p = ctx.spec.linux.rootfsPropagation;
     if (p && !PROPAGATION[p]) {

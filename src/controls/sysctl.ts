@@ -64,7 +64,7 @@ export const flags: FlagDef[] = [
 export const control: Control = {
   id: 'sysctl',
   title: 'Namespaced sysctls',
-  ref: 'docker --sysctl; CIS 5.x (no host-wide kernel changes from containers)',
+  ref: 'docker --sysctl (no host-wide kernel changes from containers; no CIS check of its own)',
   validate(ctx: BuildContext): void {
     for (const [k, v] of Object.entries(ctx.spec.linux.sysctl ?? {}))
       checkSysctl(ctx.spec, k, String(v), (msg) => new SpecError(`linux.sysctl.${k}`, msg));

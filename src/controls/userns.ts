@@ -38,6 +38,8 @@ export interface IdDb {
   prefix?: string;
   /** creates a system user (default: useradd); unit tests pass a fake, since useradd needs root */
   addUser?: (name: string, db: IdDb) => void;
+  /** where "created the user / wrote the range" is reported (default: stderr) */
+  notice?: (msg: string) => void;
 }
 
 export const HOST_ID_DB: IdDb = {
@@ -184,7 +186,12 @@ export function useradd(name: string, db: IdDb): void {
  * dockerd does the same for `dockremap` when userns-remap=default.
  */
 export function ensureDefaultUser(db: IdDb): void {
-  if (!parseAccounts(db.passwd).some((a) => a.name === DEFAULT_REMAP_USER)) (db.addUser ?? useradd)(DEFAULT_REMAP_USER, db);
+  const did: string[] = [];
+  if (!parseAccounts(db.passwd).some((a) => a.name === DEFAULT_REMAP_USER)) {
+    (db.addUser ?? useradd)(DEFAULT_REMAP_USER, db);
+    const uid = parseAccounts(db.passwd).find((a) => a.name === DEFAULT_REMAP_USER)?.id;
+    did.push(`created the system user "${DEFAULT_REMAP_USER}"${uid !== undefined ? ` (uid ${uid})` : ''} in ${db.passwd}`);
+  }
   for (const path of [db.subuid, db.subgid]) {
     withLock(path, () => {
       const entries = readSubIds(path);
@@ -194,8 +201,15 @@ export function ensureDefaultUser(db: IdDb): void {
         const text = readFileSync(path, 'utf8');
         appendFileSync(path, text && !text.endsWith('\n') ? `\n${line}` : line);
       } else writeFileSync(path, line, { mode: 0o644 });
+      did.push(`wrote "${line.trim()}" to ${path}`);
     });
   }
+  // dockerd creates dockremap silently; a learner should see what changed on the host
+  if (did.length) (db.notice ?? noticeToStderr)(`--userns-remap default: ${did.join('; ')} (container root will be host uid ${readSubIds(db.subuid).find((e) => e.owner === DEFAULT_REMAP_USER)?.start ?? '?'})`);
+}
+
+function noticeToStderr(msg: string): void {
+  process.stderr.write(`tsrun: ${msg}\n`);
 }
 
 export interface Remap {

@@ -9,38 +9,60 @@ import { importRootfsDir } from './import.js';
 import { removeTree } from '../runtime/remove-tree.js';
 import type { ImageConfig } from './types.js';
 
-// The built-in `busybox` image: rootfs/build-busybox.sh makes a root filesystem from the
-// host's static busybox, and it is imported into the store like any directory, so the first
-// `tsrun run busybox` needs no network. `tsrun pull busybox` replaces it with Docker Hub's.
+// The built-in images, built from the project's scripts and imported into the store like any
+// directory the first time they are used, so they need no network:
+//  - `busybox`: rootfs/build-busybox.sh, a root from the host's static busybox.
+//    `tsrun pull busybox` replaces it with Docker Hub's.
+//  - `probe`: rootfs/build-probe.sh, the busybox root plus the static probe (rootfs/probe.c,
+//    built into build/probe by `npm install`) that prints what a container sees, and its
+//    setuid and file-capability copies for the docs' demos.
 
 export const BUILTIN = 'busybox';
 export const BUILTIN_CONFIG: ImageConfig = { Cmd: ['sh'], Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], WorkingDir: '/' };
+export const PROBE_CONFIG: ImageConfig = { ...BUILTIN_CONFIG, Cmd: ['/probe', 'show'] };
+
+const IMAGES: Record<string, { script: string; config: ImageConfig }> = {
+  busybox: { script: 'build-busybox.sh', config: BUILTIN_CONFIG },
+  probe: { script: 'build-probe.sh', config: PROBE_CONFIG },
+};
+
+/** The built-in image a reference names (busybox, probe, with or without :latest), if any. */
+export function builtinName(ref: string): string | undefined {
+  try {
+    const c = canonicalName(parseReference(ref));
+    return Object.keys(IMAGES).find((n) => canonicalName(parseReference(n)) === c);
+  } catch {
+    return undefined;
+  }
+}
 
 export function isBuiltin(ref: string): boolean {
+  return builtinName(ref) !== undefined;
+}
+
+/** Builds a built-in image's root with the project's script (into the store's tmp/). */
+export function buildBuiltinRootfs(dest: string, name = BUILTIN): void {
+  const script = join(PROJECT_ROOT, 'rootfs', IMAGES[name]!.script);
   try {
-    return canonicalName(parseReference(ref)) === canonicalName(parseReference(BUILTIN));
-  } catch {
-    return false;
+    childProcess().execFileSync('/bin/sh', [script, dest], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    const stderr = String((e as { stderr?: Buffer }).stderr ?? '').trim();
+    throw new TsrunError(`cannot build the built-in ${name} image: ${stderr || (e as Error).message}`, { cause: e });
   }
 }
 
 /** Builds the busybox root with the project's script (into the store's tmp/). */
 export function buildBusyboxRootfs(dest: string): void {
-  const script = join(PROJECT_ROOT, 'rootfs', 'build-busybox.sh');
-  try {
-    childProcess().execFileSync('/bin/sh', [script, dest], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    const stderr = String((e as { stderr?: Buffer }).stderr ?? '').trim();
-    throw new TsrunError(`cannot build the built-in busybox image: ${stderr || (e as Error).message}`, { cause: e });
-  }
+  buildBuiltinRootfs(dest, BUILTIN);
 }
 
-export async function importBuiltin(store: ContentStore): Promise<ImageRecord> {
-  const tmp = store.tmpPath('busybox-rootfs');
+export async function importBuiltin(store: ContentStore, ref = BUILTIN): Promise<ImageRecord> {
+  const name = builtinName(ref) ?? BUILTIN;
+  const tmp = store.tmpPath(`${name}-rootfs`);
   mkdirSync(tmp, { mode: 0o755 });
   try {
-    buildBusyboxRootfs(tmp);
-    return await importRootfsDir(store, tmp, BUILTIN, BUILTIN_CONFIG, 'builtin');
+    buildBuiltinRootfs(tmp, name);
+    return await importRootfsDir(store, tmp, name, IMAGES[name]!.config, 'builtin');
   } finally {
     removeTree(tmp);
   }

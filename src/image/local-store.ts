@@ -1,5 +1,5 @@
 // The store `run` and the library use: the content-addressed store of store.ts, with the
-// built-in busybox imported on demand. Kept under this name for existing callers.
+// built-in images (busybox, probe) imported on demand. Kept under this name for existing callers.
 import { ContentStore } from './store.js';
 import { importBuiltin, isBuiltin, BUILTIN } from './builtin.js';
 import type { ResolvedImage } from './types.js';
@@ -8,7 +8,7 @@ export { BUILTIN };
 
 export class LocalStore extends ContentStore {
   override async resolve(ref: string): Promise<ResolvedImage> {
-    if (isBuiltin(ref) && !this.find(ref)) await importBuiltin(this);
+    if (isBuiltin(ref) && !this.find(ref)) await importBuiltin(this, ref);
     return super.resolve(ref);
   }
 

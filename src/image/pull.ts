@@ -209,7 +209,7 @@ export async function ensureImage(store: ContentStore, ref: string, policy: Pull
     if (!(e instanceof StateError) || policy === 'never') throw e;
   }
   if (isBuiltin(ref)) {
-    await importBuiltin(store);
+    await importBuiltin(store, ref);
     return store.resolve(ref);
   }
   const local = store.localNames();

@@ -115,7 +115,12 @@ export class RegistryClient {
       } catch (e) {
         const c = (e as { cause?: { code?: string; message?: string } }).cause;
         const why = c?.message ?? (e as Error).message;
-        throw new RegistryError(`${this.where()}: cannot reach ${new URL(url).host}: ${c?.code && !why.includes(c.code) ? `${c.code} ` : ''}${why}`, { cause: e });
+        // offline machines (a workshop room, CI): say how to bring the image in without a registry
+        throw new RegistryError(
+          `${this.where()}: cannot reach ${new URL(url).host}: ${c?.code && !why.includes(c.code) ? `${c.code} ` : ''}${why}; ` +
+            'offline? load the image from a file instead: tsrun import FILE [NAME] (a docker save or OCI archive, an OCI layout or a rootfs tarball/directory)',
+          { cause: e },
+        );
       }
       if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
         await res.body?.cancel();

@@ -157,6 +157,8 @@ export interface HostInfo {
   /** which hierarchy holds each controller (src/controls/cgroups/mode.ts hostLayout()) */
   cgroupLayout?: import('../controls/cgroups/mode.js').CgroupLayout;
   lsms: string[];
+  /** where `lsms` was read (src/runtime/host.ts readLsms) */
+  lsmSource?: string;
   ncpu: number;
 }
 

@@ -97,7 +97,7 @@ describeKernel('privilege controls on the real kernel', () => {
 
   it('rlimits: --ulimit nofile is what the process sees', () => {
     expect(probeInfo(['--ulimit', 'nofile=1000:2000']).nofile).toEqual([1000, 2000]);
-    expect(probeInfo(['--ulimit', 'nproc=77']).nproc).toEqual([77, 77]);
+    expect(probeInfo(['-u', '4242', '--ulimit', 'nproc=77']).nproc).toEqual([77, 77]);
   });
 
   it('rlimits: nproc stops a non-root user at N processes with EAGAIN; root is exempt', () => {
@@ -105,7 +105,10 @@ describeKernel('privilege controls on the real kernel', () => {
     const limited = probe(['-u', '4242', '--ulimit', 'nproc=5'], ['fork', '20', '1']).lines[0];
     expect(limited).toEqual({ op: 'fork', ok: 4, errno: 'EAGAIN' }); // the probe itself is the 5th
     expect(probe(['-u', '4242'], ['fork', '20', '1']).lines[0]).toEqual({ op: 'fork', ok: 20, errno: '0' });
-    expect(probe(['--ulimit', 'nproc=5'], ['fork', '20', '1']).lines[0]).toEqual({ op: 'fork', ok: 20, errno: '0' });
+    const root = probe(['--ulimit', 'nproc=5'], ['fork', '20', '1']);
+    expect(root.lines[0]).toEqual({ op: 'fork', ok: 20, errno: '0' });
+    // and says so (issue 13 item 5)
+    expect(root.result.stderr).toMatch(/^tsrun: warning: --ulimit nproc: RLIMIT_NPROC does not limit this container: it runs as root \(uid 0 of the host\), which fork\(2\) exempts/);
   });
 
   it('rlimits: a hard limit above tsrun\'s own is refused up front, naming EPERM and CAP_SYS_RESOURCE', () => {

@@ -109,7 +109,13 @@ describe('--userns-remap', () => {
 
   it('default creates the tsrun user and free ranges in the given files only', () => {
     writeFileSync(db.subuid, 'alice:100000:65536\n');
-    const r = resolveRemap('default', db);
+    const notes: string[] = [];
+    const r = resolveRemap('default', { ...db, notice: (m) => notes.push(m) });
+    expect(notes).toEqual([
+      expect.stringMatching(
+        /^--userns-remap default: created the system user "tsrun" \(uid \d+\) in \S+; wrote "tsrun:165536:65536" to \S+subuid; wrote "tsrun:100000:65536" to \S+subgid \(container root will be host uid 165536\)$/,
+      ),
+    ]);
     expect(readFileSync(db.passwd, 'utf8')).toMatch(/^tsrun:x:\d+:\d+::[^:]*:\/usr\/sbin\/nologin$/m);
     expect(readFileSync(db.subuid, 'utf8')).toBe('alice:100000:65536\ntsrun:165536:65536\n');
     expect(readFileSync(db.subgid, 'utf8')).toBe('tsrun:100000:65536\n');

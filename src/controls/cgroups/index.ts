@@ -1,4 +1,4 @@
-// The cgroups control: resource limits (CIS Docker Benchmark 5.11 memory, 5.12 CPU; the
+// The cgroups control: resource limits (CIS Docker Benchmark v1.2.0 5.10 memory, 5.11 CPU; the
 // workshop's 5.28 PIDs limit), the container's own cgroup, its cgroup namespace and a
 // read-only /sys/fs/cgroup that shows that cgroup as the root.
 import { basename, join } from 'node:path';
@@ -113,7 +113,7 @@ function checkCpusetAgainstHost(ctx: BuildContext, layout: CgroupLayout): void {
 export const control: Control = {
   id: CONTROL,
   title: 'cgroups: resource limits, own cgroup, cgroup namespace',
-  ref: 'CIS Docker 5.11 (memory), 5.12 (CPU); workshop 5.28 (PIDs limit)',
+  ref: 'CIS 5.10 (memory), 5.11 (CPU shares), 5.28 (PIDs limit); workshop lab 4',
   validate(ctx) {
     const layout = layoutOf(ctx);
     if (!layout) return;

@@ -296,6 +296,7 @@ static int loop(int argc, char **argv) {
 static struct { char exe[512]; int pid, fd; } watched[WATCH_MAX];
 static int nwatched;
 static int watch_max_pid;
+static char watch_self[512]; /* readlink of /proc/self/exe */
 
 /* One /proc/<pid>/exe: readlink it; an executable not seen before (by device and inode,
  * this probe excluded) is recorded, with an O_PATH fd through the magic link. */
@@ -316,6 +317,9 @@ static void watch_pid(int pid, dev_t self_dev, ino_t self_ino) {
     close(fd);
     return;
   }
+  /* gone between readlink and open: it can only be told apart by its path, and this probe's
+   * own (another probe process of the container) is not what the watch is for */
+  if (fd < 0 && strcmp(exe, watch_self) == 0) return;
   for (int i = 0; i < nwatched; i++)
     if (strcmp(watched[i].exe, exe) == 0) {
       if (fd >= 0 && watched[i].fd < 0) watched[i].fd = fd;
@@ -342,6 +346,8 @@ static int watch_exe(double seconds) {
   signal(SIGTERM, watch_on_term);
   struct stat self;
   if (stat("/proc/self/exe", &self) < 0) return 1;
+  ssize_t sl = readlink("/proc/self/exe", watch_self, sizeof watch_self - 1);
+  watch_self[sl > 0 ? sl : 0] = '\0';
   watch_max_pid = getpid();
   struct timespec t0, now;
   clock_gettime(CLOCK_MONOTONIC, &t0);

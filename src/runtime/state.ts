@@ -1,5 +1,5 @@
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, constants as fsc } from 'node:fs';
-import { join, resolve as resolvePath } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { StateError } from '../errors.js';
 import { nativeKernel } from '../kernel/native.js';
 import type { ParentStep } from '../plan/types.js';
@@ -415,6 +415,9 @@ export function rootIdentity(p: Paths): string {
 }
 
 export function markOwner(p: Paths, dir: string): void {
+  // the parents search-only (711), as the userns control makes them: a remapped root (an
+  // unprivileged host uid) must still reach its own directory below them
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o711 });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   atomicWrite(ownerFile(dir), JSON.stringify({ root: rootIdentity(p) }) + '\n');
 }

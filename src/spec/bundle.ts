@@ -116,6 +116,19 @@ function need(cond: unknown, field: string, msg: string): asserts cond {
 }
 
 /**
+ * What the schema sees. Its linux.rootfsPropagation enum lists private, shared, slave and
+ * unbindable only, while runc (and so every engine's config.json) also takes the recursive
+ * rprivate, rshared, rslave and runbindable, which src/controls/rootfs.ts applies: the schema
+ * checks those as their non-recursive form.
+ */
+function schemaView(v: unknown): unknown {
+  const l = isObject(v) && isObject(v.linux) ? v.linux : undefined;
+  const p = l?.rootfsPropagation;
+  if (typeof p !== 'string' || !/^r(private|shared|slave|unbindable)$/.test(p)) return v;
+  return { ...(v as Record<string, unknown>), linux: { ...l, rootfsPropagation: p.slice(1) } };
+}
+
+/**
  * Checks config.json against the OCI runtime-spec JSON schema (vendored in ./schema and
  * compiled ahead of time by ajv: scripts/gen-schema-validator.mjs), then what tsrun needs
  * beyond the schema. Every failure is one line naming the field as a JSON path. Controls
@@ -123,7 +136,7 @@ function need(cond: unknown, field: string, msg: string): asserts cond {
  */
 export function validateSpecShape(v: unknown): Spec {
   validateConfig ??= loadValidator();
-  if (!validateConfig(v)) {
+  if (!validateConfig(schemaView(v))) {
     const e = validateConfig.errors?.[0];
     throw e ? schemaError(v, e) : new SpecError('config.json', 'does not match the OCI runtime-spec schema');
   }

@@ -233,13 +233,16 @@ int main(int argc, char **argv) {
     close(out[1]);
     close(err[1]);
   }
+  /* Readable once the init exits (pidfd_open(2)): the exit is recorded at once, not at the
+   * next poll timeout, so a reader does not find a dead init without its exit.json. */
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
   struct stream s[2] = {{"stdout", m.tty ? -1 : out[0], "", 0}, {"stderr", m.tty ? -1 : err[0], "", 0}};
   int ctl = CTL_FD;
   int status = 0, exited = 0;
   for (;;) {
-    struct pollfd p[3] = {{s[0].fd, POLLIN, 0}, {s[1].fd, POLLIN, 0}, {ctl, POLLIN, 0}};
-    int r = poll(p, 3, exited ? 100 : 500);
+    struct pollfd p[4] = {{s[0].fd, POLLIN, 0}, {s[1].fd, POLLIN, 0}, {ctl, POLLIN, 0}, {exited ? -1 : pidfd, POLLIN, 0}};
+    int r = poll(p, 4, exited ? 100 : 500);
     if (r < 0 && errno != EINTR) break;
     for (int i = 0; i < 2; i++)
       if (s[i].fd >= 0 && (p[i].revents & (POLLIN | POLLHUP | POLLERR))) pump(&s[i]);

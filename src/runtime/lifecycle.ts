@@ -17,19 +17,25 @@ import { removeTree } from './remove-tree.js';
 import {
   assertNameFree,
   containerLockPath,
+  exitCodeOf,
   exitFile,
+  exitZombie,
   findContainer,
   findEntry,
   isAlive,
   listEntries,
+  lockBusy,
   markOwner,
+  monitorGone,
   ownerOf,
   processStart,
   reaperLockPath,
   readEntry,
+  readExit,
   removeStaleLocks,
   removeState,
   rootIdentity,
+  saveExit,
   saveRecord,
   saveState,
   stateDirOf,
@@ -143,6 +149,7 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
     ...(o.image ? { image: o.image } : {}),
     containerDir: join(paths.data, 'containers', id),
     creating: true,
+    ...(o.detached?.rmOnExit ? { rmOnExit: true } : {}),
     cleanup: cleanupSteps(plan),
     config: plan.spec,
   };
@@ -521,6 +528,75 @@ export function oomKilledOf(s: ContainerState): boolean {
   } catch {
     return false;
   }
+}
+
+/** How a stopped container ended, as far as anyone can know (see exitOf). */
+export interface ExitInfo {
+  /** docker's ExitCode: null while it runs; -1 when it stopped and nobody can know how */
+  exitCode: number | null;
+  finishedAt: string | null;
+  /** why the code is what it is, when it does not come from the container's reaper */
+  note?: string;
+}
+
+/**
+ * The exit of a stopped container (issue 12.6). Its reaper (tsrun-monitor, the foreground
+ * tsrun) writes exit.json right after reaping it, so a container whose init is already
+ * dead may not have its record yet: while the reaper lock is held, wait for it (up to
+ * `waitMs`) rather than report a null ExitCode. A monitor that was killed records nothing:
+ * then the kernel may still hold the status (an unreaped zombie, exitZombie), which is
+ * recorded for the next reader; else an OOM kill of its memory cgroup says SIGKILL (137);
+ * else the code is -1, with the reason.
+ */
+export function exitOf(paths: Paths, s: ContainerState, status: string, waitMs = 5_000): ExitInfo {
+  if (status !== 'stopped') return { exitCode: null, finishedAt: null };
+  let rec = readExit(paths, s.id);
+  for (const deadline = Date.now() + waitMs; !rec && lockBusy(reaperLockPath(paths, s.id)) && Date.now() < deadline; ) {
+    sleepSync(5);
+    rec = readExit(paths, s.id);
+  }
+  rec ??= readExit(paths, s.id);
+  const gone = monitorGone(s, paths);
+  const who = `tsrun-monitor (pid ${s.monitorPid ?? '?'}) is gone`;
+  if (!rec && gone) {
+    const z = exitZombie(s);
+    if (z) {
+      rec = { ...z, finishedAt: new Date().toISOString(), source: 'proc' };
+      saveExit(paths, s.id, rec);
+    }
+  }
+  if (rec) {
+    const note = rec.source === 'proc' ? `${who}: the exit status was read from the kernel (/proc/${s.pid}/stat exit_code of the unreaped init) when tsrun found it stopped; its output after the monitor died was not logged` : undefined;
+    return { exitCode: exitCodeOf(rec), finishedAt: rec.finishedAt ?? null, ...(note ? { note } : {}) };
+  }
+  if (!gone) return { exitCode: null, finishedAt: null }; // no reaper of tsrun's: an OCI create's engine reaps it
+  if (oomKilledOf(s)) return { exitCode: 137, finishedAt: null, note: `${who} and its init was reaped by another process: the exit code 137 (SIGKILL) is inferred from the memory cgroup's oom_kill count` };
+  return { exitCode: -1, finishedAt: null, note: `${who} and its init was reaped by another process (its new parent): the exit code is unknown` };
+}
+
+/** What a verb says of a live container whose monitor is gone. */
+export function unmonitoredNote(s: ContainerState): string {
+  return `tsrun-monitor (pid ${s.monitorPid}) is gone: the container's output is not logged any more (its writes fail with EPIPE) and its exit code may not be known; tsrun stop, kill and rm -f still work`;
+}
+
+/**
+ * `run -d --rm` containers whose monitor was killed and which have stopped since: the
+ * monitor would have removed them; the next tsrun command that lists or names them does
+ * (docker run --rm: the container does not outlive its process).
+ */
+export async function removeOrphans(paths: Paths, only?: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const e of listEntries(paths)) {
+    if (!e.ok || !e.state.rmOnExit || (only !== undefined && e.id !== only)) continue;
+    if (statusOf(e.state, paths) !== 'stopped' || !monitorGone(e.state, paths)) continue;
+    try {
+      await deleteContainer(paths, e.id, false);
+      removed.push(e.id);
+    } catch {
+      /* busy (another step holds it): the next command tries again */
+    }
+  }
+  return removed;
 }
 
 /**

@@ -122,14 +122,6 @@ describeKernel('a dead tsrun-monitor: every verb tells the truth, no exit code i
     expect(tsrun(['inspect', id]).stderr).toMatch(/no such container/);
   });
 
-  it('the monitor keeps out of the OOM killer\'s way; the container does not inherit that', () => {
-    const id = tsrun(['run', '-d', 'busybox', 'sleep', '30']).stdout.trim();
-    ids.push(id);
-    const { pid, monitorPid } = stateOf(id);
-    expect(readFileSync(`/proc/${monitorPid}/oom_score_adj`, 'utf8').trim()).toBe('-1000');
-    expect(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim()).toBe('0');
-  });
-
   it('-m 32m, killed by the OOM killer: inspected as it dies, ExitCode 137 and OOMKilled, never null (10 times)', () => {
     for (let i = 0; i < 10; i++) {
       const id = tsrun(['run', '-d', '-m', '32m', 'busybox', 'tail', '/dev/zero']).stdout.trim();

@@ -10,7 +10,7 @@ import { assertSocket } from './run.js';
 import type { Process } from '../spec/types.js';
 import { lookupUser } from '../spec/users.js';
 import { containerFileReader } from '../kernel/in-root.js';
-import { containerPids, deleteContainer, exitOf, killContainer, oomKilledOf, prune, removeOrphans, resolve, setFrozen, startCreated, unmonitoredNote, waitGone } from '../runtime/lifecycle.js';
+import { containerPids, deleteContainer, exitOf, killContainer, monitorName, oomKilledOf, prune, removeOrphans, resolve, setFrozen, startCreated, unmonitoredNote, waitGone } from '../runtime/lifecycle.js';
 import { followLog, logFile, readLog, tailLog, type LogRecord } from '../runtime/logs.js';
 import type { Paths } from '../runtime/paths.js';
 import { findEntry, isAlive, listEntries, monitorGone, statusOf, type ContainerState, type Entry } from '../runtime/state.js';
@@ -272,7 +272,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
       const tail = o.tail === undefined || o.tail === 'all' ? undefined : Number(o.tail);
       // a killed monitor wrote nothing after its death: say where the log ends, and why
       const ended = () => {
-        if (monitorGone(s, paths())) warn(`the log ends where tsrun-monitor (pid ${s.monitorPid}) is gone: the container's output after that was not logged`);
+        if (monitorGone(s, paths())) warn(`the log ends where ${monitorName(s)} is gone: the container's output after that was not logged`);
       };
       if (tail !== undefined) tailLog(file, tail, warn).forEach(print);
       if (!o.follow) {

@@ -68,6 +68,7 @@ function monMsg(type: number, tty: boolean, flags: number): Buffer {
 export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: string[], kernel: Kernel = nativeKernel, reaperFd?: number, logOpts?: LogOpts) {
   let ctl = -1;
   let monitorPid = 0;
+  let keeperPid = 0;
   const spawner: Spawner = (k, plan, cloneFlags, _stdio, cgroupDir) => {
     if (ctl >= 0) k.close(ctl); // a retry without clone3: the first monitor has exited
     const prep = k.prepareSpawn({ initPath: join(MONITOR_PATH, '..', 'tsrun-init'), plan });
@@ -77,7 +78,9 @@ export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: s
     const child = childProcess().spawn(MONITOR_PATH, [...monitorLogArgs(logOpts), logFile(paths, id), exitFile(paths, id), ...onExit], { detached: true, stdio: ['ignore', 'ignore', 'ignore', theirs, reaperFd ?? 'ignore'] });
     child.unref();
     k.close(theirs);
-    monitorPid = child.pid ?? 0;
+    // the process started is the monitor's keeper (native/monitor.c); the monitor, its child, says its pid in the reply
+    keeperPid = child.pid ?? 0;
+    monitorPid = keeperPid;
     // the monitor clones: it gets the cgroup2 directory to be born in as a fourth fd
     const cgroupFd = cgroupDir ? openSync(cgroupDir, fsc.O_RDONLY | fsc.O_DIRECTORY) : -1;
     try {
@@ -92,12 +95,15 @@ export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: s
     const pid = reply.readInt32LE(16);
     const err = reply.readInt32LE(20);
     if (reply.readUInt32LE(0) !== MON_PID || pid <= 0) throw new KernelError('clone (tsrun-monitor)', err, errnoName(err), k.strerror(err), 'namespaces');
+    const mon = Number(reply.readBigUInt64LE(8));
+    if (mon > 0 && mon !== keeperPid) monitorPid = mon;
     return { pid, syncFd: prep.syncFd };
   };
   return {
     spawner,
     onPty: (fd: number) => kernel.sendMsg(ctl, monMsg(MON_PTY, true, 0), [fd]),
     monitorPid: () => monitorPid,
+    keeperPid: () => keeperPid,
     done: () => {
       if (ctl >= 0) kernel.close(ctl);
       ctl = -1;
@@ -196,7 +202,10 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
         state.pid = pid;
         state.cgroupsCreated = cgroupsCreated;
         state.pidStart = processStart(pid) ?? '';
-        if (mon) state.monitorPid = mon.monitorPid();
+        if (mon) {
+          state.monitorPid = mon.monitorPid();
+          if (mon.keeperPid() !== state.monitorPid) state.keeperPid = mon.keeperPid();
+        }
         saveState(paths, state);
         // which cgroups are its own, for an rm -f that finds state.json damaged
         saveRecord(paths, state);
@@ -557,7 +566,7 @@ export function exitOf(paths: Paths, s: ContainerState, status: string, waitMs =
   }
   rec ??= readExit(paths, s.id);
   const gone = monitorGone(s, paths);
-  const who = `tsrun-monitor (pid ${s.monitorPid ?? '?'}) is gone`;
+  const who = `${monitorName(s)} is gone`;
   if (!rec && gone) {
     const z = exitZombie(s);
     if (z) {
@@ -574,9 +583,12 @@ export function exitOf(paths: Paths, s: ContainerState, status: string, waitMs =
   return { exitCode: -1, finishedAt: null, note: `${who} and its init was reaped by another process (its new parent): the exit code is unknown` };
 }
 
+/** The monitor and its keeper, as messages name them. */
+export const monitorName = (s: ContainerState) => `tsrun-monitor (pid ${s.monitorPid ?? '?'}${s.keeperPid ? `, keeper pid ${s.keeperPid}` : ''})`;
+
 /** What a verb says of a live container whose monitor is gone. */
 export function unmonitoredNote(s: ContainerState): string {
-  return `tsrun-monitor (pid ${s.monitorPid}) is gone: the container's output is not logged any more (its writes fail with EPIPE) and its exit code may not be known; tsrun stop, kill and rm -f still work`;
+  return `${monitorName(s)} is gone: the container's output is not logged any more (its writes fail with EPIPE) and its exit code may not be known; tsrun stop, kill and rm -f still work`;
 }
 
 /**

@@ -39,6 +39,8 @@ export interface ContainerState {
   startFifo?: string;
   /** run -d: tsrun-monitor holds the container's output and reaps it */
   monitorPid?: number;
+  /** run -d: the monitor's parent, a subreaper that takes over when the monitor is killed (native/monitor.c) */
+  keeperPid?: number;
   /**
    * run -d --rm: remove the container once it exits. The monitor does it; when the monitor
    * was killed, the next tsrun command that finds the container stopped does (see
@@ -213,6 +215,7 @@ export function validateState(x: unknown, id: string): string | undefined {
   if (!isStr(x.ociVersion) || !isStr(x.bundle) || !isStr(x.rootfs)) return 'ociVersion, bundle or rootfs is not a string';
   if (!optStr(x.started) || !optStr(x.startFifo)) return 'started or startFifo is not a string';
   if (x.monitorPid !== undefined && (!Number.isSafeInteger(x.monitorPid) || (x.monitorPid as number) <= 0)) return 'monitorPid is not a process id';
+  if (x.keeperPid !== undefined && (!Number.isSafeInteger(x.keeperPid) || (x.keeperPid as number) <= 0)) return 'keeperPid is not a process id';
   if ((x.paused !== undefined && typeof x.paused !== 'boolean') || (x.creating !== undefined && typeof x.creating !== 'boolean') || (x.rmOnExit !== undefined && typeof x.rmOnExit !== 'boolean')) return 'paused, creating or rmOnExit is not a boolean';
   const c = x.config;
   if (!isObj(c) || !isObj(c.process) || !Array.isArray(c.process.args) || !c.process.args.every(isStr)) return 'config.process.args is not a list of strings';

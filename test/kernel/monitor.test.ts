@@ -4,10 +4,11 @@ import { afterAll, afterEach, expect, it } from 'vitest';
 import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
 
 // Issue 12.6: a detached container whose tsrun-monitor was killed (SIGKILL: nothing can
-// catch it) has nobody to log its output or to reap it. Every verb must say so instead of
-// reporting a monitored "running" container, its exit code must never be a silent null, and
-// a `run -d --rm` container must still go away. The OOM case is the same race seen from the
-// other side: the init is dead while its monitor has not yet written exit.json.
+// catch it) had nobody to log its output or to reap it. Now the monitor's parent, its keeper
+// (a subreaper), takes over: nothing is lost. When both are killed, every verb must say so
+// instead of reporting a monitored "running" container, its exit code must never be a silent
+// null, and a `run -d --rm` container must still go away. The OOM case is the same race seen
+// from the other side: the init is dead while its monitor has not yet written exit.json.
 
 async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -17,7 +18,7 @@ async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
-const stateOf = (id: string) => JSON.parse(readFileSync(join(testEnv().root, id, 'state.json'), 'utf8')) as { pid: number; monitorPid: number; cgroupsCreated?: string[] };
+const stateOf = (id: string) => JSON.parse(readFileSync(join(testEnv().root, id, 'state.json'), 'utf8')) as { pid: number; monitorPid: number; keeperPid: number; cgroupsCreated?: string[] };
 const inspect = (id: string) => {
   const r = tsrun(['inspect', id]);
   expect(r.stderr).toBe('');
@@ -34,13 +35,18 @@ const procState = (pid: number): string | undefined => {
 };
 const alive = (pid: number) => procState(pid) !== undefined && procState(pid) !== 'Z';
 
-/** Kills this container's own monitor (its pid from state.json, checked to be tsrun-monitor). */
-function killMonitor(id: string): number {
-  const mp = stateOf(id).monitorPid;
+/** Kills this container's own monitor or keeper (pid from state.json, checked to be tsrun-monitor), and waits until it is dead. */
+async function killMonitor(id: string, which: 'monitorPid' | 'keeperPid'): Promise<number> {
+  const mp = stateOf(id)[which];
+  expect(mp).toBeGreaterThan(0);
   expect(readFileSync(`/proc/${mp}/cmdline`, 'utf8').split('\0')[0]).toMatch(/tsrun-monitor$/);
   process.kill(mp, 'SIGKILL');
+  await until(() => !alive(mp));
   return mp;
 }
+
+/** The numbers of the `line N` records of the log, to find a gap. */
+const numbers = (out: string) => out.split('\n').filter((l) => l.startsWith('line ')).map((l) => Number(l.slice(5)));
 
 const LOOP = 'i=0; while :; do i=$((i+1)); echo line $i; sleep 0.05; done';
 
@@ -51,19 +57,45 @@ describeKernel('a dead tsrun-monitor: every verb tells the truth, no exit code i
   });
   afterAll(() => expect(leaks()).toEqual([]));
 
-  it('ps, inspect, logs, stop and rm of a container whose monitor was killed', async () => {
+  it('the monitor killed: its keeper logs on without a gap, reaps the container and records its exit code', async () => {
+    const r = tsrun(['run', '-d', 'busybox', 'sh', '-c', `trap "exit 7" TERM; ${LOOP}`]);
+    expect(r.stderr).toBe('');
+    const id = r.stdout.trim();
+    ids.push(id);
+    await until(() => tsrun(['logs', id]).stdout.includes('line 3\n'));
+    const { pid, keeperPid, cgroupsCreated } = stateOf(id);
+    await killMonitor(id, 'monitorPid');
+    const at = numbers(tsrun(['logs', id]).stdout).length;
+    // the init is the keeper's child now, and the output goes on into the log
+    await until(() => numbers(tsrun(['logs', id]).stdout).length > at + 5);
+    expect(Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/^PPid:\s+(\d+)/m)![1])).toBe(keeperPid);
+    const n = numbers(tsrun(['logs', id]).stdout);
+    expect(n).toEqual(n.map((_, i) => i + 1));
+    const ps = JSON.parse(tsrun(['ps', '--format', 'json']).stdout).find((c: { id: string }) => c.id === id);
+    expect(ps).toMatchObject({ status: 'running', unmonitored: false, error: null });
+    const stop = tsrun(['stop', id]);
+    expect(stop.stderr).toBe('');
+    expect(inspect(id).State).toMatchObject({ Status: 'stopped', ExitCode: 7, FinishedAt: expect.any(String), Unmonitored: false });
+    expect(procState(pid)).toBeUndefined(); // reaped, not a zombie of pid 1
+    expect(tsrun(['rm', id]).code).toBe(0);
+    ids.splice(0);
+    for (const d of cgroupsCreated ?? []) expect(existsSync(d)).toBe(false);
+    expect(existsSync(join(testEnv().root, id))).toBe(false);
+  });
+
+  it('monitor and keeper killed: ps, inspect, logs, stop and rm tell the truth and leave nothing', async () => {
     const r = tsrun(['run', '-d', 'busybox', 'sh', '-c', LOOP]);
     expect(r.stderr).toBe('');
     const id = r.stdout.trim();
     ids.push(id);
     await until(() => tsrun(['logs', id]).stdout.includes('line 3\n'));
     const { pid, cgroupsCreated } = stateOf(id);
-    const mp = killMonitor(id);
-    await until(() => !alive(mp));
+    await killMonitor(id, 'keeperPid');
+    await killMonitor(id, 'monitorPid');
     // the init lives on, unmonitored: that is what every verb says
     expect(alive(pid)).toBe(true);
     const ps = JSON.parse(tsrun(['ps', '--format', 'json']).stdout).find((c: { id: string }) => c.id === id);
-    expect(ps).toMatchObject({ status: 'running', pid, unmonitored: true, error: expect.stringMatching(/tsrun-monitor \(pid \d+\) is gone/) });
+    expect(ps).toMatchObject({ status: 'running', pid, unmonitored: true, error: expect.stringMatching(/tsrun-monitor \(pid \d+, keeper pid \d+\) is gone/) });
     expect(tsrun(['ps']).stdout).toMatch(/running \(unmonitored\)/);
     const st = inspect(id).State;
     expect(st).toMatchObject({ Status: 'running', Pid: pid, Unmonitored: true, ExitCode: null, Error: expect.stringMatching(/not logged/) });
@@ -72,7 +104,7 @@ describeKernel('a dead tsrun-monitor: every verb tells the truth, no exit code i
       const logs = tsrun(args, { timeout: 5000 });
       expect(logs.code).toBe(0);
       expect(logs.stdout).toMatch(/^line 1\nline 2\nline 3\n/);
-      expect(logs.stderr).toMatch(/^tsrun: warning: .*tsrun-monitor \(pid \d+\) is gone.*output/m);
+      expect(logs.stderr).toMatch(/^tsrun: warning: .*tsrun-monitor \(pid \d+, keeper pid \d+\) is gone.*output/m);
     }
     // stop still stops it (sh as PID 1 ignores SIGTERM: SIGKILL after 1 s), promptly, and says how it ended
     const t0 = Date.now();
@@ -103,14 +135,29 @@ describeKernel('a dead tsrun-monitor: every verb tells the truth, no exit code i
     expect(alive(pid)).toBe(false);
   });
 
-  it('run -d --rm whose monitor was killed: removed by the next verb once it stops', async () => {
+  it('run -d --rm, its monitor or its keeper killed: removed when it exits', async () => {
+    for (const which of ['monitorPid', 'keeperPid'] as const) {
+      const id = tsrun(['run', '-d', '--rm', 'busybox', 'sh', '-c', LOOP]).stdout.trim();
+      ids.push(id);
+      await until(() => tsrun(['logs', id]).stdout.includes('line 2\n'));
+      const { cgroupsCreated } = stateOf(id);
+      await killMonitor(id, which);
+      expect(tsrun(['kill', id, 'KILL']).code).toBe(0);
+      // removed by whichever of the two lives on, without any further tsrun command
+      await until(() => !existsSync(join(testEnv().root, id)) && !existsSync(join(testEnv().data, 'containers', id)));
+      for (const d of cgroupsCreated ?? []) expect(existsSync(d)).toBe(false);
+      ids.splice(0);
+    }
+  });
+
+  it('run -d --rm, monitor and keeper killed: removed by the next verb once it stops', async () => {
     const r = tsrun(['run', '-d', '--rm', 'busybox', 'sh', '-c', LOOP]);
     const id = r.stdout.trim();
     ids.push(id);
     await until(() => tsrun(['logs', id]).stdout.includes('line 2\n'));
     const { pid, cgroupsCreated } = stateOf(id);
-    const mp = killMonitor(id);
-    await until(() => !alive(mp));
+    await killMonitor(id, 'keeperPid');
+    await killMonitor(id, 'monitorPid');
     expect(tsrun(['kill', id, 'KILL']).code).toBe(0);
     await until(() => !alive(pid));
     // docker run --rm: once it has exited the container is gone, monitor or not

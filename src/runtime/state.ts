@@ -257,7 +257,10 @@ export function saveExit(p: Paths, id: string, e: ExitRecord): void {
  */
 export function monitorGone(s: ContainerState, p: Paths): boolean {
   if (!s.monitorPid) return false;
-  if (lockBusy(reaperLockPath(p, s.id))) return false;
+  // no lock file: the container was removed meanwhile (run -d --rm), not abandoned
+  const l = tryLock(reaperLockPath(p, s.id), { create: false, unlink: false, mode: 'sh' });
+  if (l === undefined || l === 'absent') return false;
+  l.release();
   const e = readExit(p, s.id);
   return e === undefined || e.source !== undefined;
 }

@@ -326,14 +326,19 @@ static int monitor(int argc, char **argv, int keeper, pid_t keeper_pid) {
   if (!m.tty && (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)) return 1;
   int stdio[3] = {devnull, m.tty ? devnull : out[1], m.tty ? devnull : err[1]};
   pid_t pid = tsrun_spawn_init(m.flags, fds[0], fds[1], fds[2], stdio, fds[3]);
+  int spawn_errno = errno;
+  /* the keeper first: once tsrun has the pid, the container is in the state, and a monitor
+   * killed from then on must find its keeper able to take over */
+  if (pid > 0) {
+    struct kp_msg km = {pid, 0};
+    int rd[2] = {out[0], err[0]};
+    send_fds(keeper, &km, rd, m.tty ? 0 : 2);
+  }
   /* flags carries the monitor's own pid: tsrun records it beside the keeper's */
-  struct mon_msg reply = {MON_PID, 0, (uint64_t)getpid(), pid < 0 ? -1 : pid, pid < 0 ? errno : 0};
+  struct mon_msg reply = {MON_PID, 0, (uint64_t)getpid(), pid < 0 ? -1 : pid, pid < 0 ? spawn_errno : 0};
   send(CTL_FD, &reply, sizeof reply, MSG_NOSIGNAL);
   for (int i = 0; i < nfds; i++) close(fds[i]);
   if (pid < 0) return 1;
-  struct kp_msg km = {pid, 0};
-  int rd[2] = {out[0], err[0]};
-  send_fds(keeper, &km, rd, m.tty ? 0 : 2);
   if (!m.tty) {
     close(out[1]);
     close(err[1]);

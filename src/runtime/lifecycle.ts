@@ -571,7 +571,11 @@ export function exitOf(paths: Paths, s: ContainerState, status: string, waitMs =
     const z = exitZombie(s);
     if (z) {
       rec = { ...z, finishedAt: new Date().toISOString(), source: 'proc' };
-      saveExit(paths, s.id, rec);
+      try {
+        saveExit(paths, s.id, rec); // for the next reader: once its new parent reaps it, the kernel forgets
+      } catch {
+        /* removed meanwhile (rm): nobody left to tell */
+      }
     }
   }
   if (rec) {

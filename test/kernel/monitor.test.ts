@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, it } from 'vitest';
 import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
@@ -55,7 +55,22 @@ describeKernel('a dead tsrun-monitor: every verb tells the truth, no exit code i
   afterEach(() => {
     for (const id of ids.splice(0)) tsrun(['rm', '-f', id]);
   });
-  afterAll(() => expect(leaks()).toEqual([]));
+  afterAll(() => {
+    expect(leaks()).toEqual([]);
+    // no monitor or keeper of this test's containers lives on (zombies have no cmdline: a
+    // killed one whose parent, pid 1 here, does not reap is not counted)
+    const mine = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .flatMap((p) => {
+        try {
+          const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+          return cmd.includes('tsrun-monitor') && cmd.includes(testEnv().base) ? [`${p} ${cmd}`] : [];
+        } catch {
+          return [];
+        }
+      });
+    expect(mine).toEqual([]);
+  });
 
   it('the monitor killed: its keeper logs on without a gap, reaps the container and records its exit code', async () => {
     const r = tsrun(['run', '-d', 'busybox', 'sh', '-c', `trap "exit 7" TERM; ${LOOP}`]);

@@ -12,10 +12,10 @@ import { assertSocket } from './run.js';
 import type { Process } from '../spec/types.js';
 import { lookupUser } from '../spec/users.js';
 import { containerFileReader } from '../kernel/in-root.js';
-import { containerPids, deleteContainer, killContainer, oomKilledOf, prune, resolve, setFrozen, startCreated, waitGone } from '../runtime/lifecycle.js';
+import { containerPids, deleteContainer, exitOf, killContainer, monitorName, oomKilledOf, prune, removeOrphans, resolve, setFrozen, startCreated, unmonitoredNote, waitGone } from '../runtime/lifecycle.js';
 import { followLog, logFile, readLog, tailLog, type LogRecord } from '../runtime/logs.js';
 import type { Paths } from '../runtime/paths.js';
-import { findEntry, isAlive, listEntries, readExit, statusOf, type ContainerState, type Entry } from '../runtime/state.js';
+import { findEntry, isAlive, listEntries, monitorGone, statusOf, type ContainerState, type Entry } from '../runtime/state.js';
 
 // The verbs around a container's life: docker's (ps, logs, stop, kill -s, rm, wait,
 // inspect) and the OCI runtime CLI's that engines call (create/start/state/kill/delete,
@@ -40,13 +40,19 @@ export function parseSignal(v: string, flag = 'signal'): NodeJS.Signals | number
  * is `damaged`, with the reason: its record may still name it; nothing else of it is trusted.
  */
 export function describeEntry(paths: Paths, e: Entry) {
-  if (e.ok) return { ...describe(paths, e.state), error: null as string | null };
-  return { id: e.id, name: e.record?.name ?? '', image: e.record?.image ?? '', command: '', created: e.record?.created ?? '', status: 'damaged' as const, pid: 0, exitCode: null, finishedAt: null, error: e.reason };
+  if (e.ok) return describe(paths, e.state);
+  return { id: e.id, name: e.record?.name ?? '', image: e.record?.image ?? '', command: '', created: e.record?.created ?? '', status: 'damaged' as const, pid: 0, exitCode: null, finishedAt: null, unmonitored: false, error: e.reason };
 }
 
+/**
+ * `unmonitored`: a detached container whose tsrun-monitor was killed (issue 12.6): nobody
+ * logs its output or will record its exit; `error` says so, or how its exit code was found.
+ */
 export function describe(paths: Paths, s: ContainerState) {
   const status = statusOf(s, paths);
-  const exit = status === 'stopped' ? readExit(paths, s.id) : undefined;
+  const exit = exitOf(paths, s, status);
+  const unmonitored = status !== 'stopped' && status !== 'creating' && monitorGone(s, paths);
+  const note = unmonitored ? unmonitoredNote(s) : exit.note;
   return {
     id: s.id,
     name: s.name ?? '',
@@ -55,8 +61,10 @@ export function describe(paths: Paths, s: ContainerState) {
     created: s.created,
     status,
     pid: status === 'stopped' ? 0 : s.pid,
-    exitCode: exit ? (exit.code ?? 128 + (exit.signal ?? 0)) : null,
-    finishedAt: exit?.finishedAt ?? null,
+    exitCode: exit.exitCode,
+    finishedAt: exit.finishedAt,
+    unmonitored,
+    error: note ?? null,
   };
 }
 
@@ -85,6 +93,11 @@ export function ociState(s: ContainerState, paths?: Paths) {
     owner: '',
     annotations: s.annotations,
   };
+}
+
+function statusText(d: ReturnType<typeof describeEntry>): string {
+  if (d.status !== 'stopped') return d.unmonitored ? `${d.status} (unmonitored)` : d.status;
+  return `Exited (${d.exitCode === null ? '?' : d.exitCode === -1 ? 'unknown' : d.exitCode}) ${ago(d.finishedAt)}`.trimEnd();
 }
 
 function table(rows: string[][]): string {
@@ -131,8 +144,9 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .description('list containers (docker ps); with an ID, the pids inside it (OCI ps)')
     .option('-a, --all', 'include stopped containers')
     .option('--format <fmt>', 'table or json', 'table')
-    .action((id: string | undefined, o: { all?: boolean; format: string }) => {
+    .action(async (id: string | undefined, o: { all?: boolean; format: string }) => {
       if (o.format !== 'table' && o.format !== 'json') throw new UsageError(`--format ${JSON.stringify(o.format)}: table or json`);
+      await removeOrphans(paths());
       if (id) {
         const s = resolve(paths(), id);
         const pids = containerPids(s);
@@ -148,7 +162,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
       out(
         table([
           ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES'],
-          ...rows.map((d) => [d.id.slice(0, 12), d.image, JSON.stringify(d.command.length > 20 ? d.command.slice(0, 19) + '…' : d.command), ago(d.created || null), d.status === 'stopped' ? `Exited (${d.exitCode ?? '?'}) ${ago(d.finishedAt)}` : d.status, d.name]),
+          ...rows.map((d) => [d.id.slice(0, 12), d.image, JSON.stringify(d.command.length > 20 ? d.command.slice(0, 19) + '…' : d.command), ago(d.created || null), statusText(d), d.name]),
         ]),
       );
     });
@@ -225,7 +239,10 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
           await killContainer(paths(), s.id, 'SIGKILL', true).catch(() => undefined);
           await waitGone(s, 10_000);
         }
-        await exitRecord(paths(), s);
+        const d = describe(paths(), s);
+        if (d.error) writeSync(2, `tsrun: warning: ${s.name ?? s.id.slice(0, 12)}: ${d.error}\n`);
+        // run -d --rm whose monitor is gone: nobody else will remove it
+        await removeOrphans(paths(), s.id);
         out(`${id}\n`);
       }
     });
@@ -237,8 +254,10 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
       for (const id of ids) {
         const s = resolve(paths(), id);
         await waitGone(s, Number.MAX_SAFE_INTEGER);
-        const e = await exitRecord(paths(), s);
-        out(`${e ? (e.code ?? 128 + (e.signal ?? 0)) : 'unknown'}\n`);
+        const d = describe(paths(), s);
+        if (d.error) writeSync(2, `tsrun: warning: ${s.name ?? s.id.slice(0, 12)}: ${d.error}\n`);
+        await removeOrphans(paths(), s.id);
+        out(`${d.exitCode ?? 'unknown'}\n`);
       }
     });
 
@@ -256,19 +275,25 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
       const warn = (m: string) => writeSync(2, `tsrun: warning: ${m}\n`);
       const file = logFile(paths(), s.id);
       const tail = o.tail === undefined || o.tail === 'all' ? undefined : Number(o.tail);
+      // a killed monitor wrote nothing after its death: say where the log ends, and why
+      const ended = () => {
+        if (monitorGone(s, paths())) warn(`the log ends where ${monitorName(s)} is gone: the container's output after that was not logged`);
+      };
       if (tail !== undefined) tailLog(file, tail, warn).forEach(print);
       if (!o.follow) {
         if (tail === undefined) readLog(file, print, warn);
-        return;
+        return ended();
       }
       if (tail === undefined) readLog(file, print, warn, true);
-      await followLog(file, print, warn, () => statusOf(s) === 'stopped', tail !== undefined);
+      await followLog(file, print, warn, () => statusOf(s) === 'stopped' || monitorGone(s, paths()), tail !== undefined);
+      ended();
     });
 
   program
     .command('inspect <ids...>')
     .description('everything tsrun knows of containers: config, state, exit, as applied (JSON)')
-    .action((ids: string[]) => {
+    .action(async (ids: string[]) => {
+      await removeOrphans(paths());
       const docs = ids.map((id) => {
         const e = findEntry(paths(), id);
         // a damaged state: what its record says, and why the rest is not shown
@@ -282,7 +307,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
           Name: s.name ?? '',
           Image: s.image ?? '',
           Created: s.created,
-          State: { Status: d.status, Pid: d.pid, StartedAt: s.started ?? null, FinishedAt: d.finishedAt, ExitCode: d.exitCode, OOMKilled: d.status === 'stopped' && oomKilledOf(s) },
+          State: { Status: d.status, Pid: d.pid, StartedAt: s.started ?? null, FinishedAt: d.finishedAt, ExitCode: d.exitCode, OOMKilled: d.status === 'stopped' && oomKilledOf(s), ...(s.monitorPid ? { Unmonitored: d.unmonitored } : {}), ...(d.error ? { Error: d.error } : {}) },
           // as applied: what the plan gave the container's process (ids, capabilities, filters, limits)
           Process: { User: s.config.process.user, Capabilities: s.config.process.capabilities ?? null, NoNewPrivileges: Boolean(s.config.process.noNewPrivileges), Rlimits: s.config.process.rlimits ?? [], Seccomp: s.config.linux.seccomp ? { defaultAction: s.config.linux.seccomp.defaultAction, rules: s.config.linux.seccomp.syscalls?.length ?? 0 } : null },
           Mounts: (s.config.mounts ?? []).map((m) => ({ Destination: m.destination, Type: m.type ?? '', Source: m.source ?? '', Options: m.options ?? [] })),
@@ -329,12 +354,6 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
         ) + '\n',
       );
     });
-}
-
-/** The monitor writes the exit record right after it reaps the container: allow it a moment. */
-async function exitRecord(p: Paths, s: ContainerState) {
-  for (let i = 0; i < 300 && s.monitorPid && !readExit(p, s.id); i++) await new Promise((r) => setTimeout(r, 10));
-  return readExit(p, s.id);
 }
 
 interface ExecCliOptions {

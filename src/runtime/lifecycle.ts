@@ -19,19 +19,25 @@ import { closePipes, type StdioMode } from './stdio.js';
 import {
   assertNameFree,
   containerLockPath,
+  exitCodeOf,
   exitFile,
+  exitZombie,
   findContainer,
   findEntry,
   isAlive,
   listEntries,
+  lockBusy,
   markOwner,
+  monitorGone,
   ownerOf,
   processStart,
   reaperLockPath,
   readEntry,
+  readExit,
   removeStaleLocks,
   removeState,
   rootIdentity,
+  saveExit,
   saveRecord,
   saveState,
   stateDirOf,
@@ -64,6 +70,7 @@ function monMsg(type: number, tty: boolean, flags: number): Buffer {
 export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: string[], kernel: Kernel = nativeKernel, reaperFd?: number, logOpts?: LogOpts) {
   let ctl = -1;
   let monitorPid = 0;
+  let keeperPid = 0;
   const spawner: Spawner = (k, plan, cloneFlags, _stdio, cgroupDir) => {
     if (ctl >= 0) k.close(ctl); // a retry without clone3: the first monitor has exited
     const prep = k.prepareSpawn({ initPath: join(MONITOR_PATH, '..', 'tsrun-init'), plan });
@@ -73,7 +80,9 @@ export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: s
     const child = childProcess().spawn(MONITOR_PATH, [...monitorLogArgs(logOpts), logFile(paths, id), exitFile(paths, id), ...onExit], { detached: true, stdio: ['ignore', 'ignore', 'ignore', theirs, reaperFd ?? 'ignore'] });
     child.unref();
     k.close(theirs);
-    monitorPid = child.pid ?? 0;
+    // the process started is the monitor's keeper (native/monitor.c); the monitor, its child, says its pid in the reply
+    keeperPid = child.pid ?? 0;
+    monitorPid = keeperPid;
     // the monitor clones: it gets the cgroup2 directory to be born in as a fourth fd
     const cgroupFd = cgroupDir ? openSync(cgroupDir, fsc.O_RDONLY | fsc.O_DIRECTORY) : -1;
     try {
@@ -88,12 +97,15 @@ export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: s
     const pid = reply.readInt32LE(16);
     const err = reply.readInt32LE(20);
     if (reply.readUInt32LE(0) !== MON_PID || pid <= 0) throw new KernelError('clone (tsrun-monitor)', err, errnoName(err), k.strerror(err), 'namespaces');
+    const mon = Number(reply.readBigUInt64LE(8));
+    if (mon > 0 && mon !== keeperPid) monitorPid = mon;
     return { pid, syncFd: prep.syncFd };
   };
   return {
     spawner,
     onPty: (fd: number) => kernel.sendMsg(ctl, monMsg(MON_PTY, true, 0), [fd]),
     monitorPid: () => monitorPid,
+    keeperPid: () => keeperPid,
     done: () => {
       if (ctl >= 0) kernel.close(ctl);
       ctl = -1;
@@ -147,6 +159,7 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
     ...(o.image ? { image: o.image } : {}),
     containerDir: join(paths.data, 'containers', id),
     creating: true,
+    ...(o.detached?.rmOnExit ? { rmOnExit: true } : {}),
     cleanup: cleanupSteps(plan),
     config: plan.spec,
   };
@@ -196,7 +209,10 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
         state.pid = pid;
         state.cgroupsCreated = cgroupsCreated;
         state.pidStart = processStart(pid) ?? '';
-        if (mon) state.monitorPid = mon.monitorPid();
+        if (mon) {
+          state.monitorPid = mon.monitorPid();
+          if (mon.keeperPid() !== state.monitorPid) state.keeperPid = mon.keeperPid();
+        }
         saveState(paths, state);
         // which cgroups are its own, for an rm -f that finds state.json damaged
         saveRecord(paths, state);
@@ -546,6 +562,82 @@ export function oomKilledOf(s: ContainerState): boolean {
   } catch {
     return false;
   }
+}
+
+/** How a stopped container ended, as far as anyone can know (see exitOf). */
+export interface ExitInfo {
+  /** docker's ExitCode: null while it runs; -1 when it stopped and nobody can know how */
+  exitCode: number | null;
+  finishedAt: string | null;
+  /** why the code is what it is, when it does not come from the container's reaper */
+  note?: string;
+}
+
+/**
+ * The exit of a stopped container (issue 12.6). Its reaper (tsrun-monitor, the foreground
+ * tsrun) writes exit.json right after reaping it, so a container whose init is already
+ * dead may not have its record yet: while the reaper lock is held, wait for it (up to
+ * `waitMs`) rather than report a null ExitCode. A monitor that was killed records nothing:
+ * then the kernel may still hold the status (an unreaped zombie, exitZombie), which is
+ * recorded for the next reader; else an OOM kill of its memory cgroup says SIGKILL (137);
+ * else the code is -1, with the reason.
+ */
+export function exitOf(paths: Paths, s: ContainerState, status: string, waitMs = 5_000): ExitInfo {
+  if (status !== 'stopped') return { exitCode: null, finishedAt: null };
+  let rec = readExit(paths, s.id);
+  for (const deadline = Date.now() + waitMs; !rec && lockBusy(reaperLockPath(paths, s.id)) && Date.now() < deadline; ) {
+    sleepSync(5);
+    rec = readExit(paths, s.id);
+  }
+  rec ??= readExit(paths, s.id);
+  const gone = monitorGone(s, paths);
+  const who = `${monitorName(s)} is gone`;
+  if (!rec && gone) {
+    const z = exitZombie(s);
+    if (z) {
+      rec = { ...z, finishedAt: new Date().toISOString(), source: 'proc' };
+      try {
+        saveExit(paths, s.id, rec); // for the next reader: once its new parent reaps it, the kernel forgets
+      } catch {
+        /* removed meanwhile (rm): nobody left to tell */
+      }
+    }
+  }
+  if (rec) {
+    const note = rec.source === 'proc' ? `${who}: the exit status was read from the kernel (/proc/${s.pid}/stat exit_code of the unreaped init) when tsrun found it stopped; its output after the monitor died was not logged` : undefined;
+    return { exitCode: exitCodeOf(rec), finishedAt: rec.finishedAt ?? null, ...(note ? { note } : {}) };
+  }
+  if (!gone) return { exitCode: null, finishedAt: null }; // no reaper of tsrun's: an OCI create's engine reaps it
+  if (oomKilledOf(s)) return { exitCode: 137, finishedAt: null, note: `${who} and its init was reaped by another process: the exit code 137 (SIGKILL) is inferred from the memory cgroup's oom_kill count` };
+  return { exitCode: -1, finishedAt: null, note: `${who} and its init was reaped by another process (its new parent): the exit code is unknown` };
+}
+
+/** The monitor and its keeper, as messages name them. */
+export const monitorName = (s: ContainerState) => `tsrun-monitor (pid ${s.monitorPid ?? '?'}${s.keeperPid ? `, keeper pid ${s.keeperPid}` : ''})`;
+
+/** What a verb says of a live container whose monitor is gone. */
+export function unmonitoredNote(s: ContainerState): string {
+  return `${monitorName(s)} is gone: the container's output is not logged any more (its writes fail with EPIPE) and its exit code may not be known; tsrun stop, kill and rm -f still work`;
+}
+
+/**
+ * `run -d --rm` containers whose monitor was killed and which have stopped since: the
+ * monitor would have removed them; the next tsrun command that lists or names them does
+ * (docker run --rm: the container does not outlive its process).
+ */
+export async function removeOrphans(paths: Paths, only?: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const e of listEntries(paths)) {
+    if (!e.ok || !e.state.rmOnExit || (only !== undefined && e.id !== only)) continue;
+    if (statusOf(e.state, paths) !== 'stopped' || !monitorGone(e.state, paths)) continue;
+    try {
+      await deleteContainer(paths, e.id, false);
+      removed.push(e.id);
+    } catch {
+      /* busy (another step holds it): the next command tries again */
+    }
+  }
+  return removed;
 }
 
 /**

@@ -39,6 +39,14 @@ export interface ContainerState {
   startFifo?: string;
   /** run -d: tsrun-monitor holds the container's output and reaps it */
   monitorPid?: number;
+  /** run -d: the monitor's parent, a subreaper that takes over when the monitor is killed (native/monitor.c) */
+  keeperPid?: number;
+  /**
+   * run -d --rm: remove the container once it exits. The monitor does it; when the monitor
+   * was killed, the next tsrun command that finds the container stopped does (see
+   * removeOrphans).
+   */
+  rmOnExit?: boolean;
   /** set by `pause`, cleared by `unpause` (the freezer holds the processes) */
   paused?: boolean;
   /** set until `launch` has the container running (or created): see statusOf */
@@ -76,6 +84,12 @@ export interface ExitRecord {
   code?: number;
   signal?: number;
   finishedAt?: string;
+  /**
+   * Absent: written by the container's reaper (tsrun-monitor, the foreground tsrun).
+   * `proc`: its monitor was dead, and a tsrun command read the status of the unreaped
+   * zombie from /proc/<pid>/stat (exitZombie).
+   */
+  source?: 'proc';
 }
 
 export const stateDirOf = (p: Paths, id: string) => join(p.root, id);
@@ -203,7 +217,8 @@ export function validateState(x: unknown, id: string): string | undefined {
   if (!isStr(x.ociVersion) || !isStr(x.bundle) || !isStr(x.rootfs)) return 'ociVersion, bundle or rootfs is not a string';
   if (!optStr(x.started) || !optStr(x.startFifo)) return 'started or startFifo is not a string';
   if (x.monitorPid !== undefined && (!Number.isSafeInteger(x.monitorPid) || (x.monitorPid as number) <= 0)) return 'monitorPid is not a process id';
-  if ((x.paused !== undefined && typeof x.paused !== 'boolean') || (x.creating !== undefined && typeof x.creating !== 'boolean')) return 'paused or creating is not a boolean';
+  if (x.keeperPid !== undefined && (!Number.isSafeInteger(x.keeperPid) || (x.keeperPid as number) <= 0)) return 'keeperPid is not a process id';
+  if ((x.paused !== undefined && typeof x.paused !== 'boolean') || (x.creating !== undefined && typeof x.creating !== 'boolean') || (x.rmOnExit !== undefined && typeof x.rmOnExit !== 'boolean')) return 'paused, creating or rmOnExit is not a boolean';
   const c = x.config;
   if (!isObj(c) || !isObj(c.process) || !Array.isArray(c.process.args) || !c.process.args.every(isStr)) return 'config.process.args is not a list of strings';
   if (!isObj(c.root) || !isStr(c.root.path)) return 'config.root.path is not a string';
@@ -219,10 +234,59 @@ export function validateRecord(x: unknown, id: string): string | undefined {
 
 export function readExit(p: Paths, id: string): ExitRecord | undefined {
   try {
-    return JSON.parse(readFileSync(exitFile(p, id), 'utf8')) as ExitRecord;
+    const x = JSON.parse(readFileSync(exitFile(p, id), 'utf8')) as unknown;
+    // evidence, not truth (rule 6): a record without a usable code or signal is no record
+    if (!isObj(x)) return undefined;
+    if (!(Number.isSafeInteger(x.code) && (x.code as number) >= 0 && (x.code as number) <= 255) && !(Number.isSafeInteger(x.signal) && (x.signal as number) > 0 && (x.signal as number) < 128)) return undefined;
+    return x as ExitRecord;
   } catch {
     return undefined;
   }
+}
+
+/** docker's exit code: the process's, or 128 + the signal that killed it. */
+export const exitCodeOf = (e: ExitRecord): number => e.code ?? 128 + (e.signal ?? 0);
+
+export function saveExit(p: Paths, id: string, e: ExitRecord): void {
+  atomicWrite(exitFile(p, id), JSON.stringify(e) + '\n');
+}
+
+/**
+ * Whether a detached container lost its tsrun-monitor: it had one, nobody holds its reaper
+ * lock (the kernel dropped the monitor's flock when it died) and the monitor wrote no exit
+ * record. The lock is tested first: the monitor writes exit.json before it closes the lock,
+ * so a free lock and then no record means the monitor died without recording.
+ */
+export function monitorGone(s: ContainerState, p: Paths): boolean {
+  if (!s.monitorPid) return false;
+  // no lock file: the container was removed meanwhile (run -d --rm), not abandoned
+  const l = tryLock(reaperLockPath(p, s.id), { create: false, unlink: false, mode: 'sh' });
+  if (l === undefined || l === 'absent') return false;
+  l.release();
+  const e = readExit(p, s.id);
+  return e === undefined || e.source !== undefined;
+}
+
+/**
+ * The exit status of the container's init while it is an unreaped zombie whose start time
+ * is the state's (proc(5): /proc/<pid>/stat field 52, exit_code, in waitpid(2)'s form). Its
+ * new parent (the nearest subreaper, else pid 1) reaps it when it likes; until then the
+ * kernel still holds the status.
+ */
+export function exitZombie(s: Pick<ContainerState, 'pid' | 'pidStart'>): ExitRecord | undefined {
+  if (s.pid <= 0) return undefined;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${s.pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // f[0] is field 3 (state), so field n is f[n - 3]
+  if (f[0] !== 'Z' || f[19] !== s.pidStart || f[49] === undefined) return undefined;
+  const status = Number(f[49]);
+  if (!Number.isSafeInteger(status)) return undefined;
+  return status & 0x7f ? { signal: status & 0x7f } : { code: (status >> 8) & 0xff };
 }
 
 /** starttime of a live, non-zombie process, or undefined (proc(5), /proc/pid/stat field 22). */

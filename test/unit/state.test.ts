@@ -45,6 +45,8 @@ describe('state validation', () => {
     ['a cgroup path climbing out', { ...good(), cleanup: [{ where: 'parent', phase: 'cleanup', action: 'cgroup', verb: 'remove', path: '/sys/fs/cgroup/../../etc', text: '' }] }, /not a cgroup cleanup/],
     ['a bad name', { ...good(), name: '../x' }, /name/],
     ['monitorPid 0', { ...good(), monitorPid: 0 }, /monitorPid/],
+    ['keeperPid "1"', { ...good(), keeperPid: '1' }, /keeperPid/],
+    ['rmOnExit "yes"', { ...good(), rmOnExit: 'yes' }, /rmOnExit/],
   ])('refuses %s', (_what, x, why) => {
     expect(validateState(x, id)).toMatch(why);
   });

@@ -521,11 +521,23 @@ static int run_op(const struct op *o) {
     const char *base;
     int dfd = open_parent(S[0], &base);
     if (dfd < 0) return -1;
+    /* The spec's fileMode is the node's mode: runc creates nodes under umask 0, and the
+     * engine's umask (inherited through tsrun) must not turn 0660 into 0640. */
+    mode_t old = umask(0);
     int r = mknodat(dfd, base, (mode_t)I[0], (dev_t)I[1]);
     int e = errno;
+    umask(old);
+    if (r == 0 && o->nint >= 4) {
+      /* linux.devices[].uid/gid (config-linux.md): the node was just made here, so it is no
+       * link; AT_SYMLINK_NOFOLLOW all the same */
+      r = fchownat(dfd, base, (uid_t)I[2], (gid_t)I[3], AT_SYMLINK_NOFOLLOW);
+      e = errno;
+    } else if (r < 0 && e == EEXIST) {
+      r = 0;
+    }
     close(dfd);
     errno = e;
-    return r < 0 && e == EEXIST ? 0 : r;
+    return r;
   }
   case OP_PIVOT_ROOT:
     return pivot(S[0]);

@@ -65,7 +65,7 @@ enum tsrun_op {
   OP_MKDIR = 2,          /* ints: mode             strs: path (parents created too) */
   OP_MKFILE = 3,         /* ints: mode             strs: path (empty file, a bind-mount target) */
   OP_SYMLINK = 4,        /*                        strs: target, linkpath */
-  OP_MKNOD = 5,          /* ints: mode, dev        strs: path */
+  OP_MKNOD = 5,          /* ints: mode, dev[, uid, gid] strs: path */
   OP_PIVOT_ROOT = 6,     /*                        strs: new root (old root stacked and detached) */
   OP_UMOUNT = 7,         /* ints: flags            strs: path */
   OP_CHDIR = 8,          /*                        strs: path */

@@ -497,6 +497,8 @@ static int fork_into_pidns(void) {
   return 0;
 }
 
+static int self_fd_dir = -1; /* the host's /proc/self/fd, for OP_WAIT_START after OP_CHROOT */
+
 static int run_op(const struct op *o) {
   const uint64_t *I = o->ints;
   const char *const *S = o->strs;
@@ -590,6 +592,14 @@ static int run_op(const struct op *o) {
     int fd;
     do fd = open(p, O_WRONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
+    /* chrooted without a mount namespace of its own (OP_CHROOT) there is no /proc here: the
+     * host's /proc/self/fd, opened by the pre-pass, reopens the fifo */
+    if (fd < 0 && errno == ENOENT && self_fd_dir >= 0) {
+      do fd = openat(self_fd_dir, p + sizeof "/proc/self/fd/" - 1, O_WRONLY | O_CLOEXEC);
+      while (fd < 0 && errno == EINTR);
+    }
+    if (self_fd_dir >= 0) close(self_fd_dir);
+    self_fd_dir = -1;
     if (fd < 0) return -1;
     ssize_t w = write(fd, "s", 1);
     int e = errno;
@@ -645,6 +655,11 @@ static int run_op(const struct op *o) {
     return set_root(S[0]);
   case OP_FORK:
     return fork_into_pidns();
+  case OP_CHROOT:
+    /* No mount namespace of its own (the spec lists none, as runc allows): pivot_root would
+     * swap the host's root, so only this process's root changes (chroot(2), runc's chroot()) */
+    if (chdir(S[0]) < 0 || chroot(".") < 0) return -1;
+    return chdir("/");
   }
   errno = ENOSYS;
   return -1;
@@ -701,6 +716,7 @@ static void pre_open(const uint8_t *plan, size_t size, uint32_t nops) {
       if (fd < 0) fail(i, errno);
       pre_fds[npre] = fd;
       pre_index[npre++] = i;
+      if (o.code == OP_WAIT_START && self_fd_dir < 0) self_fd_dir = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
     }
     off += sz;
   }

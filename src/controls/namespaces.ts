@@ -39,6 +39,31 @@ const WHY: Record<NamespaceType, string> = {
  */
 const JOINABLE = new Set<NamespaceType>(['network', 'ipc', 'uts', 'cgroup']);
 
+/** True when the container gets a mount namespace (its own: joining one is refused). */
+export function hasMountNamespace(ctx: BuildContext): boolean {
+  return ctx.spec.linux.namespaces.some((n) => n.type === 'mount');
+}
+
+/**
+ * Without a mount namespace (the spec may leave it out: runc allows it) the container shares
+ * the host's mount table: tsrun then only chroots into root.path (as runc does) and makes no
+ * mount at all. Whatever would need one is refused, naming the field: runc would mount the
+ * spec's mounts into the host's table and leave them there after the container ends; for
+ * masked and read-only paths runc refuses too ("unable to restrict sys entries without a
+ * private MNT namespace").
+ */
+function refuseHostMounts(ctx: BuildContext): void {
+  const s = ctx.spec;
+  const why = 'without a mount namespace it would be made in the host\'s mount table; add {"type": "mount"} to linux.namespaces';
+  if (s.mounts?.length) throw new SpecError('mounts[0]', `${JSON.stringify(s.mounts[0]!.destination)}: ${why}`);
+  if (s.linux.maskedPaths?.length) throw new SpecError('linux.maskedPaths', `masking a path is a mount: ${why}`);
+  if (s.linux.readonlyPaths?.length) throw new SpecError('linux.readonlyPaths', `a read-only path is a mount: ${why}`);
+  if (s.root.readonly) throw new SpecError('root.readonly', `a read-only root is a remount: ${why}`);
+  if (s.linux.rootfsPropagation) throw new SpecError('linux.rootfsPropagation', `propagation is set on a mount: ${why}`);
+  if (s.linux.devices?.length) throw new SpecError('linux.devices', 'device nodes need a mount namespace: without one they would be made in the bundle\'s root on the host (or bound in the host\'s mount table) and outlive the container; add {"type": "mount"} to linux.namespaces');
+  if (s.process?.terminal) throw new SpecError('process.terminal', `the pty is bound onto /dev/console: ${why}`);
+}
+
 export function hasNamespace(ctx: BuildContext, type: NamespaceType): boolean {
   return ctx.spec.linux.namespaces.some((n) => n.type === type && !n.path);
 }
@@ -71,7 +96,7 @@ export const control: Control = {
         if (!ns.path.startsWith('/')) throw new SpecError(`${field}.path`, `${JSON.stringify(ns.path)} must be an absolute path`);
       }
     });
-    if (!seen.has('mount')) throw new SpecError('linux.namespaces', 'a mount namespace is required (tsrun pivots into the rootfs)');
+    if (!seen.has('mount')) refuseHostMounts(ctx);
   },
   steps(ctx) {
     const steps: Step[] = [];

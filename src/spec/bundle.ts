@@ -28,7 +28,10 @@ export function validateSpecShape(v: unknown): Spec {
   need(typeof (v.root as Record<string, unknown>).path === 'string', 'root.path', 'required: the root filesystem directory');
   need(isObject(v.linux), 'linux', 'required on Linux');
   const l = v.linux as Record<string, unknown>;
-  need(Array.isArray(l.namespaces), 'linux.namespaces', 'required: an array of {"type": ...}');
+  // config-linux.md: "If a namespace type is not specified in the namespaces array, the
+  // container MUST inherit the runtime namespace of that type" — a missing list is all of them
+  if (l.namespaces === undefined) l.namespaces = [];
+  need(Array.isArray(l.namespaces), 'linux.namespaces', 'must be an array of {"type": ...}');
   if (v.mounts !== undefined) need(Array.isArray(v.mounts), 'mounts', 'must be an array');
   if (v.hooks !== undefined && isObject(v.hooks) && Object.values(v.hooks).some((h) => Array.isArray(h) && h.length)) {
     throw new SpecError('hooks', 'OCI hooks are not supported by tsrun');

@@ -2,11 +2,11 @@
 // exactly as written (mode without the umask, FIFOs, owners), a spec without a namespaces
 // list or without a mount namespace, hugetlb limits on a hybrid host.
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
+import { BIN, describeKernel, hostNs, leaks, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
 
 let base = '';
 
@@ -52,7 +52,7 @@ describeKernel('OCI spec corners', () => {
       ],
     });
     // the engine's umask must not reach the nodes: runc creates them with the spec's mode
-    const r = spawnSync('/bin/sh', ['-c', `umask 077; exec "$0" "$@"`, join(import.meta.dirname, '..', '..', 'bin', 'tsrun'), 'run', '--rm', '--bundle', dir], {
+    const r = spawnSync('/bin/sh', ['-c', `umask 077; exec "$0" "$@"`, BIN, 'run', '--rm', '--bundle', dir], {
       env: { ...process.env, TSRUN_ROOT: testEnv().root, TSRUN_DATA: testEnv().data },
       encoding: 'utf8',
     });
@@ -63,5 +63,60 @@ describeKernel('OCI spec corners', () => {
       '/dev/myfifo 622 42 43 fifo 0:0',
       '/dev/myu 666 0 0 character special file 1:5',
     ]);
+  });
+
+  /** Creates the container (its init stops before exec), returns what /proc/PID shows from the host. */
+  function inspectCreated(dir: string, id: string): { ns: Record<string, string>; root: string } {
+    const pidFile = join(base, `${id}.pid`);
+    // the init keeps the caller's stdio (engines pass their pipes): give it none to hold
+    const c = spawnSync(BIN, ['create', '--bundle', dir, '--pid-file', pidFile, id], { env: tsrunEnvVars(), stdio: 'ignore' });
+    try {
+      expect(c.status).toBe(0);
+      const pid = readFileSync(pidFile, 'utf8').trim();
+      const ns: Record<string, string> = {};
+      for (const n of ['pid', 'mnt', 'net', 'uts', 'ipc']) ns[n] = readlinkSync(`/proc/${pid}/ns/${n}`);
+      return { ns, root: readlinkSync(`/proc/${pid}/root`) };
+    } finally {
+      expect(tsrun(['delete', '--force', id]).code).toBe(0);
+    }
+  }
+
+  it('a spec without linux.namespaces runs in the host namespaces, chrooted into its root', () => {
+    const dir = bundle('no-ns-list', ['/bin/sh', '-c', 'ls /probe; cat /proc/self/stat 2>&1; true'], {}, { mounts: [] });
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    delete cfg.linux.namespaces;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const r = tsrun(['run', '--rm', '--bundle', dir]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // its root is the bundle's rootfs, with no /proc mounted (no mount namespace, no mount)
+    expect(r.stdout.trim().split('\n')).toEqual(['/probe', 'cat: can\'t open \'/proc/self/stat\': No such file or directory']);
+    const seen = inspectCreated(dir, 'corners-no-ns-list');
+    expect(seen.ns).toEqual({ pid: hostNs('pid'), mnt: hostNs('mnt'), net: hostNs('net'), uts: hostNs('uts'), ipc: hostNs('ipc') });
+    expect(seen.root).toBe(join(dir, 'rootfs'));
+  });
+
+  it('a spec without a mount namespace runs in the host mount namespace, chrooted; mounts there are refused, not made in the host table', () => {
+    const dir = bundle('no-mount-ns', ['/bin/sh', '-c', 'hostname; ls /probe'], { namespaces: [{ type: 'uts' }, { type: 'ipc' }] }, { mounts: [], hostname: 'nomnt' });
+    const ours = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(base));
+    const before = ours();
+    const r = tsrun(['run', '--rm', '--bundle', dir]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['nomnt', '/probe']);
+    const seen = inspectCreated(dir, 'corners-no-mount-ns');
+    expect(seen.ns.mnt).toBe(hostNs('mnt'));
+    expect(seen.ns.uts).not.toBe(hostNs('uts'));
+    expect(seen.ns.ipc).not.toBe(hostNs('ipc'));
+    expect(seen.root).toBe(join(dir, 'rootfs'));
+    const withMounts = bundle('no-mount-ns-mounts', ['/bin/true'], { namespaces: [{ type: 'pid' }] });
+    const m = tsrun(['run', '--rm', '--bundle', withMounts]);
+    expect(m.code).toBe(125);
+    expect(m.stderr).toMatch(/^tsrun: mounts\[0\].*mount namespace/);
+    const masked = bundle('no-mount-ns-masked', ['/bin/true'], { namespaces: [], maskedPaths: ['/proc/kcore'] }, { mounts: [] });
+    const k = tsrun(['run', '--rm', '--bundle', masked]);
+    expect(k.code).toBe(125);
+    expect(k.stderr).toMatch(/^tsrun: linux\.maskedPaths.*mount namespace/);
+    expect(ours()).toEqual(before);
   });
 });

@@ -93,7 +93,9 @@ describe('bundles', () => {
     const ok = { ociVersion: '1.0.2', process: { args: ['x'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'r' }, linux: { namespaces: [] } };
     expect(() => validateSpecShape({ ...ok, process: { ...ok.process, args: [] } })).toThrow(/^process.args/);
     expect(() => validateSpecShape({ ...ok, root: {} })).toThrow(/^root.path/);
-    expect(() => validateSpecShape({ ...ok, linux: {} })).toThrow(/^linux.namespaces/);
+    // config-linux.md: namespaces not listed are the runtime's own, so a missing list is none
+    expect(validateSpecShape({ ...ok, linux: {} }).linux.namespaces).toEqual([]);
+    expect(() => validateSpecShape({ ...ok, linux: { namespaces: 'pid' } })).toThrow(/^linux\.namespaces: must be an array/);
     expect(() => validateSpecShape({ ...ok, hooks: { prestart: [{ path: '/x' }] } })).toThrow(/^hooks/);
     expect(validateSpecShape(ok).root.path).toBe('r');
   });

@@ -7,6 +7,7 @@ import { SpecError, StateError, UsageError } from '../errors.js';
 import { execInContainer, planExec, privilegeDiff } from '../runtime/exec.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import { assertSocket } from './run.js';
+import { features } from '../runtime/features.js';
 import type { Process } from '../spec/types.js';
 import { lookupUser } from '../spec/users.js';
 import { containerFileReader } from '../kernel/in-root.js';
@@ -308,22 +309,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
   program
     .command('features')
     .description('what this runtime supports (OCI runtime features, JSON)')
-    .action(() => {
-      out(
-        JSON.stringify(
-          {
-            ociVersionMin: '1.0.0',
-            ociVersionMax: '1.2.0',
-            hooks: [],
-            mountOptions: ['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev', 'noexec', 'exec', 'bind', 'rbind', 'private', 'rprivate', 'slave', 'rslave', 'shared', 'rshared', 'relatime', 'strictatime', 'noatime', 'nosymfollow'],
-            linux: { namespaces: ['pid', 'network', 'mount', 'ipc', 'uts', 'cgroup', 'user'] },
-            annotations: { 'org.opencontainers.runtime-spec.features': 'tsrun' },
-          },
-          null,
-          2,
-        ) + '\n',
-      );
-    });
+    .action(() => void out(JSON.stringify(features(), null, 2) + '\n'));
 }
 
 /** The monitor writes the exit record right after it reaps the container: allow it a moment. */

@@ -11,6 +11,7 @@ import { registerImageCommands } from './image.js';
 import { registerSeccompCommand } from './seccomp.js';
 import { registerNetworkCommands } from './network.js';
 import { registerAuditCommand } from './audit.js';
+import { registerOciVerbs } from './oci.js';
 
 const VERSION = '0.1.0';
 
@@ -75,6 +76,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerSeccompCommand(program, setExit);
   registerNetworkCommands(program, () => paths(program), setExit);
   registerAuditCommand(program, () => paths(program), setExit);
+  registerOciVerbs(program, () => paths(program));
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {
       throw new UsageError('--systemd-cgroup: tsrun drives cgroupfs directly and has no systemd support; configure the engine for cgroupfs (podman: cgroup_manager = "cgroupfs")');

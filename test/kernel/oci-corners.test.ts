@@ -2,7 +2,7 @@
 // exactly as written (mode without the umask, FIFOs, owners), a spec without a namespaces
 // list or without a mount namespace, hugetlb limits on a hybrid host.
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -118,5 +118,27 @@ describeKernel('OCI spec corners', () => {
     expect(k.code).toBe(125);
     expect(k.stderr).toMatch(/^tsrun: linux\.maskedPaths.*mount namespace/);
     expect(ours()).toEqual(before);
+  });
+
+  it('hugetlb limits on a hybrid host go to the cgroup2 hierarchy that holds hugetlb, and update changes them', () => {
+    const unified = '/sys/fs/cgroup/unified';
+    const onV2 = existsSync(`${unified}/cgroup.controllers`) && readFileSync(`${unified}/cgroup.controllers`, 'utf8').split(/\s+/).includes('hugetlb');
+    const dir = bundle('hugetlb', ['/bin/sleep', '30'], { resources: { hugepageLimits: [{ pageSize: '2MB', limit: 4 * 1024 * 1024 }] } });
+    const id = 'corners-hugetlb';
+    const pidFile = join(base, `${id}.pid`);
+    const c = spawnSync(BIN, ['create', '--bundle', dir, '--pid-file', pidFile, id], { env: tsrunEnvVars(), stdio: 'ignore' });
+    try {
+      expect(c.status).toBe(0);
+      const pid = readFileSync(pidFile, 'utf8').trim();
+      const cg = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
+      // read where the kernel says the process is, in whichever hierarchy has hugetlb
+      const file = onV2 ? `${unified}${cg.find((l) => l.startsWith('0::'))!.slice(3)}/hugetlb.2MB.max` : `/sys/fs/cgroup/hugetlb${cg.find((l) => l.split(':')[1] === 'hugetlb')!.split(':')[2]}/hugetlb.2MB.limit_in_bytes`;
+      expect(readFileSync(file, 'utf8').trim()).toBe(String(4 * 1024 * 1024));
+      const u = tsrun(['update', '--resources', '-', id], { input: JSON.stringify({ hugepageLimits: [{ pageSize: '2MB', limit: 8 * 1024 * 1024 }] }) });
+      expect(u.stderr).toBe('');
+      expect(readFileSync(file, 'utf8').trim()).toBe(String(8 * 1024 * 1024));
+    } finally {
+      expect(tsrun(['delete', '--force', id]).code).toBe(0);
+    }
   });
 });

@@ -655,6 +655,12 @@ static int run_op(const struct op *o) {
     return set_root(S[0]);
   case OP_FORK:
     return fork_into_pidns();
+  case OP_JOIN_KEYRING: {
+    /* keyctl(2) KEYCTL_JOIN_SESSION_KEYRING = 1: a new anonymous-to-others keyring; a kernel
+     * built without keys (ENOSYS) has nothing to share either */
+    long r = syscall(SYS_keyctl, 1L, S[0]);
+    return r < 0 && errno != ENOSYS ? -1 : 0;
+  }
   case OP_CHROOT:
     /* No mount namespace of its own (the spec lists none, as runc allows): pivot_root would
      * swap the host's root, so only this process's root changes (chroot(2), runc's chroot()) */

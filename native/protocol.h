@@ -100,6 +100,7 @@ enum tsrun_op {
   OP_FORK = 34,          /* exec: fork, so the child is born in the PID namespace joined by OP_SETNS;
                             this process sends MSG_PID and _exits, the child runs the rest of the plan */
   OP_CHROOT = 45,        /* strs: new root — chroot(2) for a container without a mount namespace */
+  OP_JOIN_KEYRING = 46,  /* strs: name — keyctl(KEYCTL_JOIN_SESSION_KEYRING): a new session keyring */
   OP__MAX
 };
 

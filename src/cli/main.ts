@@ -66,7 +66,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--pid-file <file>', 'write the init pid here')
     .option('--console-socket <path>', 'unix socket to send the pty master to (process.terminal)')
     .option('--no-pivot', 'accepted for runc compatibility (tsrun always pivots)')
-    .action(async (id: string, o: { bundle?: string; pidFile?: string; consoleSocket?: string }) => {
+    .option('--no-new-keyring', 'keep the caller\'s session keyring instead of a new one')
+    .action(async (id: string, o: { bundle?: string; pidFile?: string; consoleSocket?: string; newKeyring?: boolean }) => {
       setExit(await createVerb(id, o, paths(program)));
     });
 

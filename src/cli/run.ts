@@ -43,6 +43,8 @@ export interface RunCliOptions extends RunOptions {
   /** missing (default), always, never */
   pull?: string;
   insecureRegistry?: string[];
+  /** false with --no-new-keyring (commander's negated option) */
+  newKeyring?: boolean;
 }
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -58,6 +60,7 @@ export function addRunFlags(cmd: Command, flags: readonly FlagDef[] = RUN_FLAGS)
     .option('--bundle <dir>', 'run an OCI bundle (config.json + rootfs) instead of an image')
     .option('--config <file>', `host-wide defaults, daemon.json keys (default ${DEFAULT_CONFIG_PATH}, or $TSRUN_CONFIG)`)
     .option('--json', 'with --dry-run / explain: the plan as JSON')
+    .option('--no-new-keyring', 'keep the caller\'s session keyring instead of a new one (runc\'s flag)')
     .option('--pull <policy>', 'pull the image: missing (default), always, never')
     .option('--insecure-registry <host:port>', 'plain http for this registry when pulling (repeatable; meant for loopback)', collect);
 }
@@ -106,6 +109,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     spec.annotations = { ...spec.annotations, [IMAGE_ANNOTATION]: img.id };
     ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart), stateRoot };
   }
+  if (opts.newKeyring === false) ctx.noNewKeyring = true;
   const net = opts.network;
   if (net !== undefined && net !== 'none' && net !== 'host') {
     ctx.network = resolveAttachment(paths.data, net, opts.ip, [ctx.spec.hostname ?? '', opts.name ?? '']);
@@ -184,10 +188,10 @@ export function assertSocket(path: string, flag: string): void {
 }
 
 /** OCI create: the init waits before exec until `tsrun start ID`. */
-export async function createVerb(id: string, opts: { bundle?: string; pidFile?: string; consoleSocket?: string }, paths: Paths): Promise<number> {
+export async function createVerb(id: string, opts: { bundle?: string; pidFile?: string; consoleSocket?: string; newKeyring?: boolean }, paths: Paths): Promise<number> {
   requireRoot('create');
   const bundle = resolvePath(opts.bundle ?? '.');
-  const plan = await planRun(undefined, [], { bundle, waitStart: true, id }, paths);
+  const plan = await planRun(undefined, [], { bundle, waitStart: true, id, ...(opts.newKeyring === false ? { newKeyring: false } : {}) }, paths);
   if (plan.spec.process.terminal && !opts.consoleSocket) throw new UsageError('process.terminal is true: create needs --console-socket to hand the pty to');
   if (!plan.spec.process.terminal && opts.consoleSocket) throw new UsageError('--console-socket given but process.terminal is false');
   if (opts.consoleSocket) assertSocket(opts.consoleSocket, '--console-socket');

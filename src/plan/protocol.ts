@@ -40,6 +40,7 @@ export const OP = {
   SETNS: 33,
   FORK: 34,
   CHROOT: 45,
+  JOIN_KEYRING: 46,
 } as const;
 export type OpName = keyof typeof OP;
 

@@ -163,6 +163,8 @@ export interface BuildContext {
   waitStart: boolean;
   /** run --network NAME: the user-defined network to attach to (src/network, resolved by the CLI) */
   network?: import('../network/types.js').NetworkAttachment;
+  /** --no-new-keyring (runc's flag): keep the caller's session keyring instead of a new one */
+  noNewKeyring?: boolean;
   /** the state root (--root): its containers get their own default cgroup parent */
   stateRoot?: string;
 }

@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, expect, it } from 'vitest';
-import { BIN, describeKernel, leaks, tsrun, tsrunEnvVars } from './helpers.js';
+import { BIN, describeKernel, leaks, probe, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
 
 /** The container's directory in hierarchy `ctrl`, from the kernel (/proc/PID/cgroup), not from tsrun's state. */
 function cgroupFile(pid: number, ctrl: string, file: string): string {
@@ -63,5 +63,23 @@ describeKernel('runc CLI verbs engines call', () => {
     const mine = j.find((c) => c.id === id)!;
     expect(mine).toMatchObject({ id, status: 'running', ociVersion: expect.any(String), bundle: expect.any(String), created: expect.any(String) });
     expect(readFileSync(`/proc/${mine.pid as number}/cmdline`, 'utf8').split('\0')[0]).toBe('sleep');
+  });
+
+  it('a new session keyring per container (keys are not namespaced); --no-new-keyring keeps the caller\'s', () => {
+    // the probe binary run on the host: the session keyring tsrun's caller has
+    const host = JSON.parse(spawnSync(testEnv().probe, ['keyring'], { encoding: 'utf8' }).stdout);
+    expect(host.serial).toBeGreaterThan(0);
+    const inside = (flags: string[]) => {
+      const { result, lines } = probe(flags, ['keyring']);
+      expect(result.stderr).toBe('');
+      expect(lines).toHaveLength(1);
+      return lines[0]!;
+    };
+    const a = inside(['--security-opt', 'seccomp=unconfined']);
+    const b = inside(['--security-opt', 'seccomp=unconfined']);
+    expect(a.errno).toBe('0');
+    expect(a.serial).not.toBe(host.serial);
+    expect(b.serial).not.toBe(a.serial);
+    expect(inside(['--security-opt', 'seccomp=unconfined', '--no-new-keyring']).serial).toBe(host.serial);
   });
 });

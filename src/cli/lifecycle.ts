@@ -8,6 +8,7 @@ import { execInContainer, planExec, privilegeDiff } from '../runtime/exec.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import { assertSocket } from './run.js';
 import { features } from '../runtime/features.js';
+import { parsePreserveFds as preserveFds } from './oci.js';
 import type { Process } from '../spec/types.js';
 import { lookupUser } from '../spec/users.js';
 import { containerFileReader } from '../kernel/in-root.js';
@@ -116,6 +117,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .option('--console-socket <path>', 'send the pty master to this unix socket (with --tty)')
     .option('--explain', 'print the plan and where the process is more privileged than the container\'s, and run nothing')
     .option('--json', 'with --explain: the plan as JSON')
+    .option('--preserve-fds <n>', 'pass fds 3..3+N-1 to the process (only 0 is supported)', preserveFds)
     .passThroughOptions()
     .action(async (id: string, command: string[], o: ExecCliOptions) => {
       setExit(await execVerb(paths(), id, command, o));

@@ -11,7 +11,7 @@ import { registerImageCommands } from './image.js';
 import { registerSeccompCommand } from './seccomp.js';
 import { registerNetworkCommands } from './network.js';
 import { registerAuditCommand } from './audit.js';
-import { registerOciVerbs } from './oci.js';
+import { preserveFdsOption, registerOciVerbs } from './oci.js';
 
 const VERSION = '0.1.0';
 
@@ -45,7 +45,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .argument('[command...]', 'command and arguments (default: the image\'s)')
     .option('--dry-run', 'print the plan of kernel operations instead of running it')
     .passThroughOptions();
-  addRunFlags(run).action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
+  addRunFlags(preserveFdsOption(run)).action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
     setExit(await runVerb(image, args, opts, paths(program)));
   });
 
@@ -58,8 +58,8 @@ export function buildProgram(setExit: (code: number) => void): Command {
   addRunFlags(explain).option('--summary', 'one line per control: on/off, value, where it came from, CIS id, where the kernel shows it').action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
     setExit(await explainVerb(image, args, opts, paths(program)));
   });
-  program
-    .command('create')
+  preserveFdsOption(program
+    .command('create'))
     .description('create a container from an OCI bundle, stopped before its command (OCI create)')
     .argument('<id>', 'container id')
     .option('-b, --bundle <dir>', 'bundle directory (default: the current directory)')

@@ -74,6 +74,24 @@ export function updateResources(o: UpdateOptions, readInput: (path: string | 0) 
   return r;
 }
 
+/**
+ * runc's --preserve-fds N (create, run, exec): the caller's fds 3..3+N-1 become the
+ * container's 3..3+N-1 (podman uses it for socket activation). tsrun's init holds its sync
+ * socket on fd 3 and the plan on fd 4 until the command's execve, and closes every other fd
+ * before running the plan (CVE-2024-21626), so passing them needs a change to that fd
+ * layout that is not made yet: 0 is accepted, anything else refused by name.
+ */
+export function parsePreserveFds(v: string): number {
+  if (!/^\d+$/.test(v)) throw new UsageError(`--preserve-fds ${JSON.stringify(v)}: expected a number of fds`);
+  if (Number(v) !== 0)
+    throw new UsageError(`--preserve-fds ${v}: not supported by tsrun (its init keeps its own sync and plan fds on 3 and 4 until exec and closes every other fd first, so the caller's fds 3..${2 + Number(v)} cannot reach the container yet)`);
+  return 0;
+}
+
+export function preserveFdsOption(cmd: Command): Command {
+  return cmd.option('--preserve-fds <n>', 'pass fds 3..3+N-1 to the container (only 0 is supported)', parsePreserveFds);
+}
+
 export function registerOciVerbs(program: Command, paths: () => Paths): void {
   program
     .command('update <id>')

@@ -82,4 +82,14 @@ describeKernel('runc CLI verbs engines call', () => {
     expect(b.serial).not.toBe(a.serial);
     expect(inside(['--security-opt', 'seccomp=unconfined', '--no-new-keyring']).serial).toBe(host.serial);
   });
+
+  it('--preserve-fds: 0 is accepted; more is refused by name on run, create and exec, leaving nothing behind', () => {
+    expect(tsrun(['run', '--rm', '--preserve-fds', '0', 'busybox', 'true']).code).toBe(0);
+    for (const args of [['run', '--rm', '--preserve-fds', '1', 'busybox', 'true'], ['create', '--preserve-fds', '2', '--bundle', '/nonexistent', 'cli-pfd'], ['exec', '--preserve-fds', '1', 'cli-list', 'true']]) {
+      const r = tsrun(args);
+      expect(r.code).toBe(125);
+      expect(r.stderr).toMatch(/^tsrun: --preserve-fds \d: not supported by tsrun/);
+    }
+    expect(tsrun(['state', 'cli-pfd']).code).not.toBe(0);
+  });
 });

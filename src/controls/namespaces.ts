@@ -33,11 +33,14 @@ const WHY: Record<NamespaceType, string> = {
 /**
  * Namespaces a container may join by path (linux.namespaces[].path) instead of creating
  * them: engines create the network namespace themselves (podman's netavark under
- * /run/netns, a Kubernetes pod sandbox shares net/ipc/uts). setns(2) into these needs no
- * more than CAP_SYS_ADMIN and does not change the caller's root or pid; joining pid, user
- * or mount namespaces would (the pid one only applies to children), so those are refused.
+ * /run/netns, a Kubernetes pod sandbox shares net/ipc/uts/pid). setns(2) into these needs
+ * no more than CAP_SYS_ADMIN and does not change the caller's root. A joined PID namespace
+ * applies to children only (pid_namespaces(7)): the init forks right after it (OP_FORK,
+ * as exec does) and the child, born in that namespace, runs the rest of the plan. Joining
+ * a user namespace (it must precede every other join, and the init then needs capabilities
+ * in it) or a mount namespace (no rootfs set-up at all) is refused.
  */
-const JOINABLE = new Set<NamespaceType>(['network', 'ipc', 'uts', 'cgroup']);
+const JOINABLE = new Set<NamespaceType>(['network', 'ipc', 'uts', 'cgroup', 'pid']);
 
 /** True when the container gets a mount namespace (its own: joining one is refused). */
 export function hasMountNamespace(ctx: BuildContext): boolean {
@@ -92,7 +95,7 @@ export const control: Control = {
       if (ns.type === 'time') throw new UnsupportedError(`${field}: time namespaces are not supported by tsrun yet`);
       if (ns.path !== undefined) {
         if (!JOINABLE.has(ns.type))
-          throw new UnsupportedError(`${field}.path: joining an existing ${ns.type} namespace (${ns.path}) is not supported (tsrun joins network, ipc, uts and cgroup namespaces by path)`);
+          throw new UnsupportedError(`${field}.path: joining an existing ${ns.type} namespace (${ns.path}) is not supported (tsrun joins network, ipc, uts, cgroup and pid namespaces by path)`);
         if (!ns.path.startsWith('/')) throw new SpecError(`${field}.path`, `${JSON.stringify(ns.path)} must be an absolute path`);
       }
     });
@@ -118,7 +121,15 @@ export const control: Control = {
     for (const ns of ctx.spec.linux.namespaces) {
       const f = FLAG[ns.type];
       if (ns.path === undefined || !f) continue;
+      if (ns.type === 'pid') continue; // last: see below
       steps.push(child('early', 'namespaces', `join the existing ${ns.type} namespace the engine prepared (${WHY[ns.type]})`, op.setns(ns.path, f)));
+    }
+    const pidPath = ctx.spec.linux.namespaces.find((n) => n.type === 'pid' && n.path !== undefined)?.path;
+    if (pidPath !== undefined) {
+      steps.push(
+        child('early', 'namespaces', 'the existing pid namespace, for the children of this process only (pid_namespaces(7)): see the fork', op.setns(pidPath, 'NEWPID')),
+        child('early', 'namespaces', 'setns(CLONE_NEWPID) applies to children only: the container is born in the joined PID namespace; this process reports its pid and exits', op.fork()),
+      );
     }
     if (hasNamespace(ctx, 'cgroup')) {
       steps.push(child('early', 'namespaces', WHY.cgroup + ' (unshared after tsrun placed this process in its cgroup)', op.unshare(['NEWCGROUP'])));

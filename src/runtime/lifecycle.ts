@@ -1,7 +1,7 @@
 import { childProcess } from '../builtins.js';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmdirSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
-import { KernelError, StateError, TsrunError } from '../errors.js';
+import { KernelError, StateError, TsrunError, UnsupportedError } from '../errors.js';
 import { errnoName } from '../kernel/errno.js';
 import { MONITOR_PATH, nativeKernel } from '../kernel/native.js';
 import type { Kernel } from '../kernel/types.js';
@@ -130,6 +130,12 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
   const { plan, paths } = o;
   const kernel = o.kernel ?? nativeKernel;
   const id = plan.id;
+  // A PID namespace joined by path (OP_FORK): the command is the init's child, and the init
+  // exits. tsrun-monitor (run -d) watches the init itself, so it would see the container end.
+  const forks = plan.steps.some((s) => s.where === 'child' && s.op === 'FORK');
+  if (forks && o.detached) throw new UnsupportedError('linux.namespaces: a pid namespace joined by path works with create/start and a foreground run, not with run -d (tsrun-monitor watches the init, which exits once it has forked the command)');
+  // a foreground run waits for the command: as the subreaper it inherits it from the init
+  if (forks && !o.detached && !plan.steps.some((s) => s.where === 'child' && s.op === 'WAIT_START')) kernel.setChildSubreaper();
   const state: ContainerState = {
     ociVersion: plan.spec.ociVersion,
     id,
@@ -204,6 +210,11 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
     mon?.done();
   }
   delete state.creating;
+  if (started.pid !== state.pid) {
+    // the init forked into a joined PID namespace (OP_FORK) and exited: the container is its child
+    state.pid = started.pid;
+    state.pidStart = processStart(started.pid) ?? '';
+  }
   if (started.state === 'running') state.started = new Date().toISOString();
   try {
     saveState(paths, state);

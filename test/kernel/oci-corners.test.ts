@@ -141,4 +141,49 @@ describeKernel('OCI spec corners', () => {
       expect(tsrun(['delete', '--force', id]).code).toBe(0);
     }
   });
+
+  it('joins the pid namespace of another container by path (create/start and a foreground run); mount and user paths are refused', () => {
+    expect(tsrun(['run', '-d', '--name', 'corners-pid-a', 'busybox', 'sleep', '60']).code).toBe(0);
+    try {
+      const apid = JSON.parse(tsrun(['state', 'corners-pid-a']).stdout).pid as number;
+      const nsPath = `/proc/${apid}/ns/pid`;
+      const aNs = readlinkSync(nsPath);
+      const ns = [{ type: 'pid', path: nsPath }, { type: 'mount' }];
+      // foreground: the command sees A's processes (A's sleep is PID 1 there), its exit status comes back
+      const fg = bundle('pid-join-fg', ['/bin/sh', '-c', 'readlink /proc/self/ns/pid; cat /proc/1/cmdline; echo; exit 7'], { namespaces: ns });
+      const r = tsrun(['run', '--rm', '--bundle', fg]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(7);
+      expect(r.stdout.split('\n').slice(0, 2)).toEqual([aNs, 'sleep\x0060\x00']);
+      // create/start, as engines call it: the pid-file names the process in A's namespace
+      const cb = bundle('pid-join-create', ['/bin/sleep', '30'], { namespaces: ns });
+      const pidFile = join(base, 'pid-join.pid');
+      const c = spawnSync(BIN, ['create', '--bundle', cb, '--pid-file', pidFile, 'corners-pid-b'], { env: tsrunEnvVars(), stdio: 'ignore' });
+      try {
+        expect(c.status).toBe(0);
+        const bpid = Number(readFileSync(pidFile, 'utf8'));
+        expect(readlinkSync(`/proc/${bpid}/ns/pid`)).toBe(aNs);
+        expect(tsrun(['start', 'corners-pid-b']).code).toBe(0);
+        const st = JSON.parse(tsrun(['state', 'corners-pid-b']).stdout);
+        expect(st).toMatchObject({ status: 'running', pid: bpid });
+        // the command really runs as that process
+        for (let i = 0; i < 50 && !readFileSync(`/proc/${bpid}/cmdline`, 'utf8').startsWith('/bin/sleep'); i++) spawnSync('sleep', ['0.05']);
+        expect(readFileSync(`/proc/${bpid}/cmdline`, 'utf8')).toBe('/bin/sleep\x0030\x00');
+      } finally {
+        expect(tsrun(['delete', '--force', 'corners-pid-b']).code).toBe(0);
+      }
+      const det = tsrun(['run', '-d', '--bundle', fg]);
+      expect(det.code).toBe(125);
+      expect(det.stderr).toMatch(/pid namespace joined by path works with create\/start and a foreground run/);
+      for (const t of ['mount', 'user']) {
+        const joined = { type: t, path: `/proc/${apid}/ns/${t === 'mount' ? 'mnt' : 'user'}` };
+        const d = bundle(`join-${t}`, ['/bin/true'], { namespaces: t === 'mount' ? [{ type: 'pid' }, joined] : [{ type: 'pid' }, { type: 'mount' }, joined] });
+        const x = tsrun(['run', '--rm', '--bundle', d]);
+        expect(x.code).toBe(125);
+        expect(x.stderr).toMatch(new RegExp(`linux\\.namespaces\\[\\d\\]\\.path: joining an existing ${t} namespace .* is not supported`));
+      }
+    } finally {
+      tsrun(['rm', '-f', 'corners-pid-a']);
+    }
+  });
 });

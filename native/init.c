@@ -40,8 +40,10 @@
 
 #include "protocol.h"
 
-#define SYNC_FD 3
-#define PLAN_FD 4
+#define SYNC_FD sync_fd_n
+/* 4 and 3 unless --preserve-fds N put the caller's fds on 3..3+N-1 (argv[2] = N) */
+static int plan_fd_n = 4, sync_fd_n = 3;
+#define PLAN_FD plan_fd_n
 #define INIT_MARK "--tsrun-init-v1"
 
 /* The container root while it is still a host path (before pivot_root): paths below
@@ -737,7 +739,10 @@ static int pre_fd_for(uint32_t index) {
 int main(int argc, char **argv) {
   /* Anything but the addon's own invocation (e.g. a container script starting with
    * "#!/proc/self/exe", which resolves to this memfd) gets a refusal, not a runtime. */
-  if (argc != 2 || strcmp(argv[1], INIT_MARK) != 0) {
+  int npreserve = 0;
+  if (argc == 3 && argv[2][0] >= '1' && argv[2][0] <= '9' && (!argv[2][1] || (argv[2][1] >= '0' && argv[2][1] <= '9' && !argv[2][2])))
+    npreserve = argv[2][1] ? (argv[2][0] - '0') * 10 + (argv[2][1] - '0') : argv[2][0] - '0';
+  if ((argc != 2 && !npreserve) || strcmp(argv[1], INIT_MARK) != 0) {
     static const char msg[] = "tsrun-init: this is tsrun's container init, not a command; refusing to run\n";
     ssize_t ignored = write(2, msg, sizeof msg - 1);
     (void)ignored;
@@ -753,6 +758,8 @@ int main(int argc, char **argv) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
 
+  sync_fd_n = 3 + npreserve;
+  plan_fd_n = 4 + npreserve;
   if (sync_recv(MSG_GO) < 0) _exit(INIT_FAILED);
 
   struct stat st;

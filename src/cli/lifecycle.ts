@@ -117,7 +117,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .option('--console-socket <path>', 'send the pty master to this unix socket (with --tty)')
     .option('--explain', 'print the plan and where the process is more privileged than the container\'s, and run nothing')
     .option('--json', 'with --explain: the plan as JSON')
-    .option('--preserve-fds <n>', 'pass fds 3..3+N-1 to the process (only 0 is supported)', preserveFds)
+    .option('--preserve-fds <n>', 'pass the caller\'s fds 3..3+N-1 to the process', preserveFds)
     .passThroughOptions()
     .action(async (id: string, command: string[], o: ExecCliOptions) => {
       setExit(await execVerb(paths(), id, command, o));
@@ -333,6 +333,7 @@ interface ExecCliOptions {
   consoleSocket?: string;
   explain?: boolean;
   json?: boolean;
+  preserveFds?: number;
 }
 
 async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliOptions): Promise<number> {
@@ -384,6 +385,7 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
     detach: Boolean(o.detach),
     ...(o.pidFile ? { pidFile: o.pidFile } : {}),
     ...(o.consoleSocket ? { consoleSocket: o.consoleSocket } : {}),
+    ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
   });
 }
 

@@ -67,7 +67,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--console-socket <path>', 'unix socket to send the pty master to (process.terminal)')
     .option('--no-pivot', 'accepted for runc compatibility (tsrun always pivots)')
     .option('--no-new-keyring', 'keep the caller\'s session keyring instead of a new one')
-    .action(async (id: string, o: { bundle?: string; pidFile?: string; consoleSocket?: string; newKeyring?: boolean }) => {
+    .action(async (id: string, o: { bundle?: string; pidFile?: string; consoleSocket?: string; newKeyring?: boolean; preserveFds?: number }) => {
       setExit(await createVerb(id, o, paths(program)));
     });
 

@@ -45,6 +45,8 @@ export interface RunCliOptions extends RunOptions {
   insecureRegistry?: string[];
   /** false with --no-new-keyring (commander's negated option) */
   newKeyring?: boolean;
+  /** --preserve-fds N */
+  preserveFds?: number;
 }
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -135,7 +137,7 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
     return 0;
   }
   const bundle = opts.bundle ?? '';
-  const common = { plan, paths, ...(opts.name ? { name: opts.name } : {}), bundle, ...(image ? { image } : {}) };
+  const common = { plan, paths, ...(opts.name ? { name: opts.name } : {}), bundle, ...(image ? { image } : {}), ...(opts.preserveFds ? { preserveFds: opts.preserveFds } : {}) };
   if (opts.detach) {
     if (opts.interactive) throw new UsageError('-d with -i: attaching to a detached container is not supported; drop -i');
     const tsrunArgv = [join(PROJECT_ROOT, 'bin', 'tsrun'), '--root', paths.root, '--data-root', paths.data];
@@ -188,14 +190,14 @@ export function assertSocket(path: string, flag: string): void {
 }
 
 /** OCI create: the init waits before exec until `tsrun start ID`. */
-export async function createVerb(id: string, opts: { bundle?: string; pidFile?: string; consoleSocket?: string; newKeyring?: boolean }, paths: Paths): Promise<number> {
+export async function createVerb(id: string, opts: { bundle?: string; pidFile?: string; consoleSocket?: string; newKeyring?: boolean; preserveFds?: number }, paths: Paths): Promise<number> {
   requireRoot('create');
   const bundle = resolvePath(opts.bundle ?? '.');
   const plan = await planRun(undefined, [], { bundle, waitStart: true, id, ...(opts.newKeyring === false ? { newKeyring: false } : {}) }, paths);
   if (plan.spec.process.terminal && !opts.consoleSocket) throw new UsageError('process.terminal is true: create needs --console-socket to hand the pty to');
   if (!plan.spec.process.terminal && opts.consoleSocket) throw new UsageError('--console-socket given but process.terminal is false');
   if (opts.consoleSocket) assertSocket(opts.consoleSocket, '--console-socket');
-  await launch({ plan, paths, bundle, interactive: true, ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}), ...(opts.consoleSocket ? { consoleSocket: opts.consoleSocket } : {}) });
+  await launch({ plan, paths, bundle, interactive: true, ...(opts.preserveFds ? { preserveFds: opts.preserveFds } : {}), ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}), ...(opts.consoleSocket ? { consoleSocket: opts.consoleSocket } : {}) });
   return 0;
 }
 

@@ -136,6 +136,8 @@ export interface ExecOptions {
   pidFile?: string;
   consoleSocket?: string;
   kernel?: Kernel;
+  /** --preserve-fds N */
+  preserveFds?: number;
 }
 
 /** The plan of an exec into a running container, and what the container's own process is. */
@@ -154,7 +156,7 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   // the command is the init's grandchild (OP_FORK): as its subreaper, tsrun gets it as a
   // child when the intermediate exits, and can wait for it (runc does the same)
   if (!o.detach) kernel.setChildSubreaper();
-  const started = await startContainer({ plan, interactive: o.interactive, kernel });
+  const started = await startContainer({ plan, interactive: o.interactive, kernel, ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}) });
   if (!isAlive(s)) throw new StateError(`container ${s.id.slice(0, 12)} stopped during exec`);
   if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));
   if (o.detach) {

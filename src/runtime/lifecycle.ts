@@ -113,6 +113,8 @@ export interface LaunchOptions {
   kernel?: Kernel;
   /** a foreground run: the caller reaps the container and records its exit, holding the returned reaper lock until then */
   holdReaper?: boolean;
+  /** --preserve-fds N (create, foreground run) */
+  preserveFds?: number;
 }
 
 function cleanupSteps(plan: Plan): ParentStep[] {
@@ -135,6 +137,8 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
   const forks = plan.steps.some((s) => s.where === 'child' && s.op === 'FORK');
   if (forks && o.detached) throw new UnsupportedError('linux.namespaces: a pid namespace joined by path works with create/start and a foreground run, not with run -d (tsrun-monitor watches the init, which exits once it has forked the command)');
   // a foreground run waits for the command: as the subreaper it inherits it from the init
+  // run -d: tsrun-monitor clones the init and holds none of the caller's fds
+  if (o.preserveFds && o.detached) throw new UnsupportedError('--preserve-fds: not with run -d (the monitor that starts a detached container does not hold the caller\'s fds); use create/start');
   if (forks && !o.detached && !plan.steps.some((s) => s.where === 'child' && s.op === 'WAIT_START')) kernel.setChildSubreaper();
   const state: ContainerState = {
     ociVersion: plan.spec.ociVersion,
@@ -190,6 +194,7 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
       interactive: o.interactive,
       kernel,
       ...(mon ? { spawner: mon.spawner, onPty: mon.onPty } : {}),
+      ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
       // recorded before the container runs: a tsrun killed from here on leaves a findable container
       onSpawn: (pid, cgroupsCreated) => {
         state.pid = pid;

@@ -1,7 +1,9 @@
 // runc's command line as engines call it: list, update (flags and `--resources -`, as
 // containerd's shim and so `docker update` call it), --preserve-fds, --no-new-keyring.
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { BIN, describeKernel, leaks, probe, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
 
@@ -13,7 +15,7 @@ function cgroupFile(pid: number, ctrl: string, file: string): string {
 
 describeKernel('runc CLI verbs engines call', () => {
   afterAll(() => {
-    tsrun(['rm', '-f', 'cli-upd', 'cli-list']);
+    for (const id of ['cli-upd', 'cli-list', 'cli-pfd-x']) tsrun(['rm', '-f', id]);
     expect(leaks()).toEqual([]);
   });
 
@@ -83,13 +85,52 @@ describeKernel('runc CLI verbs engines call', () => {
     expect(inside(['--security-opt', 'seccomp=unconfined', '--no-new-keyring']).serial).toBe(host.serial);
   });
 
-  it('--preserve-fds: 0 is accepted; more is refused by name on run, create and exec, leaving nothing behind', () => {
-    expect(tsrun(['run', '--rm', '--preserve-fds', '0', 'busybox', 'true']).code).toBe(0);
-    for (const args of [['run', '--rm', '--preserve-fds', '1', 'busybox', 'true'], ['create', '--preserve-fds', '2', '--bundle', '/nonexistent', 'cli-pfd'], ['exec', '--preserve-fds', '1', 'cli-list', 'true']]) {
-      const r = tsrun(args);
-      expect(r.code).toBe(125);
-      expect(r.stderr).toMatch(/^tsrun: --preserve-fds \d: not supported by tsrun/);
+  /** Runs bin/tsrun with a pipe as its fd 3 (as podman passes a socket-activation fd); returns what came through it. */
+  function withPipeOn3(args: string[]): Promise<{ code: number | null; fd3: string; stderr: string }> {
+    return new Promise((res) => {
+      const c = spawn(BIN, args, { env: tsrunEnvVars(), stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+      let fd3 = '';
+      let stderr = '';
+      (c.stdio[3] as NodeJS.ReadableStream).on('data', (d) => (fd3 += String(d)));
+      c.stderr!.on('data', (d) => (stderr += String(d)));
+      c.on('close', (code) => res({ code, fd3, stderr }));
+    });
+  }
+
+  it('--preserve-fds N: the caller\'s fds 3..3+N-1 reach the container on run, create/start and exec; tsrun\'s own never do', async () => {
+    const run = await withPipeOn3(['run', '--rm', '--preserve-fds', '1', 'busybox', 'sh', '-c', 'echo through-run >&3; ls /proc/self/fd/ | tr "\\n" " " >&3']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    // 0-2, the pipe on 3, and ls's own directory fd: nothing of tsrun's
+    expect(run.fd3).toBe('through-run\n0 1 2 3 4 ');
+    expect(tsrun(['run', '-d', '--name', 'cli-pfd-x', 'busybox', 'sleep', '60']).code).toBe(0);
+    const exec = await withPipeOn3(['exec', '--preserve-fds', '1', 'cli-pfd-x', 'sh', '-c', 'echo through-exec >&3']);
+    expect(exec.stderr).toBe('');
+    expect(exec.fd3).toBe('through-exec\n');
+    // create/start, as podman calls it: the init holds the pipe until start lets the command run
+    const dir = mkdtempSync(join(tmpdir(), 'tsrun-pfd-'));
+    try {
+      cpSync(testEnv().rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+      const cfg = { ociVersion: '1.2.0', process: { args: ['/bin/sh', '-c', 'echo through-create >&3'], cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin'] }, root: { path: 'rootfs' }, mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }], linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }] } };
+      writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+      const c = spawn(BIN, ['create', '--preserve-fds', '1', '--bundle', dir, 'cli-pfd'], { env: tsrunEnvVars(), stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+      let got = '';
+      (c.stdio[3] as NodeJS.ReadableStream).on('data', (d) => (got += String(d)));
+      const closed = new Promise((r) => (c.stdio[3] as NodeJS.ReadableStream).on('end', r));
+      expect(await new Promise((r) => c.on('exit', r))).toBe(0);
+      expect(tsrun(['start', 'cli-pfd']).code).toBe(0);
+      await closed;
+      expect(got).toBe('through-create\n');
+    } finally {
+      tsrun(['delete', '--force', 'cli-pfd']);
+      rmSync(dir, { recursive: true, force: true });
     }
-    expect(tsrun(['state', 'cli-pfd']).code).not.toBe(0);
+    // without fd 3 from the caller, Node's own epoll fd sits there: refused, not passed
+    const none = tsrun(['run', '--rm', '--preserve-fds', '1', 'busybox', 'true']);
+    expect(none.code).toBe(125);
+    expect(none.stderr).toMatch(/^tsrun: --preserve-fds 1: fd 3 was not passed by the caller \(EBADF\)/);
+    const det = await withPipeOn3(['run', '-d', '--preserve-fds', '1', 'busybox', 'true']);
+    expect(det.code).toBe(125);
+    expect(det.stderr).toMatch(/--preserve-fds: not with run -d/);
   });
 });

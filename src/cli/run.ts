@@ -47,6 +47,8 @@ export interface RunCliOptions extends RunOptions {
   newKeyring?: boolean;
   /** --preserve-fds N */
   preserveFds?: number;
+  /** --pid-file F (runc run): the container's host pid */
+  pidFile?: string;
 }
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -63,6 +65,7 @@ export function addRunFlags(cmd: Command, flags: readonly FlagDef[] = RUN_FLAGS)
     .option('--config <file>', `host-wide defaults, daemon.json keys (default ${DEFAULT_CONFIG_PATH}, or $TSRUN_CONFIG)`)
     .option('--json', 'with --dry-run / explain: the plan as JSON')
     .option('--no-new-keyring', 'keep the caller\'s session keyring instead of a new one (runc\'s flag)')
+    .option('--pid-file <file>', 'write the container\'s host pid here (runc run)')
     .option('--pull <policy>', 'pull the image: missing (default), always, never')
     .option('--insecure-registry <host:port>', 'plain http for this registry when pulling (repeatable; meant for loopback)', collect);
 }
@@ -137,7 +140,7 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
     return 0;
   }
   const bundle = opts.bundle ?? '';
-  const common = { plan, paths, ...(opts.name ? { name: opts.name } : {}), bundle, ...(image ? { image } : {}), ...(opts.preserveFds ? { preserveFds: opts.preserveFds } : {}) };
+  const common = { plan, paths, ...(opts.name ? { name: opts.name } : {}), bundle, ...(image ? { image } : {}), ...(opts.preserveFds ? { preserveFds: opts.preserveFds } : {}), ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}) };
   if (opts.detach) {
     if (opts.interactive) throw new UsageError('-d with -i: attaching to a detached container is not supported; drop -i');
     const tsrunArgv = [join(PROJECT_ROOT, 'bin', 'tsrun'), '--root', paths.root, '--data-root', paths.data];

@@ -53,9 +53,14 @@ describeKernel('runc CLI verbs engines call', () => {
   });
 
   it('list: a table, -q ids, --format json with the OCI state fields', () => {
-    const r = tsrun(['run', '-d', '--name', 'cli-list', 'busybox', 'sleep', '60']);
+    const pidFile = join(mkdtempSync(join(tmpdir(), 'tsrun-pf-')), 'pid');
+    const r = tsrun(['run', '-d', '--pid-file', pidFile, '--name', 'cli-list', 'busybox', 'sleep', '60']);
     expect(r.code).toBe(0);
-    const id = JSON.parse(tsrun(['state', 'cli-list']).stdout).id as string;
+    const st = JSON.parse(tsrun(['state', 'cli-list']).stdout);
+    const id = st.id as string;
+    // runc run --pid-file: the container's host pid
+    expect(readFileSync(pidFile, 'utf8')).toBe(String(st.pid));
+    rmSync(join(pidFile, '..'), { recursive: true });
     const q = tsrun(['list', '-q']);
     expect(q.code).toBe(0);
     expect(q.stdout.split('\n')).toContain(id);

@@ -15,7 +15,7 @@ function cgroupFile(pid: number, ctrl: string, file: string): string {
 
 describeKernel('runc CLI verbs engines call', () => {
   afterAll(() => {
-    for (const id of ['cli-upd', 'cli-list', 'cli-pfd-x']) tsrun(['rm', '-f', id]);
+    for (const id of ['cli-upd', 'cli-list', 'cli-pfd-x', 'cli-kr']) tsrun(['rm', '-f', id]);
     expect(leaks()).toEqual([]);
   });
 
@@ -88,6 +88,13 @@ describeKernel('runc CLI verbs engines call', () => {
     expect(a.serial).not.toBe(host.serial);
     expect(b.serial).not.toBe(a.serial);
     expect(inside(['--security-opt', 'seccomp=unconfined', '--no-new-keyring']).serial).toBe(host.serial);
+    // exec: the process joins a keyring of the container's, never the caller's (runc's exec does too)
+    expect(tsrun(['run', '-d', '--name', 'cli-kr', '--security-opt', 'seccomp=unconfined', 'probe', '/probe', 'sleep', '30']).code).toBe(0);
+    const ex = tsrun(['exec', 'cli-kr', '/probe', 'keyring']);
+    expect(ex.stderr).toBe('');
+    const e = JSON.parse(ex.stdout.trim());
+    expect(e.errno).toBe('0');
+    expect(e.serial).not.toBe(host.serial);
   });
 
   /** Runs bin/tsrun with a pipe as its fd 3 (as podman passes a socket-activation fd); returns what came through it. */

@@ -126,6 +126,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Array stdio = o.Get("stdio").As<Napi::Array>();
   int in_fds[3];
   for (uint32_t i = 0; i < 3; i++) in_fds[i] = stdio.Get(i).As<Napi::Number>().Int32Value();
+  // --preserve-fds N: this process's fds 3..3+N-1 become the container's (native/spawn.h)
+  int npreserve = o.Has("preserveFds") ? o.Get("preserveFds").As<Napi::Number>().Int32Value() : 0;
+  if (npreserve < 0 || npreserve > TSRUN_MAX_PRESERVE) throw ErrnoError(env, "preserveFds", EINVAL);
   // No namespace is ever joined here, and only `run`/`create` pass a cgroup (a new one): the
   // child is a copy of node until it execs, and no copy of a host binary may enter a
   // container's namespace or cgroup (CVE-2019-5736). exec joins from tsrun-init (OP_SETNS,
@@ -147,7 +150,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   int init_fd = f.init_fd, plan_fd = f.plan_fd, err = 0;
   int* sv = f.sync;
 
-  pid_t pid = tsrun_spawn_init(flags, init_fd, plan_fd, sv[1], in_fds, cgroup_fd);
+  pid_t pid = tsrun_spawn_init_preserving(flags, init_fd, plan_fd, sv[1], in_fds, cgroup_fd, npreserve);
   err = errno;
   if (cgroup_fd >= 0) close(cgroup_fd);
   close(sv[1]);

@@ -43,8 +43,10 @@
 
 #include "protocol.h"
 
-#define SYNC_FD 3
-#define PLAN_FD 4
+#define SYNC_FD sync_fd_n
+/* 4 and 3 unless --preserve-fds N put the caller's fds on 3..3+N-1 (argv[2] = N) */
+static int plan_fd_n = 4, sync_fd_n = 3;
+#define PLAN_FD plan_fd_n
 #define INIT_MARK "--tsrun-init-v1"
 
 /* The container root while it is still a host path (before pivot_root): paths below
@@ -649,6 +651,8 @@ static int run_hook(const struct op *o) {
   return -1;
 }
 
+static int self_fd_dir = -1; /* the host's /proc/self/fd, for OP_WAIT_START after OP_CHROOT */
+
 static int run_op(const struct op *o) {
   const uint64_t *I = o->ints;
   const char *const *S = o->strs;
@@ -673,11 +677,23 @@ static int run_op(const struct op *o) {
     const char *base;
     int dfd = open_parent(S[0], &base);
     if (dfd < 0) return -1;
+    /* The spec's fileMode is the node's mode: runc creates nodes under umask 0, and the
+     * engine's umask (inherited through tsrun) must not turn 0660 into 0640. */
+    mode_t old = umask(0);
     int r = mknodat(dfd, base, (mode_t)I[0], (dev_t)I[1]);
     int e = errno;
+    umask(old);
+    if (r == 0 && o->nint >= 4) {
+      /* linux.devices[].uid/gid (config-linux.md): the node was just made here, so it is no
+       * link; AT_SYMLINK_NOFOLLOW all the same */
+      r = fchownat(dfd, base, (uid_t)I[2], (gid_t)I[3], AT_SYMLINK_NOFOLLOW);
+      e = errno;
+    } else if (r < 0 && e == EEXIST) {
+      r = 0;
+    }
     close(dfd);
     errno = e;
-    return r < 0 && e == EEXIST ? 0 : r;
+    return r;
   }
   case OP_PIVOT_ROOT:
     return pivot(S[0]);
@@ -730,6 +746,14 @@ static int run_op(const struct op *o) {
     int fd;
     do fd = open(p, O_WRONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
+    /* chrooted without a mount namespace of its own (OP_CHROOT) there is no /proc here: the
+     * host's /proc/self/fd, opened by the pre-pass, reopens the fifo */
+    if (fd < 0 && errno == ENOENT && self_fd_dir >= 0) {
+      do fd = openat(self_fd_dir, p + sizeof "/proc/self/fd/" - 1, O_WRONLY | O_CLOEXEC);
+      while (fd < 0 && errno == EINTR);
+    }
+    if (self_fd_dir >= 0) close(self_fd_dir);
+    self_fd_dir = -1;
     if (fd < 0) return -1;
     ssize_t w = write(fd, "s", 1);
     int e = errno;
@@ -811,6 +835,17 @@ static int run_op(const struct op *o) {
     return 0;
   case OP_RUN_HOOK:
     return run_hook(o);
+  case OP_JOIN_KEYRING: {
+    /* keyctl(2) KEYCTL_JOIN_SESSION_KEYRING = 1: a new anonymous-to-others keyring; a kernel
+     * built without keys (ENOSYS) has nothing to share either */
+    long r = syscall(SYS_keyctl, 1L, S[0]);
+    return r < 0 && errno != ENOSYS ? -1 : 0;
+  }
+  case OP_CHROOT:
+    /* No mount namespace of its own (the spec lists none, as runc allows): pivot_root would
+     * swap the host's root, so only this process's root changes (chroot(2), runc's chroot()) */
+    if (chdir(S[0]) < 0 || chroot(".") < 0) return -1;
+    return chdir("/");
   }
   errno = ENOSYS;
   return -1;
@@ -867,6 +902,7 @@ static void pre_open(const uint8_t *plan, size_t size, uint32_t nops) {
       if (fd < 0) fail(i, errno);
       pre_fds[npre] = fd;
       pre_index[npre++] = i;
+      if (o.code == OP_WAIT_START && self_fd_dir < 0) self_fd_dir = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
     }
     off += sz;
   }
@@ -881,7 +917,10 @@ static int pre_fd_for(uint32_t index) {
 int main(int argc, char **argv) {
   /* Anything but the addon's own invocation (e.g. a container script starting with
    * "#!/proc/self/exe", which resolves to this memfd) gets a refusal, not a runtime. */
-  if (argc != 2 || strcmp(argv[1], INIT_MARK) != 0) {
+  int npreserve = 0;
+  if (argc == 3 && argv[2][0] >= '1' && argv[2][0] <= '9' && (!argv[2][1] || (argv[2][1] >= '0' && argv[2][1] <= '9' && !argv[2][2])))
+    npreserve = argv[2][1] ? (argv[2][0] - '0') * 10 + (argv[2][1] - '0') : argv[2][0] - '0';
+  if ((argc != 2 && !npreserve) || strcmp(argv[1], INIT_MARK) != 0) {
     static const char msg[] = "tsrun-init: this is tsrun's container init, not a command; refusing to run\n";
     ssize_t ignored = write(2, msg, sizeof msg - 1);
     (void)ignored;
@@ -897,6 +936,8 @@ int main(int argc, char **argv) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
 
+  sync_fd_n = 3 + npreserve;
+  plan_fd_n = 4 + npreserve;
   if (sync_recv(MSG_GO) < 0) _exit(INIT_FAILED);
 
   struct stat st;

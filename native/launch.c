@@ -153,6 +153,15 @@ static int blob_loads(const char *root, const char *node, const char *blob) {
 }
 
 int main(int argc, char **argv) {
+  /* --preserve-fds N passes the caller's fds 3..3+N-1 to a container. Node takes the lowest
+   * free numbers for its own fds (its epoll instance lands on 3) and marks the inherited ones
+   * close-on-exec too, so only here, before node starts, can it be told which fds the caller
+   * passed: how many are open from 3 on, always set here, never taken from the caller. */
+  int open_from_3 = 0;
+  while (open_from_3 < 64 && fcntl(3 + open_from_3, F_GETFD) >= 0) open_from_3++;
+  char nfds[8];
+  snprintf(nfds, sizeof nfds, "%d", open_from_3);
+  setenv("TSRUN_CALLER_FDS", nfds, 1);
   /* build/tsrun-launch → the project root, whatever symlink the user called */
   char root[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", root, sizeof root - 1);

@@ -67,7 +67,7 @@ enum tsrun_op {
   OP_MKDIR = 2,          /* ints: mode             strs: path (parents created too) */
   OP_MKFILE = 3,         /* ints: mode             strs: path (empty file, a bind-mount target) */
   OP_SYMLINK = 4,        /*                        strs: target, linkpath */
-  OP_MKNOD = 5,          /* ints: mode, dev        strs: path */
+  OP_MKNOD = 5,          /* ints: mode, dev[, uid, gid] strs: path */
   OP_PIVOT_ROOT = 6,     /*                        strs: new root (old root stacked and detached) */
   OP_UMOUNT = 7,         /* ints: flags            strs: path */
   OP_CHDIR = 8,          /*                        strs: path */
@@ -105,6 +105,8 @@ enum tsrun_op {
   OP_HOOK_SYNC = 35,     /* send MSG_HOOKS, wait MSG_HOOKS_DONE: the parent runs prestart/createRuntime hooks */
   OP_RUN_HOOK = 36,      /* ints: timeout s (0 none), argc, envc  strs: path, argv..., env...
                             blob: state JSON up to `"pid":` — fork, exec the hook, state on stdin, wait */
+  OP_CHROOT = 45,        /* strs: new root — chroot(2) for a container without a mount namespace */
+  OP_JOIN_KEYRING = 46,  /* strs: name — keyctl(KEYCTL_JOIN_SESSION_KEYRING): a new session keyring */
   OP__MAX
 };
 

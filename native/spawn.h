@@ -35,7 +35,11 @@ struct tsrun_spawn_args {
   uint64_t clone_flags;
   int init_fd, plan_fd, sync_fd;
   const int *stdio;
+  /* --preserve-fds N: the caller's fds 3..3+N-1 stay 3..3+N-1; sync and plan move up by N */
+  int npreserve;
 };
+
+#define TSRUN_MAX_PRESERVE 64
 
 /*
  * The child, from clone to execveat. Only async-signal-safe calls (the caller may be
@@ -44,17 +48,22 @@ struct tsrun_spawn_args {
  */
 static int tsrun_spawn_child(void *p) {
   const struct tsrun_spawn_args *a = (const struct tsrun_spawn_args *)p;
-  /* Move every source fd above the targets first, so no dup2 clobbers another source. */
-  int src[5] = {a->stdio[0], a->stdio[1], a->stdio[2], a->sync_fd, a->plan_fd};
-  int hi[5];
-  for (int i = 0; i < 5; i++) {
-    hi[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 10);
+  /* Targets: 0-2 stdio, 3..3+N-1 the caller's own fds 3.. (--preserve-fds), then sync and
+   * plan. Move every source fd above the targets first, so no dup2 clobbers another source. */
+  const int n = a->npreserve, total = 5 + n, sync = 3 + n;
+  int src[5 + TSRUN_MAX_PRESERVE];
+  int hi[5 + TSRUN_MAX_PRESERVE];
+  src[0] = a->stdio[0], src[1] = a->stdio[1], src[2] = a->stdio[2];
+  for (int i = 0; i < n; i++) src[3 + i] = 3 + i;
+  src[sync] = a->sync_fd, src[sync + 1] = a->plan_fd;
+  for (int i = 0; i < total; i++) {
+    hi[i] = fcntl(src[i], F_DUPFD_CLOEXEC, total + 10);
     if (hi[i] < 0) _exit(INIT_FAILED);
   }
   /* dup2 gives clean copies without close-on-exec (Node marks 0-2 CLOEXEC: trap 1). */
-  for (int i = 0; i < 5; i++)
+  for (int i = 0; i < total; i++)
     if (dup2(hi[i], i) < 0) _exit(INIT_FAILED);
-  syscall(SYS_close_range, 5, ~0U, CLOSE_RANGE_CLOEXEC);
+  syscall(SYS_close_range, total, ~0U, CLOSE_RANGE_CLOEXEC);
   if (a->clone_flags & CLONE_NEWUSER) {
     /* In a new user namespace this process is still host uid 0, which the namespace does
      * not map: an execve now would drop every capability (capabilities(7): only the
@@ -64,22 +73,25 @@ static int tsrun_spawn_child(void *p) {
      * drop the host's supplementary groups, then exec as the namespace's root. */
     struct sync_msg m;
     ssize_t r;
-    do r = read(3, &m, sizeof m);
+    do r = read(sync, &m, sizeof m);
     while (r < 0 && errno == EINTR);
     if (r != (ssize_t)sizeof m || m.type != MSG_ID_MAPPED) _exit(INIT_FAILED);
     if (syscall(SYS_setgroups, 0, 0) < 0 || syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0) {
       struct sync_msg e = {MSG_ERROR, INDEX_ID_SWITCH, errno, 0};
-      ssize_t ignored = write(3, &e, sizeof e);
+      ssize_t ignored = write(sync, &e, sizeof e);
       (void)ignored;
       _exit(INIT_FAILED);
     }
   }
-  char arg0[] = "tsrun-init", arg1[] = "--tsrun-init-v1";
-  char *argv[] = {arg0, arg1, 0};
+  char arg0[] = "tsrun-init", arg1[] = "--tsrun-init-v1", arg2[4] = {0};
+  /* the init learns where its sync and plan fds are: 3+N and 4+N */
+  if (n >= 10) arg2[0] = (char)('0' + n / 10), arg2[1] = (char)('0' + n % 10);
+  else arg2[0] = (char)('0' + n);
+  char *argv[] = {arg0, arg1, n ? arg2 : 0, 0};
   char *envp[] = {0};
   syscall(SYS_execveat, a->init_fd, "", argv, envp, AT_EMPTY_PATH);
   struct sync_msg m = {MSG_ERROR, INDEX_EXEC, errno, 0};
-  ssize_t ignored = write(3, &m, sizeof m);
+  ssize_t ignored = write(sync, &m, sizeof m);
   (void)ignored;
   _exit(INIT_FAILED);
 }
@@ -135,9 +147,9 @@ __asm__(
  * dispositions and the empty mask first thing. A new user namespace needs the fork-like
  * clone: its child waits for the parent to write the id maps before it execs.
  */
-static inline pid_t tsrun_spawn_init(uint64_t clone_flags, int init_fd, int plan_fd, int sync_fd,
-                                     const int stdio[3], int cgroup_fd) {
-  struct tsrun_spawn_args args = {clone_flags, init_fd, plan_fd, sync_fd, stdio};
+static inline pid_t tsrun_spawn_init_preserving(uint64_t clone_flags, int init_fd, int plan_fd, int sync_fd,
+                                                const int stdio[3], int cgroup_fd, int npreserve) {
+  struct tsrun_spawn_args args = {clone_flags, init_fd, plan_fd, sync_fd, stdio, npreserve};
   struct tsrun_clone_args ca;
   memset(&ca, 0, sizeof ca);
   ca.flags = clone_flags | (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
@@ -178,6 +190,11 @@ static inline pid_t tsrun_spawn_init(uint64_t clone_flags, int init_fd, int plan
   if (pid != 0) return pid;
   tsrun_spawn_child(&args);
   _exit(INIT_FAILED);
+}
+
+static inline pid_t tsrun_spawn_init(uint64_t clone_flags, int init_fd, int plan_fd, int sync_fd,
+                                     const int stdio[3], int cgroup_fd) {
+  return tsrun_spawn_init_preserving(clone_flags, init_fd, plan_fd, sync_fd, stdio, cgroup_fd, 0);
 }
 
 #endif

@@ -621,6 +621,12 @@ int main(int argc, char **argv) {
     result("mknod", mknod(argv[2], S_IFCHR | 0600, makedev(1, 3)) < 0 ? errno : 0);
     return 0;
   }
+  if (strcmp(cmd, "keyring") == 0 && argc == 2) {
+    /* the session keyring this process has (keyctl(2) KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING = -3, no create) */
+    long id = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3L, 0L);
+    printf("{\"op\":\"keyring\",\"serial\":%ld,\"errno\":\"%s\"}\n", id < 0 ? 0L : id, ename(id < 0 ? errno : 0));
+    return 0;
+  }
   if (strcmp(cmd, "syscall") == 0 && argc >= 3) {
     raw_syscall(argc, argv);
     return 0;

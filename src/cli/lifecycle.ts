@@ -9,6 +9,8 @@ import { validateProcessShape } from '../spec/bundle.js';
 import { execInContainer, planExec, privilegeDiff } from '../runtime/exec.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import { assertSocket } from './run.js';
+import { features } from '../runtime/features.js';
+import { parsePreserveFds as preserveFds } from './oci.js';
 import type { Process } from '../spec/types.js';
 import { lookupUser } from '../spec/users.js';
 import { containerFileReader } from '../kernel/in-root.js';
@@ -133,6 +135,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .option('--console-socket <path>', 'send the pty master to this unix socket (with --tty)')
     .option('--explain', 'print the plan and where the process is more privileged than the container\'s, and run nothing')
     .option('--json', 'with --explain: the plan as JSON')
+    .option('--preserve-fds <n>', 'pass the caller\'s fds 3..3+N-1 to the process', preserveFds)
     .passThroughOptions()
     .action(async (id: string, command: string[], o: ExecCliOptions) => {
       setExit(await execVerb(paths(), id, command, o));
@@ -338,22 +341,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
   program
     .command('features')
     .description('what this runtime supports (OCI runtime features, JSON)')
-    .action(() => {
-      out(
-        JSON.stringify(
-          {
-            ociVersionMin: '1.0.0',
-            ociVersionMax: '1.2.0',
-            hooks: ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
-            mountOptions: ['ro', 'rw', 'nosuid', 'suid', 'nodev', 'dev', 'noexec', 'exec', 'bind', 'rbind', 'private', 'rprivate', 'slave', 'rslave', 'shared', 'rshared', 'relatime', 'strictatime', 'noatime', 'nosymfollow'],
-            linux: { namespaces: ['pid', 'network', 'mount', 'ipc', 'uts', 'cgroup', 'user'] },
-            annotations: { 'org.opencontainers.runtime-spec.features': 'tsrun' },
-          },
-          null,
-          2,
-        ) + '\n',
-      );
-    });
+    .action(() => void out(JSON.stringify(features(), null, 2) + '\n'));
 }
 
 interface ExecCliOptions {
@@ -369,6 +357,7 @@ interface ExecCliOptions {
   consoleSocket?: string;
   explain?: boolean;
   json?: boolean;
+  preserveFds?: number;
 }
 
 async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliOptions): Promise<number> {
@@ -419,6 +408,7 @@ async function execVerb(paths: Paths, id: string, command: string[], o: ExecCliO
     detach: Boolean(o.detach),
     ...(o.pidFile ? { pidFile: o.pidFile } : {}),
     ...(o.consoleSocket ? { consoleSocket: o.consoleSocket } : {}),
+    ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
   });
 }
 

@@ -14,6 +14,7 @@ import { registerSeccompCommand } from './seccomp.js';
 import { registerNetworkCommands } from './network.js';
 import { registerAuditCommand } from './audit.js';
 import { registerLabCommand } from './lab.js';
+import { preserveFdsOption, registerOciVerbs } from './oci.js';
 
 const VERSION = '0.1.0';
 
@@ -47,7 +48,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .argument('[command...]', 'command and arguments (default: the image\'s)')
     .option('--dry-run', 'print the plan of kernel operations instead of running it')
     .passThroughOptions();
-  addRunFlags(run).action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
+  addRunFlags(preserveFdsOption(run)).action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
     setExit(await runVerb(image, args, opts, paths(program)));
   });
 
@@ -60,15 +61,16 @@ export function buildProgram(setExit: (code: number) => void): Command {
   addRunFlags(explain).option('--summary', 'one line per control: on/off, value, where it came from, CIS id, where the kernel shows it').action(async (image: string | undefined, args: string[], opts: RunCliOptions) => {
     setExit(await explainVerb(image, args, opts, paths(program)));
   });
-  program
-    .command('create')
+  preserveFdsOption(program
+    .command('create'))
     .description('create a container from an OCI bundle, stopped before its command (OCI create)')
     .argument('<id>', 'container id')
     .option('-b, --bundle <dir>', 'bundle directory (default: the current directory)')
     .option('--pid-file <file>', 'write the init pid here')
     .option('--console-socket <path>', 'unix socket to send the pty master to (process.terminal)')
     .option('--no-pivot', 'accepted for runc compatibility (tsrun always pivots)')
-    .action(async (id: string, o: { bundle?: string; pidFile?: string; consoleSocket?: string }) => {
+    .option('--no-new-keyring', 'keep the caller\'s session keyring instead of a new one')
+    .action(async (id: string, o: { bundle?: string; pidFile?: string; consoleSocket?: string; newKeyring?: boolean; preserveFds?: number }) => {
       setExit(await createVerb(id, o, paths(program)));
     });
 
@@ -79,6 +81,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
   registerNetworkCommands(program, () => paths(program), setExit);
   registerAuditCommand(program, () => paths(program), setExit);
   registerLabCommand(program, () => paths(program), setExit);
+  registerOciVerbs(program, () => paths(program));
   program.hook('preAction', () => {
     if (program.opts<{ systemdCgroup?: boolean }>().systemdCgroup) {
       throw new UsageError('--systemd-cgroup: tsrun drives cgroupfs directly and has no systemd support; configure the engine for cgroupfs (podman: cgroup_manager = "cgroupfs")');

@@ -46,6 +46,12 @@ export interface RunCliOptions extends RunOptions {
   /** missing (default), always, never */
   pull?: string;
   insecureRegistry?: string[];
+  /** false with --no-new-keyring (commander's negated option) */
+  newKeyring?: boolean;
+  /** --preserve-fds N */
+  preserveFds?: number;
+  /** --pid-file F (runc run): the container's host pid */
+  pidFile?: string;
 }
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -61,6 +67,8 @@ export function addRunFlags(cmd: Command, flags: readonly FlagDef[] = RUN_FLAGS)
     .option('--bundle <dir>', 'run an OCI bundle (config.json + rootfs) instead of an image')
     .option('--config <file>', `host-wide defaults, daemon.json keys (default ${DEFAULT_CONFIG_PATH}, or $TSRUN_CONFIG)`)
     .option('--json', 'with --dry-run / explain: the plan as JSON')
+    .option('--no-new-keyring', 'keep the caller\'s session keyring instead of a new one (runc\'s flag)')
+    .option('--pid-file <file>', 'write the container\'s host pid here (runc run)')
     .option('--pull <policy>', 'pull the image: missing (default), always, never')
     .option('--insecure-registry <host:port>', 'plain http for this registry when pulling (repeatable; meant for loopback)', collect);
 }
@@ -120,6 +128,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     if (nw) writeSync(2, `tsrun: warning: ${nw}\n`);
     ctx = { id, spec, rootfs, overlay: { lower: img.layers, upper: join(cdir, 'upper'), work: join(cdir, 'work') }, containerDir: cdir, host, terminal, waitStart: Boolean(opts.waitStart), stateRoot, etc: etcOptions(opts) };
   }
+  if (opts.newKeyring === false) ctx.noNewKeyring = true;
   const net = opts.network;
   const requests = [...((opts.publish as string[] | undefined) ?? []).map(parsePublish), ...(opts.publishAll ? publishAll(imageExposed) : [])];
   const named = net !== undefined && net !== 'none' && net !== 'host';
@@ -178,7 +187,7 @@ export async function runVerb(image: string | undefined, args: string[], opts: R
     return 0;
   }
   const bundle = opts.bundle ? resolvePath(opts.bundle) : '';
-  const common = { plan, paths, ...(opts.name ? { name: opts.name } : {}), bundle, ...(image ? { image } : {}) };
+  const common = { plan, paths, ...(opts.name ? { name: opts.name } : {}), bundle, ...(image ? { image } : {}), ...(opts.preserveFds ? { preserveFds: opts.preserveFds } : {}), ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}) };
   if (opts.detach) {
     if (opts.interactive) throw new UsageError('-d with -i: attaching to a detached container is not supported; drop -i');
     const tsrunArgv = [join(PROJECT_ROOT, 'bin', 'tsrun'), '--root', paths.root, '--data-root', paths.data];
@@ -231,17 +240,17 @@ export function assertSocket(path: string, flag: string): void {
 }
 
 /** OCI create: the init waits before exec until `tsrun start ID`. */
-export async function createVerb(id: string, opts: { bundle?: string; pidFile?: string; consoleSocket?: string }, paths: Paths): Promise<number> {
+export async function createVerb(id: string, opts: { bundle?: string; pidFile?: string; consoleSocket?: string; newKeyring?: boolean; preserveFds?: number }, paths: Paths): Promise<number> {
   requireRoot('create');
   const bundle = resolvePath(opts.bundle ?? '.');
-  const plan = await planRun(undefined, [], { bundle, waitStart: true, id }, paths);
+  const plan = await planRun(undefined, [], { bundle, waitStart: true, id, ...(opts.newKeyring === false ? { newKeyring: false } : {}) }, paths);
   if (plan.spec.process.terminal && !opts.consoleSocket) throw new UsageError('process.terminal is true: create needs --console-socket to hand the pty to');
   if (!plan.spec.process.terminal && opts.consoleSocket) throw new UsageError('--console-socket given but process.terminal is false');
   if (opts.consoleSocket) assertSocket(opts.consoleSocket, '--console-socket');
   // detached pass-through, as runc create: fds 0-2 are the engine's own pipes (conmon,
   // containerd-shim), made for this container; tsrun is gone once it returns, so it could
   // relay nothing anyway (docs/stdio.md)
-  await launch({ plan, paths, bundle, interactive: true, stdio: 'pass', ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}), ...(opts.consoleSocket ? { consoleSocket: opts.consoleSocket } : {}) });
+  await launch({ plan, paths, bundle, interactive: true, stdio: 'pass', ...(opts.preserveFds ? { preserveFds: opts.preserveFds } : {}), ...(opts.pidFile ? { pidFile: resolvePath(opts.pidFile) } : {}), ...(opts.consoleSocket ? { consoleSocket: opts.consoleSocket } : {}) });
   return 0;
 }
 

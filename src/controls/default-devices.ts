@@ -2,6 +2,7 @@ import * as op from '../plan/ops.js';
 import { child } from '../plan/step.js';
 import type { Control, Step } from '../plan/types.js';
 import { under } from './mounts.js';
+import { hasMountNamespace } from './namespaces.js';
 
 // The devices every container gets (OCI runtime spec, "Default Devices"): each one is the
 // host's node bound onto an empty file in the container's tmpfs /dev. Binding rather than
@@ -22,6 +23,9 @@ export const control: Control = {
   ref: 'CIS 5.17 (host devices not exposed)',
   steps(ctx) {
     const steps: Step[] = [];
+    // without a mount namespace there is no /dev tmpfs of the container's own: the rootfs's
+    // /dev is used as it is (binding host nodes would add mounts to the host's table)
+    if (!hasMountNamespace(ctx)) return steps;
     for (const d of DEFAULT_DEVICES) {
       const target = under(ctx, `/dev/${d}`);
       steps.push(child('mounts', 'default-devices', `/dev/${d}: one of the six default devices`, op.mkfile(target, 0o666)));

@@ -152,6 +152,7 @@ export function hostDevices(root = '/dev'): { path: string; dev: HostDevice }[] 
 
 const S_IFCHR = 0o020000n;
 const S_IFBLK = 0o060000n;
+const S_IFIFO = 0o010000n;
 const MS_BIND = 0x1000n;
 
 function step(op: ChildStep['op'], ints: bigint[], strs: string[], text: string, why: string): ChildStep {
@@ -169,6 +170,11 @@ export const control: Control = {
       if (d.type !== 'c' && d.type !== 'b' && d.type !== 'u' && d.type !== 'p') throw new SpecError(`${f}.type`, `"${String(d.type)}" is not c, b, u or p`);
       if (d.type !== 'p' && (!Number.isInteger(d.major) || !Number.isInteger(d.minor)))
         throw new SpecError(f, 'major and minor numbers are required for c, b and u devices');
+      if (d.fileMode !== undefined && (!Number.isInteger(d.fileMode) || d.fileMode < 0 || d.fileMode > 0o7777)) throw new SpecError(`${f}.fileMode`, `${String(d.fileMode)} is not a mode (0 to 07777)`);
+      for (const k of ['uid', 'gid'] as const) {
+        const v = d[k];
+        if (v !== undefined && (!Number.isInteger(v) || v < 0 || v > 0xfffffffe)) throw new SpecError(`${f}.${k}`, `${String(v)} is not a valid id`);
+      }
     });
     (ctx.spec.linux.resources?.devices ?? []).forEach((r, i) => {
       if (r.access !== undefined && r.access !== '' && !ACCESS_RE.test(r.access))
@@ -190,9 +196,21 @@ export const control: Control = {
           step('MOUNT', [MS_BIND], [src, target, '', ''], `mount("${src}", "${d.path}", NULL, MS_BIND)`, `device ${d.type} ${d.major}:${d.minor}: mknod is refused in a user namespace, so the host node is bound`),
         );
       } else {
-        const mode = (d.type === 'b' ? S_IFBLK : S_IFCHR) | BigInt(d.fileMode ?? 0o666);
+        // config-linux.md: c and u are character devices (u unbuffered, which Linux does
+        // not distinguish), b a block device, p a FIFO (no major/minor)
+        const [ifmt, ifname] = d.type === 'b' ? [S_IFBLK, 'S_IFBLK'] : d.type === 'p' ? [S_IFIFO, 'S_IFIFO'] : [S_IFCHR, 'S_IFCHR'];
+        const perm = d.fileMode ?? 0o666;
+        const dev = d.type === 'p' ? 0n : makedev(d.major ?? 0, d.minor ?? 0);
+        const uid = d.uid ?? 0;
+        const gid = d.gid ?? 0;
         out.push(
-          step('MKNOD', [mode, makedev(d.major ?? 0, d.minor ?? 0)], [target], `mknod("${d.path}", ${d.type === 'b' ? 'S_IFBLK' : 'S_IFCHR'}|0${(d.fileMode ?? 0o666).toString(8)}, makedev(${d.major}, ${d.minor}))`, `device asked for in linux.devices; the device cgroup allows it`),
+          step(
+            'MKNOD',
+            [ifmt | BigInt(perm & 0o7777), dev, BigInt(uid), BigInt(gid)],
+            [target],
+            `mknod("${d.path}", ${ifname}|0${perm.toString(8)}, ${d.type === 'p' ? '0' : `makedev(${d.major}, ${d.minor})`}) under umask 0; fchownat(${uid}, ${gid})`,
+            d.type === 'p' ? 'FIFO asked for in linux.devices' : `device asked for in linux.devices; the device cgroup allows it`,
+          ),
         );
       }
     }

@@ -20,6 +20,7 @@ import { control as privileged } from './privileged.js';
 import { control as seccomp } from './seccomp/index.js';
 import { control as unsupported } from './unsupported.js';
 import { control as hooks } from './hooks.js';
+import { control as keyring } from './keyring.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so
@@ -39,6 +40,7 @@ export const CONTROLS: readonly Control[] = [
   defaultDevices,
   devices,
   sysctl,
+  keyring,
   etcFiles,
   readonlyRootfs,
   maskedPaths,

@@ -15,7 +15,7 @@ import { quoteValue } from '../spec/quote.js';
 // namespace /proc can only be mounted while another proc is fully visible (design.md
 // trap 3), and bind sources are host paths only reachable before the old root goes.
 
-const FLAG_OPTIONS: Record<string, { set?: MountFlag; clear?: MountFlag }> = {
+export const FLAG_OPTIONS: Record<string, { set?: MountFlag; clear?: MountFlag }> = {
   ro: { set: 'RDONLY' },
   rw: { clear: 'RDONLY' },
   nosuid: { set: 'NOSUID' },

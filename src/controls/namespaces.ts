@@ -34,11 +34,39 @@ const WHY: Record<NamespaceType, string> = {
 /**
  * Namespaces a container may join by path (linux.namespaces[].path) instead of creating
  * them: engines create the network namespace themselves (podman's netavark under
- * /run/netns, a Kubernetes pod sandbox shares net/ipc/uts). setns(2) into these needs no
- * more than CAP_SYS_ADMIN and does not change the caller's root or pid; joining pid, user
- * or mount namespaces would (the pid one only applies to children), so those are refused.
+ * /run/netns, a Kubernetes pod sandbox shares net/ipc/uts/pid). setns(2) into these needs
+ * no more than CAP_SYS_ADMIN and does not change the caller's root. A joined PID namespace
+ * applies to children only (pid_namespaces(7)): the init forks right after it (OP_FORK,
+ * as exec does) and the child, born in that namespace, runs the rest of the plan. Joining
+ * a user namespace (it must precede every other join, and the init then needs capabilities
+ * in it) or a mount namespace (no rootfs set-up at all) is refused.
  */
-const JOINABLE = new Set<NamespaceType>(['network', 'ipc', 'uts', 'cgroup']);
+const JOINABLE = new Set<NamespaceType>(['network', 'ipc', 'uts', 'cgroup', 'pid']);
+
+/** True when the container gets a mount namespace (its own: joining one is refused). */
+export function hasMountNamespace(ctx: BuildContext): boolean {
+  return ctx.spec.linux.namespaces.some((n) => n.type === 'mount');
+}
+
+/**
+ * Without a mount namespace (the spec may leave it out: runc allows it) the container shares
+ * the host's mount table: tsrun then only chroots into root.path (as runc does) and makes no
+ * mount at all. Whatever would need one is refused, naming the field: runc would mount the
+ * spec's mounts into the host's table and leave them there after the container ends; for
+ * masked and read-only paths runc refuses too ("unable to restrict sys entries without a
+ * private MNT namespace").
+ */
+function refuseHostMounts(ctx: BuildContext): void {
+  const s = ctx.spec;
+  const why = 'without a mount namespace it would be made in the host\'s mount table; add {"type": "mount"} to linux.namespaces';
+  if (s.mounts?.length) throw new SpecError('mounts[0]', `${JSON.stringify(s.mounts[0]!.destination)}: ${why}`);
+  if (s.linux.maskedPaths?.length) throw new SpecError('linux.maskedPaths', `masking a path is a mount: ${why}`);
+  if (s.linux.readonlyPaths?.length) throw new SpecError('linux.readonlyPaths', `a read-only path is a mount: ${why}`);
+  if (s.root.readonly) throw new SpecError('root.readonly', `a read-only root is a remount: ${why}`);
+  if (s.linux.rootfsPropagation) throw new SpecError('linux.rootfsPropagation', `propagation is set on a mount: ${why}`);
+  if (s.linux.devices?.length) throw new SpecError('linux.devices', 'device nodes need a mount namespace: without one they would be made in the bundle\'s root on the host (or bound in the host\'s mount table) and outlive the container; add {"type": "mount"} to linux.namespaces');
+  if (s.process?.terminal) throw new SpecError('process.terminal', `the pty is bound onto /dev/console: ${why}`);
+}
 
 export function hasNamespace(ctx: BuildContext, type: NamespaceType): boolean {
   return ctx.spec.linux.namespaces.some((n) => n.type === type && !n.path);
@@ -68,11 +96,11 @@ export const control: Control = {
       if (ns.type === 'time') throw new UnsupportedError(`${field}: time namespaces are not supported by tsrun yet`);
       if (ns.path !== undefined) {
         if (!JOINABLE.has(ns.type))
-          throw new UnsupportedError(`${field}.path: joining an existing ${ns.type} namespace (${ns.path}) is not supported (tsrun joins network, ipc, uts and cgroup namespaces by path)`);
+          throw new UnsupportedError(`${field}.path: joining an existing ${ns.type} namespace (${ns.path}) is not supported (tsrun joins network, ipc, uts, cgroup and pid namespaces by path)`);
         if (!ns.path.startsWith('/')) throw new SpecError(`${field}.path`, `${quoteValue(ns.path)} must be an absolute path`);
       }
     });
-    if (!seen.has('mount')) throw new SpecError('linux.namespaces', 'a mount namespace is required (tsrun pivots into the rootfs)');
+    if (!seen.has('mount')) refuseHostMounts(ctx);
   },
   steps(ctx) {
     const steps: Step[] = [];
@@ -94,7 +122,15 @@ export const control: Control = {
     for (const ns of ctx.spec.linux.namespaces) {
       const f = FLAG[ns.type];
       if (ns.path === undefined || !f) continue;
+      if (ns.type === 'pid') continue; // last: see below
       steps.push(child('early', 'namespaces', `join the existing ${ns.type} namespace the engine prepared (${WHY[ns.type]})`, op.setns(ns.path, f)));
+    }
+    const pidPath = ctx.spec.linux.namespaces.find((n) => n.type === 'pid' && n.path !== undefined)?.path;
+    if (pidPath !== undefined) {
+      steps.push(
+        child('early', 'namespaces', 'the existing pid namespace, for the children of this process only (pid_namespaces(7)): see the fork', op.setns(pidPath, 'NEWPID')),
+        child('early', 'namespaces', 'setns(CLONE_NEWPID) applies to children only: the container is born in the joined PID namespace; this process reports its pid and exits', op.fork()),
+      );
     }
     if (hasNamespace(ctx, 'cgroup')) {
       steps.push(child('early', 'namespaces', WHY.cgroup + ' (unshared after tsrun placed this process in its cgroup)', op.unshare(['NEWCGROUP'])));

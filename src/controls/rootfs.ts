@@ -5,6 +5,7 @@ import type { Control, Step } from '../plan/types.js';
 import { PROPAGATION } from './mounts.js';
 import { overlayLowerDirs } from './userns.js';
 import { quoteValue } from '../spec/quote.js';
+import { hasMountNamespace } from './namespaces.js';
 
 // The root filesystem: a copy-on-write overlay over the image (or a bundle's rootfs bound
 // onto itself, since pivot_root(2) needs the new root to be a mount point), then
@@ -30,6 +31,13 @@ export const control: Control = {
       }
     }
     steps.push(parent('cleanup', 'rootfs', "the container's writes go with it (its mounts went with its mount namespace)", { action: 'remove', path: ctx.containerDir }, `rm -rf ${ctx.containerDir}`));
+    if (!hasMountNamespace(ctx)) {
+      // the host's mount table is the container's: no mount, no pivot_root (it would swap the
+      // host's root); chroot(2) changes this process's root only. The namespaces control has
+      // refused every field that would need a mount.
+      steps.push(child('pivot', 'rootfs', 'no mount namespace in the spec: chroot into root.path, the host\'s mount table is left as it is (as runc does)', op.chroot(ctx.rootfs)));
+      return steps;
+    }
     const wanted = ctx.spec.linux.rootfsPropagation ?? 'rprivate';
     const prop = PROPAGATION[wanted]!;
     // Every mount below must stay in this namespace: the inherited tree (a copy of the host's,

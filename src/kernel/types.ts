@@ -13,6 +13,8 @@ export interface SpawnRequest {
   stdio: [number, number, number];
   /** a cgroup2 directory the child is born in (clone3 CLONE_INTO_CGROUP) */
   cgroupDir?: string;
+  /** --preserve-fds N: this process's fds 3..3+N-1 become the container's 3..3+N-1 */
+  preserveFds?: number;
 }
 
 export interface SpawnResult {

@@ -95,6 +95,14 @@ export function root(path: string): ChildOp {
   return { op: 'ROOT', ints: [], strs: [path], text: `open(${q(path)}, O_PATH) — later paths below it resolve with openat2(RESOLVE_IN_ROOT)` };
 }
 
+export function joinKeyring(name: string): ChildOp {
+  return { op: 'JOIN_KEYRING', ints: [], strs: [name], text: `keyctl(KEYCTL_JOIN_SESSION_KEYRING, ${q(name)})` };
+}
+
+export function chroot(newRoot: string): ChildOp {
+  return { op: 'CHROOT', ints: [], strs: [newRoot], text: `chdir(${q(newRoot)}); chroot("."); chdir("/")` };
+}
+
 export function pivotRoot(newRoot: string): ChildOp {
   return {
     op: 'PIVOT_ROOT',

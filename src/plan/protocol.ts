@@ -41,6 +41,8 @@ export const OP = {
   FORK: 34,
   HOOK_SYNC: 35,
   RUN_HOOK: 36,
+  CHROOT: 45,
+  JOIN_KEYRING: 46,
 } as const;
 export type OpName = keyof typeof OP;
 

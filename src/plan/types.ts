@@ -182,6 +182,8 @@ export interface BuildContext {
   network?: import('../network/types.js').NetworkAttachment;
   /** --add-host, --dns, --dns-search (src/controls/etc-files.ts) */
   etc?: { addHosts: string[]; dns: string[]; dnsSearch: string[] };
+  /** --no-new-keyring (runc's flag): keep the caller's session keyring instead of a new one */
+  noNewKeyring?: boolean;
   /** the state root (--root): its containers get their own default cgroup parent */
   stateRoot?: string;
 }

@@ -34,7 +34,7 @@ import { isAlive, statusOf } from './state.js';
 // -u 1000 container). The engine decides; `tsrun exec --explain` shows the difference.
 
 /** The container-plan operations an exec repeats; mounts, pivot and hostname are the container's already. */
-const EXEC_OPS = new Set<OpName>(['SETSID', 'CONSOLE', 'SETRLIMIT', 'OOM_SCORE_ADJ', 'KEEPCAPS', 'CAPBSET', 'SETGROUPS', 'SETRESGID', 'SETRESUID', 'CAPSET', 'NO_NEW_PRIVS', 'SECCOMP', 'CHDIR', 'EXEC']);
+const EXEC_OPS = new Set<OpName>(['SETSID', 'JOIN_KEYRING', 'CONSOLE', 'SETRLIMIT', 'OOM_SCORE_ADJ', 'KEEPCAPS', 'CAPBSET', 'SETGROUPS', 'SETRESGID', 'SETRESUID', 'CAPSET', 'NO_NEW_PRIVS', 'SECCOMP', 'CHDIR', 'EXEC']);
 
 /**
  * setns order: the user namespace first (it grants the capabilities to enter the others),
@@ -136,6 +136,8 @@ export interface ExecOptions {
   pidFile?: string;
   consoleSocket?: string;
   kernel?: Kernel;
+  /** --preserve-fds N */
+  preserveFds?: number;
 }
 
 /** The plan of an exec into a running container, and what the container's own process is. */
@@ -155,7 +157,7 @@ export async function execInContainer(o: ExecOptions): Promise<number> {
   // child when the intermediate exits, and can wait for it (runc does the same)
   if (!o.detach) kernel.setChildSubreaper();
   // foreground: pipes tsrun relays; --detach (engines): their own pipes, passed (docs/stdio.md)
-  const started = await startContainer({ plan, interactive: o.interactive, kernel, stdio: o.detach ? 'pass' : 'relay' });
+  const started = await startContainer({ plan, interactive: o.interactive, kernel, stdio: o.detach ? 'pass' : 'relay', ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}) });
   if (!isAlive(s)) throw new StateError(`container ${s.id.slice(0, 12)} stopped during exec`);
   if (o.pidFile) writeFileSync(o.pidFile, String(started.pid));
   if (o.detach) {

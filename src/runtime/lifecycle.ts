@@ -1,7 +1,7 @@
 import { childProcess } from '../builtins.js';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmdirSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
-import { KernelError, StateError, TsrunError } from '../errors.js';
+import { KernelError, StateError, TsrunError, UnsupportedError } from '../errors.js';
 import { errnoName } from '../kernel/errno.js';
 import { MONITOR_PATH, nativeKernel } from '../kernel/native.js';
 import type { Kernel } from '../kernel/types.js';
@@ -129,6 +129,8 @@ export interface LaunchOptions {
   kernel?: Kernel;
   /** a foreground run: the caller reaps the container and records its exit, holding the returned reaper lock until then */
   holdReaper?: boolean;
+  /** --preserve-fds N (create, foreground run) */
+  preserveFds?: number;
 }
 
 function cleanupSteps(plan: Plan): ParentStep[] {
@@ -146,6 +148,14 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
   const { plan, paths } = o;
   const kernel = o.kernel ?? nativeKernel;
   const id = plan.id;
+  // A PID namespace joined by path (OP_FORK): the command is the init's child, and the init
+  // exits. tsrun-monitor (run -d) watches the init itself, so it would see the container end.
+  const forks = plan.steps.some((s) => s.where === 'child' && s.op === 'FORK');
+  if (forks && o.detached) throw new UnsupportedError('linux.namespaces: a pid namespace joined by path works with create/start and a foreground run, not with run -d (tsrun-monitor watches the init, which exits once it has forked the command)');
+  // a foreground run waits for the command: as the subreaper it inherits it from the init
+  // run -d: tsrun-monitor clones the init and holds none of the caller's fds
+  if (o.preserveFds && o.detached) throw new UnsupportedError('--preserve-fds: not with run -d (the monitor that starts a detached container does not hold the caller\'s fds); use create/start');
+  if (forks && !o.detached && !plan.steps.some((s) => s.where === 'child' && s.op === 'WAIT_START')) kernel.setChildSubreaper();
   const state: ContainerState = {
     ociVersion: plan.spec.ociVersion,
     id,
@@ -204,6 +214,7 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
       stdio: mon ? 'pass' : (o.stdio ?? 'relay'),
       ...(o.bundle ? { bundle: o.bundle } : {}),
       ...(mon ? { spawner: mon.spawner, onPty: mon.onPty } : {}),
+      ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
       // recorded before the container runs: a tsrun killed from here on leaves a findable container
       onSpawn: (pid, cgroupsCreated) => {
         state.pid = pid;
@@ -227,6 +238,11 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
     mon?.done();
   }
   delete state.creating;
+  if (started.pid !== state.pid) {
+    // the init forked into a joined PID namespace (OP_FORK) and exited: the container is its child
+    state.pid = started.pid;
+    state.pidStart = processStart(started.pid) ?? '';
+  }
   if (started.state === 'running') state.started = new Date().toISOString();
   try {
     saveState(paths, state);

@@ -19,9 +19,10 @@ import { closePipes, makePipes, relayPipes, type StdioMode, type StdioPipes } fr
 import { initHookError, runCreateHooks, runPlanHooks } from './hooks.js';
 
 /** Clones the init: the addon in this process, or tsrun-monitor for detached containers. */
-export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number], cgroupDir?: string) => { pid: number; syncFd: number };
+export type Spawner = (kernel: Kernel, plan: Uint8Array, cloneFlags: number, stdio: [number, number, number], cgroupDir?: string, preserveFds?: number) => { pid: number; syncFd: number };
 
-export const spawnHere: Spawner = (kernel, plan, cloneFlags, stdio, cgroupDir) => kernel.spawn({ initPath: INIT_PATH, plan, cloneFlags, stdio, ...(cgroupDir ? { cgroupDir } : {}) });
+export const spawnHere: Spawner = (kernel, plan, cloneFlags, stdio, cgroupDir, preserveFds) =>
+  kernel.spawn({ initPath: INIT_PATH, plan, cloneFlags, stdio, ...(cgroupDir ? { cgroupDir } : {}), ...(preserveFds ? { preserveFds } : {}) });
 
 const ENOSYS = osConstants.errno.ENOSYS;
 
@@ -33,6 +34,8 @@ export interface StartOptions {
   stdio?: StdioMode;
   kernel?: Kernel;
   spawner?: Spawner;
+  /** --preserve-fds N: the caller's fds 3..3+N-1 become the container's (not with a spawner of its own) */
+  preserveFds?: number;
   /** the pty master, as soon as the init sends it (detached runs hand it to the monitor) */
   onPty?: (fd: number) => void;
   /** the pid, as soon as the clone returned: before GO, so before any of the container's code runs;
@@ -169,12 +172,12 @@ export async function startContainer(o: StartOptions): Promise<Started> {
     let bornInCgroup = cgroupDir !== undefined;
     try {
       try {
-        ({ pid, syncFd } = spawn(kernel, encoded, flags, stdio, cgroupDir));
+        ({ pid, syncFd } = spawn(kernel, encoded, flags, stdio, cgroupDir, o.preserveFds));
       } catch (e) {
         // no clone3 (Linux < 5.7, or a seccomp filter around tsrun): clone, then cgroup.procs
         if (!bornInCgroup || (e as { errno?: number }).errno !== ENOSYS) throw e;
         bornInCgroup = false;
-        ({ pid, syncFd } = spawn(kernel, encoded, flags, stdio));
+        ({ pid, syncFd } = spawn(kernel, encoded, flags, stdio, undefined, o.preserveFds));
       }
     } catch (e) {
       throw spawnError(e, kernel);

@@ -149,7 +149,10 @@ export function validateSpecShape(v: unknown): Spec {
   need(isObject(v.root), 'config.json: root', 'required: {"path": "rootfs"}');
   need(isObject(v.linux), 'config.json: linux', 'required on Linux');
   const l = v.linux as Record<string, unknown>;
-  need(Array.isArray(l.namespaces), 'config.json: linux.namespaces', 'required: an array of {"type": ...}');
+  // config-linux.md: "If a namespace type is not specified in the namespaces array, the
+  // container MUST inherit the runtime namespace of that type" — a missing list is all of them
+  if (l.namespaces === undefined) l.namespaces = [];
+  need(Array.isArray(l.namespaces), 'config.json: linux.namespaces', 'must be an array of {"type": ...}');
   const nul = findNul(v, []);
   if (nul) throw new SpecError(`config.json: ${jsonPath(nul)}`, `contains a NUL byte, which would end the string early in the kernel (got ${quoteValue(valueAt(v, nul.map(String)))})`);
   const gids = (p.user as { additionalGids?: unknown[] }).additionalGids;

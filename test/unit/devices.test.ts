@@ -45,7 +45,7 @@ describe('--device', () => {
     const steps = control.steps(ctxFor(s)) as ChildStep[];
     expect(steps.map((x) => [x.phase, x.op, x.strs, x.ints])).toEqual([
       ['mounts', 'MKDIR', ['/run/tsrun/test/rootfs/dev/misc'], [0o755n]],
-      ['mounts', 'MKNOD', ['/run/tsrun/test/rootfs/dev/misc/f'], [0o020600n, makedev(10, 229)]],
+      ['mounts', 'MKNOD', ['/run/tsrun/test/rootfs/dev/misc/f'], [0o020600n, makedev(10, 229), 0n, 0n]],
     ]);
     s.linux.namespaces.push({ type: 'user' });
     const u = control.steps(ctxFor(s)) as ChildStep[];

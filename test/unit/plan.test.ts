@@ -177,9 +177,14 @@ describe('spec → plan', () => {
     ctx.spec.linux.namespaces.push({ type: 'bogus' as never });
     expect(() => buildPlan(ctx)).toThrow(SpecError);
     const j = ctxFor();
-    j.spec.linux.namespaces = [{ type: 'mount' }, { type: 'pid', path: '/proc/1/ns/pid' }];
+    j.spec.linux.namespaces = [{ type: 'mount' }, { type: 'user', path: '/proc/1/ns/user' }];
     expect(() => buildPlan(j)).toThrow(UnsupportedError);
-    expect(() => buildPlan(j)).toThrow(/linux\.namespaces\[1\]\.path: joining an existing pid namespace/);
+    expect(() => buildPlan(j)).toThrow(/linux\.namespaces\[1\]\.path: joining an existing user namespace/);
+    // a joined pid namespace: setns, then the fork that puts the container in it, last of the joins
+    const p = ctxFor();
+    p.spec.linux.namespaces = [{ type: 'mount' }, { type: 'pid', path: '/proc/1/ns/pid' }, { type: 'network', path: '/run/netns/x' }];
+    const ops = childSteps(buildPlan(p)).filter((s) => s.phase === 'early').map((s) => `${s.op}${s.strs[0] ? ` ${s.strs[0]}` : ''}`);
+    expect(ops.slice(0, 3)).toEqual(['SETNS /run/netns/x', 'SETNS /proc/1/ns/pid', 'FORK']);
     const rel = ctxFor();
     rel.spec.linux.namespaces = [{ type: 'mount' }, { type: 'network', path: 'netns/x' }];
     expect(() => buildPlan(rel)).toThrow(/linux\.namespaces\[1\]\.path: "netns\/x" must be an absolute path/);

@@ -93,7 +93,9 @@ describe('bundles', () => {
     const ok = { ociVersion: '1.0.2', process: { args: ['x'], cwd: '/', user: { uid: 0, gid: 0 } }, root: { path: 'r' }, linux: { namespaces: [] } };
     expect(() => validateSpecShape({ ...ok, process: { ...ok.process, args: [] } })).toThrow(/^config.json: process.args/);
     expect(() => validateSpecShape({ ...ok, root: {} })).toThrow(/^config.json: root.path: required/);
-    expect(() => validateSpecShape({ ...ok, linux: {} })).toThrow(/^config.json: linux.namespaces/);
+    // config-linux.md: namespaces not listed are the runtime's own, so a missing list is none
+    expect(validateSpecShape({ ...ok, linux: {} }).linux.namespaces).toEqual([]);
+    expect(() => validateSpecShape({ ...ok, linux: { namespaces: 'pid' } })).toThrow(/^config.json: linux\.namespaces: must be/);
     // hooks pass the shape check; src/controls/hooks.ts checks them field by field (test/unit/hooks.test.ts)
     expect(validateSpecShape({ ...ok, hooks: { prestart: [{ path: '/x' }] } }).hooks).toEqual({ prestart: [{ path: '/x' }] });
     expect(validateSpecShape(ok).root.path).toBe('r');

@@ -40,8 +40,8 @@ describe('tsrun features', () => {
     for (const a of ACTIONS.filter((x) => !f.linux.seccomp.actions.includes(x))) expect(() => actionValue(a, undefined)).toThrow();
   });
 
-  it('no hooks, no systemd cgroup driver, no idmapped mounts: all refused elsewhere', () => {
-    expect(f.hooks).toEqual([]);
+  it('all six hooks; no systemd cgroup driver, no idmapped mounts: both refused elsewhere', () => {
+    expect(f.hooks).toEqual(['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop']);
     expect(f.linux.cgroup).toMatchObject({ v1: true, v2: true, systemd: false });
     expect(f.linux.mountExtensions.idmap.enabled).toBe(false);
   });

@@ -182,7 +182,7 @@ describe('spec → plan', () => {
     expect(() => buildPlan(j)).toThrow(/linux\.namespaces\[1\]\.path: joining an existing user namespace/);
     // a joined pid namespace: setns, then the fork that puts the container in it, last of the joins
     const p = ctxFor();
-    p.spec.linux.namespaces = [{ type: 'mount' }, { type: 'pid', path: '/proc/1/ns/pid' }, { type: 'network', path: '/run/netns/x' }];
+    p.spec.linux.namespaces = [{ type: 'mount' }, { type: 'uts' }, { type: 'pid', path: '/proc/1/ns/pid' }, { type: 'network', path: '/run/netns/x' }];
     const ops = childSteps(buildPlan(p)).filter((s) => s.phase === 'early').map((s) => `${s.op}${s.strs[0] ? ` ${s.strs[0]}` : ''}`);
     expect(ops.slice(0, 3)).toEqual(['SETNS /run/netns/x', 'SETNS /proc/1/ns/pid', 'FORK']);
     const rel = ctxFor();

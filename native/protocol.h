@@ -99,6 +99,12 @@ enum tsrun_op {
   OP_SETNS = 33,         /* ints: CLONE_NEW* type  strs: /proc/<pid>/ns/<name> (opened before any setns) */
   OP_FORK = 34,          /* exec: fork, so the child is born in the PID namespace joined by OP_SETNS;
                             this process sends MSG_PID and _exits, the child runs the rest of the plan */
+  /* 35-39 left free for ops other branches add */
+  OP_LANDLOCK = 40,      /* ints: step, ...  — Landlock (landlock(7)), in three steps:
+                            step 0 (create): ints[1] = handled LANDLOCK_ACCESS_FS_* (masked to the kernel's ABI)
+                            step 1 (rule):   ints[1] = allowed access, ints[2] = flags (1: skip if absent)
+                                             strs: path (inside the container, opened O_PATH)
+                            step 2 (restrict): landlock_restrict_self; needs no_new_privs or CAP_SYS_ADMIN */
   OP__MAX
 };
 

@@ -33,6 +33,9 @@
  *                              reopen each through /proc/self/fd for writing and close it
  *                              at once (never writes)    → {"op":"watch-exe","scans":N,
  *                              "seen":[{"exe":..,"pid":..}],"held":[{"exe":..,"reopen":..}]}
+ *   probe landlock             the Landlock ABI this kernel offers (landlock_create_ruleset with
+ *                              LANDLOCK_CREATE_RULESET_VERSION)
+ *                                                              → {"op":"landlock","abi":N,"errno":...}
  *   probe sleep SECONDS
  *   probe exit CODE
  * Errors are given by name (ENOENT, EPERM...) and "0" for success.
@@ -437,6 +440,12 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "chown") == 0 && argc == 5) {
     result("chown", chown(argv[2], (uid_t)atoi(argv[3]), (gid_t)atoi(argv[4])) < 0 ? errno : 0);
+    return 0;
+  }
+  if (strcmp(cmd, "landlock") == 0 && argc == 2) {
+    long abi = syscall(444 /* landlock_create_ruleset, same number on every arch */, NULL, 0, 1U /* _VERSION */);
+    int e = abi < 0 ? errno : 0;
+    printf("{\"op\":\"landlock\",\"abi\":%ld,\"errno\":\"%s\"}\n", abi < 0 ? 0 : abi, ename(e));
     return 0;
   }
   if (strcmp(cmd, "mknod") == 0 && argc == 3) {

@@ -9,6 +9,7 @@ import { flags as deviceFlags } from '../controls/devices.js';
 import { flags as sysctlFlags } from '../controls/sysctl.js';
 import { flags as privilegedFlags } from '../controls/privileged.js';
 import { applySeccompSecurityOpt } from '../controls/seccomp/index.js';
+import { applyLandlockSecurityOpt } from '../controls/landlock.js';
 
 // The flag table of `run` / `explain`: --help, docs/flags.md and the spec builder all read
 // it. Core rows are applied by src/spec/from-flags.ts itself (they shape the whole spec);
@@ -44,13 +45,13 @@ export const CORE_FLAGS: FlagDef[] = [
 /** docker's --security-opt: each control takes the forms it owns. */
 export const SECURITY_OPT_FLAG: FlagDef = {
   syntax: '--security-opt <opt>',
-  help: 'no-new-privileges[=true|false], systempaths=unconfined, seccomp=unconfined|builtin|PROFILE.json (repeatable)',
+  help: 'no-new-privileges[=true|false], systempaths=unconfined, seccomp=unconfined|builtin|PROFILE.json, landlock=builtin|unconfined|RULES.json (repeatable)',
   docker: '--security-opt',
   control: 'nnp',
   repeatable: true,
   apply(spec, value) {
     for (const o of (Array.isArray(value) ? value : [value]).map(String)) {
-      if (!applyPrivilegeSecurityOpt(spec, o) && !applySeccompSecurityOpt(spec, o)) throw new UnsupportedError(`--security-opt ${JSON.stringify(o)}: not supported`);
+      if (!applyPrivilegeSecurityOpt(spec, o) && !applySeccompSecurityOpt(spec, o) && !applyLandlockSecurityOpt(spec, o)) throw new UnsupportedError(`--security-opt ${JSON.stringify(o)}: not supported`);
     }
   },
 };

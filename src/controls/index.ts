@@ -18,6 +18,7 @@ import { control as capabilities } from './capabilities.js';
 import { control as nnp } from './nnp.js';
 import { control as privileged } from './privileged.js';
 import { control as seccomp } from './seccomp/index.js';
+import { control as landlock } from './landlock.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so
@@ -45,6 +46,7 @@ export const CONTROLS: readonly Control[] = [
   nnp,
   privileged,
   seccomp,
+  landlock,
   processControl,
   cgroups,
 ];

@@ -39,6 +39,7 @@ export const OP = {
   ROOT: 32,
   SETNS: 33,
   FORK: 34,
+  LANDLOCK: 40,
 } as const;
 export type OpName = keyof typeof OP;
 

@@ -9,6 +9,7 @@
 import type { TsrunConfig } from '../config/index.js';
 import { DOCKER_DEFAULT_CAPS, capMask, maskNames } from '../controls/capabilities.js';
 import { PRIVILEGED_ANNOTATION } from '../controls/privileged.js';
+import { LANDLOCK_ANNOTATION } from '../controls/landlock.js';
 import type { Spec } from '../spec/types.js';
 
 export interface SummaryRow {
@@ -142,6 +143,16 @@ export function summarize(input: SummaryInput): SummaryRow[] {
   const lsms = input.lsms ?? [];
   row({ control: 'AppArmor', on: false, value: lsms.includes('apparmor') ? 'no profile (tsrun sets none)' : 'not active on this kernel', source: 'default', ref: '5.1 (5.2)', kernel: '/proc/PID/attr/apparmor/current' });
   row({ control: 'SELinux', on: false, value: lsms.includes('selinux') ? 'no label (tsrun sets none)' : 'not active on this kernel', source: 'default', ref: '5.2 (5.3)', kernel: '/proc/PID/attr/current' });
+  const ll = spec.annotations?.[LANDLOCK_ANNOTATION];
+  const llRules = ll ? (JSON.parse(ll) as Record<string, unknown>) : undefined;
+  row({
+    control: 'Landlock',
+    on: Boolean(ll),
+    value: llRules ? ['read', 'write', 'execute'].map((g) => `${g} ${((llRules[g] as string[] | undefined) ?? []).join(',') || '-'}`).join('; ') : 'none',
+    source: origin(input, sec.some((o) => /^landlock/.test(o)) ? '--security-opt landlock' : undefined),
+    ref: '-',
+    kernel: 'no /proc field: a denied access fails with EACCES',
+  });
   return rows;
 }
 

@@ -22,6 +22,9 @@ import type { Spec } from '../spec/types.js';
  *  - caps: capset after the uid change, because setresuid clears the effective set.
  *  - nnp: no_new_privs before seccomp (seccomp(2): unprivileged filters need it).
  *  - wait-start: OCI create/start split.
+ *  - landlock: landlock_restrict_self needs no_new_privs (or CAP_SYS_ADMIN), so after nnp;
+ *    after wait-start, whose fifo is a host path no container rule could allow; before
+ *    seccomp, so the filter need not allow the landlock calls.
  *  - seccomp: last, so the filter does not have to allow the runtime's own set-up calls.
  *  - exec: the container's command.
  */
@@ -38,6 +41,7 @@ export const CHILD_PHASES = [
   'caps',
   'nnp',
   'wait-start',
+  'landlock',
   'seccomp',
   'exec',
 ] as const;

@@ -576,6 +576,25 @@ static int landlock_op(const struct op *o) {
   return errno = EINVAL, -1;
 }
 
+/* The label the container's command gets at execve (AppArmor's change_onexec, SELinux's
+ * setexeccon): written to this thread's own attr file, after pivot_root, so the container's
+ * /proc is used. AppArmor has its own directory since 5.8 (attr/apparmor/exec), with the
+ * shared attr/exec kept for older kernels and for SELinux. */
+static int lsm_exec(uint64_t lsm, const char *label) {
+  char buf[4096];
+  int n = lsm == 0 ? snprintf(buf, sizeof buf, "exec %s", label) : snprintf(buf, sizeof buf, "%s", label);
+  if (n < 0 || (size_t)n >= sizeof buf) return errno = ENAMETOOLONG, -1;
+  int fd = -1;
+  if (lsm == 0) fd = open("/proc/thread-self/attr/apparmor/exec", O_WRONLY | O_CLOEXEC);
+  if (fd < 0 && (lsm != 0 || errno == ENOENT)) fd = open("/proc/thread-self/attr/exec", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t w = write(fd, buf, (size_t)n);
+  int e = errno;
+  close(fd);
+  if (w < 0) return errno = e, -1;
+  return w == n ? 0 : (errno = EIO, -1);
+}
+
 static int run_op(const struct op *o) {
   const uint64_t *I = o->ints;
   const char *const *S = o->strs;
@@ -712,6 +731,8 @@ static int run_op(const struct op *o) {
     return set_root(S[0]);
   case OP_LANDLOCK:
     return landlock_op(o);
+  case OP_LSM_EXEC:
+    return lsm_exec(o->nint ? I[0] : 0, S[0]);
   case OP_FORK:
     return fork_into_pidns();
   }

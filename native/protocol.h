@@ -105,6 +105,8 @@ enum tsrun_op {
                             step 1 (rule):   ints[1] = allowed access, ints[2] = flags (1: skip if absent)
                                              strs: path (inside the container, opened O_PATH)
                             step 2 (restrict): landlock_restrict_self; needs no_new_privs or CAP_SYS_ADMIN */
+  OP_LSM_EXEC = 41,      /* ints: 0 AppArmor | 1 SELinux   strs: label — the LSM label the next execve takes
+                            (/proc/thread-self/attr/apparmor/exec, else attr/exec) */
   OP__MAX
 };
 

@@ -2,11 +2,12 @@
 // the privilege controls, then the host-wide config file's defaults. Bundles (config.json)
 // get neither: an OCI bundle states its whole policy, as with runc.
 import type { Spec } from '../spec/types.js';
-import { UsageError, UnsupportedError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { DOCKER_DEFAULT_CAPS, capsFor } from '../controls/capabilities.js';
 import { DEFAULT_DEVICE_RULES } from '../controls/devices.js';
 import { applySecurityOptSystemPaths, defaultMaskedPaths, defaultReadonlyPaths } from '../controls/masked-paths.js';
 import { applySecurityOptNnp } from '../controls/nnp.js';
+import { applyMacSecurityOpt, setAppArmorDefault } from '../controls/mac.js';
 import { setSeccompDefault } from '../controls/seccomp/index.js';
 import { applyConfigDefaults, type TsrunConfig } from './index.js';
 
@@ -16,6 +17,7 @@ export function applyBaseDefaults(spec: Spec): void {
   spec.linux.readonlyPaths = defaultReadonlyPaths();
   spec.linux.resources = { ...spec.linux.resources, devices: DEFAULT_DEVICE_RULES.map((r) => ({ ...r })) };
   setSeccompDefault(spec);
+  setAppArmorDefault(spec);
 }
 
 /** The parsed options that decide whether the config's userns-remap applies. */
@@ -50,7 +52,9 @@ export function applyPrivilegeSecurityOpt(spec: Spec, opt: string): boolean {
     applySecurityOptSystemPaths(spec, value ?? '');
     return true;
   }
-  if (name === 'label' || name === 'apparmor')
-    throw new UnsupportedError(`--security-opt ${opt}: ${name === 'label' ? 'SELinux' : 'AppArmor'} is not active on this kernel (see /sys/kernel/security/lsm)`);
+  if (name === 'label' || name === 'apparmor') {
+    applyMacSecurityOpt(spec, name, value, opt);
+    return true;
+  }
   return false;
 }

@@ -19,6 +19,7 @@ import { control as nnp } from './nnp.js';
 import { control as privileged } from './privileged.js';
 import { control as seccomp } from './seccomp/index.js';
 import { control as landlock } from './landlock.js';
+import { control as mac } from './mac.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so
@@ -46,6 +47,7 @@ export const CONTROLS: readonly Control[] = [
   nnp,
   privileged,
   seccomp,
+  mac,
   landlock,
   processControl,
   cgroups,

@@ -239,3 +239,13 @@ export function landlockRule(path: string, access: bigint, optional: boolean, ri
 export function landlockRestrict(): ChildOp {
   return { op: 'LANDLOCK', ints: [2n], strs: [], text: 'landlock_restrict_self(ruleset, 0)' };
 }
+
+/** OP_LSM_EXEC: the AppArmor profile or SELinux label the container's execve takes. */
+export function lsmExec(lsm: 'apparmor' | 'selinux', label: string): ChildOp {
+  return {
+    op: 'LSM_EXEC',
+    ints: [lsm === 'apparmor' ? 0n : 1n],
+    strs: [label],
+    text: lsm === 'apparmor' ? `write("/proc/thread-self/attr/apparmor/exec", ${q(`exec ${label}`)}) (aa_change_onexec)` : `write("/proc/thread-self/attr/exec", ${q(label)}) (setexeccon)`,
+  };
+}

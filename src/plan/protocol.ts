@@ -40,6 +40,7 @@ export const OP = {
   SETNS: 33,
   FORK: 34,
   LANDLOCK: 40,
+  LSM_EXEC: 41,
 } as const;
 export type OpName = keyof typeof OP;
 

@@ -97,6 +97,8 @@ export type ParentAction =
     }
   /** src/network/cni.ts runPortAction: bridge port isolation of the container's host-side veth */
   | { action: 'bridge-port'; containerId: string; isolated: boolean }
+  /** src/controls/mac.ts ensureAppArmorProfile: load tsrun's built-in profile with apparmor_parser when the kernel lacks it */
+  | { action: 'apparmor-load'; profile: string; policy: string }
   | { action: 'go' };
 
 interface StepMeta {

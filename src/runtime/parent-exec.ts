@@ -6,6 +6,7 @@ import { nativeKernel } from '../kernel/native.js';
 import { runCgroupAction } from '../controls/cgroups/manager.js';
 import { runCniAction, runPortAction } from '../network/cni.js';
 import { ensureBridge } from '../network/store.js';
+import { ensureAppArmorProfile } from '../controls/mac.js';
 import { removeTree as removeTreeIteratively } from './remove-tree.js';
 
 /**
@@ -47,6 +48,9 @@ export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgr
         return;
       case 'bridge-port':
         runPortAction(step);
+        return;
+      case 'apparmor-load':
+        ensureAppArmorProfile(step.profile, step.policy);
         return;
       case 'clone':
       case 'go':

@@ -1,0 +1,144 @@
+// Mandatory access control by the kernel's label-based LSMs (workshop control 5.2, lab 7;
+// CIS Docker Benchmark 5.1 AppArmor, 5.2 SELinux). The kernel confines the container's
+// command to a profile (AppArmor, by path) or a label (SELinux, by type and MCS level) that
+// the administrator's policy defines; tsrun only names it for the execve (OP_LSM_EXEC).
+// Landlock, the third MAC layer, is src/controls/landlock.ts; docs/mac.md compares them.
+//
+// An LSM that is not active cannot confine anything, so a profile or label asked for on such
+// a kernel is refused — flags and bundles alike — rather than silently ignored.
+import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import type { BuildContext, Control, Step } from '../plan/types.js';
+import type { Spec } from '../spec/types.js';
+import { child, parent } from '../plan/step.js';
+import * as op from '../plan/ops.js';
+import { TsrunError, UnsupportedError, UsageError } from '../errors.js';
+import { PRIVILEGED_ANNOTATION } from './privileged.js';
+
+export const APPARMOR_DEFAULT = 'tsrun-default';
+
+/** /sys/kernel/security/lsm (securityfs); empty when it is not mounted. */
+export function activeLsms(): string[] {
+  try {
+    return readFileSync('/sys/kernel/security/lsm', 'utf8').trim().split(',').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+const lsmList = (lsms: string[]) => (lsms.length ? lsms.join(',') : 'none listed: is securityfs mounted on /sys/kernel/security?');
+
+/**
+ * tsrun's built-in AppArmor profile, with the effect docker's `docker-default` has: everything
+ * a normal program does is allowed (files, network, capabilities the container holds), but not
+ * mount(2), not writes to the kernel's knobs under /proc (sysrq-trigger, /proc/sys outside
+ * kernel/shm*, the per-pid files of other tasks) and /sys, not reading kcore or firmware, and
+ * signals and ptrace only among processes of this profile (or from unconfined tsrun itself).
+ * Written here from apparmor.d(5), not copied: the rules are tsrun's own.
+ */
+export function appArmorPolicy(name = APPARMOR_DEFAULT): string {
+  return `# tsrun's default container profile (src/controls/mac.ts); loaded by tsrun when missing
+abi <abi/3.0>,
+profile ${name} flags=(attach_disconnected,mediate_deleted) {
+  # what a program inside normally needs
+  file,
+  network,
+  capability,
+  umount,
+  signal (receive) peer=unconfined,
+  signal (send,receive) peer=${name},
+  ptrace (trace,read,tracedby,readby) peer=${name},
+
+  # no mounts: a container with CAP_SYS_ADMIN still cannot mount over its own view
+  deny mount,
+  deny pivot_root,
+
+  # the kernel's knobs: top-level /proc files and /proc/sys (but kernel/shm*, which IPC
+  # namespaces own) are not writable; sysrq-trigger and kcore not even readable
+  deny /proc/* w,
+  deny /proc/sys/[^k]** w,
+  deny /proc/sys/kernel/{?,??,[^s][^h][^m]**} w,
+  deny /proc/sysrq-trigger rwklx,
+  deny /proc/kcore rwklx,
+  deny /proc/kmsg rwklx,
+
+  # /sys is read-only, cgroups aside (their own delegation rules apply); firmware and
+  # the LSMs' own files are out of reach
+  deny /sys/[^f]*/** wklx,
+  deny /sys/f[^s]*/** wklx,
+  deny /sys/fs/[^c]*/** wklx,
+  deny /sys/fs/c[^g]*/** wklx,
+  deny /sys/fs/cg[^r]*/** wklx,
+  deny /sys/firmware/** rwklx,
+  deny /sys/kernel/security/** rwklx,
+}
+`;
+}
+
+/** Flags path: docker's default — the built-in profile whenever AppArmor is active. */
+export function setAppArmorDefault(spec: Spec, lsms: string[] = activeLsms()): void {
+  if (lsms.includes('apparmor') && spec.process.apparmorProfile === undefined) spec.process.apparmorProfile = APPARMOR_DEFAULT;
+}
+
+/**
+ * `--security-opt apparmor=PROFILE|unconfined` and `--security-opt label=...`; `name` is the
+ * part before = (or docker's old `:`). Refused with the LSM list when the LSM is not active.
+ */
+export function applyMacSecurityOpt(spec: Spec, name: 'apparmor' | 'label', value: string | undefined, opt: string, lsms: string[] = activeLsms()): void {
+  if (name === 'apparmor') {
+    if (!lsms.includes('apparmor')) throw new UnsupportedError(`--security-opt ${opt}: AppArmor is not active on this kernel (LSMs: ${lsmList(lsms)})`);
+    const v = (value ?? '').trim();
+    if (!v || /[\s\0]/.test(v)) throw new UsageError(`--security-opt ${JSON.stringify(opt)}: expected apparmor=PROFILE or apparmor=unconfined`);
+    spec.process.apparmorProfile = v;
+    return;
+  }
+  if (!lsms.includes('selinux')) throw new UnsupportedError(`--security-opt ${opt}: SELinux is not active on this kernel (LSMs: ${lsmList(lsms)})`);
+  throw new UnsupportedError(`--security-opt ${opt}: SELinux labels are not implemented by tsrun yet (docs/mac.md)`);
+}
+
+/** The parent-side step behind OP_LSM_EXEC for the built-in profile: load it when the kernel lacks it. */
+export function ensureAppArmorProfile(profile: string, policy: string): void {
+  let loaded = '';
+  try {
+    loaded = readFileSync('/sys/kernel/security/apparmor/profiles', 'utf8');
+  } catch (e) {
+    throw new UnsupportedError(`AppArmor profile ${profile}: cannot read /sys/kernel/security/apparmor/profiles: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+  if (loaded.split('\n').some((l) => l.startsWith(`${profile} (`))) return;
+  // -r: replace or add; -K: no cache file written on the host; policy on stdin
+  const r = spawnSync('apparmor_parser', ['-r', '-K'], { input: policy, encoding: 'utf8' });
+  if (r.error) throw new UnsupportedError(`AppArmor profile ${profile}: apparmor_parser: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message} (install the apparmor package)`, { cause: r.error });
+  if (r.status !== 0) throw new TsrunError(`AppArmor profile ${profile}: apparmor_parser -r failed (${r.status}): ${r.stderr.trim()}`);
+}
+
+export const control: Control = {
+  id: 'mac',
+  title: 'AppArmor profile / SELinux label of the container\'s process',
+  ref: 'CIS 5.1 (AppArmor), 5.2 (SELinux); workshop control 5.2, lab 7',
+  validate(ctx: BuildContext): void {
+    const { spec, host } = ctx;
+    const aa = spec.process.apparmorProfile;
+    if (aa && aa !== 'unconfined' && !host.lsms.includes('apparmor'))
+      throw new UnsupportedError(`process.apparmorProfile ${JSON.stringify(aa)}: AppArmor is not active on this kernel (LSMs: ${lsmList(host.lsms)})`);
+    for (const [field, v] of [['process.selinuxLabel', spec.process.selinuxLabel], ['linux.mountLabel', spec.linux.mountLabel]] as const) {
+      if (!v) continue;
+      if (!host.lsms.includes('selinux')) throw new UnsupportedError(`${field} ${JSON.stringify(v)}: SELinux is not active on this kernel (LSMs: ${lsmList(host.lsms)})`);
+      throw new UnsupportedError(`${field} ${JSON.stringify(v)}: SELinux labels are not implemented by tsrun yet (docs/mac.md)`);
+    }
+  },
+  steps(ctx: BuildContext): Step[] {
+    const aa = ctx.spec.process.apparmorProfile;
+    if (!aa || aa === 'unconfined') return [];
+    // docker: --privileged runs unconfined unless a profile is named (the default is not)
+    if (aa === APPARMOR_DEFAULT && ctx.spec.annotations?.[PRIVILEGED_ANNOTATION] === 'true') return [];
+    const steps: Step[] = [];
+    if (aa === APPARMOR_DEFAULT)
+      steps.push(
+        parent('prepare', 'mac', 'the built-in profile must be in the kernel before any execve asks for it (apparmor_parser(8))', { action: 'apparmor-load', profile: aa, policy: appArmorPolicy(aa) }, `apparmor_parser -r -K <tsrun-default policy> (only if /sys/kernel/security/apparmor/profiles lacks ${aa})`),
+      );
+    steps.push(
+      child('system', 'mac', `the command runs confined by AppArmor profile ${aa}: denied file, mount, signal and ptrace operations fail with EACCES (CIS 5.1)`, op.lsmExec('apparmor', aa)),
+    );
+    return steps;
+  },
+};

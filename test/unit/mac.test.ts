@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { APPARMOR_DEFAULT, appArmorPolicy, applyMacSecurityOpt, control, setAppArmorDefault } from '../../src/controls/mac.js';
+import { PRIVILEGED_ANNOTATION } from '../../src/controls/privileged.js';
+import type { ChildStep, ParentStep } from '../../src/plan/types.js';
+import { baseSpec, ctxFor } from './privileges-fixture.js';
+
+const withLsms = (spec = baseSpec(), lsms: string[]) => {
+  const c = ctxFor(spec);
+  c.host.lsms = lsms;
+  return c;
+};
+
+describe('AppArmor and SELinux options', () => {
+  it('are refused with the LSM list when the LSM is not active (this host: no apparmor, no selinux)', () => {
+    const lsms = ['lockdown', 'capability', 'landlock', 'bpf'];
+    expect(() => applyMacSecurityOpt(baseSpec(), 'apparmor', 'tsrun-default', 'apparmor=tsrun-default', lsms)).toThrow(/--security-opt apparmor=tsrun-default: AppArmor is not active on this kernel \(LSMs: lockdown,capability,landlock,bpf\)/);
+    expect(() => applyMacSecurityOpt(baseSpec(), 'label', 'level:s0:c1,c2', 'label=level:s0:c1,c2', lsms)).toThrow(/SELinux is not active on this kernel \(LSMs: lockdown/);
+    expect(() => applyMacSecurityOpt(baseSpec(), 'apparmor', 'x', 'apparmor=x', [])).toThrow(/none listed: is securityfs mounted/);
+  });
+  it('bundles: process.apparmorProfile, process.selinuxLabel and linux.mountLabel are refused, not ignored, without the LSM', () => {
+    const lsms = ['capability', 'landlock'];
+    const a = baseSpec();
+    a.process.apparmorProfile = 'docker-default';
+    expect(() => control.validate!(withLsms(a, lsms))).toThrow(/process.apparmorProfile "docker-default": AppArmor is not active/);
+    const s = baseSpec();
+    s.process.selinuxLabel = 'system_u:system_r:container_t:s0:c1,c2';
+    expect(() => control.validate!(withLsms(s, lsms))).toThrow(/process.selinuxLabel .*SELinux is not active/);
+    const m = baseSpec();
+    m.linux.mountLabel = 'system_u:object_r:container_file_t:s0:c1,c2';
+    expect(() => control.validate!(withLsms(m, lsms))).toThrow(/linux.mountLabel .*SELinux is not active/);
+    // "unconfined" asks for nothing
+    const u = baseSpec();
+    u.process.apparmorProfile = 'unconfined';
+    expect(() => control.validate!(withLsms(u, lsms))).not.toThrow();
+  });
+  it('apparmor=PROFILE sets process.apparmorProfile; the default applies only where AppArmor is active', () => {
+    const s = baseSpec();
+    applyMacSecurityOpt(s, 'apparmor', 'my-profile', 'apparmor=my-profile', ['apparmor']);
+    expect(s.process.apparmorProfile).toBe('my-profile');
+    const d = baseSpec();
+    setAppArmorDefault(d, ['capability']);
+    expect(d.process.apparmorProfile).toBeUndefined();
+    setAppArmorDefault(d, ['capability', 'apparmor']);
+    expect(d.process.apparmorProfile).toBe(APPARMOR_DEFAULT);
+  });
+  it('plans the load of the built-in profile and the exec label; unconfined and --privileged plan nothing', () => {
+    const s = baseSpec();
+    s.process.apparmorProfile = APPARMOR_DEFAULT;
+    const steps = control.steps(withLsms(s, ['apparmor']));
+    expect((steps[0] as ParentStep).action).toBe('apparmor-load');
+    expect(steps[1] as ChildStep).toMatchObject({ op: 'LSM_EXEC', ints: [0n], strs: [APPARMOR_DEFAULT], phase: 'system' });
+    const own = baseSpec();
+    own.process.apparmorProfile = 'lab7';
+    expect(control.steps(withLsms(own, ['apparmor'])).map((x) => x.where)).toEqual(['child']);
+    s.process.apparmorProfile = 'unconfined';
+    expect(control.steps(withLsms(s, ['apparmor']))).toEqual([]);
+    const p = baseSpec();
+    p.process.apparmorProfile = APPARMOR_DEFAULT;
+    p.annotations = { [PRIVILEGED_ANNOTATION]: 'true' };
+    expect(control.steps(withLsms(p, ['apparmor']))).toEqual([]);
+  });
+  it('the built-in policy denies mount and the kernel knobs, by name', () => {
+    const pol = appArmorPolicy();
+    expect(pol).toMatch(/profile tsrun-default flags=\(attach_disconnected,mediate_deleted\)/);
+    for (const rule of ['deny mount,', 'deny /proc/sysrq-trigger rwklx,', 'deny /sys/kernel/security/** rwklx,']) expect(pol).toContain(rule);
+  });
+});

@@ -7,7 +7,7 @@ import { DOCKER_DEFAULT_CAPS, capsFor } from '../controls/capabilities.js';
 import { DEFAULT_DEVICE_RULES } from '../controls/devices.js';
 import { applySecurityOptSystemPaths, defaultMaskedPaths, defaultReadonlyPaths } from '../controls/masked-paths.js';
 import { applySecurityOptNnp } from '../controls/nnp.js';
-import { applyMacSecurityOpt, setAppArmorDefault } from '../controls/mac.js';
+import { applyMacSecurityOpt, setAppArmorDefault, setSelinuxDefault } from '../controls/mac.js';
 import { setSeccompDefault } from '../controls/seccomp/index.js';
 import { applyConfigDefaults, type TsrunConfig } from './index.js';
 
@@ -18,6 +18,7 @@ export function applyBaseDefaults(spec: Spec): void {
   spec.linux.resources = { ...spec.linux.resources, devices: DEFAULT_DEVICE_RULES.map((r) => ({ ...r })) };
   setSeccompDefault(spec);
   setAppArmorDefault(spec);
+  setSelinuxDefault(spec);
 }
 
 /** The parsed options that decide whether the config's userns-remap applies. */

@@ -75,6 +75,74 @@ profile ${name} flags=(attach_disconnected,mediate_deleted) {
 `;
 }
 
+export const SELINUX_PROCESS_TYPE = 'container_t';
+export const SELINUX_FILE_TYPE = 'container_file_t';
+
+/** A context user:role:type:level (the level may hold ':' — s0:c1,c2). */
+function splitContext(c: string): [string, string, string, string] {
+  const [u = '', r = '', t = '', ...lvl] = c.split(':');
+  return [u, r, t, lvl.join(':')];
+}
+
+/**
+ * A random MCS pair, as docker and podman allocate one per container: two different
+ * categories out of c0.c1023, so two containers' files differ unless the pair collides
+ * (1 in 523,776). The policy's MCS constraint on container_t does the separating.
+ */
+export function randomMcsLevel(rand: () => number = Math.random): string {
+  const a = Math.floor(rand() * 1024);
+  let b = Math.floor(rand() * 1023);
+  if (b >= a) b++;
+  return `s0:c${Math.min(a, b)},c${Math.max(a, b)}`;
+}
+
+/** Flags path on an SELinux host: container_t with a fresh MCS pair, its files container_file_t with the same pair. */
+export function setSelinuxDefault(spec: Spec, lsms: string[] = activeLsms()): void {
+  if (!lsms.includes('selinux') || spec.process.selinuxLabel !== undefined) return;
+  const level = randomMcsLevel();
+  spec.process.selinuxLabel = `system_u:system_r:${SELINUX_PROCESS_TYPE}:${level}`;
+  spec.linux.mountLabel = `system_u:object_r:${SELINUX_FILE_TYPE}:${level}`;
+}
+
+/** Mount data with SELinux's context= option for the file systems tsrun creates (tmpfs, the overlay root). */
+export function withMountLabel(spec: Spec, fstype: string, data: string): string {
+  const label = spec.linux.mountLabel;
+  if (!label || !['tmpfs', 'overlay'].includes(fstype)) return data;
+  // the level's comma would split the option list: quote it (mount(8), "context=")
+  return `${data ? `${data},` : ''}context="${label}"`;
+}
+
+function applyLabelOpt(spec: Spec, value: string, opt: string): void {
+  const v = value.trim();
+  if (v === 'disable') {
+    delete spec.process.selinuxLabel;
+    delete spec.linux.mountLabel;
+    return;
+  }
+  const m = /^(user|role|type|level|filetype):(.+)$/s.exec(v);
+  if (!m || /[\s\0"]/.test(m[2]!)) throw new UsageError(`--security-opt ${JSON.stringify(opt)}: expected label=user:U, role:R, type:T, level:L, filetype:T or disable`);
+  const [, key, val] = m as unknown as [string, string, string];
+  const level = randomMcsLevel();
+  const p = splitContext(spec.process.selinuxLabel ?? `system_u:system_r:${SELINUX_PROCESS_TYPE}:${level}`);
+  const f = splitContext(spec.linux.mountLabel ?? `system_u:object_r:${SELINUX_FILE_TYPE}:${p[3]}`);
+  if (key === 'user') p[0] = val;
+  else if (key === 'role') p[1] = val;
+  else if (key === 'type') p[2] = val;
+  else if (key === 'filetype') f[2] = val;
+  else {
+    p[3] = val;
+    f[3] = val;
+  }
+  spec.process.selinuxLabel = p.join(':');
+  spec.linux.mountLabel = f.join(':');
+}
+
+/** `-v SRC:DST:z|Z`: SELinux relabelling of a volume, which tsrun does not do (yet). */
+export function relabelRefusal(flag: string, v: string, o: string, lsms: string[] = activeLsms()): UnsupportedError {
+  if (!lsms.includes('selinux')) return new UnsupportedError(`${flag} ${JSON.stringify(v)}: :${o} relabels for SELinux, which is not active on this kernel (LSMs: ${lsmList(lsms)})`);
+  return new UnsupportedError(`${flag} ${JSON.stringify(v)}: :${o} (SELinux relabelling) is not implemented by tsrun yet: label the directory yourself (chcon -R -t ${SELINUX_FILE_TYPE}) — docs/mac.md`);
+}
+
 /** Flags path: docker's default — the built-in profile whenever AppArmor is active. */
 export function setAppArmorDefault(spec: Spec, lsms: string[] = activeLsms()): void {
   if (lsms.includes('apparmor') && spec.process.apparmorProfile === undefined) spec.process.apparmorProfile = APPARMOR_DEFAULT;
@@ -93,7 +161,7 @@ export function applyMacSecurityOpt(spec: Spec, name: 'apparmor' | 'label', valu
     return;
   }
   if (!lsms.includes('selinux')) throw new UnsupportedError(`--security-opt ${opt}: SELinux is not active on this kernel (LSMs: ${lsmList(lsms)})`);
-  throw new UnsupportedError(`--security-opt ${opt}: SELinux labels are not implemented by tsrun yet (docs/mac.md)`);
+  applyLabelOpt(spec, value ?? '', opt);
 }
 
 /** The parent-side step behind OP_LSM_EXEC for the built-in profile: load it when the kernel lacks it. */
@@ -123,22 +191,30 @@ export const control: Control = {
     for (const [field, v] of [['process.selinuxLabel', spec.process.selinuxLabel], ['linux.mountLabel', spec.linux.mountLabel]] as const) {
       if (!v) continue;
       if (!host.lsms.includes('selinux')) throw new UnsupportedError(`${field} ${JSON.stringify(v)}: SELinux is not active on this kernel (LSMs: ${lsmList(host.lsms)})`);
-      throw new UnsupportedError(`${field} ${JSON.stringify(v)}: SELinux labels are not implemented by tsrun yet (docs/mac.md)`);
+      if (splitContext(v).some((x) => !x) || /[\s\0"]/.test(v)) throw new UnsupportedError(`${field} ${JSON.stringify(v)}: expected user:role:type:level`);
     }
   },
   steps(ctx: BuildContext): Step[] {
-    const aa = ctx.spec.process.apparmorProfile;
-    if (!aa || aa === 'unconfined') return [];
-    // docker: --privileged runs unconfined unless a profile is named (the default is not)
-    if (aa === APPARMOR_DEFAULT && ctx.spec.annotations?.[PRIVILEGED_ANNOTATION] === 'true') return [];
-    const steps: Step[] = [];
-    if (aa === APPARMOR_DEFAULT)
-      steps.push(
-        parent('prepare', 'mac', 'the built-in profile must be in the kernel before any execve asks for it (apparmor_parser(8))', { action: 'apparmor-load', profile: aa, policy: appArmorPolicy(aa) }, `apparmor_parser -r -K <tsrun-default policy> (only if /sys/kernel/security/apparmor/profiles lacks ${aa})`),
-      );
-    steps.push(
-      child('system', 'mac', `the command runs confined by AppArmor profile ${aa}: denied file, mount, signal and ptrace operations fail with EACCES (CIS 5.1)`, op.lsmExec('apparmor', aa)),
-    );
-    return steps;
+    const se = ctx.spec.process.selinuxLabel;
+    const seSteps: Step[] = se
+      ? [child('system', 'mac', `the command runs as SELinux ${se}: the policy decides what it may touch, and MCS keeps other containers' files (another category pair) out (CIS 5.2)`, op.lsmExec('selinux', se))]
+      : [];
+    return [...seSteps, ...appArmorSteps(ctx)];
   },
 };
+
+function appArmorSteps(ctx: BuildContext): Step[] {
+  const aa = ctx.spec.process.apparmorProfile;
+  if (!aa || aa === 'unconfined') return [];
+  // docker: --privileged runs unconfined unless a profile is named (the default is not)
+  if (aa === APPARMOR_DEFAULT && ctx.spec.annotations?.[PRIVILEGED_ANNOTATION] === 'true') return [];
+  const steps: Step[] = [];
+  if (aa === APPARMOR_DEFAULT)
+    steps.push(
+      parent('prepare', 'mac', 'the built-in profile must be in the kernel before any execve asks for it (apparmor_parser(8))', { action: 'apparmor-load', profile: aa, policy: appArmorPolicy(aa) }, `apparmor_parser -r -K <tsrun-default policy> (only if /sys/kernel/security/apparmor/profiles lacks ${aa})`),
+    );
+  steps.push(
+    child('system', 'mac', `the command runs confined by AppArmor profile ${aa}: denied file, mount, signal and ptrace operations fail with EACCES (CIS 5.1)`, op.lsmExec('apparmor', aa)),
+  );
+  return steps;
+}

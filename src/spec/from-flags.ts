@@ -1,3 +1,4 @@
+import { relabelRefusal } from '../controls/mac.js';
 import { readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { UsageError, UnsupportedError } from '../errors.js';
@@ -95,7 +96,7 @@ export function parseVolume(v: string, flag = '--volume'): Mount {
   const options = ['rbind', 'rprivate'];
   for (const o of mode.split(',')) {
     if (o === 'ro' || o === 'rw') options.push(o);
-    else if (o === 'z' || o === 'Z') throw new UnsupportedError(`${flag} ${JSON.stringify(v)}: :${o} relabels for SELinux, which is not active on this kernel (LSMs: see /sys/kernel/security/lsm)`);
+    else if (o === 'z' || o === 'Z') throw relabelRefusal(flag, v, o);
     else throw new UsageError(`${flag} ${JSON.stringify(v)}: unknown option ${JSON.stringify(o)} (ro or rw)`);
   }
   try {

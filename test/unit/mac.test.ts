@@ -65,3 +65,54 @@ describe('AppArmor and SELinux options', () => {
     for (const rule of ['deny mount,', 'deny /proc/sysrq-trigger rwklx,', 'deny /sys/kernel/security/** rwklx,']) expect(pol).toContain(rule);
   });
 });
+
+describe('SELinux labels (SELinux active)', () => {
+  const SE = ['capability', 'selinux'];
+  it('the default is container_t with a random MCS pair, the same pair on the mount label', async () => {
+    const { setSelinuxDefault } = await import('../../src/controls/mac.js');
+    const s = baseSpec();
+    setSelinuxDefault(s, ['capability']);
+    expect(s.process.selinuxLabel).toBeUndefined();
+    setSelinuxDefault(s, SE);
+    const m = /^system_u:system_r:container_t:(s0:c(\d+),c(\d+))$/.exec(s.process.selinuxLabel!);
+    expect(m).not.toBeNull();
+    expect(Number(m![2])).toBeLessThan(Number(m![3]));
+    expect(s.linux.mountLabel).toBe(`system_u:object_r:container_file_t:${m![1]}`);
+  });
+  it('randomMcsLevel: two different categories in c0..c1023, lower first', async () => {
+    const { randomMcsLevel } = await import('../../src/controls/mac.js');
+    expect(randomMcsLevel(() => 0)).toBe('s0:c0,c1');
+    expect(randomMcsLevel(() => 0.9999)).toBe('s0:c1022,c1023');
+    const seq = [0.5, 0.5];
+    expect(randomMcsLevel(() => seq.shift()!)).toBe('s0:c511,c512');
+  });
+  it('label=type/level/user/role/filetype change their field; disable removes both labels', () => {
+    const s = baseSpec();
+    applyMacSecurityOpt(s, 'label', 'level:s0:c1,c2', 'label=level:s0:c1,c2', SE);
+    expect(s.process.selinuxLabel).toBe('system_u:system_r:container_t:s0:c1,c2');
+    expect(s.linux.mountLabel).toBe('system_u:object_r:container_file_t:s0:c1,c2');
+    applyMacSecurityOpt(s, 'label', 'type:spc_t', 'label=type:spc_t', SE);
+    applyMacSecurityOpt(s, 'label', 'user:u', 'label=user:u', SE);
+    applyMacSecurityOpt(s, 'label', 'role:r', 'label=role:r', SE);
+    applyMacSecurityOpt(s, 'label', 'filetype:my_file_t', 'label=filetype:my_file_t', SE);
+    expect(s.process.selinuxLabel).toBe('u:r:spc_t:s0:c1,c2');
+    expect(s.linux.mountLabel).toBe('system_u:object_r:my_file_t:s0:c1,c2');
+    applyMacSecurityOpt(s, 'label', 'disable', 'label=disable', SE);
+    expect(s.process.selinuxLabel).toBeUndefined();
+    expect(s.linux.mountLabel).toBeUndefined();
+    expect(() => applyMacSecurityOpt(s, 'label', 'colour:red', 'label=colour:red', SE)).toThrow(/expected label=user:U, role:R, type:T, level:L, filetype:T or disable/);
+  });
+  it('plans the exec label, and context= on tmpfs and the overlay root only', async () => {
+    const { withMountLabel } = await import('../../src/controls/mac.js');
+    const s = baseSpec();
+    s.process.selinuxLabel = 'system_u:system_r:container_t:s0:c1,c2';
+    s.linux.mountLabel = 'system_u:object_r:container_file_t:s0:c1,c2';
+    expect(control.steps(withLsms(s, SE))).toEqual([expect.objectContaining({ op: 'LSM_EXEC', ints: [1n], strs: [s.process.selinuxLabel], phase: 'system' })]);
+    expect(withMountLabel(s, 'tmpfs', 'mode=755')).toBe('mode=755,context="system_u:object_r:container_file_t:s0:c1,c2"');
+    expect(withMountLabel(s, 'overlay', 'lowerdir=/a')).toBe('lowerdir=/a,context="system_u:object_r:container_file_t:s0:c1,c2"');
+    expect(withMountLabel(s, 'proc', '')).toBe('');
+    expect(() => control.validate!(withLsms(s, SE))).not.toThrow();
+    s.process.selinuxLabel = 'container_t';
+    expect(() => control.validate!(withLsms(s, SE))).toThrow(/process.selinuxLabel "container_t": expected user:role:type:level/);
+  });
+});

@@ -6,7 +6,7 @@
 //
 // An LSM that is not active cannot confine anything, so a profile or label asked for on such
 // a kernel is refused — flags and bundles alike — rather than silently ignored.
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import type { BuildContext, Control, Step } from '../plan/types.js';
 import type { Spec } from '../spec/types.js';
@@ -137,10 +137,30 @@ function applyLabelOpt(spec: Spec, value: string, opt: string): void {
   spec.linux.mountLabel = f.join(':');
 }
 
-/** `-v SRC:DST:z|Z`: SELinux relabelling of a volume, which tsrun does not do (yet). */
-export function relabelRefusal(flag: string, v: string, o: string, lsms: string[] = activeLsms()): UnsupportedError {
-  if (!lsms.includes('selinux')) return new UnsupportedError(`${flag} ${JSON.stringify(v)}: :${o} relabels for SELinux, which is not active on this kernel (LSMs: ${lsmList(lsms)})`);
-  return new UnsupportedError(`${flag} ${JSON.stringify(v)}: :${o} (SELinux relabelling) is not implemented by tsrun yet: label the directory yourself (chcon -R -t ${SELINUX_FILE_TYPE}) — docs/mac.md`);
+/** `-v SRC:DST:z|Z` without SELinux: the refusal (undefined where SELinux is active). */
+export function relabelRefusal(flag: string, v: string, o: string, lsms: string[] = activeLsms()): UnsupportedError | undefined {
+  if (lsms.includes('selinux')) return undefined;
+  return new UnsupportedError(`${flag} ${JSON.stringify(v)}: :${o} relabels for SELinux, which is not active on this kernel (LSMs: ${lsmList(lsms)})`);
+}
+
+/**
+ * Host directories a volume's :z/:Z must never relabel: the system's own trees (relabelling
+ * /etc or /usr to container_file_t would hand them to every container, or lock the host's
+ * services out of them). Exact paths, after resolving symlinks; their subdirectories are fine.
+ */
+export const RELABEL_REFUSED = ['/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/libx32', '/media', '/mnt', '/opt', '/proc', '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/var', '/var/lib', '/var/log', '/var/tmp'];
+
+/** The label :z (shared by every container: no categories) or :Z (this container's pair) gives. */
+export function relabelTarget(spec: Spec, o: 'z' | 'Z'): string {
+  const [u, r, t, level] = splitContext(spec.linux.mountLabel ?? `system_u:object_r:${SELINUX_FILE_TYPE}:s0`);
+  return `${u}:${r}:${t}:${o === 'z' ? 's0' : level}`;
+}
+
+/** The parent step behind :z/:Z — chcon(1) sets security.selinux with lsetxattr, never following symlinks. */
+export function relabel(path: string, label: string): void {
+  const r = spawnSync('chcon', ['-R', '-P', '-h', label, path], { encoding: 'utf8' });
+  if (r.error) throw new UnsupportedError(`relabel ${path}: chcon: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message} (coreutils)`, { cause: r.error });
+  if (r.status !== 0) throw new TsrunError(`relabel ${path} to ${label}: ${r.stderr.trim()}`);
 }
 
 /** Flags path: docker's default — the built-in profile whenever AppArmor is active. */
@@ -193,15 +213,38 @@ export const control: Control = {
       if (!host.lsms.includes('selinux')) throw new UnsupportedError(`${field} ${JSON.stringify(v)}: SELinux is not active on this kernel (LSMs: ${lsmList(host.lsms)})`);
       if (splitContext(v).some((x) => !x) || /[\s\0"]/.test(v)) throw new UnsupportedError(`${field} ${JSON.stringify(v)}: expected user:role:type:level`);
     }
+    for (const m of relabelled(spec)) {
+      if (!host.lsms.includes('selinux')) throw new UnsupportedError(`mounts ${m.destination}: option ${m.o} relabels for SELinux, which is not active on this kernel (LSMs: ${lsmList(host.lsms)})`);
+      let real = m.source;
+      try {
+        real = realpathSync(m.source);
+      } catch {
+        /* the mounts control reports a missing source */
+      }
+      if (RELABEL_REFUSED.includes(real)) throw new UsageError(`mounts ${m.destination}: refusing to relabel ${real} (:${m.o}): it is a system directory; bind a subdirectory instead`);
+    }
   },
   steps(ctx: BuildContext): Step[] {
     const se = ctx.spec.process.selinuxLabel;
     const seSteps: Step[] = se
       ? [child('system', 'mac', `the command runs as SELinux ${se}: the policy decides what it may touch, and MCS keeps other containers' files (another category pair) out (CIS 5.2)`, op.lsmExec('selinux', se))]
       : [];
-    return [...seSteps, ...appArmorSteps(ctx)];
+    const relabels: Step[] = relabelled(ctx.spec).map((m) => {
+      const label = relabelTarget(ctx.spec, m.o);
+      return parent('prepare', 'mac', `:${m.o}: the volume's files get ${m.o === 'z' ? 'the label every container shares' : "this container's own MCS pair"}, so container_t may use them`, { action: 'selinux-relabel', path: m.source, label }, `chcon -R -P -h ${label} ${m.source} (lsetxattr security.selinux)`);
+    });
+    return [...relabels, ...seSteps, ...appArmorSteps(ctx)];
   },
 };
+
+function relabelled(spec: Spec): { source: string; destination: string; o: 'z' | 'Z' }[] {
+  const out: { source: string; destination: string; o: 'z' | 'Z' }[] = [];
+  for (const m of spec.mounts ?? []) {
+    const o = (m.options ?? []).find((x) => x === 'z' || x === 'Z') as 'z' | 'Z' | undefined;
+    if (o && m.source && (m.type === 'bind' || (m.options ?? []).some((x) => x === 'bind' || x === 'rbind'))) out.push({ source: m.source, destination: m.destination, o });
+  }
+  return out;
+}
 
 function appArmorSteps(ctx: BuildContext): Step[] {
   const aa = ctx.spec.process.apparmorProfile;

@@ -99,6 +99,8 @@ export type ParentAction =
   | { action: 'bridge-port'; containerId: string; isolated: boolean }
   /** src/controls/mac.ts ensureAppArmorProfile: load tsrun's built-in profile with apparmor_parser when the kernel lacks it */
   | { action: 'apparmor-load'; profile: string; policy: string }
+  /** src/controls/mac.ts relabel: a volume's :z/:Z */
+  | { action: 'selinux-relabel'; path: string; label: string }
   | { action: 'go' };
 
 interface StepMeta {

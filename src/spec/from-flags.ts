@@ -96,7 +96,11 @@ export function parseVolume(v: string, flag = '--volume'): Mount {
   const options = ['rbind', 'rprivate'];
   for (const o of mode.split(',')) {
     if (o === 'ro' || o === 'rw') options.push(o);
-    else if (o === 'z' || o === 'Z') throw relabelRefusal(flag, v, o);
+    else if (o === 'z' || o === 'Z') {
+      const refused = relabelRefusal(flag, v, o);
+      if (refused) throw refused;
+      options.push(o); // src/controls/mac.ts relabels the source before the container starts
+    }
     else throw new UsageError(`${flag} ${JSON.stringify(v)}: unknown option ${JSON.stringify(o)} (ro or rw)`);
   }
   try {

@@ -75,6 +75,29 @@ await test('label=disable: not confined (the runtime\'s own domain), the volume 
   return r.stdout.split('\n')[0];
 });
 
+await test(':Z relabels a volume to the container\'s own pair (without it: EACCES); :z to the shared s0; system paths refused', () => {
+  mkdirSync('/tmp/vol-b', { recursive: true });
+  writeFileSync('/tmp/vol-b/f', 'b\n');
+  const label = (p) => spawnSync('stat', ['-c', '%C', p], { encoding: 'utf8' }).stdout.trim();
+  const setB = spawnSync('chcon', ['-R', 'system_u:object_r:container_file_t:s0:c5,c6', '/tmp/vol-b'], { encoding: 'utf8' });
+  check(setB.status === 0, `chcon vol-b: ${setB.stderr}`);
+  const S = 'cat /data/f; echo read=$?';
+  const without = tsrun(['run', '--rm', '--security-opt', 'label=level:s0:c7,c8', '-v', '/tmp/vol-b:/data', 'busybox', 'sh', '-c', S]);
+  check(/^read=1$/m.test(without.stdout) && /Permission denied/.test(without.stderr), `without :Z: ${without.stdout} ${without.stderr}`);
+  const withZ = tsrun(['run', '--rm', '--security-opt', 'label=level:s0:c7,c8', '-v', '/tmp/vol-b:/data:Z', 'busybox', 'sh', '-c', S]);
+  check(withZ.status === 0 && /^read=0$/m.test(withZ.stdout), `with :Z: ${withZ.status} ${withZ.stdout} ${withZ.stderr}`);
+  const afterZ = label('/tmp/vol-b/f');
+  check(afterZ === 'system_u:object_r:container_file_t:s0:c7,c8', `label after :Z ${afterZ}`);
+  const withz = tsrun(['run', '--rm', '-v', '/tmp/vol-b:/data:z', 'busybox', 'sh', '-c', S]);
+  check(withz.status === 0 && /^read=0$/m.test(withz.stdout), `with :z: ${withz.status} ${withz.stdout} ${withz.stderr}`);
+  const afterz = label('/tmp/vol-b/f');
+  check(afterz === 'system_u:object_r:container_file_t:s0', `label after :z ${afterz}`);
+  const sys = tsrun(['run', '--rm', '-v', '/tmp:/data:Z', 'busybox', 'true']);
+  check(sys.status === 125 && /refusing to relabel \/tmp/.test(sys.stderr), `system path: ${sys.status} ${sys.stderr}`);
+  check(label('/tmp') !== 'system_u:object_r:container_file_t:s0:c7,c8', '/tmp was relabelled');
+  return `:Z → ${afterZ}; :z → ${afterz}`;
+});
+
 writeFileSync('/sys/fs/selinux/enforce', '0');
 // the denials, for whoever reads a failure
 if (failures) for (const l of spawnSync('dmesg', { encoding: 'utf8' }).stdout.split('\n').filter((x) => /avc: +denied/.test(x)).slice(0, 15)) console.log(`# ${l.replace(/^.*avc: +/, 'avc: ')}`);

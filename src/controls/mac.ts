@@ -226,7 +226,9 @@ export const control: Control = {
   },
   steps(ctx: BuildContext): Step[] {
     const se = ctx.spec.process.selinuxLabel;
-    const seSteps: Step[] = se
+    // docker: --privileged runs with labelling off unless a type is named (the default is not)
+    const privilegedDefault = ctx.spec.annotations?.[PRIVILEGED_ANNOTATION] === 'true' && se !== undefined && splitContext(se)[2] === SELINUX_PROCESS_TYPE;
+    const seSteps: Step[] = se && !privilegedDefault
       ? [child('system', 'mac', `the command runs as SELinux ${se}: the policy decides what it may touch, and MCS keeps other containers' files (another category pair) out (CIS 5.2)`, op.lsmExec('selinux', se))]
       : [];
     const relabels: Step[] = relabelled(ctx.spec).map((m) => {

@@ -116,3 +116,30 @@ describe('SELinux labels (SELinux active)', () => {
     expect(() => control.validate!(withLsms(s, SE))).toThrow(/process.selinuxLabel "container_t": expected user:role:type:level/);
   });
 });
+
+describe('volume relabelling (:z/:Z)', () => {
+  const SE = ['capability', 'selinux'];
+  const vol = (source: string, o: string) => ({ destination: '/data', type: 'bind', source, options: ['rbind', 'rprivate', o] });
+  it('plans chcon to the shared s0 (:z) or the container\'s pair (:Z), before the container starts', () => {
+    const s = baseSpec();
+    s.linux.mountLabel = 'system_u:object_r:container_file_t:s0:c3,c4';
+    s.mounts = [vol('/srv/data/a', 'z'), vol('/srv/data/b', 'Z')];
+    const steps = control.steps(withLsms(s, SE)) as ParentStep[];
+    expect(steps.slice(0, 2).map((x) => [x.phase, (x as any).path, (x as any).label])).toEqual([
+      ['prepare', '/srv/data/a', 'system_u:object_r:container_file_t:s0'],
+      ['prepare', '/srv/data/b', 'system_u:object_r:container_file_t:s0:c3,c4'],
+    ]);
+  });
+  it('refuses system directories and kernels without SELinux', () => {
+    const s = baseSpec();
+    s.mounts = [vol('/etc', 'Z')];
+    expect(() => control.validate!(withLsms(s, SE))).toThrow(/mounts \/data: refusing to relabel \/etc \(:Z\): it is a system directory/);
+    expect(() => control.validate!(withLsms(s, ['capability']))).toThrow(/option Z relabels for SELinux, which is not active on this kernel/);
+  });
+  it('--privileged with the default container_t label runs unlabelled, as docker', () => {
+    const s = baseSpec();
+    s.process.selinuxLabel = 'system_u:system_r:container_t:s0:c1,c2';
+    s.annotations = { [PRIVILEGED_ANNOTATION]: 'true' };
+    expect(control.steps(withLsms(s, SE))).toEqual([]);
+  });
+});

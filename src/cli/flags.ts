@@ -38,14 +38,14 @@ export const CORE_FLAGS: FlagDef[] = [
       spec.root.readonly = true;
     },
   },
-  { syntax: '-v, --volume <host:ctr[:ro|rw]>', help: 'bind-mount a host path; :ro makes it read-only (repeatable)', docker: '-v', control: 'mounts', repeatable: true },
+  { syntax: '-v, --volume <host:ctr[:opts]>', help: 'bind-mount a host path; opts (comma-separated): ro|rw, z|Z (SELinux relabel: shared|private) (repeatable)', docker: '-v', control: 'mounts', repeatable: true },
   { syntax: '--tmpfs <path[:opts]>', help: 'mount a tmpfs (nosuid,nodev,noexec plus opts) (repeatable)', docker: '--tmpfs', control: 'mounts', repeatable: true },
 ];
 
 /** docker's --security-opt: each control takes the forms it owns. */
 export const SECURITY_OPT_FLAG: FlagDef = {
   syntax: '--security-opt <opt>',
-  help: 'no-new-privileges[=true|false], systempaths=unconfined, seccomp=unconfined|builtin|PROFILE.json, landlock=builtin|unconfined|RULES.json (repeatable)',
+  help: 'no-new-privileges[=true|false], systempaths=unconfined, seccomp=unconfined|builtin|PROFILE.json, landlock=builtin|unconfined|RULES.json, apparmor=PROFILE|unconfined, label=type:T|level:L|user:U|role:R|disable (repeatable)',
   docker: '--security-opt',
   control: 'nnp',
   repeatable: true,

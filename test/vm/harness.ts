@@ -23,10 +23,11 @@ function have(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 }
 
-/** qemu-system-x86_64 and a static busybox, from Debian packages when absent. */
+/** qemu-system-x86_64, a static busybox and apparmor_parser, from Debian packages when absent. */
 export function ensureTools(): void {
   const staticBusybox = existsSync('/bin/busybox') && /not a dynamic executable|statically linked/.test(spawnSync('ldd', ['/bin/busybox'], { encoding: 'utf8' }).stdout + spawnSync('ldd', ['/bin/busybox'], { encoding: 'utf8' }).stderr);
-  const pkgs = [...(have('qemu-system-x86_64') ? [] : ['qemu-system-x86']), ...(staticBusybox ? [] : ['busybox-static'])];
+  // apparmor: apparmor_parser, which the guest (AppArmor active) runs from the shared root
+  const pkgs = [...(have('qemu-system-x86_64') ? [] : ['qemu-system-x86']), ...(staticBusybox ? [] : ['busybox-static']), ...(have('apparmor_parser') ? [] : ['apparmor'])];
   if (pkgs.length) {
     if (process.getuid?.() !== 0) throw new Error(`the VM harness needs ${pkgs.join(', ')} (apt-get install needs root)`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };

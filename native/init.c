@@ -15,6 +15,7 @@
 #include <linux/capability.h>
 #include <linux/close_range.h>
 #include <linux/filter.h>
+#include <linux/landlock.h>
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
@@ -653,6 +654,103 @@ static int run_hook(const struct op *o) {
 
 static int self_fd_dir = -1; /* the host's /proc/self/fd, for OP_WAIT_START after OP_CHROOT */
 
+/* Landlock (landlock(7)): an unprivileged LSM that lets a process restrict its own file
+ * access; the domain is inherited by every child and can never be lifted. The plan sends
+ * three kinds of OP_LANDLOCK: create the ruleset, add one rule per path (paths inside the
+ * container: this runs after pivot_root, or after setns into the mount namespace for exec),
+ * then restrict. The rights the plan asks for are masked to what this kernel's ABI knows,
+ * so a newer tsrun on an older kernel still gets the best protection the kernel offers. */
+#ifndef LANDLOCK_ACCESS_FS_TRUNCATE
+#define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)
+#endif
+#ifndef LANDLOCK_ACCESS_FS_IOCTL_DEV
+#define LANDLOCK_ACCESS_FS_IOCTL_DEV (1ULL << 15)
+#endif
+/* the rights a rule on a non-directory may carry (landlock_add_rule(2): EINVAL otherwise) */
+#define LANDLOCK_FILE_RIGHTS                                                                       \
+  (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_READ_FILE |     \
+   LANDLOCK_ACCESS_FS_TRUNCATE | LANDLOCK_ACCESS_FS_IOCTL_DEV)
+static int landlock_fd = -1;
+static uint64_t landlock_handled;
+
+static uint64_t landlock_abi_rights(int abi) {
+  if (abi >= 5) return (1ULL << 16) - 1; /* + IOCTL_DEV (6.10) */
+  if (abi >= 3) return (1ULL << 15) - 1; /* + TRUNCATE (6.2) */
+  if (abi >= 2) return (1ULL << 14) - 1; /* + REFER (5.19) */
+  return (1ULL << 13) - 1;               /* ABI 1 (5.13) */
+}
+
+static int landlock_op(const struct op *o) {
+  const uint64_t *I = o->ints;
+  if (o->nint < 1) return errno = EINVAL, -1;
+  switch (I[0]) {
+  case 0: { /* create */
+    if (o->nint < 2) return errno = EINVAL, -1;
+    /* ENOSYS: not built in; EOPNOTSUPP: built in but not enabled at boot (lsm=) */
+    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    if (abi < 0) return -1;
+    /* only handled_access_fs: an 8-byte attribute every ABI accepts */
+    struct { uint64_t handled_access_fs; } attr = {I[1] & landlock_abi_rights((int)abi)};
+    long fd = syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+    if (fd < 0) return -1;
+    landlock_fd = (int)fd;
+    landlock_handled = attr.handled_access_fs;
+    return 0;
+  }
+  case 1: { /* rule */
+    if (o->nint < 3 || landlock_fd < 0) return errno = EINVAL, -1;
+    int fd = open(o->strs[0], O_PATH | O_CLOEXEC);
+    if (fd < 0) return (errno == ENOENT && (I[2] & 1)) ? 0 : -1;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+      int e = errno;
+      close(fd);
+      return errno = e, -1;
+    }
+    uint64_t access = I[1] & landlock_handled;
+    if (!S_ISDIR(st.st_mode)) access &= LANDLOCK_FILE_RIGHTS;
+    int r = 0;
+    if (access) {
+      struct landlock_path_beneath_attr pb = {.allowed_access = access, .parent_fd = fd};
+      r = (int)syscall(SYS_landlock_add_rule, landlock_fd, LANDLOCK_RULE_PATH_BENEATH, &pb, 0);
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+  }
+  case 2: { /* restrict */
+    if (landlock_fd < 0) return errno = EINVAL, -1;
+    int r = (int)syscall(SYS_landlock_restrict_self, landlock_fd, 0);
+    int e = errno;
+    close(landlock_fd);
+    landlock_fd = -1;
+    errno = e;
+    return r;
+  }
+  }
+  return errno = EINVAL, -1;
+}
+
+/* The label the container's command gets at execve (AppArmor's change_onexec, SELinux's
+ * setexeccon): written to this thread's own attr file, after pivot_root, so the container's
+ * /proc is used. AppArmor has its own directory since 5.8 (attr/apparmor/exec), with the
+ * shared attr/exec kept for older kernels and for SELinux. */
+static int lsm_exec(uint64_t lsm, const char *label) {
+  char buf[4096];
+  int n = lsm == 0 ? snprintf(buf, sizeof buf, "exec %s", label) : snprintf(buf, sizeof buf, "%s", label);
+  if (n < 0 || (size_t)n >= sizeof buf) return errno = ENAMETOOLONG, -1;
+  int fd = -1;
+  if (lsm == 0) fd = open("/proc/thread-self/attr/apparmor/exec", O_WRONLY | O_CLOEXEC);
+  if (fd < 0 && (lsm != 0 || errno == ENOENT)) fd = open("/proc/thread-self/attr/exec", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t w = write(fd, buf, (size_t)n);
+  int e = errno;
+  close(fd);
+  if (w < 0) return errno = e, -1;
+  return w == n ? 0 : (errno = EIO, -1);
+}
+
 static int run_op(const struct op *o) {
   const uint64_t *I = o->ints;
   const char *const *S = o->strs;
@@ -824,6 +922,10 @@ static int run_op(const struct op *o) {
   }
   case OP_ROOT:
     return set_root(S[0]);
+  case OP_LANDLOCK:
+    return landlock_op(o);
+  case OP_LSM_EXEC:
+    return lsm_exec(o->nint ? I[0] : 0, S[0]);
   case OP_FORK:
     return fork_into_pidns();
   case OP_HOOK_SYNC:

@@ -107,6 +107,14 @@ enum tsrun_op {
                             blob: state JSON up to `"pid":` — fork, exec the hook, state on stdin, wait */
   OP_CHROOT = 45,        /* strs: new root — chroot(2) for a container without a mount namespace */
   OP_JOIN_KEYRING = 46,  /* strs: name — keyctl(KEYCTL_JOIN_SESSION_KEYRING): a new session keyring */
+  /* 35-39 left free for ops other branches add */
+  OP_LANDLOCK = 40,      /* ints: step, ...  — Landlock (landlock(7)), in three steps:
+                            step 0 (create): ints[1] = handled LANDLOCK_ACCESS_FS_* (masked to the kernel's ABI)
+                            step 1 (rule):   ints[1] = allowed access, ints[2] = flags (1: skip if absent)
+                                             strs: path (inside the container, opened O_PATH)
+                            step 2 (restrict): landlock_restrict_self; needs no_new_privs or CAP_SYS_ADMIN */
+  OP_LSM_EXEC = 41,      /* ints: 0 AppArmor | 1 SELinux   strs: label — the LSM label the next execve takes
+                            (/proc/thread-self/attr/apparmor/exec, else attr/exec) */
   OP__MAX
 };
 

@@ -42,6 +42,9 @@
  *                              reopen it O_WRONLY and write "PWNED". Reported on a dup of
  *                              fd 2 (FD's own stream stays untouched)
  *                                                              → {"op":"stdio-attack","link":...,"read":...,...}
+ *   probe landlock             the Landlock ABI this kernel offers (landlock_create_ruleset with
+ *                              LANDLOCK_CREATE_RULESET_VERSION)
+ *                                                              → {"op":"landlock","abi":N,"errno":...}
  *   probe sleep SECONDS
  *   probe exit CODE
  * Errors are given by name (ENOENT, EPERM...) and "0" for success.
@@ -615,6 +618,12 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "chown") == 0 && argc == 5) {
     result("chown", chown(argv[2], (uid_t)atoi(argv[3]), (gid_t)atoi(argv[4])) < 0 ? errno : 0);
+    return 0;
+  }
+  if (strcmp(cmd, "landlock") == 0 && argc == 2) {
+    long abi = syscall(444 /* landlock_create_ruleset, same number on every arch */, NULL, 0, 1U /* _VERSION */);
+    int e = abi < 0 ? errno : 0;
+    printf("{\"op\":\"landlock\",\"abi\":%ld,\"errno\":\"%s\"}\n", abi < 0 ? 0 : abi, ename(e));
     return 0;
   }
   if (strcmp(cmd, "mknod") == 0 && argc == 3) {

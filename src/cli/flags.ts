@@ -9,6 +9,7 @@ import { flags as deviceFlags } from '../controls/devices.js';
 import { flags as sysctlFlags } from '../controls/sysctl.js';
 import { flags as privilegedFlags } from '../controls/privileged.js';
 import { applySeccompSecurityOpt } from '../controls/seccomp/index.js';
+import { applyLandlockSecurityOpt } from '../controls/landlock.js';
 
 // The flag table of `run` / `explain`: --help, docs/flags.md and the spec builder all read
 // it. Core rows are applied by src/spec/from-flags.ts itself (they shape the whole spec);
@@ -43,20 +44,20 @@ export const CORE_FLAGS: FlagDef[] = [
       spec.root.readonly = true;
     },
   },
-  { syntax: '-v, --volume <host:ctr[:ro|rw]>', help: 'bind-mount a host path; :ro makes it read-only (repeatable)', docker: '-v', control: 'mounts', repeatable: true },
+  { syntax: '-v, --volume <host:ctr[:opts]>', help: 'bind-mount a host path; opts (comma-separated): ro|rw, z|Z (SELinux relabel: shared|private) (repeatable)', docker: '-v', control: 'mounts', repeatable: true },
   { syntax: '--tmpfs <path[:opts]>', help: 'mount a tmpfs (nosuid,nodev,noexec plus opts) (repeatable)', docker: '--tmpfs', control: 'mounts', repeatable: true },
 ];
 
 /** docker's --security-opt: each control takes the forms it owns. */
 export const SECURITY_OPT_FLAG: FlagDef = {
   syntax: '--security-opt <opt>',
-  help: 'no-new-privileges[=true|false], systempaths=unconfined, seccomp=unconfined|builtin|PROFILE.json (repeatable)',
+  help: 'no-new-privileges[=true|false], systempaths=unconfined, seccomp=unconfined|builtin|PROFILE.json, landlock=builtin|unconfined|RULES.json, apparmor=PROFILE|unconfined, label=type:T|level:L|user:U|role:R|disable (repeatable)',
   docker: '--security-opt',
   control: 'nnp',
   repeatable: true,
   apply(spec, value) {
     for (const o of (Array.isArray(value) ? value : [value]).map(String)) {
-      if (!applyPrivilegeSecurityOpt(spec, o) && !applySeccompSecurityOpt(spec, o)) throw new UnsupportedError(`--security-opt ${JSON.stringify(o)}: not supported`);
+      if (!applyPrivilegeSecurityOpt(spec, o) && !applySeccompSecurityOpt(spec, o) && !applyLandlockSecurityOpt(spec, o)) throw new UnsupportedError(`--security-opt ${JSON.stringify(o)}: not supported`);
     }
   },
 };

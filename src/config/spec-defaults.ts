@@ -2,14 +2,14 @@
 // the privilege controls, then the host-wide config file's defaults. Bundles (config.json)
 // get neither: an OCI bundle states its whole policy, as with runc.
 import type { Spec } from '../spec/types.js';
-import { UsageError, UnsupportedError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { DOCKER_DEFAULT_CAPS, capsFor } from '../controls/capabilities.js';
 import { DEFAULT_DEVICE_RULES } from '../controls/devices.js';
 import { applySecurityOptSystemPaths, defaultMaskedPaths, defaultReadonlyPaths } from '../controls/masked-paths.js';
 import { applySecurityOptNnp } from '../controls/nnp.js';
+import { applyMacSecurityOpt, setAppArmorDefault, setSelinuxDefault } from '../controls/mac.js';
 import { setSeccompDefault } from '../controls/seccomp/index.js';
 import { applyConfigDefaults, type TsrunConfig } from './index.js';
-import { readLsms } from '../runtime/host.js';
 
 export function applyBaseDefaults(spec: Spec): void {
   spec.process.capabilities = capsFor(DOCKER_DEFAULT_CAPS);
@@ -17,6 +17,8 @@ export function applyBaseDefaults(spec: Spec): void {
   spec.linux.readonlyPaths = defaultReadonlyPaths();
   spec.linux.resources = { ...spec.linux.resources, devices: DEFAULT_DEVICE_RULES.map((r) => ({ ...r })) };
   setSeccompDefault(spec);
+  setAppArmorDefault(spec);
+  setSelinuxDefault(spec);
 }
 
 /** The parsed options that decide whether the config's userns-remap applies. */
@@ -52,14 +54,8 @@ export function applyPrivilegeSecurityOpt(spec: Spec, opt: string): boolean {
     return true;
   }
   if (name === 'label' || name === 'apparmor') {
-    const { lsms, source } = readLsms();
-    const lsm = name === 'label' ? 'selinux' : 'apparmor';
-    const what = name === 'label' ? 'SELinux' : 'AppArmor';
-    throw new UnsupportedError(
-      lsms.includes(lsm)
-        ? `--security-opt ${opt}: ${what} is active, but tsrun does not apply ${what} ${name === 'label' ? 'labels' : 'profiles'} yet`
-        : `--security-opt ${opt}: ${what} is not active on this kernel (active LSMs: ${lsms.join(', ') || 'unknown'}, from ${source})`,
-    );
+    applyMacSecurityOpt(spec, name, value, opt);
+    return true;
   }
   return false;
 }

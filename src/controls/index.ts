@@ -21,6 +21,8 @@ import { control as seccomp } from './seccomp/index.js';
 import { control as unsupported } from './unsupported.js';
 import { control as hooks } from './hooks.js';
 import { control as keyring } from './keyring.js';
+import { control as landlock } from './landlock.js';
+import { control as mac } from './mac.js';
 
 /**
  * Every control, in registration order. Within one phase, steps run in this order, so
@@ -51,6 +53,8 @@ export const CONTROLS: readonly Control[] = [
   nnp,
   privileged,
   seccomp,
+  mac,
+  landlock,
   processControl,
   cgroups,
   hooks,

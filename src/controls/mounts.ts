@@ -1,3 +1,4 @@
+import { withMountLabel } from './mac.js';
 import { isCgroupMount } from './cgroups/index.js';
 import { statSync } from 'node:fs';
 import { listRootDir } from '../kernel/in-root.js';
@@ -112,7 +113,7 @@ export function mountSteps(ctx: BuildContext, m: Mount, controlId: string, why: 
   } else {
     const data = o.data.filter((d) => d !== 'tmpcopyup');
     if (data.length !== o.data.length) assertNothingToCopyUp(m, ctx.rootfs);
-    steps.push(child('mounts', controlId, why, op.mount(m.source ?? m.type ?? '', target, m.type ?? '', [...o.flags], data.join(','))));
+    steps.push(child('mounts', controlId, why, op.mount(m.source ?? m.type ?? '', target, m.type ?? '', [...o.flags], withMountLabel(ctx.spec, m.type ?? '', data.join(',')))));
   }
   for (const p of o.propagation) steps.push(child('mounts', controlId, 'mount propagation as asked', op.mount('', target, '', p)));
   return steps;

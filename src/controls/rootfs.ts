@@ -1,3 +1,4 @@
+import { withMountLabel } from './mac.js';
 import { SpecError } from '../errors.js';
 import * as op from '../plan/ops.js';
 import { child, parent } from '../plan/step.js';
@@ -56,7 +57,7 @@ export const control: Control = {
       // user.overlay.* instead (overlayfs(5)); image layers carry their opaque marks in both.
       const userns = ctx.spec.linux.namespaces.some((n) => n.type === 'user');
       const data = `lowerdir=${[...lower].reverse().join(':')},upperdir=${upper},workdir=${work}${userns ? ',userxattr' : ''}`;
-      steps.push(child('mounts', 'rootfs', "copy-on-write: the container's writes land in its own upper dir, never in the image", op.mount('overlay', ctx.rootfs, 'overlay', [], data)));
+      steps.push(child('mounts', 'rootfs', "copy-on-write: the container's writes land in its own upper dir, never in the image", op.mount('overlay', ctx.rootfs, 'overlay', [], withMountLabel(ctx.spec, 'overlay', data))));
     } else {
       steps.push(child('mounts', 'rootfs', 'pivot_root needs the new root to be a mount point', op.mount(ctx.rootfs, ctx.rootfs, '', ['BIND', 'REC'])));
     }

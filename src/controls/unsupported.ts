@@ -1,18 +1,11 @@
 // Settings of the OCI runtime spec that tsrun has no mechanism for. A runtime that skips
-// them starts a container weaker than its config.json says (no AppArmor profile, no SELinux
-// label, no net_cls class) while the engine and the user believe otherwise, so each one is
-// refused, naming the field and why. An empty value means "none" in the spec and is fine.
+// them starts a container weaker than its config.json says (no net_cls class, no RDT) while
+// the engine and the user believe otherwise, so each one is refused, naming the field and
+// why. An empty value means "none" in the spec and is fine. AppArmor and SELinux fields are
+// the MAC control's (src/controls/mac.ts): applied where the LSM is active, refused elsewhere.
 import { UnsupportedError } from '../errors.js';
 import type { BuildContext, Control } from '../plan/types.js';
 import { quoteValue } from '../spec/quote.js';
-
-function lsmState(ctx: BuildContext, lsm: string, name: string): string {
-  const { lsms } = ctx.host;
-  if (lsms.includes(lsm)) return `tsrun has no ${name} support`;
-  // an empty list: securityfs is not mounted, so which LSMs run is unknown from here
-  if (!lsms.length) return `tsrun has no ${name} support (and cannot tell whether ${name} is active: /sys/kernel/security/lsm is not readable)`;
-  return `${name} is not active on this kernel (LSMs: ${lsms.join(',')}), and tsrun has no ${name} support`;
-}
 
 interface Refusal {
   field: string;
@@ -23,21 +16,6 @@ interface Refusal {
 const present = (v: unknown) => v !== undefined && v !== null && v !== '';
 
 const REFUSED: Refusal[] = [
-  {
-    field: 'process.apparmorProfile',
-    value: (c) => c.spec.process.apparmorProfile,
-    why: (c) => `${lsmState(c, 'apparmor', 'AppArmor')}: the container would run unconfined; remove the field to run without a profile`,
-  },
-  {
-    field: 'process.selinuxLabel',
-    value: (c) => c.spec.process.selinuxLabel,
-    why: (c) => `${lsmState(c, 'selinux', 'SELinux')}: the process would keep the caller's label; remove the field to run unlabelled`,
-  },
-  {
-    field: 'linux.mountLabel',
-    value: (c) => c.spec.linux.mountLabel,
-    why: (c) => `${lsmState(c, 'selinux', 'SELinux')}: mounts would not get this context; remove the field`,
-  },
   {
     field: 'linux.resources.network',
     value: (c) => c.spec.linux.resources?.network,

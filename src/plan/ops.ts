@@ -250,3 +250,33 @@ export function mountFd(target: string): ChildOp {
 export function oomScoreAdj(value: number): ChildOp {
   return { op: 'OOM_SCORE_ADJ', ints: [int(value)], strs: [], text: `write("/proc/self/oom_score_adj", ${value})` };
 }
+
+/** OP_LANDLOCK step 0: landlock_create_ruleset; `rights` names the handled mask for explain. */
+export function landlockCreate(handled: bigint, rights: string): ChildOp {
+  return { op: 'LANDLOCK', ints: [0n, handled], strs: [], text: `landlock_create_ruleset({.handled_access_fs = ${rights}}) (masked to this kernel's ABI)` };
+}
+
+/** OP_LANDLOCK step 1: one LANDLOCK_RULE_PATH_BENEATH rule on a path inside the container. */
+export function landlockRule(path: string, access: bigint, optional: boolean, rights: string): ChildOp {
+  return {
+    op: 'LANDLOCK',
+    ints: [1n, access, optional ? 1n : 0n],
+    strs: [path],
+    text: `landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH, {open(${q(path)}, O_PATH), ${rights}})${optional ? ' (skipped if absent)' : ''}`,
+  };
+}
+
+/** OP_LANDLOCK step 2: landlock_restrict_self. */
+export function landlockRestrict(): ChildOp {
+  return { op: 'LANDLOCK', ints: [2n], strs: [], text: 'landlock_restrict_self(ruleset, 0)' };
+}
+
+/** OP_LSM_EXEC: the AppArmor profile or SELinux label the container's execve takes. */
+export function lsmExec(lsm: 'apparmor' | 'selinux', label: string): ChildOp {
+  return {
+    op: 'LSM_EXEC',
+    ints: [lsm === 'apparmor' ? 0n : 1n],
+    strs: [label],
+    text: lsm === 'apparmor' ? `write("/proc/thread-self/attr/apparmor/exec", ${q(`exec ${label}`)}) (aa_change_onexec)` : `write("/proc/thread-self/attr/exec", ${q(label)}) (setexeccon)`,
+  };
+}

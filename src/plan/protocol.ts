@@ -43,6 +43,8 @@ export const OP = {
   RUN_HOOK: 36,
   CHROOT: 45,
   JOIN_KEYRING: 46,
+  LANDLOCK: 40,
+  LSM_EXEC: 41,
 } as const;
 export type OpName = keyof typeof OP;
 

@@ -9,6 +9,8 @@
 import type { TsrunConfig } from '../config/index.js';
 import { DOCKER_DEFAULT_CAPS, capMask, maskNames } from '../controls/capabilities.js';
 import { PRIVILEGED_ANNOTATION } from '../controls/privileged.js';
+import { LANDLOCK_ANNOTATION } from '../controls/landlock.js';
+import { APPARMOR_DEFAULT } from '../controls/mac.js';
 import type { Spec } from '../spec/types.js';
 
 export interface SummaryRow {
@@ -140,8 +142,20 @@ export function summarize(input: SummaryInput): SummaryRow[] {
   const imageUser = !given(opts.user) && u.uid !== 0 ? 'User' : undefined;
   row({ control: 'user', on: u.uid !== 0, value: `uid ${u.uid} gid ${u.gid}`, source: origin(input, given(opts.user) ? '--user' : undefined, undefined, imageUser), ref: '4.1 (4.1)', kernel: '/proc/PID/status Uid, Gid' });
   const lsms = input.lsms ?? [];
-  row({ control: 'AppArmor', on: false, value: lsms.includes('apparmor') ? 'no profile (tsrun sets none)' : 'not active on this kernel', source: 'default', ref: '5.1 (5.2)', kernel: '/proc/PID/attr/apparmor/current' });
+  const aa = lsms.includes('apparmor') ? spec.process.apparmorProfile : undefined;
+  const aaOn = Boolean(aa && aa !== 'unconfined' && !(privileged && aa === APPARMOR_DEFAULT));
+  row({ control: 'AppArmor', on: aaOn, value: !lsms.includes('apparmor') ? 'not active on this kernel' : aaOn ? `profile ${aa}` : 'unconfined', source: origin(input, sec.some((o) => /^apparmor/.test(o)) ? '--security-opt apparmor' : privFlag), ref: '5.1 (5.2)', kernel: '/proc/PID/attr/apparmor/current' });
   row({ control: 'SELinux', on: false, value: lsms.includes('selinux') ? 'no label (tsrun sets none)' : 'not active on this kernel', source: 'default', ref: '5.2 (5.3)', kernel: '/proc/PID/attr/current' });
+  const ll = spec.annotations?.[LANDLOCK_ANNOTATION];
+  const llRules = ll ? (JSON.parse(ll) as Record<string, unknown>) : undefined;
+  row({
+    control: 'Landlock',
+    on: Boolean(ll),
+    value: llRules ? ['read', 'write', 'execute'].map((g) => `${g} ${((llRules[g] as string[] | undefined) ?? []).join(',') || '-'}`).join('; ') : 'none',
+    source: origin(input, sec.some((o) => /^landlock/.test(o)) ? '--security-opt landlock' : undefined),
+    ref: '-',
+    kernel: 'no /proc field: a denied access fails with EACCES',
+  });
   return rows;
 }
 

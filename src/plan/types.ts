@@ -25,6 +25,9 @@ import type { Spec } from '../spec/types.js';
  *  - caps: capset after the uid change, because setresuid clears the effective set.
  *  - nnp: no_new_privs before seccomp (seccomp(2): unprivileged filters need it).
  *  - wait-start: OCI create/start split.
+ *  - landlock: landlock_restrict_self needs no_new_privs (or CAP_SYS_ADMIN), so after nnp;
+ *    after wait-start, whose fifo is a host path no container rule could allow; before
+ *    seccomp, so the filter need not allow the landlock calls.
  *  - seccomp: last, so the filter does not have to allow the runtime's own set-up calls.
  *  - start-hooks: OCI startContainer hooks, after start and before the command, so with the
  *    container's credentials and filter (runc runs them at the same point).
@@ -45,6 +48,7 @@ export const CHILD_PHASES = [
   'caps',
   'nnp',
   'wait-start',
+  'landlock',
   'seccomp',
   'start-hooks',
   'exec',
@@ -104,7 +108,11 @@ export type ParentAction =
   | { action: 'bridge-port'; containerId: string; isolated: boolean }
   | { action: 'go' }
   /** src/runtime/hooks.ts: an OCI hook run by tsrun in the runtime namespaces */
-  | { action: 'hook'; kind: 'prestart' | 'createRuntime' | 'poststart' | 'poststop'; index: number; hook: import('../controls/hooks.js').Hook };
+  | { action: 'hook'; kind: 'prestart' | 'createRuntime' | 'poststart' | 'poststop'; index: number; hook: import('../controls/hooks.js').Hook }
+  /** src/controls/mac.ts ensureAppArmorProfile: load tsrun's built-in profile with apparmor_parser when the kernel lacks it */
+  | { action: 'apparmor-load'; profile: string; policy: string }
+  /** src/controls/mac.ts relabel: a volume's :z/:Z */
+  | { action: 'selinux-relabel'; path: string; label: string };
 
 interface StepMeta {
   /** the control this step serves, e.g. `namespaces`, `readonly-rootfs` */

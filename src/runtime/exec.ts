@@ -34,7 +34,7 @@ import { isAlive, statusOf } from './state.js';
 // -u 1000 container). The engine decides; `tsrun exec --explain` shows the difference.
 
 /** The container-plan operations an exec repeats; mounts, pivot and hostname are the container's already. */
-const EXEC_OPS = new Set<OpName>(['SETSID', 'JOIN_KEYRING', 'CONSOLE', 'SETRLIMIT', 'OOM_SCORE_ADJ', 'KEEPCAPS', 'CAPBSET', 'SETGROUPS', 'SETRESGID', 'SETRESUID', 'CAPSET', 'NO_NEW_PRIVS', 'SECCOMP', 'CHDIR', 'EXEC']);
+const EXEC_OPS = new Set<OpName>(['SETSID', 'JOIN_KEYRING', 'CONSOLE', 'SETRLIMIT', 'OOM_SCORE_ADJ', 'KEEPCAPS', 'CAPBSET', 'SETGROUPS', 'SETRESGID', 'SETRESUID', 'CAPSET', 'LSM_EXEC', 'NO_NEW_PRIVS', 'LANDLOCK', 'SECCOMP', 'CHDIR', 'EXEC']);
 
 /**
  * setns order: the user namespace first (it grants the capabilities to enter the others),

@@ -6,6 +6,7 @@ import { nativeKernel } from '../kernel/native.js';
 import { runCgroupAction } from '../controls/cgroups/manager.js';
 import { runCniAction, runNamesAction, runPortAction } from '../network/cni.js';
 import { ensureBridge } from '../network/store.js';
+import { ensureAppArmorProfile, relabel } from '../controls/mac.js';
 import { removeTree as removeTreeIteratively } from './remove-tree.js';
 
 /**
@@ -50,6 +51,12 @@ export function execParentStep(step: ParentStep, pid?: number, opts: { bornInCgr
         return;
       case 'network-names':
         runNamesAction(step);
+        return;
+      case 'apparmor-load':
+        ensureAppArmorProfile(step.profile, step.policy);
+        return;
+      case 'selinux-relabel':
+        relabel(step.path, step.label);
         return;
       case 'clone':
       case 'go':

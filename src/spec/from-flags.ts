@@ -1,4 +1,4 @@
-import { readLsms } from '../runtime/host.js';
+import { relabelRefusal } from '../controls/mac.js';
 import { readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import { UsageError, UnsupportedError } from '../errors.js';
@@ -97,10 +97,9 @@ export function parseVolume(v: string, flag = '--volume'): Mount {
   for (const o of mode.split(',')) {
     if (o === 'ro' || o === 'rw') options.push(o);
     else if (o === 'z' || o === 'Z') {
-      const { lsms, source } = readLsms();
-      throw new UnsupportedError(
-        `${flag} ${JSON.stringify(v)}: :${o} relabels for SELinux, which ${lsms.includes('selinux') ? 'is active but tsrun does not label yet' : `is not active on this kernel (active LSMs: ${lsms.join(', ') || 'unknown'}, from ${source})`}`,
-      );
+      const refused = relabelRefusal(flag, v, o);
+      if (refused) throw refused;
+      options.push(o); // src/controls/mac.ts relabels the source before the container starts
     }
     else throw new UsageError(`${flag} ${JSON.stringify(v)}: unknown option ${JSON.stringify(o)} (ro or rw)`);
   }

@@ -171,5 +171,60 @@ await test('tsrun run --pids-limit 20 holds a fork bomb on v2 and removes its cg
   return `pids.max 20 inside, ${out[1]}, cgroup as ${out[2]}; image copy ${copyMs} ms, tsrun run ${runMs} ms`;
 });
 
+// AppArmor is active in this guest (Debian's kernel; cgroup-v2-vm.md) and apparmor_parser
+// comes from the host's root over 9p. Each check runs with and without the profile.
+const tsrunBin = () => join(new URL('../..', import.meta.url).pathname, 'bin/tsrun');
+const guestEnv = () => ({ ...process.env, TSRUN_DATA: '/tmp/tsrun-data', TSRUN_ROOT: '/tmp/tsrun-run' });
+// mount needs CAP_SYS_ADMIN and a seccomp filter that lets it through; sysrq-trigger needs the
+// masked/read-only /proc paths off (else EROFS comes first): only AppArmor is left to refuse.
+const AA_SCRIPT = 'cat /proc/self/attr/apparmor/current; mount -t tmpfs t /tmp; echo mount=$?; echo h > /proc/sysrq-trigger; echo sysrq=$?';
+const AA_FLAGS = ['--cap-add', 'SYS_ADMIN', '--security-opt', 'seccomp=unconfined', '--security-opt', 'systempaths=unconfined'];
+
+await test('AppArmor: tsrun-default is loaded and denies mount and /proc/sysrq-trigger with EACCES; apparmor=unconfined does not', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const lsm = read('/sys/kernel/security/lsm').trim();
+  check(lsm.split(',').includes('apparmor'), `LSMs ${lsm}`);
+  const on = spawnSync(tsrunBin(), ['run', '--rm', ...AA_FLAGS, 'busybox', 'sh', '-c', AA_SCRIPT], { env: guestEnv(), encoding: 'utf8', timeout: 120000 });
+  check(on.status === 0, `exit ${on.status}: ${on.stderr.slice(-500)}`);
+  check(/^tsrun-default \(enforce\)$/m.test(on.stdout), `attr/current: ${on.stdout}`);
+  check(/^mount=(?!0)\d+$/m.test(on.stdout) && /mount: .*Permission denied/.test(on.stderr), `mount: ${on.stdout} ${on.stderr}`);
+  check(/^sysrq=1$/m.test(on.stdout) && /sysrq-trigger: Permission denied/.test(on.stderr), `sysrq: ${on.stdout} ${on.stderr}`);
+  check(/^tsrun-default \(enforce\)$/m.test(read('/sys/kernel/security/apparmor/profiles')), 'profile not in the kernel');
+  const off = spawnSync(tsrunBin(), ['run', '--rm', ...AA_FLAGS, '--security-opt', 'apparmor=unconfined', 'busybox', 'sh', '-c', AA_SCRIPT], { env: guestEnv(), encoding: 'utf8', timeout: 120000 });
+  check(off.status === 0, `exit ${off.status}: ${off.stderr.slice(-500)}`);
+  check(/^unconfined$/m.test(off.stdout), `attr/current unconfined: ${off.stdout}`);
+  check(/^mount=0$/m.test(off.stdout) && /^sysrq=0$/m.test(off.stdout), `unconfined: ${off.stdout} ${off.stderr}`);
+  return `${on.stdout.split('\n')[0]}: mount and sysrq denied; unconfined: allowed`;
+});
+
+await test('AppArmor: a bundle\'s process.apparmorProfile is honoured, and an exec gets it too', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const root = new URL('../..', import.meta.url).pathname;
+  const b = '/tmp/aa-bundle';
+  mkdirSync(join(b, 'rootfs'), { recursive: true });
+  const t = spawnSync('tar', ['-xf', join(root, 'test/.cache/vm/busybox-rootfs.tar'), '-C', join(b, 'rootfs')], { encoding: 'utf8' });
+  check(t.status === 0, `tar: ${t.stderr}`);
+  writeFileSync(join(b, 'config.json'), JSON.stringify({
+    ociVersion: '1.2.0',
+    process: { user: { uid: 0, gid: 0 }, args: ['sh', '-c', 'cat /proc/self/attr/apparmor/current; sleep 30'], cwd: '/', env: ['PATH=/bin:/sbin:/usr/bin'], apparmorProfile: 'tsrun-default' },
+    root: { path: 'rootfs' },
+    mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+    linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }] },
+  }));
+  const name = 'aa-bundle';
+  const r = spawnSync(tsrunBin(), ['run', '-d', '--name', name, '--bundle', b], { env: guestEnv(), encoding: 'utf8', timeout: 120000 });
+  check(r.status === 0, `run -d: ${r.status} ${r.stderr}`);
+  try {
+    const x = spawnSync(tsrunBin(), ['exec', name, 'cat', '/proc/self/attr/apparmor/current'], { env: guestEnv(), encoding: 'utf8', timeout: 120000 });
+    check(x.status === 0 && x.stdout.trim() === 'tsrun-default (enforce)', `exec: ${x.status} ${x.stdout} ${x.stderr}`);
+    const logs = spawnSync(tsrunBin(), ['logs', name], { env: guestEnv(), encoding: 'utf8', timeout: 60000 });
+    check(logs.stdout.trim() === 'tsrun-default (enforce)', `bundle process: ${logs.stdout} ${logs.stderr}`);
+  } finally {
+    spawnSync(tsrunBin(), ['rm', '-f', name], { env: guestEnv(), encoding: 'utf8', timeout: 60000 });
+  }
+  return 'bundle process and its exec: tsrun-default (enforce)';
+});
+
 console.log(`1..${n}`);
 process.exit(failures);

@@ -4,7 +4,7 @@
 // needs with apt-get, so a fresh CI machine can run it.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const PROJECT = resolve(new URL('../..', import.meta.url).pathname);
@@ -23,10 +23,11 @@ function have(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 }
 
-/** qemu-system-x86_64 and a static busybox, from Debian packages when absent. */
+/** qemu-system-x86_64, a static busybox and apparmor_parser, from Debian packages when absent. */
 export function ensureTools(): void {
   const staticBusybox = existsSync('/bin/busybox') && /not a dynamic executable|statically linked/.test(spawnSync('ldd', ['/bin/busybox'], { encoding: 'utf8' }).stdout + spawnSync('ldd', ['/bin/busybox'], { encoding: 'utf8' }).stderr);
-  const pkgs = [...(have('qemu-system-x86_64') ? [] : ['qemu-system-x86']), ...(staticBusybox ? [] : ['busybox-static'])];
+  // apparmor: apparmor_parser, which the guest (AppArmor active) runs from the shared root
+  const pkgs = [...(have('qemu-system-x86_64') ? [] : ['qemu-system-x86']), ...(staticBusybox ? [] : ['busybox-static']), ...(have('apparmor_parser') ? [] : ['apparmor'])];
   if (pkgs.length) {
     if (process.getuid?.() !== 0) throw new Error(`the VM harness needs ${pkgs.join(', ')} (apt-get install needs root)`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
@@ -152,7 +153,7 @@ export interface GuestResult {
  * Boots the guest and runs `script` (a path inside the project) as root with cgroup2 at
  * /sys/fs/cgroup. TCG only: KVM hangs on these hosts (cgroup-v2-vm.md).
  */
-export function runGuest(script: string, opts: { timeoutMs?: number; memMB?: number; cpus?: number } = {}): Promise<GuestResult> {
+export function runGuest(script: string, opts: { timeoutMs?: number; memMB?: number; cpus?: number; /** extra kernel parameters (e.g. an LSM choice; name=value ones reach the guest's environment) */ append?: string } = {}): Promise<GuestResult> {
   ensureTools();
   const kernel = ensureKernel();
   const initrd = ensureInitramfs(kernel);
@@ -161,7 +162,7 @@ export function runGuest(script: string, opts: { timeoutMs?: number; memMB?: num
     '-accel', 'tcg,thread=multi', '-m', String(opts.memMB ?? 1024), '-smp', String(opts.cpus ?? 2),
     '-kernel', kernel.vmlinuz, '-initrd', initrd,
     // unknown name=value parameters reach init as environment; words after -- as its argv
-    '-append', `console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init tsrun_project=${PROJECT} -- ${script}`,
+    '-append', `console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init ${opts.append ? `${opts.append} ` : ''}tsrun_project=${PROJECT} -- ${script}`,
     '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
     '-virtfs', `local,path=${PROJECT},mount_tag=project,security_model=none,multidevs=remap`,
     '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04',
@@ -188,3 +189,37 @@ export function runGuest(script: string, opts: { timeoutMs?: number; memMB?: num
   });
 }
 
+
+/**
+ * A binary SELinux policy for the guest: Debian's refpolicy (selinux-policy-default) plus
+ * tsrun's test module (test/vm/selinux/tsrun.te: container_t, container_file_t, MCS), built on
+ * the host into the cache with the refpolicy headers (selinux-policy-dev) and `semodule -p`, so
+ * the host's own /etc/selinux and /var/lib/selinux are only read. Returns its path; the guest
+ * loads it with one write to /sys/fs/selinux/load (selinuxfs takes the policy in one write).
+ */
+export function ensureSelinuxPolicy(): string {
+  const src = join(PROJECT, 'test/vm/selinux/tsrun.te');
+  const key = createHash('sha256').update(readFileSync(src)).digest('hex').slice(0, 12);
+  const dir = join(CACHE, `selinux-${key}`);
+  const policy = join(dir, 'root/etc/selinux/default/policy/policy.33');
+  if (existsSync(policy)) return policy;
+  if (!existsSync('/usr/share/selinux/devel/Makefile') || !existsSync('/var/lib/selinux/default') || !have('semodule')) {
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    const pkgs = ['selinux-policy-default', 'selinux-policy-dev', 'semodule-utils', 'policycoreutils'];
+    const r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { encoding: 'utf8', env });
+    if (r.status !== 0) throw new Error(`apt-get install ${pkgs.join(' ')} failed: ${r.stderr}`);
+  }
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, 'build'), { recursive: true });
+  copyFileSync(src, join(dir, 'build/tsrun.te'));
+  writeFileSync(join(dir, 'build/tsrun.fc'), '');
+  writeFileSync(join(dir, 'build/tsrun.if'), '');
+  sh('make', ['-s', '-f', '/usr/share/selinux/devel/Makefile', 'tsrun.pp'], { cwd: join(dir, 'build') });
+  mkdirSync(join(dir, 'root/var/lib'), { recursive: true });
+  mkdirSync(join(dir, 'root/etc'), { recursive: true });
+  sh('cp', ['-a', '/var/lib/selinux', join(dir, 'root/var/lib/')]);
+  sh('cp', ['-a', '/etc/selinux', join(dir, 'root/etc/')]);
+  sh('semodule', ['-p', join(dir, 'root'), '-i', join(dir, 'build/tsrun.pp')]);
+  if (!existsSync(policy)) throw new Error(`semodule -p left no ${policy}`);
+  return policy;
+}

@@ -9,6 +9,8 @@ import { displayName, familiarTagged, shortId, type ContentStore } from '../imag
 import type { ImageConfig } from '../image/types.js';
 import { imagesDir, type Paths } from '../runtime/paths.js';
 import { listEntries } from '../runtime/state.js';
+import { loadConfig, type LoadedConfig } from '../config/index.js';
+import type { ClientOptions } from '../image/registry.js';
 
 // The image verbs: pull, images, rmi, import, tag, image inspect|prune|ls|rm|pull|import|tag.
 
@@ -59,6 +61,11 @@ export function insecureList(flags: string[] | undefined, env = process.env): st
   return list;
 }
 
+/** What a pull needs from the flags and the config file: plain-http registries and Hub mirrors. */
+export function registryOptions(flags: string[] | undefined, cfg: LoadedConfig, env = process.env): Pick<ClientOptions, 'insecure' | 'mirrors' | 'configPath'> {
+  return { insecure: [...insecureList(flags, env), ...(cfg.config['insecure-registries'] ?? [])], mirrors: cfg.config['registry-mirrors'] ?? [], configPath: cfg.path };
+}
+
 function human(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}GB`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)}MB`;
@@ -81,11 +88,11 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('')).join('\n') + '\n';
 }
 
-async function pullVerb(ref: string, o: { insecureRegistry?: string[]; platform?: string; quiet?: boolean }, paths: Paths): Promise<number> {
+async function pullVerb(ref: string, o: { insecureRegistry?: string[]; platform?: string; quiet?: boolean; config?: string }, paths: Paths): Promise<number> {
   const store = storeOf(paths);
   const progress = o.quiet ? undefined : progressReporter(1, Boolean(process.stdout.isTTY));
   const platform = parsePlatform(o.platform);
-  const rec = await pull(store, ref, { insecure: insecureList(o.insecureRegistry), ...(progress ? { progress } : {}), ...(platform ? { platform } : {}) });
+  const rec = await pull(store, ref, { ...registryOptions(o.insecureRegistry, loadConfig(o.config)), ...(progress ? { progress } : {}), ...(platform ? { platform } : {}) });
   if (o.quiet) out(`${rec.names[0] ? familiarTagged(rec.names[0]) : rec.digest}\n`);
   return 0;
 }
@@ -174,6 +181,7 @@ export function registerImageCommands(program: Command, paths: () => Paths, setE
       .argument('<image>', 'NAME[:TAG|@DIGEST], e.g. alpine, alpine:3.20, localhost:5000/app@sha256:…')
       .option('--insecure-registry <host:port>', 'use plain http for this registry (repeatable; meant for loopback)', collect)
       .option('--platform <os/arch>', 'the platform to pick from an image index (default: this host)')
+      .option('--config <file>', 'host-wide config: its "registry-mirrors" and "insecure-registries" (default /etc/tsrun/config.json, or $TSRUN_CONFIG)')
       .option('-q, --quiet', 'no progress; print the image name')
       .action(async (ref: string, o) => setExit(await pullVerb(ref, o, paths())));
   const imagesCmd = (c: Command) =>

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { TsrunError, UnsupportedError } from '../errors.js';
@@ -61,11 +62,69 @@ export function parseChallenge(h: string): { scheme: string; params: Record<stri
 }
 
 export interface ClientOptions {
-  /** host:port pairs reached over plain http */
+  /**
+   * registries reached over plain http: host[:port] or a CIDR (daemon.json's
+   * "insecure-registries"); loopback is always among them, as docker's default
+   */
   insecure?: string[];
+  /** daemon.json's "registry-mirrors": base URLs tried in order for Docker Hub images */
+  mirrors?: string[];
+  /** the config file the mirrors and insecure registries came from (named in errors) */
+  configPath?: string;
   credentials?: Credentials;
   /** ms without progress before a request is abandoned */
   timeout?: number;
+}
+
+/** The endpoint a client talks to: the image's registry, or a mirror of Docker Hub. */
+export interface Endpoint {
+  /** scheme://host[:port] */
+  base: string;
+  /** set for a registry mirror: its URL as configured */
+  mirror?: string;
+}
+
+// Docker marks 127.0.0.0/8 and ::1 insecure by default (registry.ServiceOptions): a registry
+// on loopback does not leave the host, so plain http there exposes nothing on the wire.
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/** host[:port] or [v6]:port → the host part without brackets */
+export function hostOf(hostport: string): string {
+  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(hostport);
+  if (m) return m[1]!;
+  const i = hostport.lastIndexOf(':');
+  return i > 0 && hostport.indexOf(':') === i ? hostport.slice(0, i) : hostport;
+}
+
+/**
+ * Whether a registry (host[:port]) is reached over plain http: loopback always; else when
+ * it, its host name, or a CIDR containing its address is in `list` (docker's meaning of
+ * "insecure-registries", without its DNS lookup of names: only literal addresses match a CIDR).
+ */
+export function isInsecure(registry: string, list: string[] = []): boolean {
+  const host = hostOf(registry);
+  const fam = isIP(host);
+  if (host === 'localhost' || (fam && LOOPBACK.check(host, fam === 4 ? 'ipv4' : 'ipv6'))) return true;
+  for (const e of list) {
+    if (e === registry || e === host) return true;
+    const c = /^(.+)\/(\d{1,3})$/.exec(e);
+    if (c && fam && isIP(c[1]!) === fam) {
+      const b = new BlockList();
+      b.addSubnet(c[1]!, Number(c[2]), fam === 4 ? 'ipv4' : 'ipv6');
+      if (b.check(host, fam === 4 ? 'ipv4' : 'ipv6')) return true;
+    }
+  }
+  return false;
+}
+
+/** The endpoints a pull tries in order: Docker Hub's mirrors first, then the registry itself. */
+export function endpointsFor(ref: Reference, opts: ClientOptions = {}): Endpoint[] {
+  const own: Endpoint = { base: `${isInsecure(ref.registry, opts.insecure) ? 'http' : 'https'}://${registryHost(ref.registry)}` };
+  // docker applies registry-mirrors to Docker Hub only
+  if (ref.registry !== 'docker.io') return [own];
+  return [...(opts.mirrors ?? []).map((m) => ({ base: new URL(m).origin, mirror: m })), own];
 }
 
 export class RegistryClient {
@@ -75,17 +134,30 @@ export class RegistryClient {
   constructor(
     readonly ref: Reference,
     readonly opts: ClientOptions = {},
+    readonly endpoint: Endpoint = endpointsFor(ref, opts).at(-1)!,
   ) {
-    const host = registryHost(ref.registry);
-    const insecure = (opts.insecure ?? []).includes(ref.registry);
-    this.base = `${insecure ? 'http' : 'https'}://${host}`;
+    this.base = endpoint.base;
     const c = opts.credentials;
     if (c?.bearer) this.token = c.bearer;
     if (c?.username !== undefined) this.basic = `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`).toString('base64')}`;
   }
 
   private where(): string {
-    return `${this.ref.registry}/${this.ref.repository}`;
+    return `${this.ref.registry}/${this.ref.repository}${this.endpoint.mirror ? ` (mirror ${this.endpoint.mirror})` : ''}`;
+  }
+
+  /**
+   * OpenSSL's "wrong version number" is what an https request gets from a server that
+   * speaks plain http: say so, and name the setting that would use http instead.
+   */
+  private tlsHint(url: string, code: string | undefined): string | undefined {
+    if (code !== 'ERR_SSL_WRONG_VERSION_NUMBER' && code !== 'ERR_SSL_PACKET_LENGTH_TOO_LONG') return undefined;
+    const u = new URL(url);
+    const file = this.opts.configPath ?? '/etc/tsrun/config.json';
+    const fix = this.endpoint.mirror
+      ? `if it is a plain-http mirror, write it as "http://${u.host}" in "registry-mirrors" of ${file}`
+      : `if it is a plain-http registry, pass --insecure-registry ${u.host} or add "${u.host}" to "insecure-registries" in ${file}`;
+    return `${u.host} answered an https request in plain http (TLS handshake failed: ${code}): ${fix}`;
   }
 
   /** One request with auth and manual redirects; a 401 triggers the token dance once. */
@@ -114,6 +186,8 @@ export class RegistryClient {
         res = await fetch(url, { headers, redirect: 'manual', ...(signal ? { signal } : {}) });
       } catch (e) {
         const c = (e as { cause?: { code?: string; message?: string } }).cause;
+        const hint = this.tlsHint(url, c?.code);
+        if (hint) throw new RegistryError(`${this.where()}: ${hint}`, { cause: e });
         const why = c?.message ?? (e as Error).message;
         throw new RegistryError(`${this.where()}: cannot reach ${new URL(url).host}: ${c?.code && !why.includes(c.code) ? `${c.code} ` : ''}${why}`, { cause: e });
       }

@@ -5,7 +5,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import net from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, describeKernel, inCI, leaks, testEnv, tsrun } from './helpers.js';
@@ -240,6 +241,91 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
     } finally {
       await sreg?.stop();
       await ts?.stop();
+    }
+  });
+
+  it('issue 16.1: `tsrun run --pids-limit 50 --read-only alpine sh` pulls alpine through "registry-mirrors" (plain http on loopback)', () => {
+    // no internet: the mirror is the suite's registry, holding an image named library/alpine
+    writeLayout(join(work, 'alpine'), 'latest', [{ layers: [base, layerFromTar(rawTar([{ name: 'etc/alpine-release', body: '3.99.0-test\n' }]))], config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin'] } }]);
+    push(join(work, 'alpine'), 'latest', `${reg.host}/library/alpine:latest`);
+    const cfg = join(work, 'mirror.json');
+    writeFileSync(cfg, JSON.stringify({ 'registry-mirrors': [`http://${reg.host}`] }));
+    const fresh = join(work, 'data-mirror');
+    // no --insecure-registry and no TSRUN_INSECURE_REGISTRIES: the mirror URL's scheme says http
+    const e = { TSRUN_DATA: fresh, TSRUN_CONFIG: cfg, DOCKER_CONFIG: join(work, 'docker') };
+    const ids = () => new Set((JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout || '[]') as { id: string }[]).map((c) => c.id));
+    const before = ids();
+    try {
+      // exactly as written: without -i, as docker's, sh gets no stdin and exits 0 at once
+      const r = tsrun(['run', '--pids-limit', '50', '--read-only', 'alpine', 'sh'], { env: e, input: 'echo not-read\n', timeout: 60_000 });
+      expect(r.stderr).toContain("Unable to find image 'alpine:latest' locally");
+      expect(r.stderr).not.toMatch(/tsrun: /);
+      expect(r.stdout).toBe('');
+      expect(r.code).toBe(0);
+      // the same with -i reads the commands: alpine's file, a read-only root, the pids limit
+      const i = tsrun(['run', '--rm', '-i', '--pids-limit', '50', '--read-only', 'alpine', 'sh'], { env: e, input: 'cat /etc/alpine-release; touch /x 2>/dev/null || echo read-only; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; exit 0\n', timeout: 60_000 });
+      expect(i.stderr).toBe('');
+      expect(i.stdout).toBe('3.99.0-test\nread-only\n50\n');
+      expect(i.code).toBe(0);
+      const imgs = JSON.parse(tsrun(['images', '--format', 'json'], { env: e }).stdout) as { repository: string; tag: string }[];
+      expect(imgs).toContainEqual(expect.objectContaining({ repository: 'alpine', tag: 'latest' }));
+      // a bad mirror key is named with its file
+      writeFileSync(cfg, JSON.stringify({ 'registry-mirrors': ['ftp://x'] }));
+      const bad = tsrun(['pull', 'alpine'], { env: e });
+      expect(bad.code).toBe(125);
+      expect(bad.stderr).toBe(`tsrun: ${cfg}: "registry-mirrors[0]": "ftp://x": the scheme must be http or https\n`);
+    } finally {
+      for (const id of ids()) if (!before.has(id)) tsrun(['rm', '-f', id]);
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  it('issue 16.1: loopback registries are plain http without a flag, as docker\'s 127.0.0.0/8 default', () => {
+    const fresh = join(work, 'data-loopback');
+    writeFileSync(join(work, 'empty.json'), '{}');
+    try {
+      const r = tsrun(['pull', '-q', `${reg.host}/test/app:v1`], { env: { TSRUN_DATA: fresh, DOCKER_CONFIG: join(work, 'docker'), TSRUN_CONFIG: join(work, 'empty.json') } });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  it('issue 16.1: https to a plain-http registry says so and names --insecure-registry / "insecure-registries" (not OpenSSL\'s raw error)', async () => {
+    // a non-loopback address of this host: not insecure by default
+    const addr = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+    expect(addr, 'a non-loopback IPv4 address on this host').toBeTruthy();
+    const proxy = net.createServer((c) => {
+      const up = net.connect(reg.port, '127.0.0.1');
+      c.pipe(up).pipe(c);
+      c.on('error', () => up.destroy());
+      up.on('error', () => c.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, addr, r));
+    const host = `${addr}:${(proxy.address() as net.AddressInfo).port}`;
+    const cfg = join(work, 'insecure.json');
+    const fresh = join(work, 'data-tls');
+    const e = { TSRUN_DATA: fresh, TSRUN_CONFIG: cfg, DOCKER_CONFIG: join(work, 'docker') };
+    try {
+      writeFileSync(cfg, '{}');
+      const r = await runAsync(['pull', `${host}/test/app:v1`], e);
+      expect(r.code).toBe(125);
+      expect(r.stderr).toBe(`tsrun: ${host}/test/app: ${host} answered an https request in plain http (TLS handshake failed: ERR_SSL_WRONG_VERSION_NUMBER): if it is a plain-http registry, pass --insecure-registry ${host} or add "${host}" to "insecure-registries" in ${cfg}\n`);
+      // the key, as a CIDR, makes it work
+      writeFileSync(cfg, JSON.stringify({ 'insecure-registries': [`${addr}/32`] }));
+      const ok = await runAsync(['pull', '-q', `${host}/test/app:v1`], e);
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+      // a mirror written with https: the hint names "registry-mirrors"
+      writeFileSync(cfg, JSON.stringify({ 'registry-mirrors': [`https://${reg.host}`] }));
+      const m = await runAsync(['pull', 'alpine'], e);
+      expect(m.code).toBe(125);
+      expect(m.stderr).toContain(`write it as "http://${reg.host}" in "registry-mirrors" of ${cfg}`);
+      expect(m.stderr).not.toMatch(/ssl3_get_record|SSL routines/);
+    } finally {
+      proxy.close();
+      rmSync(fresh, { recursive: true, force: true });
     }
   });
 

@@ -5,7 +5,7 @@ import { applyChange, importPath } from '../image/import.js';
 import { LocalStore } from '../image/local-store.js';
 import { canonicalName, familiarRepo, parseReference, splitTagged } from '../image/reference.js';
 import { progressReporter, pull, type PullOptions } from '../image/pull.js';
-import { displayName, familiarTagged, shortId, type ContentStore } from '../image/store.js';
+import { displayName, familiarTagged, repoDigestFor, shortId, type ContentStore } from '../image/store.js';
 import type { ImageConfig } from '../image/types.js';
 import { imagesDir, type Paths } from '../runtime/paths.js';
 import { listEntries } from '../runtime/state.js';
@@ -103,7 +103,9 @@ async function imagesVerb(o: { format?: string; quiet?: boolean; digests?: boole
   const rows = recs.flatMap((r) =>
     (r.names.length ? r.names : ['<none>:<none>']).map((n) => {
       const { repo, tag } = n === '<none>:<none>' ? { repo: '<none>', tag: '<none>' } : splitTagged(n);
-      return { repository: repo === '<none>' ? repo : familiarRepo(repo), tag, id: r.config, digest: r.digest, created: r.created ?? '', size: store.size(r), source: r.source, platform: r.platform ?? '' };
+      // the digest this row's repository knows the image by, as docker's: never another repository's
+      const digest = (repo !== '<none>' ? repoDigestFor(r, repo) : r.repoDigests[0]?.replace(/^.*@/, '')) ?? '<none>';
+      return { repository: repo === '<none>' ? repo : familiarRepo(repo), tag, id: r.config, digest, manifest: r.digest, created: r.created ?? '', size: store.size(r), source: r.source, platform: r.platform ?? '' };
     }),
   );
   rows.sort((a, b) => a.repository.localeCompare(b.repository) || a.tag.localeCompare(b.tag));
@@ -150,7 +152,7 @@ async function inspectVerb(refs: string[], paths: Paths): Promise<number> {
     res.push({
       Id: r.config,
       RepoTags: r.names.map(familiarTagged),
-      RepoDigests: r.repos.map((repo) => `${familiarRepo(repo)}@${r.index ?? r.digest}`),
+      RepoDigests: r.repoDigests.map((d) => familiarRepo(d.slice(0, d.indexOf('@'))) + d.slice(d.indexOf('@'))),
       ManifestDigest: r.digest,
       Created: cfg.created ?? r.created ?? '',
       Architecture: cfg.architecture ?? '',

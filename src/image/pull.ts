@@ -194,9 +194,8 @@ async function pullLeased(store: ContentStore, input: string, opts: PullOptions)
     config: manifest.config.digest,
     layers: manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, diffId: diffIds[i]! })),
     names: ref.tag ? [canonicalName({ ...ref, digest: undefined } as Reference)] : [],
-    repos: [repoName(ref)],
+    repoDigests: [`${repoName(ref)}@${indexDigest ?? m.digest}`],
     source: 'pull',
-    ...(indexDigest ? { index: indexDigest } : {}),
     ...(config.created ? { created: config.created } : {}),
     platform: `${config.os ?? '?'}/${config.architecture ?? '?'}`,
   });

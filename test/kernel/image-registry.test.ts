@@ -329,6 +329,42 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
     }
   });
 
+  it('issue 16.4: a digest belongs to its repository: RepoDigests, images --digests and run repo@digest never borrow another repository\'s', async () => {
+    // the amd64 manifest of test/multi's index, pushed alone to test/single: one manifest, two repositories
+    const arch = layerFromTar(rawTar([{ name: 'arch', body: 'amd64\n' }]));
+    const m = writeLayout(join(work, 'single'), 'v1', [{ layers: [base, arch], config: { Cmd: ['cat', '/arch'] }, architecture: 'amd64' }]);
+    push(join(work, 'single'), 'v1', `${reg.host}/test/single:v1`);
+    const x = (JSON.parse(readFileSync(join(work, 'multi', 'index.json'), 'utf8')) as { manifests: { digest: string }[] }).manifests[0]!.digest;
+    const fresh = join(work, 'data-digests');
+    const e = { ...env, TSRUN_DATA: fresh };
+    const u = (args: string[]) => tsrun(args, { env: e, timeout: 60_000 });
+    try {
+      expect(u(['pull', '-q', `${reg.host}/test/single:v1`]).code).toBe(0);
+      expect(u(['pull', '-q', `${reg.host}/test/multi:v1`]).code).toBe(0);
+      const ins = JSON.parse(u(['image', 'inspect', `${reg.host}/test/single:v1`]).stdout)[0];
+      expect(ins.ManifestDigest).toBe(m); // the same manifest: one record
+      expect(ins.RepoDigests.sort()).toEqual([`${reg.host}/test/multi@${x}`, `${reg.host}/test/single@${m}`].sort());
+      // the registry agrees: test/single has no manifest ${x}
+      const r404 = await fetch(`http://${reg.host}/v2/test/single/manifests/${x}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+      expect(r404.status).toBe(404);
+      const rows = JSON.parse(u(['images', '--format', 'json']).stdout) as { repository: string; digest: string }[];
+      expect(rows.find((r) => r.repository === `${reg.host}/test/single`)?.digest).toBe(m);
+      expect(rows.find((r) => r.repository === `${reg.host}/test/multi`)?.digest).toBe(x);
+      expect(u(['images', '--digests']).stdout).toMatch(new RegExp(`test/single\\s+v1\\s+${m}\\s`));
+      // run repo@digest: what each repository has, and not what it never had
+      expect(u(['run', '--rm', '--pull', 'never', `${reg.host}/test/multi@${x}`]).stdout).toBe('amd64\n');
+      expect(u(['run', '--rm', '--pull', 'never', `${reg.host}/test/multi@${m}`]).stdout).toBe('amd64\n');
+      const never = u(['run', '--rm', '--pull', 'never', `${reg.host}/test/single@${x}`]);
+      expect(never.code).toBe(125);
+      expect(never.stderr).toMatch(/unknown image/);
+      const missing = u(['run', '--rm', `${reg.host}/test/single@${x}`]);
+      expect(missing.code).toBe(125);
+      expect(missing.stderr).toMatch(/HTTP 404 MANIFEST_UNKNOWN/);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
   it('rmi is refused while a container uses the image, -f untags it; prune then frees it', () => {
     // an image of its own: no other name shares its manifest
     writeLayout(join(work, 'rmi'), 'v1', [{ layers: [base, layerFromTar(rawTar([{ name: 'marker', body: 'rmi\n' }]))], config: { Cmd: ['true'] } }]);

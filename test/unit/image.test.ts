@@ -307,8 +307,32 @@ describe('store records', () => {
     try {
       const store = new ContentStore(d);
       const config = store.writeBlob(Buffer.from(JSON.stringify({ os: 'linux', architecture: 'amd64', config: {} })));
-      const rec = await store.record({ digest: config, config, layers: [{ digest: config, size: 1, mediaType: MEDIA.ociLayer, diffId: config }], names: ['docker.io/library/old:1'], repos: [], source: 'import' });
+      const rec = await store.record({ digest: config, config, layers: [{ digest: config, size: 1, mediaType: MEDIA.ociLayer, diffId: config }], names: ['docker.io/library/old:1'], repoDigests: [], source: 'import' });
       expect(() => store.resolved(rec)).toThrow(/^image old:1: its config has no rootfs\.diff_ids: tsrun rmi it, and import or pull it again$/);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('repository digests (issue 16.4)', () => {
+  it('an older images.json (repos + one index per manifest) reads as per-repository digests: the index only when one repository had it', () => {
+    const d = mkdtempSync(join(tmpdir(), 'tsrun-store-'));
+    const M = `sha256:${'a'.repeat(64)}`;
+    const X = `sha256:${'b'.repeat(64)}`;
+    try {
+      const base = { config: M, layers: [], names: [], source: 'pull', added: '' };
+      writeFileSync(
+        join(d, 'images.json'),
+        JSON.stringify({ version: 1, images: { [M]: { ...base, digest: M, repos: ['r.io/a', 'r.io/b'], index: X }, [X]: { ...base, digest: X, repos: ['r.io/c'], index: M } } }),
+      );
+      const ix = new ContentStore(d).readIndex();
+      expect(ix.images[M]!.repoDigests).toEqual([`r.io/a@${M}`, `r.io/b@${M}`]);
+      expect(ix.images[X]!.repoDigests).toEqual([`r.io/c@${X}`, `r.io/c@${M}`]);
+      const store = new ContentStore(d);
+      expect(store.find(`r.io/b@${X}`)).toBeUndefined();
+      expect(store.find(`r.io/b@${M}`)?.digest).toBe(M);
+      expect(store.find(`r.io/c@${M}`)?.digest).toBe(X);
     } finally {
       rmSync(d, { recursive: true, force: true });
     }

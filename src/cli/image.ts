@@ -10,7 +10,10 @@ import type { ImageConfig } from '../image/types.js';
 import { imagesDir, type Paths } from '../runtime/paths.js';
 import { listEntries } from '../runtime/state.js';
 import { loadConfig, type LoadedConfig } from '../config/index.js';
-import type { ClientOptions } from '../image/registry.js';
+import { RegistryClient, type ClientOptions } from '../image/registry.js';
+import { eraseCredentials, storeCredentials } from '../image/credentials.js';
+import { DOCKER_HUB } from '../image/reference.js';
+import { readFileSync } from 'node:fs';
 
 // The image verbs: pull, images, rmi, import, tag, image inspect|prune|ls|rm|pull|import|tag.
 
@@ -168,6 +171,46 @@ async function inspectVerb(refs: string[], paths: Paths): Promise<number> {
   return 0;
 }
 
+/** SERVER as docker login takes it: host[:port], maybe with a scheme or a path; none is Docker Hub. */
+export function loginServer(arg: string | undefined): string {
+  if (!arg) return DOCKER_HUB;
+  let host = arg;
+  if (/^https?:\/\//.test(arg)) {
+    try {
+      host = new URL(arg).host;
+    } catch {
+      throw new UsageError(`login: server ${JSON.stringify(arg)}: expected host[:port]`);
+    }
+  } else host = arg.split('/')[0]!;
+  if (!/^[A-Za-z0-9.\-[\]:]+$/.test(host)) throw new UsageError(`login: server ${JSON.stringify(arg)}: expected host[:port]`);
+  return ['docker.io', 'index.docker.io', 'registry-1.docker.io'].includes(host) ? DOCKER_HUB : host;
+}
+
+async function loginVerb(server: string | undefined, o: { username?: string; passwordStdin?: boolean; insecureRegistry?: string[]; config?: string }): Promise<number> {
+  const registry = loginServer(server);
+  // a password on the command line lands in shell history and /proc/PID/cmdline
+  if (!o.passwordStdin) throw new UsageError('login: give the password on stdin with --password-stdin (tsrun takes no password as an argument)');
+  if (!o.username) throw new UsageError('login: --username is required with --password-stdin');
+  let password: string;
+  try {
+    password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+  } catch (e) {
+    throw new UsageError(`login: --password-stdin: cannot read stdin: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+  if (!password) throw new UsageError('login: --password-stdin: the password is empty');
+  const client = new RegistryClient({ registry, repository: '' }, { ...registryOptions(o.insecureRegistry, loadConfig(o.config)), credentials: { username: o.username, password } });
+  await client.checkLogin();
+  const where = storeCredentials(registry, o.username, password);
+  out(`Login Succeeded (credentials in ${where})\n`);
+  return 0;
+}
+
+async function logoutVerb(server: string | undefined): Promise<number> {
+  const registry = loginServer(server);
+  out(eraseCredentials(registry) ? `Removing login credentials for ${registry}\n` : `Not logged in to ${registry}\n`);
+  return 0;
+}
+
 async function pruneVerb(o: { all?: boolean }, paths: Paths): Promise<number> {
   const store = storeOf(paths);
   const r = await store.prune(imagesInUse(paths, store), Boolean(o.all));
@@ -216,6 +259,20 @@ export function registerImageCommands(program: Command, paths: () => Paths, setE
         await storeOf(paths()).tag(source, target);
         setExit(0);
       });
+  program
+    .command('login')
+    .description('log in to a registry: credentials into ~/.docker/config.json ("auths") or its credential helper, as docker login')
+    .argument('[server]', 'host[:port] (default: Docker Hub)')
+    .option('-u, --username <user>', 'user name')
+    .option('--password-stdin', 'read the password from stdin')
+    .option('--insecure-registry <host:port>', 'plain http for this registry', collect)
+    .option('--config <file>', 'host-wide config: its "insecure-registries" (default /etc/tsrun/config.json, or $TSRUN_CONFIG)')
+    .action(async (server: string | undefined, o) => setExit(await loginVerb(server, o)));
+  program
+    .command('logout')
+    .description('remove a registry\'s credentials from ~/.docker/config.json or its credential helper')
+    .argument('[server]', 'host[:port] (default: Docker Hub)')
+    .action(async (server: string | undefined) => setExit(await logoutVerb(server)));
   pullCmd(program.command('pull'));
   tagCmd(program.command('tag'));
   imagesCmd(program.command('images'));

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { TsrunError, UnsupportedError } from '../errors.js';
 import { registryHost, type Reference } from './reference.js';
+import type { Credentials } from './credentials.js';
 import { MEDIA, type Descriptor } from './store.js';
 
 // A client for the OCI distribution API (GET /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>)
@@ -18,38 +17,7 @@ export class RegistryError extends TsrunError {}
 
 export const MANIFEST_ACCEPT = [MEDIA.ociIndex, MEDIA.dockerList, MEDIA.ociManifest, MEDIA.dockerManifest].join(', ');
 
-export interface Credentials {
-  username?: string;
-  password?: string;
-  /** a registry token used as is (config.json "registrytoken") */
-  bearer?: string;
-}
-
-/** Credentials for a registry from $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
-export function dockerCredentials(registry: string, env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
-  const file = join(env.DOCKER_CONFIG || join(homedir(), '.docker'), 'config.json');
-  let cfg: { auths?: Record<string, { auth?: string; username?: string; password?: string; registrytoken?: string; identitytoken?: string }> };
-  try {
-    cfg = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new RegistryError(`${file}: ${(e as Error).message}`, { cause: e });
-  }
-  const keys = registry === 'docker.io' ? ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io'] : [registry, `https://${registry}`, `http://${registry}`, `https://${registry}/v1/`, `https://${registry}/v2/`];
-  for (const k of keys) {
-    const a = cfg.auths?.[k];
-    if (!a) continue;
-    if (a.registrytoken) return { bearer: a.registrytoken };
-    if (a.auth) {
-      const s = Buffer.from(a.auth, 'base64').toString('utf8');
-      const i = s.indexOf(':');
-      if (i < 0) throw new RegistryError(`${file}: auths["${k}"].auth is not base64 of user:password`);
-      return { username: s.slice(0, i), password: s.slice(i + 1) };
-    }
-    if (a.username && a.password) return { username: a.username, password: a.password };
-  }
-  return undefined;
-}
+export { dockerCredentials, type Credentials } from './credentials.js';
 
 /** Parses `Bearer realm="…",service="…"` (quoted values may hold commas). */
 export function parseChallenge(h: string): { scheme: string; params: Record<string, string> } {
@@ -172,7 +140,7 @@ export class RegistryClient {
       await res.body?.cancel();
       if (ch.scheme === 'bearer') await this.fetchToken(ch.params);
       else if (ch.scheme === 'basic') {
-        if (!this.basic) throw new RegistryError(`${this.where()}: the registry wants a user name and password (basic auth); add them to ~/.docker/config.json (docker login)`);
+        if (!this.basic) throw new RegistryError(`${this.where()}: the registry wants a user name and password (basic auth); tsrun login --username USER --password-stdin REGISTRY`);
         return res;
       } else return res;
     }
@@ -203,11 +171,12 @@ export class RegistryClient {
     throw new RegistryError(`${this.where()}: too many redirects`);
   }
 
-  private async fetchToken(p: Record<string, string>): Promise<void> {
+  private async fetchToken(p: Record<string, string>, forLogin = false): Promise<void> {
     if (!p.realm) throw new RegistryError(`${this.where()}: Bearer challenge without a realm`);
     const u = new URL(p.realm);
     if (p.service) u.searchParams.set('service', p.service);
-    u.searchParams.set('scope', p.scope ?? `repository:${this.ref.repository}:pull`);
+    // a login asks for no scope: the token server only checks who is asking
+    if (!forLogin) u.searchParams.set('scope', p.scope ?? `repository:${this.ref.repository}:pull`);
     const headers: Record<string, string> = this.basic ? { authorization: this.basic } : {};
     let res: Response;
     try {
@@ -222,6 +191,25 @@ export class RegistryClient {
     this.token = t;
   }
 
+  /**
+   * `docker login`'s check: GET /v2/; a Bearer challenge is answered by the token server
+   * with these credentials, a Basic one by the registry. Throws when they are refused.
+   */
+  async checkLogin(): Promise<void> {
+    const signal = AbortSignal.timeout(this.opts.timeout ?? 30_000);
+    let res = await this.fetchFollow(`${this.base}/v2/`, {}, signal);
+    if (res.status === 401) {
+      const ch = parseChallenge(res.headers.get('www-authenticate') ?? '');
+      await res.body?.cancel();
+      if (ch.scheme === 'bearer') {
+        await this.fetchToken(ch.params, true);
+        res = await this.fetchFollow(`${this.base}/v2/`, { authorization: `Bearer ${this.token}` }, signal);
+      } else if (ch.scheme === 'basic' && this.basic) res = await this.fetchFollow(`${this.base}/v2/`, { authorization: this.basic }, signal);
+    }
+    await res.body?.cancel();
+    if (!res.ok) throw new RegistryError(`${this.ref.registry}: login refused: HTTP ${res.status}`);
+  }
+
   private async fail(res: Response, what: string): Promise<never> {
     let detail = '';
     try {
@@ -230,7 +218,7 @@ export class RegistryClient {
     } catch {
       /* not JSON */
     }
-    if (res.status === 401) throw new RegistryError(`${this.where()}: ${what}: unauthorized (HTTP 401)${detail ? ` ${detail}` : ''}; for a private image, log in (credentials in ~/.docker/config.json)`);
+    if (res.status === 401) throw new RegistryError(`${this.where()}: ${what}: unauthorized (HTTP 401)${detail ? ` ${detail}` : ''}; for a private image, tsrun login first`);
     throw new RegistryError(`${this.where()}: ${what}: HTTP ${res.status}${detail ? ` ${detail}` : ''}`);
   }
 

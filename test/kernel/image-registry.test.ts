@@ -2,7 +2,7 @@
 // pushed with skopeo: by tag, by digest, an index, a corrupted blob, token auth, an
 // interrupted download and its retry; then `tsrun run` of what was pulled.
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
@@ -362,6 +362,97 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
       expect(missing.stderr).toMatch(/HTTP 404 MANIFEST_UNKNOWN/);
     } finally {
       rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  it('issue 16.2: login / logout write and remove "auths" (docker\'s format), or go through a credential helper; the password is never printed', async () => {
+    const password = `pw-${randomBytes(6).toString('hex')}`;
+    let ts: TokenServer | undefined;
+    let sreg: Registry | undefined;
+    const dcfg = join(work, 'docker-login');
+    const logFile = join(work, 'login.log');
+    const fresh = join(work, 'data-login');
+    const seen: string[] = [];
+    const run = async (args: string[], input = '', extra: Record<string, string> = {}) => {
+      const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const c = spawn(BIN, ['--log', logFile, ...args], { env: { ...process.env, TSRUN_ROOT: testEnv().root, TSRUN_DATA: fresh, DOCKER_CONFIG: dcfg, ...extra } });
+        let stdout = '';
+        let stderr = '';
+        c.stdout.on('data', (d) => (stdout += d));
+        c.stderr.on('data', (d) => (stderr += d));
+        c.on('exit', (code) => resolve({ code, stdout, stderr }));
+        c.stdin.end(input);
+      });
+      seen.push(r.stdout, r.stderr);
+      return r;
+    };
+    try {
+      ts = await startTokenServer('bob', password);
+      sreg = await startRegistry(ts.auth);
+      await pushAsync(join(work, 'app'), 'v1', `${sreg.host}/team/app:v1`, { creds: `bob:${password}` });
+      // a wrong password: refused, nothing written
+      const bad = await run(['login', '-u', 'bob', '--password-stdin', sreg.host], 'wrong\n');
+      expect(bad.code).toBe(125);
+      expect(bad.stderr).toMatch(/token server 127\.0\.0\.1:\d+ refused: HTTP 401/);
+      expect(existsSync(join(dcfg, 'config.json'))).toBe(false);
+      // no password as an argument
+      const argv = await run(['login', '-u', 'bob', sreg.host]);
+      expect(argv.code).toBe(125);
+      expect(argv.stderr).toMatch(/--password-stdin/);
+      const ok = await run(['login', '-u', 'bob', '--password-stdin', sreg.host], `${password}\n`);
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+      expect(ok.stdout).toBe(`Login Succeeded (credentials in ${join(dcfg, 'config.json')})\n`);
+      const cfg = JSON.parse(readFileSync(join(dcfg, 'config.json'), 'utf8'));
+      expect(cfg.auths[sreg.host].auth).toBe(Buffer.from(`bob:${password}`).toString('base64'));
+      expect(statSync(join(dcfg, 'config.json')).mode & 0o777).toBe(0o600);
+      const pulled = await run(['pull', '-q', `${sreg.host}/team/app:v1`]);
+      expect(pulled.stderr).toBe('');
+      expect(pulled.code).toBe(0);
+      expect((await run(['logout', sreg.host])).stdout).toBe(`Removing login credentials for ${sreg.host}\n`);
+      expect(JSON.parse(readFileSync(join(dcfg, 'config.json'), 'utf8')).auths).toEqual({});
+      expect((await run(['logout', sreg.host])).stdout).toBe(`Not logged in to ${sreg.host}\n`);
+      rmSync(fresh, { recursive: true, force: true });
+      expect((await run(['pull', `${sreg.host}/team/app:v1`])).code).toBe(125);
+
+      // a credential helper (credsStore): docker-credential-tsruntest keeps what it is given in a dir
+      const bin = join(work, 'helper-bin');
+      const store = join(work, 'helper-store');
+      mkdirSync(bin, { recursive: true });
+      mkdirSync(store, { recursive: true });
+      writeFileSync(
+        join(bin, 'docker-credential-tsruntest'),
+        `#!/bin/sh\nin=$(cat)\necho "$1" >> ${store}/calls\ncase "$1" in\nstore) printf '%s' "$in" > ${store}/creds.json ;;\nget) [ -f ${store}/creds.json ] && cat ${store}/creds.json || { echo 'credentials not found in native keychain'; exit 1; } ;;\nerase) [ -f ${store}/creds.json ] && rm ${store}/creds.json || { echo 'credentials not found in native keychain'; exit 1; } ;;\nesac\n`,
+        { mode: 0o755 },
+      );
+      writeFileSync(join(dcfg, 'config.json'), JSON.stringify({ credsStore: 'tsruntest', auths: {} }));
+      const path = { PATH: `${bin}:${process.env.PATH}` };
+      const hl = await run(['login', '-u', 'bob', '--password-stdin', sreg.host], password, path);
+      expect(hl.stderr).toBe('');
+      expect(hl.stdout).toBe('Login Succeeded (credentials in docker-credential-tsruntest)\n');
+      expect(JSON.parse(readFileSync(join(store, 'creds.json'), 'utf8'))).toEqual({ ServerURL: sreg.host, Username: 'bob', Secret: password });
+      const after = readFileSync(join(dcfg, 'config.json'), 'utf8');
+      expect(after).not.toContain(password);
+      expect(after).not.toContain(Buffer.from(`bob:${password}`).toString('base64'));
+      const hp = await run(['pull', '-q', `${sreg.host}/team/app:v1`], '', path);
+      expect(hp.stderr).toBe('');
+      expect(hp.code).toBe(0);
+      expect((await run(['logout', sreg.host], '', path)).stdout).toBe(`Removing login credentials for ${sreg.host}\n`);
+      expect(existsSync(join(store, 'creds.json'))).toBe(false);
+      expect(readFileSync(join(store, 'calls'), 'utf8')).toBe('store\nget\nerase\n');
+      // the helper missing from PATH is named
+      const missing = await run(['pull', `${sreg.host}/team/app:v1`]);
+      expect(missing.code).toBe(125);
+      expect(missing.stderr).toMatch(/credential helper docker-credential-tsruntest: ENOENT \(not found on PATH\)/);
+      // the secret never appeared in any output or in tsrun's log
+      for (const o of [...seen, readFileSync(logFile, 'utf8')]) {
+        expect(o).not.toContain(password);
+        expect(o).not.toContain(Buffer.from(`bob:${password}`).toString('base64'));
+      }
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+      await sreg?.stop();
+      await ts?.stop();
     }
   });
 

@@ -54,9 +54,17 @@ export interface Endpoint {
 
 // Docker marks 127.0.0.0/8 and ::1 insecure by default (registry.ServiceOptions): a registry
 // on loopback does not leave the host, so plain http there exposes nothing on the wire.
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
+// Made when first needed: a BlockList is a native object, which the start-up snapshot
+// (scripts/bundle.mjs) cannot hold.
+let loopback: BlockList | undefined;
+const LOOPBACK = (): BlockList => {
+  if (!loopback) {
+    loopback = new BlockList();
+    loopback.addSubnet('127.0.0.0', 8, 'ipv4');
+    loopback.addAddress('::1', 'ipv6');
+  }
+  return loopback;
+};
 
 /** host[:port] or [v6]:port → the host part without brackets */
 export function hostOf(hostport: string): string {
@@ -74,7 +82,7 @@ export function hostOf(hostport: string): string {
 export function isInsecure(registry: string, list: string[] = []): boolean {
   const host = hostOf(registry);
   const fam = isIP(host);
-  if (host === 'localhost' || (fam && LOOPBACK.check(host, fam === 4 ? 'ipv4' : 'ipv6'))) return true;
+  if (host === 'localhost' || (fam && LOOPBACK().check(host, fam === 4 ? 'ipv4' : 'ipv6'))) return true;
   for (const e of list) {
     if (e === registry || e === host) return true;
     const c = /^(.+)\/(\d{1,3})$/.exec(e);

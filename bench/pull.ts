@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/kernel/native.js';
 import { layerFromDir, push, startRegistry, writeLayout } from '../test/registry/harness.js';
-import { median, ratio, timeCommand } from './util.js';
+import { median, ratio, timeAndPeak } from './util.js';
 
 // Issue 7's benchmark: pull + unpack of a ~100 MB, 5-layer image from a local registry
 // (Debian's docker-registry on 127.0.0.1): `tsrun pull` (download, verify, unpack each layer
@@ -43,16 +43,22 @@ export async function benchPull(n: number): Promise<string> {
     const bin = join(PROJECT_ROOT, 'bin', 'tsrun');
     const tsrunMs: number[] = [];
     const peerMs: number[] = [];
+    const tsrunMB: number[] = [];
+    const skopeoMB: number[] = [];
+    const umociMB: number[] = [];
     for (let i = 0; i < n; i++) {
       const data = join(base, `data${i}`);
-      tsrunMs.push(timeCommand(bin, ['pull', '-q', '--insecure-registry', reg.host, ref], { ...process.env, TSRUN_DATA: data }));
+      const a = timeAndPeak(bin, ['pull', '-q', '--insecure-registry', reg.host, ref], { ...process.env, TSRUN_DATA: data });
+      tsrunMs.push(a.ms);
+      tsrunMB.push(a.peakMB);
       rmSync(data, { recursive: true, force: true });
       const oci = join(base, `oci${i}`);
       const bundle = join(base, `bundle${i}`);
-      const t0 = process.hrtime.bigint();
-      execFileSync('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `oci:${oci}:v1`], { stdio: 'ignore' });
-      execFileSync('umoci', ['unpack', '--image', `${oci}:v1`, bundle], { stdio: 'ignore' });
-      peerMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      const s = timeAndPeak('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `oci:${oci}:v1`]);
+      const u = timeAndPeak('umoci', ['unpack', '--image', `${oci}:v1`, bundle]);
+      peerMs.push(s.ms + u.ms);
+      skopeoMB.push(s.peakMB);
+      umociMB.push(u.peakMB);
       rmSync(oci, { recursive: true, force: true });
       rmSync(bundle, { recursive: true, force: true });
     }
@@ -65,12 +71,12 @@ export async function benchPull(n: number): Promise<string> {
       '',
       `A 5-layer image of ${(total / 1e6).toFixed(0)} MB compressed (~100 MB unpacked: half random bytes, half ${'~11,000'} small text files), pushed to Debian's docker-registry on 127.0.0.1; every run into empty directories. Median of ${n} runs.`,
       '',
-      '| | median | |',
-      '| --- | --- | --- |',
-      `| \`tsrun pull\` (download, verify, unpack each layer once) | ${(t / 1000).toFixed(2)} s | ${ratio(t, p)} of the peers |`,
-      `| \`skopeo copy\` + \`umoci unpack\` (${skopeo}; ${umoci}) | ${(p / 1000).toFixed(2)} s | |`,
+      '| | median time | | median peak RSS |',
+      '| --- | --- | --- | --- |',
+      `| \`tsrun pull\` (download, verify, unpack each layer once) | ${(t / 1000).toFixed(2)} s | ${ratio(t, p)} of the peers | ${median(tsrunMB).toFixed(0)} MB |`,
+      `| \`skopeo copy\` + \`umoci unpack\` (${skopeo}; ${umoci}) | ${(p / 1000).toFixed(2)} s | | skopeo ${median(skopeoMB).toFixed(0)} MB, umoci ${median(umociMB).toFixed(0)} MB |`,
       '',
-      `All runs (ms): tsrun ${tsrunMs.map((x) => x.toFixed(0)).join(', ')}; skopeo+umoci ${peerMs.map((x) => x.toFixed(0)).join(', ')}.`,
+      `All runs (ms): tsrun ${tsrunMs.map((x) => x.toFixed(0)).join(', ')}; skopeo+umoci ${peerMs.map((x) => x.toFixed(0)).join(', ')}. Peak RSS (MB, /usr/bin/time's maxrss of the largest process): tsrun ${tsrunMB.map((x) => x.toFixed(0)).join(', ')}; skopeo ${skopeoMB.map((x) => x.toFixed(0)).join(', ')}; umoci ${umociMB.map((x) => x.toFixed(0)).join(', ')}.`,
       '',
     ].join('\n');
   } finally {

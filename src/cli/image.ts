@@ -5,10 +5,15 @@ import { applyChange, importPath } from '../image/import.js';
 import { LocalStore } from '../image/local-store.js';
 import { canonicalName, familiarRepo, parseReference, splitTagged } from '../image/reference.js';
 import { progressReporter, pull, type PullOptions } from '../image/pull.js';
-import { displayName, familiarTagged, shortId, type ContentStore } from '../image/store.js';
+import { displayName, familiarTagged, repoDigestFor, shortId, type ContentStore } from '../image/store.js';
 import type { ImageConfig } from '../image/types.js';
 import { imagesDir, type Paths } from '../runtime/paths.js';
 import { listEntries } from '../runtime/state.js';
+import { loadConfig, type LoadedConfig } from '../config/index.js';
+import { RegistryClient, type ClientOptions } from '../image/registry.js';
+import { eraseCredentials, storeCredentials } from '../image/credentials.js';
+import { DOCKER_HUB } from '../image/reference.js';
+import { readFileSync } from 'node:fs';
 
 // The image verbs: pull, images, rmi, import, tag, image inspect|prune|ls|rm|pull|import|tag.
 
@@ -59,6 +64,11 @@ export function insecureList(flags: string[] | undefined, env = process.env): st
   return list;
 }
 
+/** What a pull needs from the flags and the config file: plain-http registries and Hub mirrors. */
+export function registryOptions(flags: string[] | undefined, cfg: LoadedConfig, env = process.env): Pick<ClientOptions, 'insecure' | 'mirrors' | 'configPath'> {
+  return { insecure: [...insecureList(flags, env), ...(cfg.config['insecure-registries'] ?? [])], mirrors: cfg.config['registry-mirrors'] ?? [], configPath: cfg.path };
+}
+
 function human(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}GB`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)}MB`;
@@ -81,11 +91,11 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('')).join('\n') + '\n';
 }
 
-async function pullVerb(ref: string, o: { insecureRegistry?: string[]; platform?: string; quiet?: boolean }, paths: Paths): Promise<number> {
+async function pullVerb(ref: string, o: { insecureRegistry?: string[]; platform?: string; quiet?: boolean; config?: string }, paths: Paths): Promise<number> {
   const store = storeOf(paths);
   const progress = o.quiet ? undefined : progressReporter(1, Boolean(process.stdout.isTTY));
   const platform = parsePlatform(o.platform);
-  const rec = await pull(store, ref, { insecure: insecureList(o.insecureRegistry), ...(progress ? { progress } : {}), ...(platform ? { platform } : {}) });
+  const rec = await pull(store, ref, { ...registryOptions(o.insecureRegistry, loadConfig(o.config)), ...(progress ? { progress } : {}), ...(platform ? { platform } : {}) });
   if (o.quiet) out(`${rec.names[0] ? familiarTagged(rec.names[0]) : rec.digest}\n`);
   return 0;
 }
@@ -96,7 +106,9 @@ async function imagesVerb(o: { format?: string; quiet?: boolean; digests?: boole
   const rows = recs.flatMap((r) =>
     (r.names.length ? r.names : ['<none>:<none>']).map((n) => {
       const { repo, tag } = n === '<none>:<none>' ? { repo: '<none>', tag: '<none>' } : splitTagged(n);
-      return { repository: repo === '<none>' ? repo : familiarRepo(repo), tag, id: r.config, digest: r.digest, created: r.created ?? '', size: store.size(r), source: r.source, platform: r.platform ?? '' };
+      // the digest this row's repository knows the image by, as docker's: never another repository's
+      const digest = (repo !== '<none>' ? repoDigestFor(r, repo) : r.repoDigests[0]?.replace(/^.*@/, '')) ?? '<none>';
+      return { repository: repo === '<none>' ? repo : familiarRepo(repo), tag, id: r.config, digest, manifest: r.digest, created: r.created ?? '', size: store.size(r), source: r.source, platform: r.platform ?? '' };
     }),
   );
   rows.sort((a, b) => a.repository.localeCompare(b.repository) || a.tag.localeCompare(b.tag));
@@ -143,7 +155,7 @@ async function inspectVerb(refs: string[], paths: Paths): Promise<number> {
     res.push({
       Id: r.config,
       RepoTags: r.names.map(familiarTagged),
-      RepoDigests: r.repos.map((repo) => `${familiarRepo(repo)}@${r.index ?? r.digest}`),
+      RepoDigests: r.repoDigests.map((d) => familiarRepo(d.slice(0, d.indexOf('@'))) + d.slice(d.indexOf('@'))),
       ManifestDigest: r.digest,
       Created: cfg.created ?? r.created ?? '',
       Architecture: cfg.architecture ?? '',
@@ -156,6 +168,46 @@ async function inspectVerb(refs: string[], paths: Paths): Promise<number> {
     });
   }
   out(JSON.stringify(res, null, 2) + '\n');
+  return 0;
+}
+
+/** SERVER as docker login takes it: host[:port], maybe with a scheme or a path; none is Docker Hub. */
+export function loginServer(arg: string | undefined): string {
+  if (!arg) return DOCKER_HUB;
+  let host = arg;
+  if (/^https?:\/\//.test(arg)) {
+    try {
+      host = new URL(arg).host;
+    } catch {
+      throw new UsageError(`login: server ${JSON.stringify(arg)}: expected host[:port]`);
+    }
+  } else host = arg.split('/')[0]!;
+  if (!/^[A-Za-z0-9.\-[\]:]+$/.test(host)) throw new UsageError(`login: server ${JSON.stringify(arg)}: expected host[:port]`);
+  return ['docker.io', 'index.docker.io', 'registry-1.docker.io'].includes(host) ? DOCKER_HUB : host;
+}
+
+async function loginVerb(server: string | undefined, o: { username?: string; passwordStdin?: boolean; insecureRegistry?: string[]; config?: string }): Promise<number> {
+  const registry = loginServer(server);
+  // a password on the command line lands in shell history and /proc/PID/cmdline
+  if (!o.passwordStdin) throw new UsageError('login: give the password on stdin with --password-stdin (tsrun takes no password as an argument)');
+  if (!o.username) throw new UsageError('login: --username is required with --password-stdin');
+  let password: string;
+  try {
+    password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+  } catch (e) {
+    throw new UsageError(`login: --password-stdin: cannot read stdin: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+  if (!password) throw new UsageError('login: --password-stdin: the password is empty');
+  const client = new RegistryClient({ registry, repository: '' }, { ...registryOptions(o.insecureRegistry, loadConfig(o.config)), credentials: { username: o.username, password } });
+  await client.checkLogin();
+  const where = storeCredentials(registry, o.username, password);
+  out(`Login Succeeded (credentials in ${where})\n`);
+  return 0;
+}
+
+async function logoutVerb(server: string | undefined): Promise<number> {
+  const registry = loginServer(server);
+  out(eraseCredentials(registry) ? `Removing login credentials for ${registry}\n` : `Not logged in to ${registry}\n`);
   return 0;
 }
 
@@ -174,6 +226,7 @@ export function registerImageCommands(program: Command, paths: () => Paths, setE
       .argument('<image>', 'NAME[:TAG|@DIGEST], e.g. alpine, alpine:3.20, localhost:5000/app@sha256:…')
       .option('--insecure-registry <host:port>', 'use plain http for this registry (repeatable; meant for loopback)', collect)
       .option('--platform <os/arch>', 'the platform to pick from an image index (default: this host)')
+      .option('--config <file>', 'host-wide config: its "registry-mirrors" and "insecure-registries" (default /etc/tsrun/config.json, or $TSRUN_CONFIG)')
       .option('-q, --quiet', 'no progress; print the image name')
       .action(async (ref: string, o) => setExit(await pullVerb(ref, o, paths())));
   const imagesCmd = (c: Command) =>
@@ -206,6 +259,20 @@ export function registerImageCommands(program: Command, paths: () => Paths, setE
         await storeOf(paths()).tag(source, target);
         setExit(0);
       });
+  program
+    .command('login')
+    .description('log in to a registry: credentials into ~/.docker/config.json ("auths") or its credential helper, as docker login')
+    .argument('[server]', 'host[:port] (default: Docker Hub)')
+    .option('-u, --username <user>', 'user name')
+    .option('--password-stdin', 'read the password from stdin')
+    .option('--insecure-registry <host:port>', 'plain http for this registry', collect)
+    .option('--config <file>', 'host-wide config: its "insecure-registries" (default /etc/tsrun/config.json, or $TSRUN_CONFIG)')
+    .action(async (server: string | undefined, o) => setExit(await loginVerb(server, o)));
+  program
+    .command('logout')
+    .description('remove a registry\'s credentials from ~/.docker/config.json or its credential helper')
+    .argument('[server]', 'host[:port] (default: Docker Hub)')
+    .action(async (server: string | undefined) => setExit(await logoutVerb(server)));
   pullCmd(program.command('pull'));
   tagCmd(program.command('tag'));
   imagesCmd(program.command('images'));

@@ -5,7 +5,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { ensureImage, parsePullPolicy, progressReporter } from '../image/pull.js';
-import { IMAGE_ANNOTATION, insecureList, storeOf } from './image.js';
+import { IMAGE_ANNOTATION, registryOptions, storeOf } from './image.js';
 import { buildPlan } from '../plan/build.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import { renderSummary, summarize } from '../plan/summary.js';
@@ -97,10 +97,10 @@ export async function planRun(image: string | undefined, args: string[], opts: R
   } else {
     if (!image) throw new UsageError('run needs an IMAGE (e.g. busybox) or --bundle DIR');
     const policy = parsePullPolicy(opts.pull);
-    const img = await ensureImage(storeOf(paths), image, policy, { insecure: insecureList(opts.insecureRegistry), progress: progressReporter(2, Boolean(process.stderr.isTTY)) });
-    const rootfs = join(cdir, 'merged');
     const cfg = loadConfig(opts.config, process.env, host);
     cfgLoaded = cfg;
+    const img = await ensureImage(storeOf(paths), image, policy, { ...registryOptions(opts.insecureRegistry, cfg), progress: progressReporter(2, Boolean(process.stderr.isTTY)) });
+    const rootfs = join(cdir, 'merged');
     for (const w of cfg.warnings) writeSync(2, `tsrun: warning: ${w}\n`);
     const consoleSize = terminal && process.stdout.isTTY ? { height: process.stdout.rows, width: process.stdout.columns } : undefined;
     const spec = specFromFlags({

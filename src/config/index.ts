@@ -6,6 +6,7 @@
 //     "default-ulimits": { "nofile": { "Name": "nofile", "Soft": 20000, "Hard": 20000 } } }
 // Unknown keys are an error (a typo must not silently leave a control off).
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import type { Spec } from '../spec/types.js';
 import { SpecError, UsageError } from '../errors.js';
@@ -36,6 +37,10 @@ export interface TsrunConfig {
   icc?: boolean;
   /** docker's json-file options for detached containers' logs: max-size, max-file (src/runtime/logs.ts) */
   'log-opts'?: Record<string, string>;
+  /** Docker Hub mirrors, tried in order before Docker Hub: "http://127.0.0.1:5000", "https://mirror.example" */
+  'registry-mirrors'?: string[];
+  /** registries reached over plain http: "host:port", "host" or a CIDR "10.0.0.0/8" (loopback always is) */
+  'insecure-registries'?: string[];
 }
 
 export interface LoadedConfig {
@@ -47,7 +52,7 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-const KEYS = ['userns-remap', 'no-new-privileges', 'default-ulimits', 'seccomp-profile', 'live-restore', 'selinux-enabled', 'icc', 'log-opts'] as const;
+const KEYS = ['userns-remap', 'no-new-privileges', 'default-ulimits', 'seccomp-profile', 'live-restore', 'selinux-enabled', 'icc', 'log-opts', 'registry-mirrors', 'insecure-registries'] as const;
 
 /** --config beats TSRUN_CONFIG beats /etc/tsrun/config.json. */
 export function configPath(flag?: string, env: NodeJS.ProcessEnv = process.env): { path: string; explicit: boolean } {
@@ -114,6 +119,40 @@ export function validateConfig(raw: unknown, path: string): TsrunConfig {
       throw bad(path, 'log-opts', 'expected an object of strings like {"max-size": "10m", "max-file": "3"}');
     parseLogOpts(lo as Record<string, string>, (k) => `${path}: "log-opts.${k}"`);
     cfg['log-opts'] = lo as Record<string, string>;
+  }
+  const rm = obj['registry-mirrors'];
+  if (rm !== undefined) {
+    if (!Array.isArray(rm)) throw bad(path, 'registry-mirrors', `expected a list of URLs like ["https://mirror.example"], got ${JSON.stringify(rm)}`);
+    cfg['registry-mirrors'] = rm.map((m, i) => {
+      const key = `registry-mirrors[${i}]`;
+      let u: URL;
+      try {
+        if (typeof m !== 'string') throw new Error();
+        u = new URL(m);
+      } catch {
+        throw bad(path, key, `expected a URL like "https://mirror.example" or "http://127.0.0.1:5000", got ${JSON.stringify(m)}`);
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw bad(path, key, `${JSON.stringify(m)}: the scheme must be http or https`);
+      // a mirror serves /v2/ at its root, as docker requires; credentials go in config.json, not here
+      if (u.username || u.password || u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) throw bad(path, key, `${JSON.stringify(m)}: only scheme://host[:port] (no path, user, query or fragment)`);
+      return u.origin;
+    });
+  }
+  const ir = obj['insecure-registries'];
+  if (ir !== undefined) {
+    if (!Array.isArray(ir)) throw bad(path, 'insecure-registries', `expected a list like ["10.0.0.5:5000", "192.168.0.0/16"], got ${JSON.stringify(ir)}`);
+    cfg['insecure-registries'] = ir.map((e, i) => {
+      const key = `insecure-registries[${i}]`;
+      if (typeof e !== 'string') throw bad(path, key, `expected "host[:port]" or a CIDR, got ${JSON.stringify(e)}`);
+      if (e.includes('://')) throw bad(path, key, `${JSON.stringify(e)}: no scheme, only host[:port] or a CIDR (as docker's)`);
+      const c = /^(.+)\/(\d{1,3})$/.exec(e);
+      if (c) {
+        const fam = isIP(c[1]!);
+        if (!fam || Number(c[2]) > (fam === 4 ? 32 : 128)) throw bad(path, key, `${JSON.stringify(e)}: not a CIDR (address/prefix)`);
+      } else if (!/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?$/.test(e) && !isIP(e))
+        throw bad(path, key, `${JSON.stringify(e)}: expected host[:port] or a CIDR`);
+      return e;
+    });
   }
   return cfg;
 }

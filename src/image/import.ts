@@ -146,7 +146,7 @@ async function prepareImage(
     config: cfgDigest,
     layers: layers.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, diffId: diffIds[i]! })),
     names,
-    repos: [],
+    repoDigests: [],
     source,
     ...(cfg.created ? { created: cfg.created } : {}),
     platform: `${cfg.os}/${cfg.architecture}`,

@@ -1,7 +1,7 @@
 import { existsSync, writeSync } from 'node:fs';
 import { StateError, TsrunError, UnsupportedError, UsageError } from '../errors.js';
 import { canonicalName, familiarName, parseReference, repoName, type Reference } from './reference.js';
-import { dockerCredentials, RegistryClient, RegistryError, type ClientOptions } from './registry.js';
+import { dockerCredentials, endpointsFor, RegistryClient, RegistryError, type ClientOptions } from './registry.js';
 import { ContentStore, LAYER_TYPES, MEDIA, shortId, type Descriptor, type ImageRecord, type Manifest, type OciImageConfig } from './store.js';
 import { importBuiltin, isBuiltin } from './builtin.js';
 import type { ResolvedImage } from './types.js';
@@ -114,9 +114,32 @@ export async function pull(store: ContentStore, input: string, opts: PullOptions
 async function pullLeased(store: ContentStore, input: string, opts: PullOptions): Promise<ImageRecord> {
   const ref = parseReference(input);
   const progress = opts.progress ?? quiet;
-  const client = new RegistryClient(ref, { ...opts, credentials: opts.credentials ?? dockerCredentials(ref.registry) });
   const reference = ref.digest ?? ref.tag!;
-  let m = await client.manifest(reference);
+  // Docker Hub images try each of "registry-mirrors" first, then Docker Hub, as docker does:
+  // the first endpoint that serves the manifest serves the whole pull. A mirror gets only
+  // credentials stored for its own host, never Docker Hub's.
+  const failures: string[] = [];
+  let client: RegistryClient | undefined;
+  let m: Awaited<ReturnType<RegistryClient['manifest']>> | undefined;
+  for (const ep of endpointsFor(ref, opts)) {
+    const credentials = ep.mirror ? dockerCredentials(new URL(ep.mirror).host) : (opts.credentials ?? dockerCredentials(ref.registry));
+    const o: ClientOptions = { ...opts };
+    delete o.credentials;
+    if (credentials) o.credentials = credentials;
+    const c = new RegistryClient(ref, o, ep);
+    try {
+      m = await c.manifest(reference);
+      client = c;
+      break;
+    } catch (e) {
+      if (!(e instanceof RegistryError) || !ep.mirror) {
+        if (failures.length && e instanceof TsrunError) throw new RegistryError(`${e.message} (after the mirrors failed: ${failures.join('; ')})`, { cause: e });
+        throw e;
+      }
+      failures.push(e.message);
+    }
+  }
+  if (!client || !m) throw new RegistryError(`${familiarName(ref)}: no endpoint served it`);
   let indexDigest: string | undefined;
   const index = [MEDIA.ociIndex, MEDIA.dockerList].includes(m.mediaType as never);
   if (index) {
@@ -171,9 +194,8 @@ async function pullLeased(store: ContentStore, input: string, opts: PullOptions)
     config: manifest.config.digest,
     layers: manifest.layers.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, diffId: diffIds[i]! })),
     names: ref.tag ? [canonicalName({ ...ref, digest: undefined } as Reference)] : [],
-    repos: [repoName(ref)],
+    repoDigests: [`${repoName(ref)}@${indexDigest ?? m.digest}`],
     source: 'pull',
-    ...(indexDigest ? { index: indexDigest } : {}),
     ...(config.created ? { created: config.created } : {}),
     platform: `${config.os ?? '?'}/${config.architecture ?? '?'}`,
   });

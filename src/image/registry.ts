@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import { TsrunError, UnsupportedError } from '../errors.js';
 import { registryHost, type Reference } from './reference.js';
+import type { Credentials } from './credentials.js';
 import { MEDIA, type Descriptor } from './store.js';
 
 // A client for the OCI distribution API (GET /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>)
@@ -17,38 +17,7 @@ export class RegistryError extends TsrunError {}
 
 export const MANIFEST_ACCEPT = [MEDIA.ociIndex, MEDIA.dockerList, MEDIA.ociManifest, MEDIA.dockerManifest].join(', ');
 
-export interface Credentials {
-  username?: string;
-  password?: string;
-  /** a registry token used as is (config.json "registrytoken") */
-  bearer?: string;
-}
-
-/** Credentials for a registry from $DOCKER_CONFIG/config.json or ~/.docker/config.json. */
-export function dockerCredentials(registry: string, env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
-  const file = join(env.DOCKER_CONFIG || join(homedir(), '.docker'), 'config.json');
-  let cfg: { auths?: Record<string, { auth?: string; username?: string; password?: string; registrytoken?: string; identitytoken?: string }> };
-  try {
-    cfg = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new RegistryError(`${file}: ${(e as Error).message}`, { cause: e });
-  }
-  const keys = registry === 'docker.io' ? ['https://index.docker.io/v1/', 'index.docker.io', 'docker.io', 'registry-1.docker.io'] : [registry, `https://${registry}`, `http://${registry}`, `https://${registry}/v1/`, `https://${registry}/v2/`];
-  for (const k of keys) {
-    const a = cfg.auths?.[k];
-    if (!a) continue;
-    if (a.registrytoken) return { bearer: a.registrytoken };
-    if (a.auth) {
-      const s = Buffer.from(a.auth, 'base64').toString('utf8');
-      const i = s.indexOf(':');
-      if (i < 0) throw new RegistryError(`${file}: auths["${k}"].auth is not base64 of user:password`);
-      return { username: s.slice(0, i), password: s.slice(i + 1) };
-    }
-    if (a.username && a.password) return { username: a.username, password: a.password };
-  }
-  return undefined;
-}
+export { dockerCredentials, type Credentials } from './credentials.js';
 
 /** Parses `Bearer realm="…",service="…"` (quoted values may hold commas). */
 export function parseChallenge(h: string): { scheme: string; params: Record<string, string> } {
@@ -61,11 +30,77 @@ export function parseChallenge(h: string): { scheme: string; params: Record<stri
 }
 
 export interface ClientOptions {
-  /** host:port pairs reached over plain http */
+  /**
+   * registries reached over plain http: host[:port] or a CIDR (daemon.json's
+   * "insecure-registries"); loopback is always among them, as docker's default
+   */
   insecure?: string[];
+  /** daemon.json's "registry-mirrors": base URLs tried in order for Docker Hub images */
+  mirrors?: string[];
+  /** the config file the mirrors and insecure registries came from (named in errors) */
+  configPath?: string;
   credentials?: Credentials;
   /** ms without progress before a request is abandoned */
   timeout?: number;
+}
+
+/** The endpoint a client talks to: the image's registry, or a mirror of Docker Hub. */
+export interface Endpoint {
+  /** scheme://host[:port] */
+  base: string;
+  /** set for a registry mirror: its URL as configured */
+  mirror?: string;
+}
+
+// Docker marks 127.0.0.0/8 and ::1 insecure by default (registry.ServiceOptions): a registry
+// on loopback does not leave the host, so plain http there exposes nothing on the wire.
+// Made when first needed: a BlockList is a native object, which the start-up snapshot
+// (scripts/bundle.mjs) cannot hold.
+let loopback: BlockList | undefined;
+const LOOPBACK = (): BlockList => {
+  if (!loopback) {
+    loopback = new BlockList();
+    loopback.addSubnet('127.0.0.0', 8, 'ipv4');
+    loopback.addAddress('::1', 'ipv6');
+  }
+  return loopback;
+};
+
+/** host[:port] or [v6]:port → the host part without brackets */
+export function hostOf(hostport: string): string {
+  const m = /^\[([^\]]+)\](?::\d+)?$/.exec(hostport);
+  if (m) return m[1]!;
+  const i = hostport.lastIndexOf(':');
+  return i > 0 && hostport.indexOf(':') === i ? hostport.slice(0, i) : hostport;
+}
+
+/**
+ * Whether a registry (host[:port]) is reached over plain http: loopback always; else when
+ * it, its host name, or a CIDR containing its address is in `list` (docker's meaning of
+ * "insecure-registries", without its DNS lookup of names: only literal addresses match a CIDR).
+ */
+export function isInsecure(registry: string, list: string[] = []): boolean {
+  const host = hostOf(registry);
+  const fam = isIP(host);
+  if (host === 'localhost' || (fam && LOOPBACK().check(host, fam === 4 ? 'ipv4' : 'ipv6'))) return true;
+  for (const e of list) {
+    if (e === registry || e === host) return true;
+    const c = /^(.+)\/(\d{1,3})$/.exec(e);
+    if (c && fam && isIP(c[1]!) === fam) {
+      const b = new BlockList();
+      b.addSubnet(c[1]!, Number(c[2]), fam === 4 ? 'ipv4' : 'ipv6');
+      if (b.check(host, fam === 4 ? 'ipv4' : 'ipv6')) return true;
+    }
+  }
+  return false;
+}
+
+/** The endpoints a pull tries in order: Docker Hub's mirrors first, then the registry itself. */
+export function endpointsFor(ref: Reference, opts: ClientOptions = {}): Endpoint[] {
+  const own: Endpoint = { base: `${isInsecure(ref.registry, opts.insecure) ? 'http' : 'https'}://${registryHost(ref.registry)}` };
+  // docker applies registry-mirrors to Docker Hub only
+  if (ref.registry !== 'docker.io') return [own];
+  return [...(opts.mirrors ?? []).map((m) => ({ base: new URL(m).origin, mirror: m })), own];
 }
 
 export class RegistryClient {
@@ -75,17 +110,30 @@ export class RegistryClient {
   constructor(
     readonly ref: Reference,
     readonly opts: ClientOptions = {},
+    readonly endpoint: Endpoint = endpointsFor(ref, opts).at(-1)!,
   ) {
-    const host = registryHost(ref.registry);
-    const insecure = (opts.insecure ?? []).includes(ref.registry);
-    this.base = `${insecure ? 'http' : 'https'}://${host}`;
+    this.base = endpoint.base;
     const c = opts.credentials;
     if (c?.bearer) this.token = c.bearer;
     if (c?.username !== undefined) this.basic = `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`).toString('base64')}`;
   }
 
   private where(): string {
-    return `${this.ref.registry}/${this.ref.repository}`;
+    return `${this.ref.registry}/${this.ref.repository}${this.endpoint.mirror ? ` (mirror ${this.endpoint.mirror})` : ''}`;
+  }
+
+  /**
+   * OpenSSL's "wrong version number" is what an https request gets from a server that
+   * speaks plain http: say so, and name the setting that would use http instead.
+   */
+  private tlsHint(url: string, code: string | undefined): string | undefined {
+    if (code !== 'ERR_SSL_WRONG_VERSION_NUMBER' && code !== 'ERR_SSL_PACKET_LENGTH_TOO_LONG') return undefined;
+    const u = new URL(url);
+    const file = this.opts.configPath ?? '/etc/tsrun/config.json';
+    const fix = this.endpoint.mirror
+      ? `if it is a plain-http mirror, write it as "http://${u.host}" in "registry-mirrors" of ${file}`
+      : `if it is a plain-http registry, pass --insecure-registry ${u.host} or add "${u.host}" to "insecure-registries" in ${file}`;
+    return `${u.host} answered an https request in plain http (TLS handshake failed: ${code}): ${fix}`;
   }
 
   /** One request with auth and manual redirects; a 401 triggers the token dance once. */
@@ -100,7 +148,7 @@ export class RegistryClient {
       await res.body?.cancel();
       if (ch.scheme === 'bearer') await this.fetchToken(ch.params);
       else if (ch.scheme === 'basic') {
-        if (!this.basic) throw new RegistryError(`${this.where()}: the registry wants a user name and password (basic auth); add them to ~/.docker/config.json (docker login)`);
+        if (!this.basic) throw new RegistryError(`${this.where()}: the registry wants a user name and password (basic auth); tsrun login --username USER --password-stdin REGISTRY`);
         return res;
       } else return res;
     }
@@ -114,6 +162,8 @@ export class RegistryClient {
         res = await fetch(url, { headers, redirect: 'manual', ...(signal ? { signal } : {}) });
       } catch (e) {
         const c = (e as { cause?: { code?: string; message?: string } }).cause;
+        const hint = this.tlsHint(url, c?.code);
+        if (hint) throw new RegistryError(`${this.where()}: ${hint}`, { cause: e });
         const why = c?.message ?? (e as Error).message;
         // offline machines (a workshop room, CI): say how to bring the image in without a registry
         throw new RegistryError(
@@ -134,11 +184,12 @@ export class RegistryClient {
     throw new RegistryError(`${this.where()}: too many redirects`);
   }
 
-  private async fetchToken(p: Record<string, string>): Promise<void> {
+  private async fetchToken(p: Record<string, string>, forLogin = false): Promise<void> {
     if (!p.realm) throw new RegistryError(`${this.where()}: Bearer challenge without a realm`);
     const u = new URL(p.realm);
     if (p.service) u.searchParams.set('service', p.service);
-    u.searchParams.set('scope', p.scope ?? `repository:${this.ref.repository}:pull`);
+    // a login asks for no scope: the token server only checks who is asking
+    if (!forLogin) u.searchParams.set('scope', p.scope ?? `repository:${this.ref.repository}:pull`);
     const headers: Record<string, string> = this.basic ? { authorization: this.basic } : {};
     let res: Response;
     try {
@@ -153,6 +204,25 @@ export class RegistryClient {
     this.token = t;
   }
 
+  /**
+   * `docker login`'s check: GET /v2/; a Bearer challenge is answered by the token server
+   * with these credentials, a Basic one by the registry. Throws when they are refused.
+   */
+  async checkLogin(): Promise<void> {
+    const signal = AbortSignal.timeout(this.opts.timeout ?? 30_000);
+    let res = await this.fetchFollow(`${this.base}/v2/`, {}, signal);
+    if (res.status === 401) {
+      const ch = parseChallenge(res.headers.get('www-authenticate') ?? '');
+      await res.body?.cancel();
+      if (ch.scheme === 'bearer') {
+        await this.fetchToken(ch.params, true);
+        res = await this.fetchFollow(`${this.base}/v2/`, { authorization: `Bearer ${this.token}` }, signal);
+      } else if (ch.scheme === 'basic' && this.basic) res = await this.fetchFollow(`${this.base}/v2/`, { authorization: this.basic }, signal);
+    }
+    await res.body?.cancel();
+    if (!res.ok) throw new RegistryError(`${this.ref.registry}: login refused: HTTP ${res.status}`);
+  }
+
   private async fail(res: Response, what: string): Promise<never> {
     let detail = '';
     try {
@@ -161,7 +231,7 @@ export class RegistryClient {
     } catch {
       /* not JSON */
     }
-    if (res.status === 401) throw new RegistryError(`${this.where()}: ${what}: unauthorized (HTTP 401)${detail ? ` ${detail}` : ''}; for a private image, log in (credentials in ~/.docker/config.json)`);
+    if (res.status === 401) throw new RegistryError(`${this.where()}: ${what}: unauthorized (HTTP 401)${detail ? ` ${detail}` : ''}; for a private image, tsrun login first`);
     throw new RegistryError(`${this.where()}: ${what}: HTTP ${res.status}${detail ? ` ${detail}` : ''}`);
   }
 

@@ -65,11 +65,14 @@ export interface ImageRecord {
   layers: { digest: string; size: number; mediaType: string; diffId: string }[];
   /** canonical tagged names, e.g. docker.io/library/alpine:3.20 */
   names: string[];
-  /** repositories it was pulled from by digest (repo@digest resolves to it) */
-  repos: string[];
+  /**
+   * docker's RepoDigests, canonical: repo@digest for each repository that served this image
+   * under that digest (the index's digest when the pull went through an index). A digest
+   * belongs to a repository: the same manifest pulled from two repositories through two
+   * different indexes has one entry per repository, never a digest the other never had.
+   */
+  repoDigests: string[];
   source: 'pull' | 'import' | 'builtin';
-  /** the image index / manifest list it was picked from, if any (repo@index-digest resolves) */
-  index?: string;
   added: string;
   created?: string;
   platform?: string;
@@ -186,7 +189,9 @@ export class ContentStore implements ImageStore {
   }
   readIndex(): Index {
     try {
-      return JSON.parse(readFileSync(this.indexPath(), 'utf8')) as Index;
+      const ix = JSON.parse(readFileSync(this.indexPath(), 'utf8')) as Index;
+      for (const r of Object.values(ix.images)) migrateRecord(r);
+      return ix;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, images: {} };
       throw new StateError(`${this.indexPath()}: unreadable image index: ${(e as Error).message}`, { cause: e });
@@ -229,7 +234,7 @@ export class ContentStore implements ImageStore {
         const r: ImageRecord = {
           ...rec,
           names: [...new Set([...(prev?.names ?? []), ...rec.names])],
-          repos: [...new Set([...(prev?.repos ?? []), ...rec.repos])],
+          repoDigests: [...new Set([...(prev?.repoDigests ?? []), ...rec.repoDigests])],
           added: new Date().toISOString(),
         };
         ix.images[rec.digest] = r;
@@ -259,7 +264,10 @@ export class ContentStore implements ImageStore {
     if (!ref.startsWith('sha256:')) {
       const p = parseReference(ref);
       if (p.digest) {
-        const r = all.find((r) => (r.digest === p.digest || r.index === p.digest) && (r.repos.includes(repoName(p)) || r.names.some((n) => splitTagged(n).repo === repoName(p))));
+        // repo@digest: only a digest that repository served (docker's RepoDigests), or the
+        // manifest itself when that repository served it through one of its indexes
+        const repo = repoName(p);
+        const r = all.find((r) => r.repoDigests.includes(`${repo}@${p.digest}`) || (r.digest === p.digest && r.repoDigests.some((d) => d.startsWith(`${repo}@`))));
         if (r) return r;
       } else {
         const r = all.find((r) => r.names.includes(canonicalName(p)));
@@ -419,6 +427,26 @@ export class ContentStore implements ImageStore {
     for (const t of existsSync(tdir) ? readdirSync(tdir) : []) if (!alive(t)) removeTree(join(tdir, t));
     return freed;
   }
+}
+
+/**
+ * Records of an older tsrun kept `repos` and one `index` per manifest: every repository in
+ * `repos` served the manifest itself, but the index digest may be another repository's, so
+ * it is kept only when one repository is listed.
+ */
+function migrateRecord(r: ImageRecord & { repos?: string[]; index?: string }): void {
+  if (Array.isArray(r.repoDigests)) return;
+  const repos = r.repos ?? [];
+  r.repoDigests = [...repos.map((x) => `${x}@${r.digest}`), ...(r.index && repos.length === 1 ? [`${repos[0]}@${r.index}`] : [])];
+  delete r.repos;
+  delete r.index;
+}
+
+/** The digest a repository knows this image by (docker images --digests), if any. */
+export function repoDigestFor(r: ImageRecord, repo: string): string | undefined {
+  const all = r.repoDigests.filter((d) => d.startsWith(`${repo}@`)).map((d) => d.slice(repo.length + 1));
+  // the index's digest (what the repository's tag points at) before the manifest's
+  return all.find((d) => d !== r.digest) ?? all[0];
 }
 
 export function familiarTagged(name: string): string {

@@ -49,9 +49,9 @@ export function sniffCompression(path: string): Compression {
 }
 
 function decompressed(path: string, c: Compression): AsyncIterable<Buffer> {
-  const src = createReadStream(path, { highWaterMark: 1 << 20 });
+  const src = createReadStream(path, { highWaterMark: 1 << 16 });
   if (c === 'none') return src;
-  if (c === 'gzip') return src.pipe(zlib().createGunzip({ chunkSize: 1 << 18 }));
+  if (c === 'gzip') return src.pipe(zlib().createGunzip({ chunkSize: 1 << 16 }));
   // node >= 22.15 has zstd in zlib; else the zstd program, if installed
   const z = (zlib as unknown as { createZstdDecompress?: () => NodeJS.ReadWriteStream }).createZstdDecompress;
   if (z) return src.pipe(z()) as unknown as AsyncIterable<Buffer>;

@@ -2,10 +2,11 @@
 // pushed with skopeo: by tag, by digest, an index, a corrupted blob, token auth, an
 // interrupted download and its retry; then `tsrun run` of what was pulled.
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import net from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, describeKernel, inCI, leaks, testEnv, tsrun } from './helpers.js';
@@ -239,6 +240,218 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
       expect(ok.code).toBe(0);
       expect(ts.seen.some((s) => s.user === 'alice' && s.scope === 'repository:team/app:pull')).toBe(true);
     } finally {
+      await sreg?.stop();
+      await ts?.stop();
+    }
+  });
+
+  it('issue 16.1: `tsrun run --pids-limit 50 --read-only alpine sh` pulls alpine through "registry-mirrors" (plain http on loopback)', () => {
+    // no internet: the mirror is the suite's registry, holding an image named library/alpine
+    writeLayout(join(work, 'alpine'), 'latest', [{ layers: [base, layerFromTar(rawTar([{ name: 'etc/alpine-release', body: '3.99.0-test\n' }]))], config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin'] } }]);
+    push(join(work, 'alpine'), 'latest', `${reg.host}/library/alpine:latest`);
+    const cfg = join(work, 'mirror.json');
+    writeFileSync(cfg, JSON.stringify({ 'registry-mirrors': [`http://${reg.host}`] }));
+    const fresh = join(work, 'data-mirror');
+    // no --insecure-registry and no TSRUN_INSECURE_REGISTRIES: the mirror URL's scheme says http
+    const e = { TSRUN_DATA: fresh, TSRUN_CONFIG: cfg, DOCKER_CONFIG: join(work, 'docker') };
+    const ids = () => new Set((JSON.parse(tsrun(['ps', '-a', '--format', 'json']).stdout || '[]') as { id: string }[]).map((c) => c.id));
+    const before = ids();
+    try {
+      // exactly as written: without -i, as docker's, sh gets no stdin and exits 0 at once
+      const r = tsrun(['run', '--pids-limit', '50', '--read-only', 'alpine', 'sh'], { env: e, input: 'echo not-read\n', timeout: 60_000 });
+      expect(r.stderr).toContain("Unable to find image 'alpine:latest' locally");
+      expect(r.stderr).not.toMatch(/tsrun: /);
+      expect(r.stdout).toBe('');
+      expect(r.code).toBe(0);
+      // the same with -i reads the commands: alpine's file, a read-only root, the pids limit
+      const i = tsrun(['run', '--rm', '-i', '--pids-limit', '50', '--read-only', 'alpine', 'sh'], { env: e, input: 'cat /etc/alpine-release; touch /x 2>/dev/null || echo read-only; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; exit 0\n', timeout: 60_000 });
+      expect(i.stderr).toBe('');
+      expect(i.stdout).toBe('3.99.0-test\nread-only\n50\n');
+      expect(i.code).toBe(0);
+      const imgs = JSON.parse(tsrun(['images', '--format', 'json'], { env: e }).stdout) as { repository: string; tag: string }[];
+      expect(imgs).toContainEqual(expect.objectContaining({ repository: 'alpine', tag: 'latest' }));
+      // a bad mirror key is named with its file
+      writeFileSync(cfg, JSON.stringify({ 'registry-mirrors': ['ftp://x'] }));
+      const bad = tsrun(['pull', 'alpine'], { env: e });
+      expect(bad.code).toBe(125);
+      expect(bad.stderr).toBe(`tsrun: ${cfg}: "registry-mirrors[0]": "ftp://x": the scheme must be http or https\n`);
+    } finally {
+      for (const id of ids()) if (!before.has(id)) tsrun(['rm', '-f', id]);
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  it('issue 16.1: loopback registries are plain http without a flag, as docker\'s 127.0.0.0/8 default', () => {
+    const fresh = join(work, 'data-loopback');
+    writeFileSync(join(work, 'empty.json'), '{}');
+    try {
+      const r = tsrun(['pull', '-q', `${reg.host}/test/app:v1`], { env: { TSRUN_DATA: fresh, DOCKER_CONFIG: join(work, 'docker'), TSRUN_CONFIG: join(work, 'empty.json') } });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  it('issue 16.1: https to a plain-http registry says so and names --insecure-registry / "insecure-registries" (not OpenSSL\'s raw error)', async () => {
+    // a non-loopback address of this host: not insecure by default
+    const addr = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+    expect(addr, 'a non-loopback IPv4 address on this host').toBeTruthy();
+    const proxy = net.createServer((c) => {
+      const up = net.connect(reg.port, '127.0.0.1');
+      c.pipe(up).pipe(c);
+      c.on('error', () => up.destroy());
+      up.on('error', () => c.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, addr, r));
+    const host = `${addr}:${(proxy.address() as net.AddressInfo).port}`;
+    const cfg = join(work, 'insecure.json');
+    const fresh = join(work, 'data-tls');
+    const e = { TSRUN_DATA: fresh, TSRUN_CONFIG: cfg, DOCKER_CONFIG: join(work, 'docker') };
+    try {
+      writeFileSync(cfg, '{}');
+      const r = await runAsync(['pull', `${host}/test/app:v1`], e);
+      expect(r.code).toBe(125);
+      expect(r.stderr).toBe(`tsrun: ${host}/test/app: ${host} answered an https request in plain http (TLS handshake failed: ERR_SSL_WRONG_VERSION_NUMBER): if it is a plain-http registry, pass --insecure-registry ${host} or add "${host}" to "insecure-registries" in ${cfg}\n`);
+      // the key, as a CIDR, makes it work
+      writeFileSync(cfg, JSON.stringify({ 'insecure-registries': [`${addr}/32`] }));
+      const ok = await runAsync(['pull', '-q', `${host}/test/app:v1`], e);
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+      // a mirror written with https: the hint names "registry-mirrors"
+      writeFileSync(cfg, JSON.stringify({ 'registry-mirrors': [`https://${reg.host}`] }));
+      const m = await runAsync(['pull', 'alpine'], e);
+      expect(m.code).toBe(125);
+      expect(m.stderr).toContain(`write it as "http://${reg.host}" in "registry-mirrors" of ${cfg}`);
+      expect(m.stderr).not.toMatch(/ssl3_get_record|SSL routines/);
+    } finally {
+      proxy.close();
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  it('issue 16.4: a digest belongs to its repository: RepoDigests, images --digests and run repo@digest never borrow another repository\'s', async () => {
+    // the amd64 manifest of test/multi's index, pushed alone to test/single: one manifest, two repositories
+    const arch = layerFromTar(rawTar([{ name: 'arch', body: 'amd64\n' }]));
+    const m = writeLayout(join(work, 'single'), 'v1', [{ layers: [base, arch], config: { Cmd: ['cat', '/arch'] }, architecture: 'amd64' }]);
+    push(join(work, 'single'), 'v1', `${reg.host}/test/single:v1`);
+    const x = (JSON.parse(readFileSync(join(work, 'multi', 'index.json'), 'utf8')) as { manifests: { digest: string }[] }).manifests[0]!.digest;
+    const fresh = join(work, 'data-digests');
+    const e = { ...env, TSRUN_DATA: fresh };
+    const u = (args: string[]) => tsrun(args, { env: e, timeout: 60_000 });
+    try {
+      expect(u(['pull', '-q', `${reg.host}/test/single:v1`]).code).toBe(0);
+      expect(u(['pull', '-q', `${reg.host}/test/multi:v1`]).code).toBe(0);
+      const ins = JSON.parse(u(['image', 'inspect', `${reg.host}/test/single:v1`]).stdout)[0];
+      expect(ins.ManifestDigest).toBe(m); // the same manifest: one record
+      expect(ins.RepoDigests.sort()).toEqual([`${reg.host}/test/multi@${x}`, `${reg.host}/test/single@${m}`].sort());
+      // the registry agrees: test/single has no manifest ${x}
+      const r404 = await fetch(`http://${reg.host}/v2/test/single/manifests/${x}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+      expect(r404.status).toBe(404);
+      const rows = JSON.parse(u(['images', '--format', 'json']).stdout) as { repository: string; digest: string }[];
+      expect(rows.find((r) => r.repository === `${reg.host}/test/single`)?.digest).toBe(m);
+      expect(rows.find((r) => r.repository === `${reg.host}/test/multi`)?.digest).toBe(x);
+      expect(u(['images', '--digests']).stdout).toMatch(new RegExp(`test/single\\s+v1\\s+${m}\\s`));
+      // run repo@digest: what each repository has, and not what it never had
+      expect(u(['run', '--rm', '--pull', 'never', `${reg.host}/test/multi@${x}`]).stdout).toBe('amd64\n');
+      expect(u(['run', '--rm', '--pull', 'never', `${reg.host}/test/multi@${m}`]).stdout).toBe('amd64\n');
+      const never = u(['run', '--rm', '--pull', 'never', `${reg.host}/test/single@${x}`]);
+      expect(never.code).toBe(125);
+      expect(never.stderr).toMatch(/unknown image/);
+      const missing = u(['run', '--rm', `${reg.host}/test/single@${x}`]);
+      expect(missing.code).toBe(125);
+      expect(missing.stderr).toMatch(/HTTP 404 MANIFEST_UNKNOWN/);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  it('issue 16.2: login / logout write and remove "auths" (docker\'s format), or go through a credential helper; the password is never printed', async () => {
+    const password = `pw-${randomBytes(6).toString('hex')}`;
+    let ts: TokenServer | undefined;
+    let sreg: Registry | undefined;
+    const dcfg = join(work, 'docker-login');
+    const logFile = join(work, 'login.log');
+    const fresh = join(work, 'data-login');
+    const seen: string[] = [];
+    const run = async (args: string[], input = '', extra: Record<string, string> = {}) => {
+      const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const c = spawn(BIN, ['--log', logFile, ...args], { env: { ...process.env, TSRUN_ROOT: testEnv().root, TSRUN_DATA: fresh, DOCKER_CONFIG: dcfg, ...extra } });
+        let stdout = '';
+        let stderr = '';
+        c.stdout.on('data', (d) => (stdout += d));
+        c.stderr.on('data', (d) => (stderr += d));
+        c.on('exit', (code) => resolve({ code, stdout, stderr }));
+        c.stdin.end(input);
+      });
+      seen.push(r.stdout, r.stderr);
+      return r;
+    };
+    try {
+      ts = await startTokenServer('bob', password);
+      sreg = await startRegistry(ts.auth);
+      await pushAsync(join(work, 'app'), 'v1', `${sreg.host}/team/app:v1`, { creds: `bob:${password}` });
+      // a wrong password: refused, nothing written
+      const bad = await run(['login', '-u', 'bob', '--password-stdin', sreg.host], 'wrong\n');
+      expect(bad.code).toBe(125);
+      expect(bad.stderr).toMatch(/token server 127\.0\.0\.1:\d+ refused: HTTP 401/);
+      expect(existsSync(join(dcfg, 'config.json'))).toBe(false);
+      // no password as an argument
+      const argv = await run(['login', '-u', 'bob', sreg.host]);
+      expect(argv.code).toBe(125);
+      expect(argv.stderr).toMatch(/--password-stdin/);
+      const ok = await run(['login', '-u', 'bob', '--password-stdin', sreg.host], `${password}\n`);
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+      expect(ok.stdout).toBe(`Login Succeeded (credentials in ${join(dcfg, 'config.json')})\n`);
+      const cfg = JSON.parse(readFileSync(join(dcfg, 'config.json'), 'utf8'));
+      expect(cfg.auths[sreg.host].auth).toBe(Buffer.from(`bob:${password}`).toString('base64'));
+      expect(statSync(join(dcfg, 'config.json')).mode & 0o777).toBe(0o600);
+      const pulled = await run(['pull', '-q', `${sreg.host}/team/app:v1`]);
+      expect(pulled.stderr).toBe('');
+      expect(pulled.code).toBe(0);
+      expect((await run(['logout', sreg.host])).stdout).toBe(`Removing login credentials for ${sreg.host}\n`);
+      expect(JSON.parse(readFileSync(join(dcfg, 'config.json'), 'utf8')).auths).toEqual({});
+      expect((await run(['logout', sreg.host])).stdout).toBe(`Not logged in to ${sreg.host}\n`);
+      rmSync(fresh, { recursive: true, force: true });
+      expect((await run(['pull', `${sreg.host}/team/app:v1`])).code).toBe(125);
+
+      // a credential helper (credsStore): docker-credential-tsruntest keeps what it is given in a dir
+      const bin = join(work, 'helper-bin');
+      const store = join(work, 'helper-store');
+      mkdirSync(bin, { recursive: true });
+      mkdirSync(store, { recursive: true });
+      writeFileSync(
+        join(bin, 'docker-credential-tsruntest'),
+        `#!/bin/sh\nin=$(cat)\necho "$1" >> ${store}/calls\ncase "$1" in\nstore) printf '%s' "$in" > ${store}/creds.json ;;\nget) [ -f ${store}/creds.json ] && cat ${store}/creds.json || { echo 'credentials not found in native keychain'; exit 1; } ;;\nerase) [ -f ${store}/creds.json ] && rm ${store}/creds.json || { echo 'credentials not found in native keychain'; exit 1; } ;;\nesac\n`,
+        { mode: 0o755 },
+      );
+      writeFileSync(join(dcfg, 'config.json'), JSON.stringify({ credsStore: 'tsruntest', auths: {} }));
+      const path = { PATH: `${bin}:${process.env.PATH}` };
+      const hl = await run(['login', '-u', 'bob', '--password-stdin', sreg.host], password, path);
+      expect(hl.stderr).toBe('');
+      expect(hl.stdout).toBe('Login Succeeded (credentials in docker-credential-tsruntest)\n');
+      expect(JSON.parse(readFileSync(join(store, 'creds.json'), 'utf8'))).toEqual({ ServerURL: sreg.host, Username: 'bob', Secret: password });
+      const after = readFileSync(join(dcfg, 'config.json'), 'utf8');
+      expect(after).not.toContain(password);
+      expect(after).not.toContain(Buffer.from(`bob:${password}`).toString('base64'));
+      const hp = await run(['pull', '-q', `${sreg.host}/team/app:v1`], '', path);
+      expect(hp.stderr).toBe('');
+      expect(hp.code).toBe(0);
+      expect((await run(['logout', sreg.host], '', path)).stdout).toBe(`Removing login credentials for ${sreg.host}\n`);
+      expect(existsSync(join(store, 'creds.json'))).toBe(false);
+      expect(readFileSync(join(store, 'calls'), 'utf8')).toBe('store\nget\nerase\n');
+      // the helper missing from PATH is named
+      const missing = await run(['pull', `${sreg.host}/team/app:v1`]);
+      expect(missing.code).toBe(125);
+      expect(missing.stderr).toMatch(/credential helper docker-credential-tsruntest: ENOENT \(not found on PATH\)/);
+      // the secret never appeared in any output or in tsrun's log
+      for (const o of [...seen, readFileSync(logFile, 'utf8')]) {
+        expect(o).not.toContain(password);
+        expect(o).not.toContain(Buffer.from(`bob:${password}`).toString('base64'));
+      }
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
       await sreg?.stop();
       await ts?.stop();
     }

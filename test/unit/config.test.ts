@@ -90,3 +90,21 @@ describe('config file', () => {
     expect(() => applyConfigDefaults(baseSpec(), { 'userns-remap': 'alice' }, idDbUnder(dir))).toThrow(/config "userns-remap": .*no subordinate ids for "alice"/);
   });
 });
+
+describe('registry keys (issue 16.1)', () => {
+  it('"registry-mirrors" and "insecure-registries" take daemon.json\'s shapes; errors name the file and key', () => {
+    expect(validateConfig({ 'registry-mirrors': ['http://127.0.0.1:5000/', 'https://mirror.example'], 'insecure-registries': ['10.0.0.5:5000', '192.168.0.0/16', 'reg.lan', '[fd00::1]:5000'] }, '/c.json')).toEqual({
+      'registry-mirrors': ['http://127.0.0.1:5000', 'https://mirror.example'],
+      'insecure-registries': ['10.0.0.5:5000', '192.168.0.0/16', 'reg.lan', '[fd00::1]:5000'],
+    });
+    expect(() => validateConfig({ 'registry-mirrors': 'http://x' }, '/c.json')).toThrow(/^\/c\.json: "registry-mirrors": expected a list of URLs/);
+    expect(() => validateConfig({ 'registry-mirrors': ['ftp://x'] }, '/c.json')).toThrow('/c.json: "registry-mirrors[0]": "ftp://x": the scheme must be http or https');
+    expect(() => validateConfig({ 'registry-mirrors': ['https://x/v2/'] }, '/c.json')).toThrow(/"registry-mirrors\[0\]": .*only scheme:\/\/host\[:port\]/);
+    expect(() => validateConfig({ 'registry-mirrors': ['https://u:p@x'] }, '/c.json')).toThrow(/"registry-mirrors\[0\]"/);
+    expect(() => validateConfig({ 'registry-mirrors': ['not a url'] }, '/c.json')).toThrow(/"registry-mirrors\[0\]": expected a URL/);
+    expect(() => validateConfig({ 'insecure-registries': ['http://x:5000'] }, '/c.json')).toThrow('/c.json: "insecure-registries[0]": "http://x:5000": no scheme, only host[:port] or a CIDR (as docker\'s)');
+    expect(() => validateConfig({ 'insecure-registries': ['10.0.0.0/33'] }, '/c.json')).toThrow(/"insecure-registries\[0\]": "10\.0\.0\.0\/33": not a CIDR/);
+    expect(() => validateConfig({ 'insecure-registries': ['a b'] }, '/c.json')).toThrow(/"insecure-registries\[0\]"/);
+    expect(() => validateConfig({ 'insecure-registries': [5] }, '/c.json')).toThrow(/"insecure-registries\[0\]": expected "host\[:port\]" or a CIDR, got 5/);
+  });
+});

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { applyChange } from '../../src/image/import.js';
 import { parsePullPolicy, pickPlatform, progressReporter } from '../../src/image/pull.js';
 import { canonicalName, familiarName, parseReference } from '../../src/image/reference.js';
-import { dockerCredentials, parseChallenge, RegistryClient } from '../../src/image/registry.js';
+import { dockerCredentials, endpointsFor, isInsecure, parseChallenge, RegistryClient } from '../../src/image/registry.js';
 import { ContentStore, MEDIA } from '../../src/image/store.js';
 import { ChunkReader, readTar, tarHeader, paxRecord } from '../../src/image/tar.js';
 import { safeRelPath } from '../../src/image/unpack.js';
@@ -307,8 +307,32 @@ describe('store records', () => {
     try {
       const store = new ContentStore(d);
       const config = store.writeBlob(Buffer.from(JSON.stringify({ os: 'linux', architecture: 'amd64', config: {} })));
-      const rec = await store.record({ digest: config, config, layers: [{ digest: config, size: 1, mediaType: MEDIA.ociLayer, diffId: config }], names: ['docker.io/library/old:1'], repos: [], source: 'import' });
+      const rec = await store.record({ digest: config, config, layers: [{ digest: config, size: 1, mediaType: MEDIA.ociLayer, diffId: config }], names: ['docker.io/library/old:1'], repoDigests: [], source: 'import' });
       expect(() => store.resolved(rec)).toThrow(/^image old:1: its config has no rootfs\.diff_ids: tsrun rmi it, and import or pull it again$/);
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('repository digests (issue 16.4)', () => {
+  it('an older images.json (repos + one index per manifest) reads as per-repository digests: the index only when one repository had it', () => {
+    const d = mkdtempSync(join(tmpdir(), 'tsrun-store-'));
+    const M = `sha256:${'a'.repeat(64)}`;
+    const X = `sha256:${'b'.repeat(64)}`;
+    try {
+      const base = { config: M, layers: [], names: [], source: 'pull', added: '' };
+      writeFileSync(
+        join(d, 'images.json'),
+        JSON.stringify({ version: 1, images: { [M]: { ...base, digest: M, repos: ['r.io/a', 'r.io/b'], index: X }, [X]: { ...base, digest: X, repos: ['r.io/c'], index: M } } }),
+      );
+      const ix = new ContentStore(d).readIndex();
+      expect(ix.images[M]!.repoDigests).toEqual([`r.io/a@${M}`, `r.io/b@${M}`]);
+      expect(ix.images[X]!.repoDigests).toEqual([`r.io/c@${X}`, `r.io/c@${M}`]);
+      const store = new ContentStore(d);
+      expect(store.find(`r.io/b@${X}`)).toBeUndefined();
+      expect(store.find(`r.io/b@${M}`)?.digest).toBe(M);
+      expect(store.find(`r.io/c@${M}`)?.digest).toBe(X);
     } finally {
       rmSync(d, { recursive: true, force: true });
     }
@@ -348,5 +372,27 @@ describe('pull progress', () => {
     expect(out.endsWith('\x1b[2Kaaa: done\n\x1b[2Kbbb: already here\nDigest: sha256:x\n')).toBe(true);
     expect(out).toContain('\x1b[2A'); // moved up over its two rows
     expect(out.split('Digest').length).toBe(2);
+  });
+});
+
+describe('insecure registries and mirrors (issue 16.1)', () => {
+  it('loopback is plain http by default (127.0.0.0/8, ::1, localhost), others only when listed, by host, host:port or CIDR', () => {
+    for (const h of ['127.0.0.1:5000', '127.3.4.5', '[::1]:5000', 'localhost:5000']) expect(isInsecure(h)).toBe(true);
+    for (const h of ['192.0.2.2:5000', '[fd00::1]:5000', 'reg.example', '128.0.0.1']) expect(isInsecure(h)).toBe(false);
+    expect(isInsecure('192.0.2.2:5000', ['192.0.2.0/24'])).toBe(true);
+    expect(isInsecure('192.0.3.2:5000', ['192.0.2.0/24'])).toBe(false);
+    expect(isInsecure('reg.lan:5000', ['reg.lan'])).toBe(true);
+    expect(isInsecure('reg.lan:5000', ['reg.lan:5001'])).toBe(false);
+    expect(isInsecure('[fd00::1]:5000', ['fd00::/64'])).toBe(true);
+  });
+  it('mirrors apply to Docker Hub images only, in order, before Docker Hub itself', () => {
+    const mirrors = ['http://127.0.0.1:5000', 'https://m.example'];
+    expect(endpointsFor(parseReference('alpine'), { mirrors })).toEqual([
+      { base: 'http://127.0.0.1:5000', mirror: 'http://127.0.0.1:5000' },
+      { base: 'https://m.example', mirror: 'https://m.example' },
+      { base: 'https://registry-1.docker.io' },
+    ]);
+    expect(endpointsFor(parseReference('quay.io/x/y'), { mirrors })).toEqual([{ base: 'https://quay.io' }]);
+    expect(endpointsFor(parseReference('127.0.0.1:5000/x'), { mirrors })).toEqual([{ base: 'http://127.0.0.1:5000' }]);
   });
 });

@@ -4,7 +4,7 @@
 // and a function that judges the kernel's facts about one process (src/audit/facts.ts).
 // docs/audit.md explains each one and how to make it pass.
 import { CAPABILITIES, DOCKER_DEFAULT_CAPS, capMask, maskNames } from '../controls/capabilities.js';
-import { hostPathOf, type HostView, type MountLine, type NsName, type ProcessFacts } from './facts.js';
+import { hostPathOf, type DnatRule, type HostView, type MountLine, type NsName, type ProcessFacts } from './facts.js';
 
 export type Status = 'PASS' | 'WARN' | 'INFO' | 'NOTE';
 
@@ -131,6 +131,18 @@ export const CONTAINER_CHECKS: readonly Check<ProcessFacts>[] = [
       return pass(`no bind of ${SENSITIVE_DIRS.join(' ')} in /proc/${f.pid}/mountinfo`);
     },
   },
+  {
+    id: '5.7',
+    idCurrent: '5.8',
+    title: 'Ensure privileged ports are not mapped within containers',
+    run(f, h) {
+      const ms = published(f, h);
+      if (!ms) return note('the nat table could not be read (iptables-save)');
+      const low = ms.filter((m) => m.hostPort < 1024);
+      if (low.length) return warn(low.map(fmt).join('; ') + ' (host ports below 1024)');
+      return pass(ms.length ? ms.map(fmt).join('; ') : 'no port of the host is forwarded to it (nat table)');
+    },
+  },
   nsCheck('net', '5.9', '5.10', 'network'),
   {
     id: '5.10',
@@ -246,6 +258,18 @@ export const CONTAINER_CHECKS: readonly Check<ProcessFacts>[] = [
     },
   },
   {
+    id: '5.13',
+    idCurrent: '5.14',
+    title: 'Ensure that incoming container traffic is bound to a specific host interface',
+    run(f, h) {
+      const ms = published(f, h);
+      if (!ms) return note('the nat table could not be read (iptables-save)');
+      const any = ms.filter((m) => m.hostIP === '');
+      if (any.length) return warn(any.map(fmt).join('; ') + ': every host address, the outside included (publish as -p 127.0.0.1:PORT:PORT)');
+      return pass(ms.length ? ms.map(fmt).join('; ') : 'no port of the host is forwarded to it (nat table)');
+    },
+  },
+  {
     id: '5.30',
     idCurrent: '5.31',
     title: "Ensure that the host's user namespaces are not shared",
@@ -268,6 +292,14 @@ export const CONTAINER_CHECKS: readonly Check<ProcessFacts>[] = [
     },
   },
 ];
+
+/** The DNAT rules that lead to this process's addresses: its published ports, as the kernel has them. */
+function published(f: ProcessFacts, h: HostView): DnatRule[] | undefined {
+  if (!h.dnat) return undefined;
+  return h.dnat.filter((r) => f.addresses.includes(r.toAddr));
+}
+
+const fmt = (m: DnatRule) => `${m.hostIP || '0.0.0.0'}:${m.hostPort} -> ${m.toAddr}:${m.toPort}/${m.protocol}`;
 
 function base(p: string): string {
   return p.slice(p.lastIndexOf('/') + 1);

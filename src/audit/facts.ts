@@ -6,6 +6,7 @@
 // Parsing is pure (text → facts) so unit tests feed fixture text; `readFacts` does the I/O.
 // Nothing here opens a path under /proc/PID/root (trust-boundary rule 2): every fact comes
 // from the kernel's own files about the process.
+import { childProcess } from '../builtins.js';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { UsageError } from '../errors.js';
@@ -204,6 +205,8 @@ export interface ProcessFacts {
   cgroup: CgroupFacts;
   limits: Record<string, Limit>;
   lsm: LsmFacts;
+  /** the IPv4 addresses of the process's network namespace (/proc/PID/net/fib_trie, LOCAL /32s) */
+  addresses: string[];
 }
 
 /** What the container is compared with: the auditing process's own view of the host. */
@@ -227,6 +230,43 @@ export interface HostView {
   limits: Record<string, Limit>;
   /** the auditing process's own cgroup paths (a container must not sit in them) */
   cgroupPaths: Record<string, string>;
+  /** the kernel's DNAT rules (iptables-save -t nat): published ports; undefined when iptables cannot be read */
+  dnat?: DnatRule[];
+}
+
+/** One DNAT rule: traffic to hostIP:hostPort (hostIP '' = any address) goes to toAddr:toPort. */
+export interface DnatRule {
+  hostIP: string;
+  hostPort: number;
+  protocol: string;
+  toAddr: string;
+  toPort: number;
+}
+
+/** The nat table's DNAT rules as iptables-save prints them (portmap's, docker-proxy-less Docker's, …). */
+export function parseDnat(text: string): DnatRule[] {
+  const out: DnatRule[] = [];
+  for (const l of text.split('\n')) {
+    if (!l.startsWith('-A ') || !/ -j DNAT /.test(l)) continue;
+    const to = / --to-destination ([\d.]+):(\d+)/.exec(l);
+    const dport = / --dport (\d+)/.exec(l);
+    if (!to || !dport) continue;
+    const d = / -d ([\d.]+)(\/32)? /.exec(l);
+    out.push({ hostIP: d?.[1] ?? '', hostPort: Number(dport[1]), protocol: / -p (\w+)/.exec(l)?.[1] ?? 'tcp', toAddr: to[1]!, toPort: Number(to[2]) });
+  }
+  return out;
+}
+
+/** The LOCAL /32 addresses in a fib_trie (proc(5) /proc/net/fib_trie), loopback left out. */
+export function parseFibLocal(text: string): string[] {
+  const out = new Set<string>();
+  const lines = text.split('\n');
+  for (let i = 1; i < lines.length; i++) {
+    if (!/\/32 host LOCAL/.test(lines[i]!)) continue;
+    const ip = /([\d.]+)\s*$/.exec(lines[i - 1] ?? '')?.[1];
+    if (ip && !ip.startsWith('127.')) out.add(ip);
+  }
+  return [...out];
 }
 
 function read(path: string): string {
@@ -290,6 +330,7 @@ export function readFacts(pid: number, layout: CgroupLayout = hostLayout()): Pro
     cgroup,
     limits: parseLimits(tryRead(`/proc/${pid}/limits`) ?? ''),
     lsm: { ...(apparmor ? { apparmor } : {}), ...(current ? { current } : {}) },
+    addresses: parseFibLocal(tryRead(`/proc/${pid}/net/fib_trie`) ?? ''),
   };
 }
 
@@ -317,7 +358,14 @@ export function readHostView(layout: CgroupLayout = hostLayout()): HostView {
     lsms: activeLsms(),
     limits: parseLimits(tryRead('/proc/self/limits') ?? ''),
     cgroupPaths: cgroupFiles(layout, lines).paths,
+    ...readDnat(),
   };
+}
+
+/** The nat table through iptables-save, the field's tool (nftables' iptables-nft included). */
+function readDnat(): { dnat?: DnatRule[] } {
+  const r = childProcess().spawnSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8', timeout: 5000 });
+  return r.status === 0 ? { dnat: parseDnat(r.stdout) } : {};
 }
 
 /**

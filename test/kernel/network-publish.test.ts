@@ -122,6 +122,23 @@ describeKernel('networks people can use: -p, names, outbound NAT', () => {
     }
   });
 
+  it('audit reads the published ports from the kernel\'s nat table: CIS 5.7 (privileged host port) and 5.13 (every host address)', () => {
+    const bound = httpd(WEB, `${tag}-a1`, ['-p', `127.0.0.1:${PORT + 6}:80`]);
+    const low = httpd(WEB, `${tag}-a2`, ['-p', '127.0.0.1:1000:80']);
+    const all = httpd(WEB, `${tag}-a3`, ['-p', `${PORT + 7}:80`]);
+    const verdicts = (id: string) => {
+      const r = tsrun(['audit', '--json', id]);
+      const rows = JSON.parse(r.stdout) as { id: string; status: string; detail: string }[];
+      return Object.fromEntries(rows.filter((x) => x.id === '5.7' || x.id === '5.13').map((x) => [x.id, `${x.status} ${x.detail}`]));
+    };
+    expect(verdicts(bound)).toEqual({ '5.7': expect.stringMatching(new RegExp(`^PASS 127\\.0\\.0\\.1:${PORT + 6} -> 10\\.77\\.211\\.\\d+:80/tcp$`)), '5.13': expect.stringMatching(/^PASS 127\.0\.0\.1:/) });
+    expect(verdicts(low)['5.7']).toMatch(/^WARN 127\.0\.0\.1:1000 -> .* \(host ports below 1024\)$/);
+    expect(verdicts(all)['5.13']).toMatch(new RegExp(`^WARN 0\\.0\\.0\\.0:${PORT + 7} -> `));
+    // a container that publishes nothing passes both
+    expect(verdicts(httpd(WEB, `${tag}-a4`))).toEqual({ '5.7': 'PASS no port of the host is forwarded to it (nat table)', '5.13': 'PASS no port of the host is forwarded to it (nat table)' });
+    for (const n of ['a1', 'a2', 'a3', 'a4']) tsrun(['rm', '-f', `${tag}-${n}`]);
+  });
+
   it('icc=false still isolates the containers from each other while -p reaches each one', async () => {
     const a = httpd(ISO, `${tag}-i1`, ['-p', `127.0.0.1:${PORT + 1}:80`], 'iso-one');
     httpd(ISO, `${tag}-i2`, ['-p', `127.0.0.1:${PORT + 2}:80`], 'iso-two');

@@ -169,22 +169,29 @@ static int pump(struct stream *s) {
   return 0;
 }
 
-static int recv_msg(struct mon_msg *m, int *fds, int maxfds) {
-  struct iovec iov = {m, sizeof *m};
+/* One message of `len` bytes and the fds it carries (SCM_RIGHTS, unix(7)): at most `maxfds`
+ * are kept, any more are closed, so none leaks into the container. */
+static int recv_with_fds(int sock, void *msg, size_t len, int *fds, int maxfds) {
+  struct iovec iov = {msg, len};
   union {
     char buf[CMSG_SPACE(sizeof(int) * 8)];
     struct cmsghdr align;
   } u;
   struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
   ssize_t r;
-  do r = recvmsg(CTL_FD, &mh, MSG_CMSG_CLOEXEC);
+  do r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
   while (r < 0 && errno == EINTR);
-  if (r != (ssize_t)sizeof *m) return -1;
+  if (r != (ssize_t)len) return -1;
   int n = 0;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    for (int i = 0; i < k && n < maxfds; i++) memcpy(&fds[n++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    for (int i = 0; i < k; i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      if (n < maxfds) fds[n++] = fd;
+      else close(fd);
+    }
   }
   return n;
 }
@@ -229,31 +236,6 @@ static void send_fds(int sock, const struct kp_msg *m, const int *fds, int n) {
   sendmsg(sock, &mh, MSG_NOSIGNAL);
 }
 
-static int recv_fds(int sock, struct kp_msg *m, int *fds, int maxfds) {
-  struct iovec iov = {m, sizeof *m};
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * 2)];
-    struct cmsghdr align;
-  } u;
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-  ssize_t r;
-  do r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-  while (r < 0 && errno == EINTR);
-  if (r != (ssize_t)sizeof *m) return -1;
-  int n = 0;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    for (int i = 0; i < k; i++) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      if (n < maxfds) fds[n++] = fd;
-      else close(fd);
-    }
-  }
-  return n;
-}
-
 /*
  * Logs the container's output and reaps it; returns its wait status. `ctl`: tsrun's control
  * socket (the monitor's, until tsrun is done), `keeper`: where a pty master is passed on
@@ -274,7 +256,7 @@ static int watch(pid_t pid, struct stream *s, int ctl, int keeper, int exited, i
     if (ctl >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
       int pty = -1;
       struct mon_msg pm;
-      int n = recv_msg(&pm, &pty, 1);
+      int n = recv_with_fds(CTL_FD, &pm, sizeof pm, &pty, 1);
       if (n == 1 && pm.type == MON_PTY && s[0].fd < 0) {
         s[0].fd = pty; /* a pty merges stdout and stderr, as docker logs it */
         struct kp_msg km = {pid, 1};
@@ -346,7 +328,7 @@ static int on_exit_command(int argc, char **argv) {
 static int monitor(int argc, char **argv, int keeper, pid_t keeper_pid) {
   struct mon_msg m;
   int fds[4] = {-1, -1, -1, -1}; /* init, plan, sync, and the cgroup2 dir to be born in (optional) */
-  int nfds = recv_msg(&m, fds, 4);
+  int nfds = recv_with_fds(CTL_FD, &m, sizeof m, fds, 4);
   if (nfds < 3 || m.type != MON_CLONE) return 1;
   int out[2] = {-1, -1}, err[2] = {-1, -1};
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -437,7 +419,7 @@ int main(int argc, char **argv) {
     if (kp[0] >= 0 && (p[0].revents & POLLIN)) {
       struct kp_msg km;
       int got[2] = {-1, -1};
-      int n = recv_fds(kp[0], &km, got, 2);
+      int n = recv_with_fds(kp[0], &km, sizeof km, got, 2);
       if (n >= 0) {
         pid = km.pid;
         if (km.kind == 0 && n == 2 && held[0] < 0) {

@@ -131,18 +131,7 @@ export const CONTAINER_CHECKS: readonly Check<ProcessFacts>[] = [
       return pass(`no bind of ${SENSITIVE_DIRS.join(' ')} in /proc/${f.pid}/mountinfo`);
     },
   },
-  {
-    id: '5.7',
-    idCurrent: '5.8',
-    title: 'Ensure privileged ports are not mapped within containers',
-    run(f, h) {
-      const ms = published(f, h);
-      if (!ms) return note('the nat table could not be read (iptables-save)');
-      const low = ms.filter((m) => m.hostPort < 1024);
-      if (low.length) return warn(low.map(fmt).join('; ') + ' (host ports below 1024)');
-      return pass(ms.length ? ms.map(fmt).join('; ') : 'no port of the host is forwarded to it (nat table)');
-    },
-  },
+  portCheck('5.7', '5.8', 'Ensure privileged ports are not mapped within containers', (m) => m.hostPort < 1024, ' (host ports below 1024)'),
   nsCheck('net', '5.9', '5.10', 'network'),
   {
     id: '5.10',
@@ -257,18 +246,7 @@ export const CONTAINER_CHECKS: readonly Check<ProcessFacts>[] = [
       return unlimited(p.value) ? warn(`${p.file} = ${p.value} (a fork bomb reaches the host's limit)`) : pass(`${p.file} = ${p.value}`);
     },
   },
-  {
-    id: '5.13',
-    idCurrent: '5.14',
-    title: 'Ensure that incoming container traffic is bound to a specific host interface',
-    run(f, h) {
-      const ms = published(f, h);
-      if (!ms) return note('the nat table could not be read (iptables-save)');
-      const any = ms.filter((m) => m.hostIP === '');
-      if (any.length) return warn(any.map(fmt).join('; ') + ': every host address, the outside included (publish as -p 127.0.0.1:PORT:PORT)');
-      return pass(ms.length ? ms.map(fmt).join('; ') : 'no port of the host is forwarded to it (nat table)');
-    },
-  },
+  portCheck('5.13', '5.14', 'Ensure that incoming container traffic is bound to a specific host interface', (m) => m.hostIP === '', ': every host address, the outside included (publish as -p 127.0.0.1:PORT:PORT)'),
   {
     id: '5.30',
     idCurrent: '5.31',
@@ -297,6 +275,22 @@ export const CONTAINER_CHECKS: readonly Check<ProcessFacts>[] = [
 function published(f: ProcessFacts, h: HostView): DnatRule[] | undefined {
   if (!h.dnat) return undefined;
   return h.dnat.filter((r) => f.addresses.includes(r.toAddr));
+}
+
+/** A check of the process's published ports: WARN lists the rules `bad` picks, PASS lists them all. */
+function portCheck(id: string, idCurrent: string, title: string, bad: (m: DnatRule) => boolean, why: string): Check<ProcessFacts> {
+  return {
+    id,
+    idCurrent,
+    title,
+    run(f, h) {
+      const ms = published(f, h);
+      if (!ms) return note('the nat table could not be read (iptables-save)');
+      const hits = ms.filter(bad);
+      if (hits.length) return warn(hits.map(fmt).join('; ') + why);
+      return pass(ms.length ? ms.map(fmt).join('; ') : 'no port of the host is forwarded to it (nat table)');
+    },
+  };
 }
 
 const fmt = (m: DnatRule) => `${m.hostIP || '0.0.0.0'}:${m.hostPort} -> ${m.toAddr}:${m.toPort}/${m.protocol}`;

@@ -413,7 +413,14 @@ function createCgroupDir(dir: string, inherit: string[] | undefined, ctx: ExecCo
       if (code === 'ENOENT' && (ctx.retries ?? 0) < 5) return createCgroupDir(dir, inherit, { ...ctx, retries: (ctx.retries ?? 0) + 1 });
       if (code !== 'EEXIST') throw kernelError(`mkdir ${d}`, e);
     }
-    for (const f of inherit ?? []) {
+  }
+  // Every level down to `dir`, not only those made here: a level another tsrun made a moment
+  // ago may not have its copy yet (v1 cpuset starts empty, and a task cannot join an empty
+  // cpuset: ENOSPC), so each run fills what is still empty, top down. Both write the same value.
+  for (const f of inherit ?? []) {
+    const levels: string[] = [];
+    for (let d = dir; d !== dirname(d) && readCgroupFile(join(dirname(d), f)) !== undefined; d = dirname(d)) levels.unshift(d);
+    for (const d of levels) {
       const mine = readCgroupFile(join(d, f));
       const parent = readCgroupFile(join(dirname(d), f));
       if (parent !== undefined && parent.trim() && (mine === undefined || !mine.trim())) writeCgroupFile(join(d, f), parent.trim());

@@ -110,10 +110,10 @@ export async function planRun(image: string | undefined, args: string[], opts: R
       opts,
       rootfs,
       containerDir: cdir,
-      env: { readImageFile: imageFileReader(img.layers), ncpu: host.ncpu },
+      env: { readImageFile: imageFileReader(img.layers), ncpu: host.ncpu, planOnly: Boolean(opts.dryRun) },
       hostEnv: process.env,
       flags: RUN_FLAGS,
-      beforeFlags: (spec) => applyDefaults(spec, cfg.config, { userns: opts.userns, usernsRemap: opts.usernsRemap }),
+      beforeFlags: (spec) => applyDefaults(spec, cfg.config, { userns: opts.userns, usernsRemap: opts.usernsRemap, planOnly: Boolean(opts.dryRun) }),
       ...(consoleSize ? { consoleSize } : {}),
     });
     imageExposed = img.config.ExposedPorts;
@@ -255,7 +255,8 @@ export async function createVerb(id: string, opts: { bundle?: string; pidFile?: 
 }
 
 export async function explainVerb(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths = defaultPaths()): Promise<number> {
-  const plan = await planRun(image, args, opts, paths);
+  // explain is a plan that never runs: nothing may be created on the host for it
+  const plan = await planRun(image, args, { ...opts, dryRun: true }, paths);
   if (opts.summary) {
     const rows = summarize({ spec: plan.spec, opts, config: opts.bundle ? {} : loadConfig(opts.config, process.env).config, bundle: Boolean(opts.bundle), lsms: detectHost().lsms });
     writeSync(1, opts.json ? JSON.stringify(rows, null, 2) + '\n' : renderSummary(rows));

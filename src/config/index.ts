@@ -194,14 +194,14 @@ export function loadConfig(flag?: string, env: NodeJS.ProcessEnv = process.env, 
  * Puts the config's defaults into a spec built from flags, before the flags are applied
  * (so --ulimit, --security-opt no-new-privileges=false and --userns host override them).
  */
-export function applyConfigDefaults(spec: Spec, cfg: TsrunConfig, db?: IdDb): void {
+export function applyConfigDefaults(spec: Spec, cfg: TsrunConfig, db?: IdDb, planOnly = false): void {
   if (cfg['no-new-privileges'] !== undefined) spec.process.noNewPrivileges = cfg['no-new-privileges'];
   const du = cfg['default-ulimits'];
   if (du) setRlimits(spec, Object.values(du).map((u) => parseUlimit(`${u.Name}=${u.Soft}:${u.Hard}`, `default-ulimits.${u.Name}`)));
   const remap = cfg['userns-remap'];
   if (remap && !hasUserNamespace(spec)) {
     try {
-      applyRemap(spec, resolveRemap(remap, db));
+      applyRemap(spec, resolveRemap(remap, db, planOnly));
     } catch (e) {
       throw new UsageError(`config "userns-remap": ${(e as Error).message.replace(/^--userns-remap[^:]*: /, '')}`, { cause: e });
     }

@@ -25,6 +25,8 @@ export function applyBaseDefaults(spec: Spec): void {
 export interface RemapOverride {
   userns?: unknown;
   usernsRemap?: unknown;
+  /** explain / --dry-run: the default remap user is projected, not created */
+  planOnly?: boolean;
 }
 
 /** Base defaults, then the config file; the flags applied afterwards override both. */
@@ -33,7 +35,7 @@ export function applyDefaults(spec: Spec, cfg: TsrunConfig, opts: RemapOverride 
   // --userns host / --userns-remap X replace the config's remap: do not create or
   // resolve the config's user at all then.
   const c = opts.userns !== undefined || opts.usernsRemap !== undefined ? { ...cfg, 'userns-remap': undefined } : cfg;
-  applyConfigDefaults(spec, c);
+  applyConfigDefaults(spec, c, undefined, Boolean(opts.planOnly));
   setSeccompDefault(spec, cfg['seccomp-profile']);
 }
 

@@ -185,7 +185,8 @@ export function useradd(name: string, db: IdDb): void {
  * range of 65536 ids in both subuid and subgid files, when they are missing.
  * dockerd does the same for `dockremap` when userns-remap=default.
  */
-export function ensureDefaultUser(db: IdDb): void {
+export function ensureDefaultUser(db: IdDb, planOnly = false): Projected | undefined {
+  if (planOnly) return projectDefaultUser(db);
   const did: string[] = [];
   if (!parseAccounts(db.passwd).some((a) => a.name === DEFAULT_REMAP_USER)) {
     (db.addUser ?? useradd)(DEFAULT_REMAP_USER, db);
@@ -206,6 +207,33 @@ export function ensureDefaultUser(db: IdDb): void {
   }
   // dockerd creates dockremap silently; a learner should see what changed on the host
   if (did.length) (db.notice ?? noticeToStderr)(`--userns-remap default: ${did.join('; ')} (container root will be host uid ${readSubIds(db.subuid).find((e) => e.owner === DEFAULT_REMAP_USER)?.start ?? '?'})`);
+  return undefined;
+}
+
+/** The sub-id files as a run would leave them, when the default user or its ranges are missing. */
+interface Projected {
+  subuid: SubIdEntry[];
+  subgid: SubIdEntry[];
+}
+
+/**
+ * What ensureDefaultUser would do, without doing it: a plan (`explain`, `run --dry-run`)
+ * must not add a user to the host's account files, yet it should show the mapping the run
+ * would get. The uid useradd would pick is not known in advance, and the plan needs none.
+ */
+function projectDefaultUser(db: IdDb): Projected | undefined {
+  const would: string[] = [];
+  if (!parseAccounts(db.passwd).some((a) => a.name === DEFAULT_REMAP_USER)) would.push(`create the system user "${DEFAULT_REMAP_USER}" in ${db.passwd}`);
+  const [subuid, subgid] = [db.subuid, db.subgid].map((path) => {
+    const entries = readSubIds(path);
+    if (entries.some((e) => e.owner === DEFAULT_REMAP_USER)) return entries;
+    const start = nextFreeStart(entries);
+    would.push(`write "${DEFAULT_REMAP_USER}:${start}:${MIN_RANGE}" to ${path}`);
+    return [...entries, { owner: DEFAULT_REMAP_USER, start, count: MIN_RANGE, line: entries.reduce((n, e) => Math.max(n, e.line), 0) + 1 }];
+  }) as [SubIdEntry[], SubIdEntry[]];
+  if (!would.length) return undefined;
+  (db.notice ?? noticeToStderr)(`--userns-remap default (plan only): a run would ${would.join('; ')} (container root would be host uid ${subuid.find((e) => e.owner === DEFAULT_REMAP_USER)?.start ?? '?'})`);
+  return { subuid, subgid };
 }
 
 function noticeToStderr(msg: string): void {
@@ -227,23 +255,26 @@ function findAccount(list: Account[], who: string, kind: string, path: string): 
 }
 
 /** `default` or `USER[:GROUP]` → the mappings (creating the default user if needed). */
-export function resolveRemap(value: string, db: IdDb = currentDb()): Remap {
+export function resolveRemap(value: string, db: IdDb = currentDb(), planOnly = false): Remap {
   const v = value.trim();
   if (!v) throw new UsageError('--userns-remap: expected "default" or USER[:GROUP]');
   const parts = v.split(':');
   if (parts.length > 2 || parts.some((p) => !p)) throw new UsageError(`--userns-remap: expected "default" or USER[:GROUP], got "${value}"`);
   let [user, group] = parts as [string, string | undefined];
+  let projected: Projected | undefined;
   if (user === 'default') {
-    ensureDefaultUser(db);
+    projected = ensureDefaultUser(db, planOnly);
     user = DEFAULT_REMAP_USER;
   }
-  const u = findAccount(parseAccounts(db.passwd), user, 'user', db.passwd);
-  const g = findAccount(parseAccounts(db.group), group ?? u.name, 'group', db.group);
+  // a planned default user is not in passwd yet: its ranges are found by name
+  const planned = (list: Account[], who: string): Account[] => (projected && !list.some((a) => a.name === who) ? [...list, { name: who, id: -1 }] : list);
+  const u = findAccount(planned(parseAccounts(db.passwd), user), user, 'user', db.passwd);
+  const g = findAccount(planned(parseAccounts(db.group), group ?? u.name), group ?? u.name, 'group', db.group);
   return {
     user: u.name,
     group: g.name,
-    uidMappings: rangesToMapping(readSubIds(db.subuid), u, db.subuid),
-    gidMappings: rangesToMapping(readSubIds(db.subgid), g, db.subgid),
+    uidMappings: rangesToMapping(projected?.subuid ?? readSubIds(db.subuid), u, db.subuid),
+    gidMappings: rangesToMapping(projected?.subgid ?? readSubIds(db.subgid), g, db.subgid),
   };
 }
 
@@ -302,8 +333,8 @@ export const flags: FlagDef[] = [
     help: 'run in a user namespace: container root is a subordinate id of USER (default: the tsrun user)',
     docker: 'dockerd --userns-remap',
     control: 'userns',
-    apply(spec, value) {
-      applyRemap(spec, resolveRemap(String(value)));
+    apply(spec, value, env) {
+      applyRemap(spec, resolveRemap(String(value), undefined, env.planOnly));
     },
   },
   {

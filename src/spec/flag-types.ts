@@ -28,4 +28,6 @@ export interface FlagEnv {
    */
   readImageFile(path: string): string | undefined;
   ncpu: number;
+  /** a plan that will not run (explain, --dry-run): change nothing on the host */
+  planOnly?: boolean;
 }

@@ -29,6 +29,19 @@ describeKernel('user namespace remap on the real kernel', () => {
     expect(leaks()).toEqual([]);
   });
 
+  it('a plan (explain, run --dry-run) of --userns-remap default changes nothing on the host: it says what the run would create', () => {
+    const files = ['passwd', 'group', 'subuid', 'subgid'].map((f) => join(prefix, 'etc', f));
+    const before = files.map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : null));
+    for (const args of [['explain', '--userns-remap', 'default', 'busybox'], ['run', '--dry-run', '--userns-remap', 'default', 'busybox']]) {
+      const r = run(args);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toMatch(/^tsrun: --userns-remap default \(plan only\): a run would create the system user "tsrun" in \S+\/etc\/passwd; write "tsrun:100000:65536" to \S+\/etc\/subuid; write "tsrun:100000:65536" to \S+\/etc\/subgid \(container root would be host uid 100000\)\n$/);
+      // the plan shows the mapping the run would write
+      expect(r.stdout).toMatch(/uid_map[^\n]*0 100000 65536/);
+      expect(files.map((f) => (existsSync(f) ? readFileSync(f, 'utf8') : null))).toEqual(before);
+    }
+  });
+
   it('--userns-remap default creates the tsrun user and a 65536-id range (in the copy only), and maps root to it', () => {
     const r = run(['run', '--rm', '--userns-remap', 'default', 'probe', '/probe', 'info']);
     // creating the user is said, with what was written (issue 13 item 5)

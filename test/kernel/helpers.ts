@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
+import { defaultCgroupParent } from '../../src/controls/cgroups/manager.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const BIN = join(ROOT, 'bin', 'tsrun');
@@ -80,10 +81,18 @@ export function leaks(): string[] {
   for (const sub of [join(e.data, 'containers'), e.root]) {
     if (existsSync(sub)) for (const d of readdirSync(sub)) found.push(`dir: ${join(sub, d)}`);
   }
+  // a tsrun-init of another state root (another checkout's tests, a user's containers) is
+  // not this suite's leak: those sit under /tsrun/<other root's tag>/ in every hierarchy.
+  // An init outside any tsrun parent (a test's own cgroupsPath) counts, to stay on the safe side.
+  const mine = defaultCgroupParent(e.root);
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (cmd.startsWith('tsrun-init')) found.push(`process: ${pid} ${cmd}`);
+      const paths = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').filter(Boolean).map((l) => l.split(':').slice(2).join(':'));
+      // any process in this root's cgroups (a container's command), or an init of no other root
+      const ours = paths.some((p) => p.startsWith(`${mine}/`));
+      const other = paths.some((p) => p.startsWith('/tsrun/') && !p.startsWith(`${mine}/`));
+      if (ours || (cmd.startsWith('tsrun-init') && !other)) found.push(`process: ${pid} ${cmd.replace(/\0/g, ' ').trim()}`);
     } catch {
       /* exited */
     }

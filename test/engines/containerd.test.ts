@@ -3,6 +3,7 @@ import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, wri
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeEngine, mountsUnder, ociArchive, ok, processesMentioning, restoreHost, run, sandbox, snapshotHost, unmountAll, type HostSnapshot, type Sandbox } from './helpers.js';
+import { until } from '../until.js';
 
 // containerd 1.6 → containerd-shim-runc-v2 → tsrun, as `ctr run --runc-binary /path/to/tsrun`.
 // The daemon is this test's own: its root, state and socket live in the sandbox, it is
@@ -34,14 +35,6 @@ function verbsFor(id: string): string[] {
     .calls()
     .filter((c) => c.split(' ').includes(id))
     .map((c) => c.replace(/^--root \S+ --log \S+ --log-format json /, ''));
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 function taskStatus(id: string): string | undefined {

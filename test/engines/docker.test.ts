@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { testEnv } from '../kernel/helpers.js';
 import { BIN, describeEngine, mountsUnder, ok, processesMentioning, restoreHost, run, sandbox, snapshotHost, unmountAll, type HostSnapshot, type Sandbox } from './helpers.js';
+import { until } from '../until.js';
 
 // Docker 20.10 (Debian's docker.io) → its managed containerd 1.6 → containerd-shim-runc-v2 →
 // tsrun, registered in daemon.json `runtimes` and chosen with `docker run --runtime tsrun`.
@@ -60,14 +61,6 @@ function verbsFor(id: string): string[] {
 /** The config.json docker (through containerd) wrote for a container, as the runtime wrapper kept it at `create`. */
 function configOf(id: string): any {
   return JSON.parse(readFileSync(join(configs, `${id}.json`), 'utf8'));
-}
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** /probe info plus the uid_map, from one container. */

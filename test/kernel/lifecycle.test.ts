@@ -4,19 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, it } from 'vitest';
 import { BIN, describeKernel, leaks, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
+import { until } from '../until.js';
 
 function state(id: string): { status: string; pid: number } {
   const r = tsrun(['state', id]);
   expect(r.stderr).toBe('');
   return JSON.parse(r.stdout);
-}
-
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function bundle(args: string[]): string {

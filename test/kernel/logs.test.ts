@@ -4,18 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, it } from 'vitest';
 import { BIN, describeKernel, leaks, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
+import { until } from '../until.js';
 
 // Issue 12.7: a detached container's json-file log, as docker's json-file driver keeps it —
 // in the data root (not the tmpfs state root), rotated by max-size/max-file, read from the
 // end for --tail, and a damaged record skipped with a warning instead of hiding the rest.
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const logOf = (id: string) => join(testEnv().data, 'containers', id, 'container-json.log');
 /** where the log is: the data root (or, before issue 12.7, the state root) */

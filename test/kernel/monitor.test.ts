@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, it } from 'vitest';
 import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
+import { until } from '../until.js';
 
 // Issue 12.6: a detached container whose tsrun-monitor was killed (SIGKILL: nothing can
 // catch it) had nobody to log its output or to reap it. Now the monitor's parent, its keeper
@@ -9,14 +10,6 @@ import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
 // instead of reporting a monitored "running" container, its exit code must never be a silent
 // null, and a `run -d --rm` container must still go away. The OOM case is the same race seen
 // from the other side: the init is dead while its monitor has not yet written exit.json.
-
-async function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const stateOf = (id: string) => JSON.parse(readFileSync(join(testEnv().root, id, 'state.json'), 'utf8')) as { pid: number; monitorPid: number; keeperPid: number; cgroupsCreated?: string[] };
 const inspect = (id: string) => {

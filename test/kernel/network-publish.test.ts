@@ -4,6 +4,7 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, describeKernel, leaks, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
+import { eventually } from '../until.js';
 
 // Issue 17 on the real kernel: -p through the CNI portmap plugin (DNAT), names between the
 // members of a network (/etc/hosts kept current), outbound NAT per network. Every address is
@@ -31,18 +32,6 @@ function httpGet(port: number, host = '127.0.0.1'): Promise<string> {
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error('timeout')));
   });
-}
-
-async function eventually<T>(what: string, f: () => Promise<T> | T, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await f();
-    } catch (e) {
-      if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}: ${(e as Error).message}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
 }
 
 function httpd(net: string, name: string, extra: string[] = [], body = name): string {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKernel, leaks, testEnv, tsrun, tsrunAsync } from './helpers.js';
 import { execFileSync } from 'node:child_process';
+import { until } from '../until.js';
 
 // User-defined bridge networks on the real kernel: CNI bridge + host-local from
 // /usr/lib/cni (package containernetworking-plugins), icc=false as bridge port isolation.
@@ -25,13 +26,6 @@ function inspect(name: string): { bridge: string; gateway: string; icc: boolean;
 }
 
 /** Polls: a netns (and the veth pair in it) is torn down by a kernel worker after its last process exits. */
-async function eventually(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function ipamFiles(name: string): string[] {
   const d = join(testEnv().data, 'networks', 'ipam', name);
@@ -124,7 +118,7 @@ describeKernel('bridge networks (CNI) and icc=false', () => {
     expect(r.code).toBe(0);
     expect(r.stdout.split('\n')).toContain('eth0');
     expect(ipamFiles(ON)).not.toContain('10.77.201.88');
-    await eventually('the veth of the exited container left the bridge', () => readdirSync(`/sys/class/net/${br}/brif`).length === portsBefore.length);
+    await until(() => readdirSync(`/sys/class/net/${br}/brif`).length === portsBefore.length, 5000, 'the veth of the exited container left the bridge');
     // host-local would hand out the next address; asking for the same one shows it was released
     expect(tsrun(['run', '--rm', '--network', ON, '--ip', '10.77.201.88', 'busybox', 'true']).code).toBe(0);
     // a kept container (no --rm) gives its address back when it exits, as docker's stop
@@ -188,7 +182,7 @@ describeKernel('bridge networks (CNI) and icc=false', () => {
     expect(leaks()).toEqual(leaksBefore);
     expect(ipamFiles(ON).sort()).toEqual(ipamBefore);
     expect(tsrun(['ps', '-a', '--format', 'json']).stdout).not.toContain(`${tag}-fail`);
-    await eventually('no veth from the failed runs', () => readdirSync(`/sys/class/net/${net.bridge}/brif`).length === net.containers.length);
+    await until(() => readdirSync(`/sys/class/net/${net.bridge}/brif`).length === net.containers.length, 5000, 'no veth from the failed runs');
     for (const [args, msg] of [
       [['create', '--subnet', '10.77.201.128/25', `${tag}-x`], /overlaps network/],
       [['create', '--subnet', '10.77.203.1/24', `${tag}-x`], /host bits set: the subnet is 10.77.203.0\/24/],
@@ -225,7 +219,7 @@ describeKernel('bridge networks (CNI) and icc=false', () => {
     for (const b of bridges) expect(existsSync(`/sys/class/net/${b}`)).toBe(false);
     expect(tsrun(['network', 'ls', '-q']).stdout).not.toContain(tag);
     // leak check: no veth, no bridge, no IPAM state, no netns, no container left
-    await eventually('no new veth', () => veths().every((v) => vethsBefore.includes(v)));
+    await until(() => veths().every((v) => vethsBefore.includes(v)), 5000, 'no new veth');
     expect(sysNet().filter((d) => bridges.includes(d))).toEqual([]);
     expect(existsSync(join(testEnv().data, 'networks', 'ipam', ON))).toBe(false);
     expect(existsSync(join(testEnv().data, 'networks', 'ipam', OFF))).toBe(false);

@@ -12,6 +12,7 @@ import { compile } from '../../src/controls/seccomp/compile.js';
 import { encode } from '../../src/controls/seccomp/bpf.js';
 import { haveLibseccomp, libseccompProgram } from '../seccomp/libseccomp.js';
 import { BIN, describeKernel, leaks, probe, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
+import { until } from '../until.js';
 
 const CLONE_NEWUSER = String(0x10000000);
 const ADDR_NO_RANDOMIZE = String(0x0040000);
@@ -38,14 +39,6 @@ const DANGEROUS = [
   ['clone3', '0', '0'],
   ['personality', ADDR_NO_RANDOMIZE],
 ];
-
-async function until(fn: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describeKernel('seccomp on the kernel', () => {
   afterAll(async () => {

@@ -3,6 +3,7 @@
 import { chmodSync, cpSync, existsSync, readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKernel, leaks, probe, probeInfo, testEnv, tsrun } from './helpers.js';
 
@@ -93,6 +94,43 @@ describeKernel('privilege controls on the real kernel', () => {
     }
     const f = JSON.parse(tsrun(['run', '--rm', '-u', '1000', '--security-opt', 'no-new-privileges=false', 'suidprobe', '/probe-suid', 'info']).stdout);
     expect(f).toMatchObject({ euid: 0, NoNewPrivs: '0' });
+  });
+
+  it('no-new-privileges and file capabilities: a later execve gains none under it; the first one gets what the caller held (as runc)', () => {
+    // a private copy of the probe with cap_net_raw=ep as a file capability (security.capability,
+    // VFS_CAP_REVISION_2, written by python so no setcap is needed), bind-mounted without nosuid
+    const dir = mkdtempSync(join(tmpdir(), 'tsrun-fcap-'));
+    try {
+      chmodSync(dir, 0o755);
+      const bin = join(dir, 'fcap-probe');
+      cpSync(testEnv().probe, bin);
+      chmodSync(bin, 0o755);
+      const set = spawnSync('python3', ['-c', "import os,struct,sys; os.setxattr(sys.argv[1], 'security.capability', struct.pack('<IIIII', 0x02000001, 1 << 13, 0, 0, 0))", bin], { encoding: 'utf8' });
+      expect(set.stderr).toBe('');
+      const NET_RAW = '0000000000002000';
+      const capEff = (flags: string[], cmd: string[]) => {
+        const r = tsrun(['run', '--rm', '-u', '1000', ...flags, '-v', `${dir}:/x`, 'busybox', ...cmd]);
+        expect(r.stderr).toBe('');
+        return JSON.parse(r.stdout.split('\n')[0]!) as { CapEff: string; NoNewPrivs: string };
+      };
+      const viaShell = ['sh', '-c', 'exec /x/fcap-probe info'];
+      // sh runs as uid 1000 with no capability left; its execve of the file gains cap_net_raw...
+      expect(capEff([], viaShell)).toMatchObject({ CapEff: NET_RAW, NoNewPrivs: '0' });
+      // ...and under no_new_privs it gains nothing: the new permitted set is cut to the old one
+      expect(capEff(['--security-opt', 'no-new-privileges'], viaShell)).toMatchObject({ CapEff: '0000000000000000', NoNewPrivs: '1' });
+      // the container's first execve comes from the init, which still holds the spec's permitted
+      // set (docker's 14): the file's cap_net_raw is within it, so no_new_privs does not cut it
+      expect(capEff(['--security-opt', 'no-new-privileges'], ['/x/fcap-probe', 'info'])).toMatchObject({ CapEff: NET_RAW, NoNewPrivs: '1' });
+      // with NET_RAW dropped from the bounding set the file cannot get it at all, and since its
+      // effective bit is set the kernel refuses the execve (capabilities(7), "safety checking
+      // for capability-dumb binaries")
+      const dropped = tsrun(['run', '--rm', '-u', '1000', '--cap-drop', 'NET_RAW', '-v', `${dir}:/x`, 'busybox', '/x/fcap-probe', 'info']);
+      // 125 as docker: its CLI gives 126 for "permission denied" (EACCES) only
+      expect(dropped.code).toBe(125);
+      expect(dropped.stderr).toMatch(/execve\("\/x\/fcap-probe".*EPERM/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('rlimits: --ulimit nofile is what the process sees', () => {

@@ -11,6 +11,12 @@ import { until } from '../until.js';
 // null, and a `run -d --rm` container must still go away. The OOM case is the same race seen
 // from the other side: the init is dead while its monitor has not yet written exit.json.
 
+/**
+ * The container's own cgroup directories among those its run created. A shared parent it
+ * happened to create (/tsrun, /tsrun/<root tag>) is removed only when empty, and another
+ * state root's containers (a second checkout's tests) may be in it by then.
+ */
+const ownCgroups = (created: string[] | undefined, id: string) => (created ?? []).filter((d) => d.includes(id));
 const stateOf = (id: string) => JSON.parse(readFileSync(join(testEnv().root, id, 'state.json'), 'utf8')) as { pid: number; monitorPid: number; keeperPid: number; cgroupsCreated?: string[] };
 const inspect = (id: string) => {
   const r = tsrun(['inspect', id]);
@@ -87,7 +93,7 @@ describeKernel('a dead tsrun-monitor: every verb tells the truth, no exit code i
     expect(procState(pid)).toBeUndefined(); // reaped, not a zombie of pid 1
     expect(tsrun(['rm', id]).code).toBe(0);
     ids.splice(0);
-    for (const d of cgroupsCreated ?? []) expect(existsSync(d)).toBe(false);
+    for (const d of ownCgroups(cgroupsCreated, id)) expect(existsSync(d)).toBe(false);
     expect(existsSync(join(testEnv().root, id))).toBe(false);
   });
 
@@ -139,7 +145,7 @@ describeKernel('a dead tsrun-monitor: every verb tells the truth, no exit code i
     expect(existsSync(join(testEnv().root, id))).toBe(false);
     expect(existsSync(join(testEnv().data, 'containers', id))).toBe(false);
     expect(cgroupsCreated?.length).toBeGreaterThan(0);
-    for (const d of cgroupsCreated ?? []) expect(existsSync(d)).toBe(false);
+    for (const d of ownCgroups(cgroupsCreated, id)) expect(existsSync(d)).toBe(false);
     expect(alive(pid)).toBe(false);
   });
 
@@ -153,7 +159,7 @@ describeKernel('a dead tsrun-monitor: every verb tells the truth, no exit code i
       expect(tsrun(['kill', id, 'KILL']).code).toBe(0);
       // removed by whichever of the two lives on, without any further tsrun command
       await until(() => !existsSync(join(testEnv().root, id)) && !existsSync(join(testEnv().data, 'containers', id)));
-      for (const d of cgroupsCreated ?? []) expect(existsSync(d)).toBe(false);
+      for (const d of ownCgroups(cgroupsCreated, id)) expect(existsSync(d)).toBe(false);
       ids.splice(0);
     }
   });
@@ -173,7 +179,7 @@ describeKernel('a dead tsrun-monitor: every verb tells the truth, no exit code i
     expect(JSON.parse(ps.stdout).map((c: { id: string }) => c.id)).not.toContain(id);
     expect(existsSync(join(testEnv().root, id))).toBe(false);
     expect(existsSync(join(testEnv().data, 'containers', id))).toBe(false);
-    for (const d of cgroupsCreated ?? []) expect(existsSync(d)).toBe(false);
+    for (const d of ownCgroups(cgroupsCreated, id)) expect(existsSync(d)).toBe(false);
     expect(tsrun(['inspect', id]).stderr).toMatch(/no such container/);
   });
 

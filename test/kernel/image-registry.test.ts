@@ -1,12 +1,12 @@
 // Pulls from a real registry (Debian's docker-registry on 127.0.0.1), images built here and
 // pushed with skopeo: by tag, by digest, an index, a corrupted blob, token auth, an
 // interrupted download and its retry; then `tsrun run` of what was pulled.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { networkInterfaces, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, describeKernel, inCI, leaks, testEnv, tsrun } from './helpers.js';
@@ -294,21 +294,28 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
   });
 
   it('issue 16.1: https to a plain-http registry says so and names --insecure-registry / "insecure-registries" (not OpenSSL\'s raw error)', async () => {
-    // a non-loopback address of this host: not insecure by default
-    const addr = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
-    expect(addr, 'a non-loopback IPv4 address on this host').toBeTruthy();
+    // A non-loopback address (not insecure by default) that is still this machine's only: a
+    // TEST-NET-1 address (RFC 5737) added to lo for this test, so nothing listens on an
+    // interface with a wire (this kernel has no dummy links).
+    const addr = `192.0.2.${1 + (process.pid % 250)}`;
+    const ip = (args: string[]) => {
+      const r = spawnSync('ip', args, { encoding: 'utf8' });
+      expect(r.stderr, `ip ${args.join(' ')}`).toBe('');
+    };
     const proxy = net.createServer((c) => {
       const up = net.connect(reg.port, '127.0.0.1');
       c.pipe(up).pipe(c);
       c.on('error', () => up.destroy());
       up.on('error', () => c.destroy());
     });
-    await new Promise<void>((r) => proxy.listen(0, addr, r));
-    const host = `${addr}:${(proxy.address() as net.AddressInfo).port}`;
+    let host = '';
     const cfg = join(work, 'insecure.json');
     const fresh = join(work, 'data-tls');
     const e = { TSRUN_DATA: fresh, TSRUN_CONFIG: cfg, DOCKER_CONFIG: join(work, 'docker') };
     try {
+      ip(['addr', 'add', `${addr}/32`, 'dev', 'lo']);
+      await new Promise<void>((r) => proxy.listen(0, addr, r));
+      host = `${addr}:${(proxy.address() as net.AddressInfo).port}`;
       writeFileSync(cfg, '{}');
       const r = await runAsync(['pull', `${host}/test/app:v1`], e);
       expect(r.code).toBe(125);
@@ -326,6 +333,7 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
       expect(m.stderr).not.toMatch(/ssl3_get_record|SSL routines/);
     } finally {
       proxy.close();
+      spawnSync('ip', ['addr', 'del', `${addr}/32`, 'dev', 'lo']);
       rmSync(fresh, { recursive: true, force: true });
     }
   });

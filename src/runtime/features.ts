@@ -31,9 +31,10 @@ export function features() {
         knownFlags: Object.keys(FILTER_FLAGS),
         supportedFlags: Object.keys(FILTER_FLAGS),
       },
-      // detected here but not active: label options are refused
-      apparmor: { enabled: false },
-      selinux: { enabled: false },
+      // "support compiled in", not "active on this host" (runtime-spec features.md): the MAC
+      // control applies both; a label the running kernel cannot enforce is refused by name
+      apparmor: { enabled: true },
+      selinux: { enabled: true },
       intelRdt: { enabled: false },
       mountExtensions: { idmap: { enabled: false } },
     },

@@ -9,6 +9,7 @@ import { actionValue } from '../../src/controls/seccomp/compile.js';
 import { ACTIONS } from '../../src/controls/seccomp/profile.js';
 import { baseSpec, ctxFor } from './privileges-fixture.js';
 import type { NamespaceType } from '../../src/spec/types.js';
+import { control as mac } from '../../src/controls/mac.js';
 
 describe('tsrun features', () => {
   const f = features();
@@ -38,6 +39,17 @@ describe('tsrun features', () => {
   it('seccomp actions listed compile; the others are refused', () => {
     for (const a of f.linux.seccomp.actions) expect(() => actionValue(a, undefined)).not.toThrow();
     for (const a of ACTIONS.filter((x) => !f.linux.seccomp.actions.includes(x))) expect(() => actionValue(a, undefined)).toThrow();
+  });
+
+  it('AppArmor and SELinux are supported (features.md: compiled in); a kernel without the LSM refuses the label by name', () => {
+    expect(f.linux.apparmor.enabled).toBe(true);
+    expect(f.linux.selinux.enabled).toBe(true);
+    const s = baseSpec();
+    s.process.apparmorProfile = 'tsrun-default';
+    s.process.selinuxLabel = 'system_u:system_r:container_t:s0:c1,c2';
+    const withLsms = { ...ctxFor(s), host: { ...ctxFor(s).host, lsms: ['capability', 'apparmor', 'selinux'] } };
+    expect(() => mac.validate!(withLsms)).not.toThrow();
+    expect(() => mac.validate!(ctxFor(s))).toThrow(/process.apparmorProfile "tsrun-default": AppArmor is not active on this kernel/);
   });
 
   it('all six hooks; no systemd cgroup driver, no idmapped mounts: both refused elsewhere', () => {

@@ -148,10 +148,11 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
   const { plan, paths } = o;
   const kernel = o.kernel ?? nativeKernel;
   const id = plan.id;
-  // A PID namespace joined by path (OP_FORK): the command is the init's child, and the init
-  // exits. tsrun-monitor (run -d) watches the init itself, so it would see the container end.
+  // A PID namespace joined by path, or a new one unshared after joining a user namespace
+  // (OP_FORK): the command is the init's child, and the init exits. tsrun-monitor (run -d)
+  // watches the init itself, so it would see the container end.
   const forks = plan.steps.some((s) => s.where === 'child' && s.op === 'FORK');
-  if (forks && o.detached) throw new UnsupportedError('linux.namespaces: a pid namespace joined by path works with create/start and a foreground run, not with run -d (tsrun-monitor watches the init, which exits once it has forked the command)');
+  if (forks && o.detached) throw new UnsupportedError('linux.namespaces: a pid namespace joined by path (or a new one with a user namespace joined by path) works with create/start and a foreground run, not with run -d (tsrun-monitor watches the init, which exits once it has forked the command)');
   // a foreground run waits for the command: as the subreaper it inherits it from the init
   // run -d: tsrun-monitor clones the init and holds none of the caller's fds
   if (o.preserveFds && o.detached) throw new UnsupportedError('--preserve-fds: not with run -d (the monitor that starts a detached container does not hold the caller\'s fds); use create/start');

@@ -15,7 +15,7 @@ function cgroupFile(pid: number, ctrl: string, file: string): string {
 
 describeKernel('runc CLI verbs engines call', () => {
   afterAll(() => {
-    for (const id of ['cli-upd', 'cli-list', 'cli-pfd-x', 'cli-kr']) tsrun(['rm', '-f', id]);
+    for (const id of ['cli-upd', 'cli-list', 'cli-pfd-x', 'cli-kr', 'cli-ev', 'cli-ev-oom']) tsrun(['rm', '-f', id]);
     expect(leaks()).toEqual([]);
   });
 
@@ -144,5 +144,52 @@ describeKernel('runc CLI verbs engines call', () => {
     const det = await withPipeOn3(['run', '-d', '--preserve-fds', '1', 'busybox', 'true']);
     expect(det.code).toBe(125);
     expect(det.stderr).toMatch(/--preserve-fds: not with run -d/);
+  });
+
+  it('events --stats: one JSON object in runc\'s events format, its counters the kernel\'s; streaming gives stats and oom events until the container stops', async () => {
+    const r = tsrun(['run', '-d', '--name', 'cli-ev', '--memory', '64m', '--pids-limit', '50', 'busybox', 'sh', '-c', 'sleep 60 & sleep 60 & sleep 60 & wait']);
+    expect(r.code).toBe(0);
+    const id = r.stdout.trim();
+    const pid = JSON.parse(tsrun(['state', 'cli-ev']).stdout).pid as number;
+    for (let i = 0; i < 50 && cgroupFile(pid, 'pids', 'pids.current') !== '4'; i++) spawnSync('sleep', ['0.05']);
+    const e = tsrun(['events', '--stats', 'cli-ev']);
+    expect(e.stderr).toBe('');
+    expect(e.code).toBe(0);
+    expect(e.stdout.trim().split('\n')).toHaveLength(1);
+    const ev = JSON.parse(e.stdout);
+    expect(ev).toMatchObject({ type: 'stats', id });
+    expect(Object.keys(ev.data)).toEqual(['cpu', 'memory', 'pids', 'blkio', 'hugetlb']);
+    // sh and its three sleeps, as the kernel counts them
+    expect(ev.data.pids).toEqual({ current: 4, limit: 50 });
+    expect(Number(cgroupFile(pid, 'pids', 'pids.current'))).toBe(4);
+    expect(ev.data.memory.usage.limit).toBe(64 * 1024 * 1024);
+    expect(ev.data.memory.usage.usage).toBeGreaterThan(0);
+    expect(ev.data.cpu.usage.total).toBeGreaterThan(0);
+    // v1 writes an unlimited kmem limit as a page-rounded LONG_MAX: printed exactly, not as a double
+    if (ev.data.memory.kernel) expect(e.stdout).toContain(`"kernel":{"limit":${cgroupFile(pid, 'memory', 'memory.kmem.limit_in_bytes')}`);
+    for (const bad of [['--interval', '0s'], ['--interval', 'soon']]) {
+      const x = tsrun(['events', ...bad, 'cli-ev']);
+      expect(x.code).toBe(125);
+      expect(x.stderr).toMatch(/--interval/);
+    }
+    const none = tsrun(['events', '--stats', 'no-such-container']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/events: no running container "no-such-container"/);
+
+    // streaming: a stats event each interval and one oom event per OOM kill, until the container stops
+    const o = tsrun(['run', '-d', '--name', 'cli-ev-oom', '--memory', '16m', '--memory-swap', '16m', 'busybox', 'sh', '-c', 'sleep 1; head -c 100m /dev/zero | tail; sleep 60']);
+    expect(o.code).toBe(0);
+    const stream = spawn(BIN, ['events', '--interval', '300ms', 'cli-ev-oom'], { env: tsrunEnvVars(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    stream.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    const done = new Promise<number | null>((res) => stream.on('exit', (c) => res(c)));
+    for (let i = 0; i < 100 && !text.includes('"type":"oom"'); i++) await new Promise((res) => setTimeout(res, 100));
+    expect(tsrun(['rm', '-f', 'cli-ev-oom']).code).toBe(0);
+    const code = await Promise.race([done, new Promise((res) => setTimeout(() => res('still running'), 5000))]);
+    expect(code).toBe(0);
+    const lines = text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.filter((l) => l.type === 'oom')).toEqual([{ type: 'oom', id: o.stdout.trim() }]);
+    expect(lines.filter((l) => l.type === 'stats').length).toBeGreaterThanOrEqual(2);
+    expect(tsrun(['rm', '-f', 'cli-ev']).code).toBe(0);
   });
 });

@@ -130,7 +130,11 @@ export const control: Control = {
       parent(
         'after-clone',
         'namespaces',
-        flags.map((f) => `CLONE_${f}`).join(', ') + ': ' + flags.map((f) => WHY[typeOfFlag(f)]).join('; '),
+        flags.length
+          ? flags.map((f) => `CLONE_${f}`).join(', ') + ': ' + flags.map((f) => WHY[typeOfFlag(f)]).join('; ')
+          : joinedUserNs(ctx.spec) !== undefined
+            ? 'no namespace at clone: a user namespace is joined by path, so the init unshares the new ones after joining it (they would belong to the host\'s user namespace otherwise)'
+            : 'no namespace of its own: the spec lists none to create',
         { action: 'clone', flags },
         // native/spawn.h: without a user namespace the child shares tsrun's memory until it
         // execs (vfork-like, as posix_spawn): no copy of Node's page tables to make and undo

@@ -95,6 +95,9 @@ static void fail(uint32_t index, int err) {
  * shell's exit codes for a command that is missing (127) or cannot run (126), as engines and
  * runc report them. */
 static int after_start;
+/* The joined user namespace refuses setgroups(2) (its creator wrote "deny" to
+ * /proc/PID/setgroups, as `unshare -r` does): OP_SETGROUPS then leaves the list empty. */
+static int setgroups_denied;
 
 /* The start fifo's write end, kept open (close-on-exec) from `start` until the command's
  * execve: `tsrun start` reads EOF once the command runs, or "f" if set-up after start failed
@@ -808,6 +811,9 @@ static int run_op(const struct op *o) {
     return setrlimit((int)I[0], &rl);
   }
   case OP_SETGROUPS: {
+    /* runc skips setgroups in such a namespace too; the init dropped every host group before
+     * it joined (OP_SETNS), so the container has none rather than host root's */
+    if (setgroups_denied) return 0;
     gid_t g[o->nint ? o->nint : 1];
     for (int i = 0; i < o->nint; i++) g[i] = (gid_t)I[i];
     return setgroups(o->nint, g);
@@ -862,11 +868,27 @@ static int run_op(const struct op *o) {
     return w == 1 ? 0 : -1;
   }
   case OP_SETNS: {
+    int user = (int)I[0] == CLONE_NEWUSER;
+    /* Host root's supplementary groups would follow into a user namespace that denies
+     * setgroups (unmapped, still used by permission checks): dropped while it is allowed. */
+    if (user && setgroups(0, NULL) < 0) return -1;
     int r = setns(o->pre_fd, (int)I[0]);
     int e = errno;
     close(o->pre_fd);
     errno = e;
-    return r;
+    if (r < 0 || !user) return r;
+    /* setns(2) gave every capability in that namespace, but this process is still host root,
+     * unmapped there (the overflow uid); become its root, as runc's nsexec does after joining
+     * (user namespaces without uid and gid 0 mapped fail here, EINVAL).
+     * Only setgroups denied by the namespace (user_namespaces(7)) fails now with EPERM. */
+    if (syscall(SYS_setresuid, (uid_t)0, (uid_t)0, (uid_t)0) < 0) return -1;
+    /* the gid too: files created with an unmapped fsgid fail with EOVERFLOW */
+    if (syscall(SYS_setresgid, (gid_t)0, (gid_t)0, (gid_t)0) < 0) return -1;
+    if (setgroups(0, NULL) < 0) {
+      if (errno != EPERM) return -1;
+      setgroups_denied = 1;
+    }
+    return 0;
   }
   case OP_EXEC: {
     /* argv and envp are in the blob, argc + envc NUL-terminated strings: as many as the kernel

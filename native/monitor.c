@@ -174,7 +174,8 @@ static int pump(struct stream *s) {
 static int recv_with_fds(int sock, void *msg, size_t len, int *fds, int maxfds) {
   struct iovec iov = {msg, len};
   union {
-    char buf[CMSG_SPACE(sizeof(int) * 8)];
+    /* MON_CLONE: init, plan, sync, the cgroup dir and up to TSRUN_MAX_PRESERVE of the caller's */
+    char buf[CMSG_SPACE(sizeof(int) * (4 + TSRUN_MAX_PRESERVE))];
     struct cmsghdr align;
   } u;
   struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
@@ -327,14 +328,19 @@ static int on_exit_command(int argc, char **argv) {
 /* The monitor proper: clones the init, logs it, reaps it, records the exit. */
 static int monitor(int argc, char **argv, int keeper, pid_t keeper_pid) {
   struct mon_msg m;
-  int fds[4] = {-1, -1, -1, -1}; /* init, plan, sync, and the cgroup2 dir to be born in (optional) */
-  int nfds = recv_with_fds(CTL_FD, &m, sizeof m, fds, 4);
+  /* init, plan, sync, the cgroup2 dir to be born in (optional), then the caller's fds for
+   * --preserve-fds (run -d): `pid` of the message says how many, the last ones */
+  int fds[4 + TSRUN_MAX_PRESERVE];
+  int nfds = recv_with_fds(CTL_FD, &m, sizeof m, fds, 4 + TSRUN_MAX_PRESERVE);
   if (nfds < 3 || m.type != MON_CLONE) return 1;
+  int npreserve = m.pid;
+  if (npreserve < 0 || npreserve > TSRUN_MAX_PRESERVE || nfds - npreserve < 3 || nfds - npreserve > 4) return 1;
+  int cgroup_fd = nfds - npreserve == 4 ? fds[3] : -1;
   int out[2] = {-1, -1}, err[2] = {-1, -1};
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (!m.tty && (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)) return 1;
   int stdio[3] = {devnull, m.tty ? devnull : out[1], m.tty ? devnull : err[1]};
-  pid_t pid = tsrun_spawn_init(m.flags, fds[0], fds[1], fds[2], stdio, fds[3]);
+  pid_t pid = tsrun_spawn_init_from(m.flags, fds[0], fds[1], fds[2], stdio, cgroup_fd, npreserve, fds + nfds - npreserve);
   int spawn_errno = errno;
   /* the keeper first: once tsrun has the pid, the container is in the state, and a monitor
    * killed from then on must find its keeper able to take over */

@@ -144,7 +144,7 @@ struct sync_msg {
 
 /* tsrun ⇄ tsrun-monitor (detached containers), over a SOCK_SEQPACKET pair on the monitor's fd 3 */
 enum tsrun_mon_msg {
-  MON_CLONE = 1, /* tsrun → monitor: flags, tty; SCM_RIGHTS: init memfd, plan memfd, sync (child end) */
+  MON_CLONE = 1, /* tsrun → monitor: flags, tty, pid = N of --preserve-fds; SCM_RIGHTS: init memfd, plan memfd, sync (child end), [cgroup2 dir], the caller's N fds */
   MON_PID = 2,   /* monitor → tsrun: pid of the cloned init, or err */
   MON_PTY = 3,   /* tsrun → monitor: SCM_RIGHTS: the pty master to log from */
 };

@@ -37,6 +37,9 @@ struct tsrun_spawn_args {
   const int *stdio;
   /* --preserve-fds N: the caller's fds 3..3+N-1 stay 3..3+N-1; sync and plan move up by N */
   int npreserve;
+  /* where those N fds are in this process: NULL for 3..3+N-1 (the addon, which runs in the
+   * caller's process), else an array (tsrun-monitor, which received them over its socket) */
+  const int *preserve_src;
 };
 
 #define TSRUN_MAX_PRESERVE 64
@@ -54,7 +57,7 @@ static int tsrun_spawn_child(void *p) {
   int src[5 + TSRUN_MAX_PRESERVE];
   int hi[5 + TSRUN_MAX_PRESERVE];
   src[0] = a->stdio[0], src[1] = a->stdio[1], src[2] = a->stdio[2];
-  for (int i = 0; i < n; i++) src[3 + i] = 3 + i;
+  for (int i = 0; i < n; i++) src[3 + i] = a->preserve_src ? a->preserve_src[i] : 3 + i;
   src[sync] = a->sync_fd, src[sync + 1] = a->plan_fd;
   for (int i = 0; i < total; i++) {
     hi[i] = fcntl(src[i], F_DUPFD_CLOEXEC, total + 10);
@@ -147,9 +150,9 @@ __asm__(
  * dispositions and the empty mask first thing. A new user namespace needs the fork-like
  * clone: its child waits for the parent to write the id maps before it execs.
  */
-static inline pid_t tsrun_spawn_init_preserving(uint64_t clone_flags, int init_fd, int plan_fd, int sync_fd,
-                                                const int stdio[3], int cgroup_fd, int npreserve) {
-  struct tsrun_spawn_args args = {clone_flags, init_fd, plan_fd, sync_fd, stdio, npreserve};
+static inline pid_t tsrun_spawn_init_from(uint64_t clone_flags, int init_fd, int plan_fd, int sync_fd,
+                                          const int stdio[3], int cgroup_fd, int npreserve, const int *preserve_src) {
+  struct tsrun_spawn_args args = {clone_flags, init_fd, plan_fd, sync_fd, stdio, npreserve, preserve_src};
   struct tsrun_clone_args ca;
   memset(&ca, 0, sizeof ca);
   ca.flags = clone_flags | (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
@@ -190,6 +193,11 @@ static inline pid_t tsrun_spawn_init_preserving(uint64_t clone_flags, int init_f
   if (pid != 0) return pid;
   tsrun_spawn_child(&args);
   _exit(INIT_FAILED);
+}
+
+static inline pid_t tsrun_spawn_init_preserving(uint64_t clone_flags, int init_fd, int plan_fd, int sync_fd,
+                                                const int stdio[3], int cgroup_fd, int npreserve) {
+  return tsrun_spawn_init_from(clone_flags, init_fd, plan_fd, sync_fd, stdio, cgroup_fd, npreserve, 0);
 }
 
 static inline pid_t tsrun_spawn_init(uint64_t clone_flags, int init_fd, int plan_fd, int sync_fd,

@@ -9,6 +9,10 @@ import type { Paths } from '../runtime/paths.js';
 import { listEntries } from '../runtime/state.js';
 import { updateContainer } from '../runtime/update.js';
 import { ociState } from './lifecycle.js';
+import { eventJson, oomKills, parseDuration, runcStats } from '../controls/cgroups/events.js';
+import { readCgroupFile } from '../controls/cgroups/manager.js';
+import { findContainers } from './stats.js';
+import { join } from 'node:path';
 
 const out = (s: string) => writeSync(1, s);
 
@@ -137,5 +141,51 @@ export function registerOciVerbs(program: Command, paths: () => Paths): void {
       const rows = [['ID', 'PID', 'STATUS', 'BUNDLE', 'CREATED', 'OWNER'], ...states.map((s) => [s.id, String(s.pid), s.status, s.bundle, s.created, s.owner || 'root'])];
       const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
       out(rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 2))).join('')).join('\n') + '\n');
+    });
+
+  program
+    .command('events <id>')
+    .description('the container\'s cgroup stats and OOM events as JSON lines, in runc\'s events format (runc events)')
+    .option('--stats', 'print one stats event and exit')
+    .option('--interval <duration>', 'time between stats events while streaming (Go duration: 5s, 500ms, 1m)', '5s')
+    .action(async (id: string, o: { stats?: boolean; interval: string }) => {
+      let interval: number;
+      try {
+        interval = parseDuration(o.interval);
+      } catch (e) {
+        throw new UsageError(`--interval: ${(e as Error).message}`);
+      }
+      if (!(interval > 0)) throw new UsageError(`--interval ${JSON.stringify(o.interval)}: must be greater than 0`);
+      const [c] = findContainers(paths().root, [id], 'events');
+      const { targets } = c!;
+      const emit = (type: string, data?: unknown) => out(eventJson({ type, id: c!.id, ...(data === undefined ? {} : { data }) }) + '\n');
+      if (o.stats) return void emit('stats', runcStats(targets));
+      // Streams until the container stops (its cgroups hold no process any more, or are gone),
+      // as runc's does until the OOM notifier closes with the cgroup. OOM kills are counted by
+      // the kernel (oom_kill), so polling every 200 ms misses none: each increase is one event.
+      const stopped = () => targets.every((t) => !(readCgroupFile(join(t.dir, 'cgroup.procs')) ?? '').trim());
+      let ooms = oomKills(targets) ?? 0n;
+      let end = false;
+      const onSignal = (): void => {
+        end = true;
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      try {
+        let next = Date.now() + interval;
+        while (!end) {
+          await new Promise((r) => setTimeout(r, Math.max(0, Math.min(200, next - Date.now()))));
+          const n = oomKills(targets);
+          for (; n !== undefined && ooms < n; ooms++) emit('oom');
+          if (stopped()) break;
+          if (Date.now() >= next) {
+            emit('stats', runcStats(targets));
+            next += interval;
+          }
+        }
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
     });
 }

@@ -13,7 +13,7 @@ import { formatTable, sampleCgroup, statsRow, type StatsRow } from '../controls/
 import { defaultPaths } from '../runtime/paths.js';
 import { isAlive, listStates } from '../runtime/state.js';
 
-interface Found {
+export interface Found {
   id: string;
   name: string;
   targets: CgroupTarget[];
@@ -24,7 +24,7 @@ function inCgroup(pid: number, targets: CgroupTarget[]): boolean {
   return targets.some((t) => (readCgroupFile(join(t.dir, 'cgroup.procs')) ?? '').split('\n').includes(String(pid)));
 }
 
-export function findContainers(root: string, ids: string[]): Found[] {
+export function findContainers(root: string, ids: string[], verb = 'stats'): Found[] {
   const layout = hostLayout();
   const live: Found[] = [];
   for (const s of listStates({ root, data: '' })) {
@@ -35,8 +35,8 @@ export function findContainers(root: string, ids: string[]): Found[] {
   if (ids.length === 0) return live;
   return ids.map((want) => {
     const hits = live.filter((f) => f.id === want || f.name === want || f.id.startsWith(want));
-    if (hits.length === 0) throw new StateError(`stats: no running container ${JSON.stringify(want)}`);
-    if (hits.length > 1) throw new StateError(`stats: ${JSON.stringify(want)} matches ${hits.length} containers; give more of the id`);
+    if (hits.length === 0) throw new StateError(`${verb}: no running container ${JSON.stringify(want)}`);
+    if (hits.length > 1) throw new StateError(`${verb}: ${JSON.stringify(want)} matches ${hits.length} containers; give more of the id`);
     return hits[0]!;
   });
 }

@@ -116,10 +116,13 @@ export const control: Control = {
     const hooks = hooksOf(ctx.spec);
     // A createContainer hook is a host binary running in the container's namespaces. In a PID
     // namespace of its own nothing else runs yet; joined to an existing one, that namespace's
-    // processes could reach it through /proc/<pid>/exe (the CVE-2019-5736 shape): refused.
-    const joinedPid = ctx.spec.linux.namespaces.find((n) => n.type === 'pid' && n.path);
-    if (hooks.createContainer?.length && joinedPid) {
-      throw new SpecError('hooks.createContainer', `refused with a joined PID namespace (linux.namespaces pid path ${joinedPid.path}): a host binary would run where that namespace's processes can open /proc/<pid>/exe; use createRuntime`);
+    // processes could reach it through /proc/<pid>/exe (the CVE-2019-5736 shape): refused. A
+    // joined user namespace is refused too: the processes already in it hold every capability
+    // over the hook's credentials (CAP_SYS_PTRACE included) and see its pid from their own PID
+    // namespace, an ancestor of the container's.
+    const joined = ctx.spec.linux.namespaces.find((n) => (n.type === 'pid' || n.type === 'user') && n.path);
+    if (hooks.createContainer?.length && joined) {
+      throw new SpecError('hooks.createContainer', `refused with a joined ${joined.type === 'pid' ? 'PID' : 'user'} namespace (linux.namespaces ${joined.type} path ${joined.path}): a host binary would run where that namespace's processes can open /proc/<pid>/exe; use createRuntime`);
     }
   },
   steps(ctx: BuildContext): Step[] {

@@ -34,16 +34,33 @@ const WHY: Record<NamespaceType, string> = {
 /**
  * Namespaces a container may join by path (linux.namespaces[].path) instead of creating
  * them: engines create the network namespace themselves (podman's netavark under
- * /run/netns, a Kubernetes pod sandbox shares net/ipc/uts/pid). setns(2) into these needs
- * no more than CAP_SYS_ADMIN and does not change the caller's root. A joined PID namespace
- * applies to children only (pid_namespaces(7)): the init forks right after it (OP_FORK,
- * as exec does) and the child, born in that namespace, runs the rest of the plan. Joining
- * a user namespace (it must precede every other join, and the init then needs capabilities
- * in it) or a mount namespace (no rootfs set-up at all) is refused.
+ * /run/netns, a Kubernetes pod sandbox shares net/ipc/uts/pid, a user-namespaced pod its
+ * user namespace). A joined PID namespace applies to children only (pid_namespaces(7)): the
+ * init forks right after it (OP_FORK, as exec does) and the child, born in that namespace,
+ * runs the rest of the plan.
+ *
+ * A joined user namespace changes who owns what the init creates: namespaces made by the
+ * clone(2) from tsrun belong to the host's user namespace, where the init holds no
+ * capability once it has joined (mounting /proc for a PID namespace, sysfs for a network
+ * namespace, sethostname all check the owner: user_namespaces(7)). So, as runc's nsexec does
+ * (join_namespaces, then unshare), the clone makes no namespace; the init joins the other
+ * namespaces first (as host root it may enter any), then the user namespace (setns gives it
+ * every capability there; it then becomes uid/gid 0 of it), then unshares the new ones, which
+ * that user namespace now owns, and forks if one is a PID namespace.
+ *
+ * A joined mount namespace gets the same rootfs set-up as a new one, as runc does
+ * (prepareRoot, mounts, pivot_root whenever the type is listed, path or not): root.path and
+ * mount sources resolve in that namespace, and the mounts and the pivot_root happen in its
+ * table (pivot_root(2) moves every process there whose root was the old root).
  */
-const JOINABLE = new Set<NamespaceType>(['network', 'ipc', 'uts', 'cgroup', 'pid']);
+const JOINABLE = new Set<NamespaceType>(['network', 'ipc', 'uts', 'cgroup', 'pid', 'mount', 'user']);
 
-/** True when the container gets a mount namespace (its own: joining one is refused). */
+/** The path of a joined user namespace, if the spec joins one. */
+export function joinedUserNs(spec: { linux: { namespaces: { type: NamespaceType; path?: string }[] } }): string | undefined {
+  return spec.linux.namespaces.find((n) => n.type === 'user' && n.path !== undefined)?.path;
+}
+
+/** True when the container gets a mount namespace (a new one or a joined one: the rootfs is set up in it). */
 export function hasMountNamespace(ctx: BuildContext): boolean {
   return ctx.spec.linux.namespaces.some((n) => n.type === 'mount');
 }
@@ -72,14 +89,19 @@ export function hasNamespace(ctx: BuildContext, type: NamespaceType): boolean {
   return ctx.spec.linux.namespaces.some((n) => n.type === type && !n.path);
 }
 
-/** clone(2) flags for the namespaces the spec asks for (cgroup excepted). */
-export function cloneFlags(ctx: BuildContext): CloneFlag[] {
+/** Flags of the namespaces the spec asks tsrun to create (cgroup excepted: unshared later). */
+function newFlags(ctx: BuildContext): CloneFlag[] {
   const flags: CloneFlag[] = [];
   for (const ns of ctx.spec.linux.namespaces) {
     const f = FLAG[ns.type];
     if (f && !ns.path && ns.type !== 'cgroup') flags.push(f);
   }
   return flags;
+}
+
+/** clone(2) flags: none when a user namespace is joined (the init unshares them once it is in it). */
+export function cloneFlags(ctx: BuildContext): CloneFlag[] {
+  return joinedUserNs(ctx.spec) === undefined ? newFlags(ctx) : [];
 }
 
 export const control: Control = {
@@ -95,8 +117,7 @@ export const control: Control = {
       seen.add(ns.type);
       if (ns.type === 'time') throw new UnsupportedError(`${field}: time namespaces are not supported by tsrun yet`);
       if (ns.path !== undefined) {
-        if (!JOINABLE.has(ns.type))
-          throw new UnsupportedError(`${field}.path: joining an existing ${ns.type} namespace (${ns.path}) is not supported (tsrun joins network, ipc, uts, cgroup and pid namespaces by path)`);
+        if (!JOINABLE.has(ns.type)) throw new UnsupportedError(`${field}.path: joining an existing ${ns.type} namespace (${ns.path}) is not supported`);
         if (!ns.path.startsWith('/')) throw new SpecError(`${field}.path`, `${quoteValue(ns.path)} must be an absolute path`);
       }
     });
@@ -109,7 +130,11 @@ export const control: Control = {
       parent(
         'after-clone',
         'namespaces',
-        flags.map((f) => `CLONE_${f}`).join(', ') + ': ' + flags.map((f) => WHY[typeOfFlag(f)]).join('; '),
+        flags.length
+          ? flags.map((f) => `CLONE_${f}`).join(', ') + ': ' + flags.map((f) => WHY[typeOfFlag(f)]).join('; ')
+          : joinedUserNs(ctx.spec) !== undefined
+            ? 'no namespace at clone: a user namespace is joined by path, so the init unshares the new ones after joining it (they would belong to the host\'s user namespace otherwise)'
+            : 'no namespace of its own: the spec lists none to create',
         { action: 'clone', flags },
         // native/spawn.h: without a user namespace the child shares tsrun's memory until it
         // execs (vfork-like, as posix_spawn): no copy of Node's page tables to make and undo
@@ -119,17 +144,42 @@ export const control: Control = {
     );
     // The init opens each path before its first setns (native/init.c pre-pass), in the
     // copy of the host's mount table it was cloned with, so /run/netns/NAME still resolves.
-    for (const ns of ctx.spec.linux.namespaces) {
-      const f = FLAG[ns.type];
-      if (ns.path === undefined || !f) continue;
-      if (ns.type === 'pid') continue; // last: see below
-      steps.push(child('early', 'namespaces', `join the existing ${ns.type} namespace the engine prepared (${WHY[ns.type]})`, op.setns(ns.path, f)));
+    // Order as runc's nsexec (join_namespaces): every other namespace first, while the init
+    // is host root and may enter any; the user namespace last, then the new namespaces.
+    const joined = ctx.spec.linux.namespaces.map((n, i) => ({ ...n, i })).filter((n) => n.path !== undefined && FLAG[n.type]);
+    const order = (t: NamespaceType) => (t === 'user' ? 2 : t === 'pid' ? 1 : 0);
+    for (const ns of [...joined].sort((a, b) => order(a.type) - order(b.type))) {
+      const why =
+        ns.type === 'pid'
+          ? 'the existing pid namespace, for the children of this process only (pid_namespaces(7)): see the fork'
+          : ns.type === 'user'
+            ? 'the existing user namespace, last: setns(2) gives every capability in it; then uid and gid 0 of it (as runc), and setgroups noted if that namespace denies it'
+            : `join the existing ${ns.type} namespace the engine prepared (${WHY[ns.type]})`;
+      // the field leads the text, so a refusal (EINVAL: not a namespace of that type) names it
+      const o = op.setns(ns.path!, FLAG[ns.type]!);
+      steps.push(child('early', 'namespaces', why, { ...o, text: `linux.namespaces[${ns.i}].path: ${o.text}` }));
     }
-    const pidPath = ctx.spec.linux.namespaces.find((n) => n.type === 'pid' && n.path !== undefined)?.path;
-    if (pidPath !== undefined) {
+    const userPath = joinedUserNs(ctx.spec);
+    const later = userPath === undefined ? [] : newFlags(ctx);
+    if (later.length) {
       steps.push(
-        child('early', 'namespaces', 'the existing pid namespace, for the children of this process only (pid_namespaces(7)): see the fork', op.setns(pidPath, 'NEWPID')),
-        child('early', 'namespaces', 'setns(CLONE_NEWPID) applies to children only: the container is born in the joined PID namespace; this process reports its pid and exits', op.fork()),
+        child(
+          'early',
+          'namespaces',
+          `new namespaces owned by the joined user namespace (made by clone they would belong to the host's, where this process has no capability): ${later.map((f) => WHY[typeOfFlag(f)]).join('; ')}`,
+          op.unshare(later),
+        ),
+      );
+    }
+    const pidJoined = joined.some((n) => n.type === 'pid');
+    if (pidJoined || later.includes('NEWPID')) {
+      steps.push(
+        child(
+          'early',
+          'namespaces',
+          `${pidJoined ? 'setns(CLONE_NEWPID)' : 'unshare(CLONE_NEWPID)'} applies to children only: the container is born in the ${pidJoined ? 'joined' : 'new'} PID namespace; this process reports its pid and exits`,
+          op.fork(),
+        ),
       );
     }
     if (hasNamespace(ctx, 'cgroup')) {

@@ -308,6 +308,49 @@ export function mapFileContent(maps: IdMapping[]): string {
   return maps.map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join('');
 }
 
+/** One id_map file's lines (user_namespaces(7)): "inside outside count" triples, sorted. */
+export function parseMapFile(text: string): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).join(' '))
+    .filter(Boolean)
+    .sort();
+}
+
+let readMap: (file: string) => string | undefined = (file) => {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+};
+/** Tests fake the maps of a joined namespace. */
+export function setReadMap(f: typeof readMap): void {
+  readMap = f;
+}
+
+/**
+ * A joined user namespace has its maps already: the spec's may only repeat them. runc refuses
+ * a path with mappings that differ ("both namespace path and non-matching mapping specified")
+ * and accepts matching ones, since containerd and CRI-O write both. tsrun can read the maps
+ * beside a /proc/PID/ns/user path (a proc file, not container content); for another path (a
+ * bind-mounted nsfs file) it could only learn them from inside, which no host process enters
+ * (design rule 1), so mappings with such a path are refused.
+ */
+function checkJoinedMappings(s: Spec, path: string): void {
+  if (!s.linux.uidMappings?.length && !s.linux.gidMappings?.length) return;
+  const m = /^\/proc\/([1-9][0-9]*)\/ns\/user$/.exec(path);
+  if (!m) throw new SpecError('linux.uidMappings', `a user namespace joined by path (${path}) keeps its own maps: leave linux.uidMappings and linux.gidMappings out`);
+  for (const [field, file] of [['linux.uidMappings', 'uid_map'], ['linux.gidMappings', 'gid_map']] as const) {
+    const given = (field === 'linux.uidMappings' ? s.linux.uidMappings : s.linux.gidMappings) ?? [];
+    const text = readMap(`/proc/${m[1]}/${file}`);
+    if (text === undefined) throw new SpecError(field, `cannot read /proc/${m[1]}/${file} to compare with the joined user namespace ${path}`);
+    const want = parseMapFile(mapFileContent(given));
+    if (parseMapFile(text).join(';') !== want.join(';'))
+      throw new SpecError(field, `does not match /proc/${m[1]}/${file} of the user namespace joined by path (${parseMapFile(text).join('; ')}): give the path or the mappings, not both`);
+  }
+}
+
 // The uid_map/gid_map rules of user_namespaces(7) the kernel enforces with EINVAL/EPERM,
 // checked here so the error names the field instead of "write uid_map: EINVAL".
 function checkMappings(maps: IdMapping[] | undefined, field: string): void {
@@ -435,7 +478,10 @@ export const control: Control = {
       return;
     }
     const ns = s.linux.namespaces.find((n) => n.type === 'user');
-    if (ns?.path) return; // joining an existing namespace: its maps are already written
+    if (ns?.path) {
+      checkJoinedMappings(s, ns.path);
+      return;
+    }
     checkMappings(s.linux.uidMappings, 'linux.uidMappings');
     checkMappings(s.linux.gidMappings, 'linux.gidMappings');
     // The host's network namespace belongs to the host's user namespace: a remapped root

@@ -58,11 +58,13 @@ const MON_CLONE = 1;
 const MON_PID = 2;
 const MON_PTY = 3;
 
-function monMsg(type: number, tty: boolean, flags: number): Buffer {
+function monMsg(type: number, tty: boolean, flags: number, npreserve = 0): Buffer {
   const b = Buffer.alloc(24);
   b.writeUInt32LE(type, 0);
   b.writeUInt32LE(tty ? 1 : 0, 4);
   b.writeBigUInt64LE(BigInt(flags), 8);
+  // MON_CLONE: how many of the fds sent are the caller's, for --preserve-fds (native/monitor.c)
+  b.writeInt32LE(npreserve, 16);
   return b;
 }
 
@@ -71,7 +73,7 @@ export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: s
   let ctl = -1;
   let monitorPid = 0;
   let keeperPid = 0;
-  const spawner: Spawner = (k, plan, cloneFlags, _stdio, cgroupDir) => {
+  const spawner: Spawner = (k, plan, cloneFlags, _stdio, cgroupDir, preserveFds = 0) => {
     if (ctl >= 0) k.close(ctl); // a retry without clone3: the first monitor has exited
     const prep = k.prepareSpawn({ initPath: join(MONITOR_PATH, '..', 'tsrun-init'), plan });
     const [mine, theirs] = k.socketpair();
@@ -86,7 +88,11 @@ export function monitorSpawner(paths: Paths, id: string, tty: boolean, onExit: s
     // the monitor clones: it gets the cgroup2 directory to be born in as a fourth fd
     const cgroupFd = cgroupDir ? openSync(cgroupDir, fsc.O_RDONLY | fsc.O_DIRECTORY) : -1;
     try {
-      k.sendMsg(ctl, monMsg(MON_CLONE, tty, cloneFlags), [prep.initFd, prep.planFd, prep.childSyncFd, ...(cgroupFd >= 0 ? [cgroupFd] : [])]);
+      // --preserve-fds N: the caller's fds 3..3+N-1 (checked by parsePreserveFds to be the
+      // caller's, not Node's) go last; the monitor hands them to the spawned child, which puts
+      // them at the container's 3..3+N-1 as the addon does for create and a foreground run
+      const caller = Array.from({ length: preserveFds }, (_, i) => 3 + i);
+      k.sendMsg(ctl, monMsg(MON_CLONE, tty, cloneFlags, preserveFds), [prep.initFd, prep.planFd, prep.childSyncFd, ...(cgroupFd >= 0 ? [cgroupFd] : []), ...caller]);
     } finally {
       if (cgroupFd >= 0) closeSync(cgroupFd);
     }
@@ -148,13 +154,12 @@ export async function launch(o: LaunchOptions): Promise<{ state: ContainerState;
   const { plan, paths } = o;
   const kernel = o.kernel ?? nativeKernel;
   const id = plan.id;
-  // A PID namespace joined by path (OP_FORK): the command is the init's child, and the init
-  // exits. tsrun-monitor (run -d) watches the init itself, so it would see the container end.
+  // A PID namespace joined by path, or a new one unshared after joining a user namespace
+  // (OP_FORK): the command is the init's child, and the init exits. tsrun-monitor (run -d)
+  // watches the init itself, so it would see the container end.
   const forks = plan.steps.some((s) => s.where === 'child' && s.op === 'FORK');
-  if (forks && o.detached) throw new UnsupportedError('linux.namespaces: a pid namespace joined by path works with create/start and a foreground run, not with run -d (tsrun-monitor watches the init, which exits once it has forked the command)');
+  if (forks && o.detached) throw new UnsupportedError('linux.namespaces: a pid namespace joined by path (or a new one with a user namespace joined by path) works with create/start and a foreground run, not with run -d (tsrun-monitor watches the init, which exits once it has forked the command)');
   // a foreground run waits for the command: as the subreaper it inherits it from the init
-  // run -d: tsrun-monitor clones the init and holds none of the caller's fds
-  if (o.preserveFds && o.detached) throw new UnsupportedError('--preserve-fds: not with run -d (the monitor that starts a detached container does not hold the caller\'s fds); use create/start');
   if (forks && !o.detached && !plan.steps.some((s) => s.where === 'child' && s.op === 'WAIT_START')) kernel.setChildSubreaper();
   const state: ContainerState = {
     ociVersion: plan.spec.ociVersion,

@@ -15,7 +15,7 @@ function cgroupFile(pid: number, ctrl: string, file: string): string {
 
 describeKernel('runc CLI verbs engines call', () => {
   afterAll(() => {
-    for (const id of ['cli-upd', 'cli-list', 'cli-pfd-x', 'cli-kr']) tsrun(['rm', '-f', id]);
+    for (const id of ['cli-upd', 'cli-list', 'cli-pfd-x', 'cli-kr', 'cli-ev', 'cli-ev-oom', 'cli-pfd-d']) tsrun(['rm', '-f', id]);
     expect(leaks()).toEqual([]);
   });
 
@@ -109,7 +109,7 @@ describeKernel('runc CLI verbs engines call', () => {
     });
   }
 
-  it('--preserve-fds N: the caller\'s fds 3..3+N-1 reach the container on run, create/start and exec; tsrun\'s own never do', async () => {
+  it('--preserve-fds N: the caller\'s fds 3..3+N-1 reach the container on run, run -d, create/start and exec; tsrun\'s own never do', async () => {
     const run = await withPipeOn3(['run', '--rm', '--preserve-fds', '1', 'busybox', 'sh', '-c', 'echo through-run >&3; ls /proc/self/fd/ | tr "\\n" " " >&3']);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
@@ -141,8 +141,64 @@ describeKernel('runc CLI verbs engines call', () => {
     const none = tsrun(['run', '--rm', '--preserve-fds', '1', 'busybox', 'true']);
     expect(none.code).toBe(125);
     expect(none.stderr).toMatch(/^tsrun: --preserve-fds 1: fd 3 was not passed by the caller \(EBADF\)/);
-    const det = await withPipeOn3(['run', '-d', '--preserve-fds', '1', 'busybox', 'true']);
-    expect(det.code).toBe(125);
-    expect(det.stderr).toMatch(/--preserve-fds: not with run -d/);
+    // run -d: tsrun-monitor gets the caller's fds over its socket (SCM_RIGHTS) and hands them to
+    // the init; neither it nor its keeper keeps a copy: once the container closes its fd 3 the
+    // pipe ends, while the container, its monitor and keeper still run
+    const det = await Promise.race([
+      withPipeOn3(['run', '-d', '--name', 'cli-pfd-d', '--preserve-fds', '1', 'busybox', 'sh', '-c', 'echo through-run-d >&3; ls /proc/self/fd/ | tr "\\n" " " >&3; exec 3>&-; sleep 60']),
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('the pipe stayed open: a copy of fd 3 outside the container')), 10_000)),
+    ]);
+    expect(det.stderr).toBe('');
+    expect(det.code).toBe(0);
+    expect(det.fd3).toBe('through-run-d\n0 1 2 3 4 ');
+    expect(JSON.parse(tsrun(['state', 'cli-pfd-d']).stdout).status).toBe('running');
+    expect(tsrun(['rm', '-f', 'cli-pfd-d']).code).toBe(0);
+  });
+
+  it('events --stats: one JSON object in runc\'s events format, its counters the kernel\'s; streaming gives stats and oom events until the container stops', async () => {
+    const r = tsrun(['run', '-d', '--name', 'cli-ev', '--memory', '64m', '--pids-limit', '50', 'busybox', 'sh', '-c', 'sleep 60 & sleep 60 & sleep 60 & wait']);
+    expect(r.code).toBe(0);
+    const id = r.stdout.trim();
+    const pid = JSON.parse(tsrun(['state', 'cli-ev']).stdout).pid as number;
+    for (let i = 0; i < 50 && cgroupFile(pid, 'pids', 'pids.current') !== '4'; i++) spawnSync('sleep', ['0.05']);
+    const e = tsrun(['events', '--stats', 'cli-ev']);
+    expect(e.stderr).toBe('');
+    expect(e.code).toBe(0);
+    expect(e.stdout.trim().split('\n')).toHaveLength(1);
+    const ev = JSON.parse(e.stdout);
+    expect(ev).toMatchObject({ type: 'stats', id });
+    expect(Object.keys(ev.data)).toEqual(['cpu', 'memory', 'pids', 'blkio', 'hugetlb']);
+    // sh and its three sleeps, as the kernel counts them
+    expect(ev.data.pids).toEqual({ current: 4, limit: 50 });
+    expect(Number(cgroupFile(pid, 'pids', 'pids.current'))).toBe(4);
+    expect(ev.data.memory.usage.limit).toBe(64 * 1024 * 1024);
+    expect(ev.data.memory.usage.usage).toBeGreaterThan(0);
+    expect(ev.data.cpu.usage.total).toBeGreaterThan(0);
+    // v1 writes an unlimited kmem limit as a page-rounded LONG_MAX: printed exactly, not as a double
+    if (ev.data.memory.kernel) expect(e.stdout).toContain(`"kernel":{"limit":${cgroupFile(pid, 'memory', 'memory.kmem.limit_in_bytes')}`);
+    for (const bad of [['--interval', '0s'], ['--interval', 'soon']]) {
+      const x = tsrun(['events', ...bad, 'cli-ev']);
+      expect(x.code).toBe(125);
+      expect(x.stderr).toMatch(/--interval/);
+    }
+    const none = tsrun(['events', '--stats', 'no-such-container']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/events: no running container "no-such-container"/);
+
+    // streaming: a stats event each interval and one oom event per OOM kill, until the container stops
+    const o = tsrun(['run', '-d', '--name', 'cli-ev-oom', '--memory', '16m', '--memory-swap', '16m', 'busybox', 'sh', '-c', 'sleep 1; head -c 100m /dev/zero | tail; sleep 60']);
+    expect(o.code).toBe(0);
+    const stream = spawn(BIN, ['events', '--interval', '300ms', 'cli-ev-oom'], { env: tsrunEnvVars(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    stream.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    const done = new Promise<number | null>((res) => stream.on('exit', (c) => res(c)));
+    for (let i = 0; i < 100 && !text.includes('"type":"oom"'); i++) await new Promise((res) => setTimeout(res, 100));
+    expect(tsrun(['rm', '-f', 'cli-ev-oom']).code).toBe(0);
+    const code = await Promise.race([done, new Promise((res) => setTimeout(() => res('still running'), 5000))]);
+    expect(code).toBe(0);
+    const lines = text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.filter((l) => l.type === 'oom')).toEqual([{ type: 'oom', id: o.stdout.trim() }]);
+    expect(lines.filter((l) => l.type === 'stats').length).toBeGreaterThanOrEqual(2);
+    expect(tsrun(['rm', '-f', 'cli-ev']).code).toBe(0);
   });
 });

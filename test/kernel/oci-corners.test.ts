@@ -1,8 +1,8 @@
 // Corners of the OCI runtime spec that engines or `runc spec` users reach: linux.devices
 // exactly as written (mode without the umask, FIFOs, owners), a spec without a namespaces
 // list or without a mount namespace, hugetlb limits on a hybrid host.
-import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -142,7 +142,7 @@ describeKernel('OCI spec corners', () => {
     }
   });
 
-  it('joins the pid namespace of another container by path (create/start and a foreground run); mount and user paths are refused', () => {
+  it('joins the pid namespace of another container by path (create/start and a foreground run)', () => {
     expect(tsrun(['run', '-d', '--name', 'corners-pid-a', 'busybox', 'sleep', '60']).code).toBe(0);
     try {
       const apid = JSON.parse(tsrun(['state', 'corners-pid-a']).stdout).pid as number;
@@ -174,16 +174,106 @@ describeKernel('OCI spec corners', () => {
       }
       const det = tsrun(['run', '-d', '--bundle', fg]);
       expect(det.code).toBe(125);
-      expect(det.stderr).toMatch(/pid namespace joined by path works with create\/start and a foreground run/);
-      for (const t of ['mount', 'user']) {
-        const joined = { type: t, path: `/proc/${apid}/ns/${t === 'mount' ? 'mnt' : 'user'}` };
-        const d = bundle(`join-${t}`, ['/bin/true'], { namespaces: t === 'mount' ? [{ type: 'pid' }, joined] : [{ type: 'pid' }, { type: 'mount' }, joined] });
-        const x = tsrun(['run', '--rm', '--bundle', d]);
-        expect(x.code).toBe(125);
-        expect(x.stderr).toMatch(new RegExp(`linux\\.namespaces\\[\\d\\]\\.path: joining an existing ${t} namespace .* is not supported`));
-      }
+      expect(det.stderr).toMatch(/pid namespace joined by path .*works with create\/start and a foreground run/);
     } finally {
       tsrun(['rm', '-f', 'corners-pid-a']);
+    }
+  });
+
+  /**
+   * A holder that is no container: a user namespace (maps written from here, as root, so
+   * setgroups stays allowed) and, inside it, a mount namespace with a tmpfs over the bundle's
+   * rootfs/mnt holding a canary file. Returns the pid whose ns/user and ns/mnt are joined.
+   */
+  function holder(rootfs: string, owned: number[], denySetgroups = false): number {
+    const u = spawn('unshare', ['--user', 'sleep', '120'], { stdio: 'ignore' });
+    owned.push(u.pid!);
+    for (let i = 0; i < 100 && readlinkSync(`/proc/${u.pid}/ns/user`) === hostNs('user'); i++) spawnSync('sleep', ['0.02']);
+    writeFileSync(`/proc/${u.pid}/uid_map`, '0 200000 65536\n');
+    if (denySetgroups) writeFileSync(`/proc/${u.pid}/setgroups`, 'deny');
+    writeFileSync(`/proc/${u.pid}/gid_map`, '0 200000 65536\n');
+    const script = `mount -t tmpfs -o mode=755 canary ${rootfs}/mnt && echo canary-$$ > ${rootfs}/mnt/canary && exec sleep 120`;
+    const m = spawn('nsenter', ['-t', String(u.pid), '-U', '--', 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script], { stdio: 'ignore' });
+    owned.push(m.pid!);
+    for (let i = 0; i < 200; i++) {
+      try {
+        if (readFileSync(`/proc/${m.pid}/cmdline`, 'utf8').startsWith('sleep') && readlinkSync(`/proc/${m.pid}/ns/mnt`) !== hostNs('mnt')) return m.pid!;
+      } catch {
+        // not there yet
+      }
+      spawnSync('sleep', ['0.02']);
+    }
+    throw new Error('holder did not start');
+  }
+
+  it('joins an existing user and mount namespace by path: same inodes, the holder\'s maps, its mounts; bad paths are refused by name', () => {
+    const owned: number[] = [];
+    chmodSync(base, 0o755); // the holder's root is host uid 200000: it must reach the rootfs
+    try {
+      const probe = (name: string, ns: object[], extra: Record<string, unknown> = {}) =>
+        bundle(name, ['/bin/sh', '-c', 'readlink /proc/self/ns/user; readlink /proc/self/ns/mnt; cat /proc/self/uid_map /mnt/canary; id -u; grep -E "^(CapEff|Groups)" /proc/self/status'], { namespaces: ns, ...extra });
+      const b = probe('join-user-mnt', []);
+      mkdirSync(join(b, 'rootfs', 'mnt'), { recursive: true });
+      const hpid = holder(join(b, 'rootfs'), owned);
+      const ns = [{ type: 'pid' }, { type: 'mount', path: `/proc/${hpid}/ns/mnt` }, { type: 'user', path: `/proc/${hpid}/ns/user` }, { type: 'uts' }, { type: 'ipc' }, { type: 'network' }];
+      const cfg = JSON.parse(readFileSync(join(b, 'config.json'), 'utf8'));
+      cfg.linux.namespaces = ns;
+      writeFileSync(join(b, 'config.json'), JSON.stringify(cfg));
+      const r = tsrun(['run', '--rm', '--bundle', b]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const out = r.stdout.trim().split('\n');
+      expect(out[0]).toBe(readlinkSync(`/proc/${hpid}/ns/user`));
+      expect(out[1]).toBe(readlinkSync(`/proc/${hpid}/ns/mnt`));
+      expect(out[2]!.trim().split(/\s+/)).toEqual(readFileSync(`/proc/${hpid}/uid_map`, 'utf8').trim().split(/\s+/));
+      expect(out[3]).toBe(`canary-${hpid}`);
+      expect(out[4]).toBe('0');
+      // root of the joined namespace with its own group and the default capabilities
+      expect(out[5]).toMatch(/^Groups:\s+0\s*$/);
+      expect(out[6]).toMatch(/^CapEff:\s+00000000a80425fb$/);
+      // mappings other than the joined namespace's are refused before anything is made, as runc does
+      cfg.linux = { ...cfg.linux, uidMappings: [{ containerID: 0, hostID: 300000, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 200000, size: 65536 }] };
+      writeFileSync(join(b, 'config.json'), JSON.stringify(cfg));
+      const r3 = tsrun(['run', '--rm', '--bundle', b]);
+      expect(r3.code).toBe(125);
+      expect(r3.stderr).toMatch(/linux\.uidMappings: does not match \/proc\/\d+\/uid_map of the user namespace joined by path \(0 200000 65536\)/);
+      expect(leaks()).toEqual([]);
+      // a namespace whose setgroups is denied (as `unshare -r` leaves it): no supplementary
+      // group at all, not host root's (the init drops them before it joins)
+      const bd = probe('join-user-deny', []);
+      mkdirSync(join(bd, 'rootfs', 'mnt'), { recursive: true });
+      const dpid = holder(join(bd, 'rootfs'), owned, true);
+      const cfgd = JSON.parse(readFileSync(join(bd, 'config.json'), 'utf8'));
+      cfgd.linux.namespaces = [{ type: 'pid' }, { type: 'mount', path: `/proc/${dpid}/ns/mnt` }, { type: 'user', path: `/proc/${dpid}/ns/user` }, { type: 'network' }];
+      // mappings that repeat the joined namespace's are accepted (containerd and CRI-O write both)
+      cfgd.linux.uidMappings = cfgd.linux.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+      writeFileSync(join(bd, 'config.json'), JSON.stringify(cfgd));
+      expect(readFileSync(`/proc/${dpid}/setgroups`, 'utf8').trim()).toBe('deny');
+      const rd = tsrun(['run', '--rm', '--bundle', bd]);
+      expect(rd.stderr).toBe('');
+      expect(rd.stdout.trim().split('\n').slice(3, 6)).toEqual([`canary-${dpid}`, '0', 'Groups:\t ']);
+      // a path that is not a namespace of that type: the kernel's EINVAL, the field named, nothing left
+      const bad = [
+        [{ type: 'pid' }, { type: 'mount', path: `/proc/${hpid}/ns/user` }],
+        [{ type: 'pid' }, { type: 'mount' }, { type: 'user', path: `/proc/${hpid}/ns/mnt` }],
+        [{ type: 'pid' }, { type: 'mount' }, { type: 'user', path: join(b, 'config.json') }],
+        [{ type: 'pid' }, { type: 'mount', path: join(base, 'no-such-ns') }],
+      ];
+      bad.forEach((n, i) => {
+        const d = bundle(`join-bad-${i}`, ['/bin/true'], { namespaces: n });
+        const x = tsrun(['run', '--rm', '--bundle', d]);
+        expect(x.code).toBe(125);
+        expect(x.stderr).toMatch(i === 3 ? /linux\.namespaces\[1\]\.path.*ENOENT/ : /linux\.namespaces\[\d\]\.path.*EINVAL/);
+        expect(leaks()).toEqual([]);
+      });
+    } finally {
+      for (const pid of owned.reverse()) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
     }
   });
 });

@@ -62,4 +62,15 @@ describe('OCI hooks in the plan', () => {
     expect(bad({ postStop: [] })).toThrow(/^hooks\.postStop: unknown hook kind/);
     expect(hooksOf({ hooks: { prestart: null, poststop: [] } } as unknown as Spec)).toEqual({ poststop: [] });
   });
+
+  it('refuses a createContainer hook with a joined PID or user namespace (their processes could reach the host binary)', () => {
+    for (const type of ['pid', 'user'] as const) {
+      const c = ctx({ createContainer: h('/h/cc') });
+      c.spec.linux.namespaces = c.spec.linux.namespaces.filter((n) => n.type !== type).concat({ type, path: `/proc/9/ns/${type}` });
+      expect(() => buildPlan(c)).toThrow(new RegExp(`hooks\\.createContainer.*joined ${type === 'pid' ? 'PID' : 'user'} namespace`));
+      const ok = ctx({ createRuntime: h('/h/cr') });
+      ok.spec.linux.namespaces = c.spec.linux.namespaces;
+      expect(() => buildPlan(ok)).not.toThrow();
+    }
+  });
 });

@@ -177,9 +177,18 @@ describe('spec → plan', () => {
     ctx.spec.linux.namespaces.push({ type: 'bogus' as never });
     expect(() => buildPlan(ctx)).toThrow(SpecError);
     const j = ctxFor();
-    j.spec.linux.namespaces = [{ type: 'mount' }, { type: 'user', path: '/proc/1/ns/user' }];
-    expect(() => buildPlan(j)).toThrow(UnsupportedError);
-    expect(() => buildPlan(j)).toThrow(/linux\.namespaces\[1\]\.path: joining an existing user namespace/);
+    j.spec.linux.namespaces = [{ type: 'user', path: '/proc/9/ns/user' }, { type: 'mount', path: '/proc/9/ns/mnt' }, { type: 'pid' }, { type: 'uts' }, { type: 'network' }];
+    // a joined user namespace: the clone makes none (they would belong to the host's user
+    // namespace); the other joins first, the user namespace last, then unshare and fork
+    const jp = buildPlan(j);
+    expect(jp.cloneFlags).toEqual([]);
+    const jops = childSteps(jp).filter((s) => s.phase === 'early' && s.control === 'namespaces');
+    expect(jops.map((s) => `${s.op}${s.strs[0] ? ` ${s.strs[0]}` : ''}`)).toEqual(['SETNS /proc/9/ns/mnt', 'SETNS /proc/9/ns/user', 'UNSHARE', 'FORK']);
+    expect(jops[2]!.text).toBe('unshare(CLONE_NEWPID|CLONE_NEWUTS|CLONE_NEWNET)');
+    expect(jops[0]!.text).toMatch(/^linux\.namespaces\[1\]\.path: setns/);
+    const time = ctxFor();
+    time.spec.linux.namespaces.push({ type: 'time', path: '/proc/1/ns/time' });
+    expect(() => buildPlan(time)).toThrow(UnsupportedError);
     // a joined pid namespace: setns, then the fork that puts the container in it, last of the joins
     const p = ctxFor();
     p.spec.linux.namespaces = [{ type: 'mount' }, { type: 'uts' }, { type: 'pid', path: '/proc/1/ns/pid' }, { type: 'network', path: '/run/netns/x' }];

@@ -88,6 +88,8 @@ export function leaks(): string[] {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      // an exiting process (empty cmdline, a zombie until its parent reaps it) holds nothing
+      if (!cmd) continue;
       const paths = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').filter(Boolean).map((l) => l.split(':').slice(2).join(':'));
       // any process in this root's cgroups (a container's command), or an init of no other root
       const ours = paths.some((p) => p.startsWith(`${mine}/`));

@@ -6,7 +6,8 @@
 import { writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { StateError, UsageError } from '../errors.js';
+import { StateError } from '../errors.js';
+import { formatRows, row } from './format.js';
 import { readCgroupFile, targetsFromSteps, type CgroupTarget } from '../controls/cgroups/manager.js';
 import { hostLayout } from '../controls/cgroups/mode.js';
 import { formatTable, sampleCgroup, statsRow, type StatsRow } from '../controls/cgroups/stats.js';
@@ -17,6 +18,8 @@ interface Found {
   id: string;
   name: string;
   targets: CgroupTarget[];
+  /** docker's {{.Container}}: the name or id as given, else the short id */
+  given?: string;
 }
 
 /** State is evidence: the init named by the state must be alive and inside the recorded cgroup. */
@@ -37,18 +40,31 @@ export function findContainers(root: string, ids: string[]): Found[] {
     const hits = live.filter((f) => f.id === want || f.name === want || f.id.startsWith(want));
     if (hits.length === 0) throw new StateError(`stats: no running container ${JSON.stringify(want)}`);
     if (hits.length > 1) throw new StateError(`stats: ${JSON.stringify(want)} matches ${hits.length} containers; give more of the id`);
-    return hits[0]!;
+    return { ...hits[0]!, given: want };
   });
 }
 
-async function collect(found: Found[], intervalMs: number): Promise<StatsRow[]> {
+type Sampled = StatsRow & { given: string; fullId: string };
+
+async function collect(found: Found[], intervalMs: number): Promise<Sampled[]> {
   const first = found.map((f) => sampleCgroup(f.targets));
   await new Promise((r) => setTimeout(r, intervalMs));
-  return found.map((f, i) => statsRow(f.id, f.name, first[i]!, sampleCgroup(f.targets)));
+  return found.map((f, i) => ({ ...statsRow(f.id, f.name, first[i]!, sampleCgroup(f.targets)), given: f.given ?? f.id.slice(0, 12), fullId: f.id }));
 }
 
-function print(rows: StatsRow[], format: string | undefined): string {
-  if (format === 'json') return rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : '');
+const STATS_HEADERS = { Container: 'CONTAINER', Name: 'NAME', ID: 'CONTAINER ID', CPUPerc: 'CPU %', MemUsage: 'MEM USAGE / LIMIT', MemPerc: 'MEM %', NetIO: 'NET I/O', BlockIO: 'BLOCK I/O', PIDs: 'PIDS' };
+
+/** docker stats' fields; tsrun samples no network or block I/O counters: those read "--". */
+function statsFields(r: Sampled) {
+  return row({ Container: r.given, Name: r.Name, ID: r.fullId.slice(0, 12), CPUPerc: r.CPUPerc, MemUsage: r.MemUsage, MemPerc: r.MemPerc, NetIO: '--', BlockIO: '--', PIDs: r.PIDs });
+}
+
+function print(rows: Sampled[], format: string | undefined): string {
+  if (format === 'json') return rows.map(({ given: _g, fullId: _f, ...r }) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : '');
+  if (format !== undefined && format !== 'table') {
+    const custom = formatRows(format, rows.map(statsFields), STATS_HEADERS);
+    if (custom !== undefined) return custom;
+  }
   return formatTable(rows);
 }
 
@@ -58,13 +74,12 @@ export function registerStatsCommand(program: Command): Command {
     .description('live resource use of running containers, from their cgroups (as docker stats)')
     .argument('[ids...]', 'container ids, id prefixes or names (default: all running)')
     .option('--no-stream', 'print one sample and exit')
-    .option('--format <format>', 'table (default) or json (one object per line)')
+    .option('--format <format>', 'table (default), json (one object per line), or a Go template: \'{{.Name}} {{.CPUPerc}}\', \'table {{.Container}}\\t{{.MemUsage}}\' (docs/cli-format.md)')
     .action(async (ids: string[], opts: { stream: boolean; format?: string }) => {
-      if (opts.format !== undefined && opts.format !== 'json' && opts.format !== 'table') {
-        throw new UsageError(`--format: ${JSON.stringify(opts.format)} is not table or json`);
-      }
       const root = program.opts<{ root?: string }>().root ?? defaultPaths().root;
-      const format = opts.format === 'json' ? 'json' : undefined;
+      const format = opts.format === 'table' ? undefined : opts.format;
+      // a template error is the user's before any sampling: parse it once up front
+      if (format !== undefined && format !== 'json') formatRows(format, [], STATS_HEADERS);
       if (!opts.stream) {
         writeSync(1, print(await collect(findContainers(root, ids), 500), format));
         return;

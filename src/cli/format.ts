@@ -613,8 +613,8 @@ class Exec {
     if (typeof v !== 'object' || Array.isArray(v)) return this.fail(pos, at, `can't evaluate field ${f} in type ${kind(v)}`);
     if (Object.prototype.hasOwnProperty.call(v, f)) return (v as Record<string, unknown>)[f];
     if (isStrict(v)) return this.fail(pos, at, `can't evaluate field ${f} (fields: ${Object.keys(v).join(', ')})`);
-    // a map: Go prints a missing key as <no value>
-    return undefined;
+    // docker runs templates with missingkey=error: a misspelt field is an error, not <no value>
+    return this.fail(pos, at, `map has no entry for key ${JSON.stringify(f)}`);
   }
 }
 
@@ -727,4 +727,12 @@ export function goTime(iso: string | null | undefined): string {
 export function ellipsis(s: string, n: number): string {
   const r = [...s];
   return r.length > n ? r.slice(0, n - 1).join('') + '…' : s;
+}
+
+/** go-units HumanSizeWithPrecision (decimal units), as docker's image sizes: 1.98MB, 1.982MB. */
+export function humanSize(n: number, precision = 3): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB', 'ZB', 'YB'];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) (n /= 1000), i++;
+  return `${Number(n.toPrecision(precision))}${units[i]}`;
 }

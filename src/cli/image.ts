@@ -14,7 +14,7 @@ import { RegistryClient, type ClientOptions } from '../image/registry.js';
 import { eraseCredentials, storeCredentials } from '../image/credentials.js';
 import { DOCKER_HUB } from '../image/reference.js';
 import { readFileSync } from 'node:fs';
-import { formatRows, goTime, parseTemplate, row } from './format.js';
+import { formatRows, goTime, humanDuration, humanSize, parseTemplate, row } from './format.js';
 
 // The image verbs: pull, images, rmi, import, tag, image inspect|prune|ls|rm|pull|import|tag.
 
@@ -145,10 +145,10 @@ async function imagesVerb(o: { format?: string; quiet?: boolean; digests?: boole
           Repository: r.repository,
           Tag: r.tag,
           Digest: r.digest,
-          CreatedSince: ago(r.created),
+          CreatedSince: r.created ? `${humanDuration(Date.now() - Date.parse(r.created))} ago` : 'N/A',
           CreatedAt: goTime(r.created),
-          Size: human(r.size),
-          VirtualSize: human(r.size),
+          Size: humanSize(r.size, 3),
+          VirtualSize: humanSize(r.size, 4),
           SharedSize: 'N/A',
           UniqueSize: 'N/A',
           Containers: 'N/A',

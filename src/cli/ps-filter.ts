@@ -1,6 +1,7 @@
 // `ps --filter KEY=VALUE`, as docker's: the same key given twice matches either value, different
-// keys must all match; `label` filters must all match (docker's MatchKVList). `name` and `id`
-// are regular expressions, as docker's filters.Match (a plain word matches as a substring).
+// keys must all match; `label` filters must all match (docker's MatchKVList). `name` is a
+// regular expression, as docker's filters.Match (a plain word matches as a substring); `id` is
+// a prefix of the id (docker 20.10's daemon: `id=66959` from the middle of an id matches nothing).
 import { UsageError } from '../errors.js';
 
 /** What a filter looks at of one container. */
@@ -32,7 +33,8 @@ export function parseFilters(values: string[] | undefined): Filters {
     if (key === 'status' && !STATUSES.includes(value)) throw new UsageError(`--filter ${JSON.stringify(v)}: invalid status ${JSON.stringify(value)} (one of ${STATUSES.join(', ')})`);
     if (key === 'exited' && !/^-?\d+$/.test(value)) throw new UsageError(`--filter ${JSON.stringify(v)}: exited takes an exit code (an integer)`);
     if (key === 'label' && value.split('=')[0] === '') throw new UsageError(`--filter ${JSON.stringify(v)}: label needs a key (label=KEY or label=KEY=VALUE)`);
-    if (key === 'id' || key === 'name') {
+    if (key === 'id' && !/^[A-Za-z0-9_.-]+$/.test(value)) throw new UsageError(`--filter ${JSON.stringify(v)}: id takes the start of a container id`);
+    if (key === 'name') {
       try {
         new RegExp(value);
       } catch (e) {
@@ -54,7 +56,7 @@ export function matches(f: Filters, c: Filterable): boolean {
     let ok: boolean;
     switch (key) {
       case 'id':
-        ok = values.some((v) => new RegExp(v).test(c.id));
+        ok = values.some((v) => c.id.startsWith(v));
         break;
       case 'name':
         // docker matches against "/name"; a plain "^name" matches here too

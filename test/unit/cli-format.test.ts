@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ellipsis, formatRows, goTime, humanDuration, parseTemplate, printValue, row, tabwriter, TemplateError, unescapeFormat } from '../../src/cli/format.js';
+import { ellipsis, formatRows, goTime, humanDuration, humanSize, parseTemplate, printValue, row, tabwriter, TemplateError, unescapeFormat } from '../../src/cli/format.js';
 import { impliesAll, matches, parseFilters, type Filterable } from '../../src/cli/ps-filter.js';
 import { killArgs } from '../../src/cli/lifecycle.js';
 import { labelsOf } from '../../src/cli/flags.js';
@@ -32,10 +32,10 @@ describe('Go template subset', () => {
     expect(run('{{.}}', 'x')).toBe('x');
   });
 
-  it('prints values as Go does: maps sorted, lists in brackets, missing keys as <no value>, null as <nil>', () => {
+  it('prints values as Go does: maps sorted, lists in brackets, null as <nil>; a missing key is an error (docker: missingkey=error)', () => {
     expect(run('{{.Config.Labels}}', inspect)).toBe('map[app:web com.example.tier:front]');
     expect(run('{{.Config.Env}}', inspect)).toBe('[A=1 B=2]');
-    expect(run('{{.Config.Nope}}', inspect)).toBe('<no value>');
+    expect(fails('{{.Config.Nope}}', inspect)).toMatch(/column 3: executing at <\.Config\.Nope>: map has no entry for key "Nope"/);
     expect(run('{{.State.ExitCode}}', inspect)).toBe('<nil>');
     expect(run('{{.State.Running}}', inspect)).toBe('true');
   });
@@ -110,7 +110,7 @@ describe('Go template subset', () => {
     expect(fails('{{.ID}} {{.Nope}}', r)).toMatch(/column 11: executing at <\.Nope>: can't evaluate field Nope \(fields: ID, Names\)/);
     expect(fails('{{index .Config.Env 5}}', inspect)).toMatch(/index out of range: 5/);
     expect(fails('{{.State.Pid.X}}', inspect)).toMatch(/can't evaluate field X in type number/);
-    expect(fails('{{.Missing.X}}', inspect)).toMatch(/nil pointer evaluating \.X/);
+    expect(fails('{{.State.ExitCode.X}}', inspect)).toMatch(/nil pointer evaluating \.X/);
     expect(fails('{{$nope}}', inspect)).toMatch(/undefined variable: \$nope/);
     expect(fails('{{lt .Name 3}}', inspect)).toMatch(/incompatible types for comparison/);
     expect(fails('{{.Name 3}}', inspect)).toMatch(/not a method but has arguments/);
@@ -154,6 +154,9 @@ describe('listings: table prefix, \\t escapes, tabwriter, json of a row', () => 
     expect(humanDuration(10 * 60_000)).toBe('10 minutes');
     expect(humanDuration(3 * 3_600_000)).toBe('3 hours');
     expect(humanDuration(5 * 86_400_000)).toBe('5 days');
+    expect(humanSize(1_982_464)).toBe('1.98MB');
+    expect(humanSize(1_982_464, 4)).toBe('1.982MB');
+    expect(humanSize(999)).toBe('999B');
     expect(goTime('2026-01-02T03:04:05.678Z')).toBe('2026-01-02 03:04:05 +0000 UTC');
     expect(ellipsis('sh -c while true; do sleep 1; done', 20)).toBe('sh -c while true; d…');
   });
@@ -174,13 +177,15 @@ describe('ps --filter', () => {
     expect(matches(l, c({ labels: { app: 'x', tier: 'back' } }))).toBe(false);
   });
 
-  it('name and id are regular expressions (substring by default, "/name" anchors as docker)', () => {
+  it('name is a regular expression (substring by default; "^name" and "^/name" both anchor, as docker 20.10), id a prefix', () => {
     expect(matches(parseFilters(['name=e']), c({}))).toBe(true);
     expect(matches(parseFilters(['name=^/web$']), c({}))).toBe(true);
     expect(matches(parseFilters(['name=^web$']), c({}))).toBe(true);
     expect(matches(parseFilters(['name=^eb']), c({}))).toBe(false);
+    // id: a prefix (docker 20.10 finds nothing for a piece from the middle of an id)
     expect(matches(parseFilters(['id=a1b2']), c({}))).toBe(true);
-    expect(matches(parseFilters(['id=^ffff']), c({}))).toBe(false);
+    expect(matches(parseFilters(['id=c3d4']), c({}))).toBe(false);
+    expect(matches(parseFilters(['id=a1b2', 'id=ffff']), c({}))).toBe(true);
   });
 
   it('status and exited filters; they show stopped containers without -a', () => {
@@ -198,6 +203,7 @@ describe('ps --filter', () => {
       ['exited=x', /exited takes an exit code/],
       ['name', /bad format of filter/],
       ['name=(', /not a regular expression/],
+      ['id=a b', /id takes the start of a container id/],
       ['label==v', /label needs a key/],
     ] as const) {
       try {

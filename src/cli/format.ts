@@ -686,9 +686,12 @@ export function tabwriter(text: string, minwidth = 10, padding = 3): string {
 /**
  * A listing in docker's way: `table TEMPLATE` prints a header row (the template executed on
  * `headers`) and the rows through the tabwriter; any other template prints one line a row.
- * `table` alone is the default table, which the caller prints itself (returns undefined).
+ * `table` alone (or an empty format) is the default table, which the caller prints itself
+ * (returns undefined).
  */
 export function formatRows(format: string, rows: unknown[], headers: Record<string, unknown>, flag = '--format'): string | undefined {
+  // docker: an empty --format is the default table, as `table` alone is
+  if (format.trim() === '') return undefined;
   const isTable = format.startsWith('table');
   const body = unescapeFormat((isTable ? format.slice(5) : format).replace(/^ +| +$/g, ''));
   if (isTable && body === '') return undefined;

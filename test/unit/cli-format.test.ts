@@ -135,6 +135,7 @@ describe('listings: table prefix, \\t escapes, tabwriter, json of a row', () => 
     expect(formatRows('table {{.Names}}\\t{{.ID}}', rows, headers)).toBe('NAMES     CONTAINER ID\nfirst     abc\nn<2>      abcdef123456\n');
     // `table` alone: the caller's default table
     expect(formatRows('table', rows, headers)).toBeUndefined();
+    expect(formatRows('', rows, headers)).toBeUndefined();
   });
 
   it('{{json .}} prints every field with docker\'s keys, sorted, <>& escaped as docker\'s row marshalling', () => {

@@ -25,6 +25,19 @@ export function labelsOf(annotations: Record<string, string> | undefined): Recor
   }
 }
 
+/**
+ * The image's labels under the container's --label values (docker merges them so). The image
+ * config is the image's data: only string values are kept, and at most 1000 of them.
+ */
+export function withImageLabels(annotations: Record<string, string> | undefined, image: Record<string, unknown> | null | undefined): Record<string, string> | undefined {
+  if (!image || typeof image !== 'object' || Array.isArray(image)) return annotations;
+  const fromImage = Object.entries(image)
+    .filter((e): e is [string, string] => typeof e[1] === 'string' && e[0] !== '')
+    .slice(0, 1000);
+  if (fromImage.length === 0) return annotations;
+  return { ...annotations, [LABELS_ANNOTATION]: JSON.stringify({ ...Object.fromEntries(fromImage), ...labelsOf(annotations) }) };
+}
+
 // The flag table of `run` / `explain`: --help, docs/flags.md and the spec builder all read
 // it. Core rows are applied by src/spec/from-flags.ts itself (they shape the whole spec);
 // control rows carry their own `apply`.

@@ -1,7 +1,9 @@
 // docker's CLI conventions on real containers: ps -q / --filter / --format, inspect -f,
 // images -q / --format, stats --format, and rm/stop/kill naming what they acted on. Each test
 // runs in a private --root and --data-root, so the listing holds only this file's containers.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeKernel, leaks, testEnv, tsrun, type Result } from './helpers.js';
@@ -171,6 +173,25 @@ describeKernel('docker CLI conventions: ps/images/inspect/stats --format, ps --f
       const r = cli('stats', '--no-stream', '--format', '{{.Bogus}}');
       expect(r.code).toBe(125);
       expect(r.stderr).toMatch(/--format "\{\{\.Bogus\}\}": column 3: executing at <\.Bogus>/);
+    });
+  });
+
+  describe('labels from the image', () => {
+    it('a container gets its image\'s LABELs under its own --label values (docker merges them so)', () => {
+      // a docker-save directory: one layer (the probe root), a config with Labels
+      const img = join(dir, 'labelled');
+      mkdirSync(img);
+      execFileSync('tar', ['-C', testEnv().rootfs.probe, '-cf', join(img, 'layer.tar'), '.']);
+      const diffId = `sha256:${createHash('sha256').update(readFileSync(join(img, 'layer.tar'))).digest('hex')}`;
+      const config = { architecture: 'amd64', os: 'linux', config: { Cmd: ['sleep', '300'], Labels: { 'org.example.from': 'image', app: 'image-value', bad: 7 } }, rootfs: { type: 'layers', diff_ids: [diffId] } };
+      writeFileSync(join(img, 'config.json'), JSON.stringify(config));
+      writeFileSync(join(img, 'manifest.json'), JSON.stringify([{ Config: 'config.json', RepoTags: ['labelled:1'], Layers: ['layer.tar'] }]));
+      ok('import', img);
+      ok('run', '-d', '--name', 'lab', '-l', 'app=mine', 'labelled:1');
+      expect(ok('ps', '-f', 'label=org.example.from=image', '--format', '{{.Names}} {{.Labels}}')).toBe('lab app=mine,org.example.from=image\n');
+      expect(ok('ps', '-f', 'ancestor=labelled:1', '--format', '{{.Names}}')).toBe('lab\n');
+      expect(ok('rm', '-f', 'lab')).toBe('lab\n');
+      ok('rmi', 'labelled:1');
     });
   });
 

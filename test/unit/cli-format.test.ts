@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ellipsis, formatRows, goTime, humanDuration, humanSize, parseTemplate, printValue, row, tabwriter, TemplateError, unescapeFormat } from '../../src/cli/format.js';
 import { impliesAll, matches, parseFilters, type Filterable } from '../../src/cli/ps-filter.js';
 import { killArgs } from '../../src/cli/lifecycle.js';
-import { labelsOf } from '../../src/cli/flags.js';
+import { labelsOf, withImageLabels } from '../../src/cli/flags.js';
 import { UsageError } from '../../src/errors.js';
 
 const run = (t: string, data: unknown) => parseTemplate(t).execute(data);
@@ -237,5 +237,13 @@ describe('labels annotation', () => {
     expect(labelsOf({ 'tsrun.labels': '{bad' })).toEqual({});
     expect(labelsOf({ 'tsrun.labels': '{"a":1}' })).toEqual({});
     expect(labelsOf(undefined)).toEqual({});
+  });
+
+  it('merges the image\'s string labels under the container\'s own', () => {
+    const a = withImageLabels({ 'tsrun.labels': '{"app":"mine"}', other: 'x' }, { app: 'image', from: 'image', n: 7 as unknown as string });
+    expect(labelsOf(a)).toEqual({ app: 'mine', from: 'image' });
+    expect(a?.other).toBe('x');
+    expect(withImageLabels({ x: '1' }, undefined)).toEqual({ x: '1' });
+    expect(withImageLabels({ x: '1' }, {})).toEqual({ x: '1' });
   });
 });

@@ -270,10 +270,14 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .action(async (id: string | undefined, o: { all?: boolean; quiet?: boolean; trunc: boolean; filter?: string[]; format?: string }) => {
       await removeOrphans(paths());
       if (id) {
-        if (o.format !== undefined && o.format !== 'table' && o.format !== 'json') throw new UsageError(`--format ${JSON.stringify(o.format)}: with a container ID (OCI ps), table or json`);
+        // runc's `ps -f json ID`: there -f is --format (docker's -f is --filter, which lists no pids)
+        const runcFormat = o.filter?.length === 1 && (o.filter[0] === 'json' || o.filter[0] === 'table') ? o.filter[0] : undefined;
+        if (o.filter?.length && !runcFormat) throw new UsageError(`--filter ${JSON.stringify(o.filter[0])}: filters list containers; with a container ID, ps lists its pids (OCI ps)`);
+        const format = o.format ?? runcFormat;
+        if (format !== undefined && format !== 'table' && format !== 'json') throw new UsageError(`--format ${JSON.stringify(format)}: with a container ID (OCI ps), table or json`);
         const s = resolve(paths(), id);
         const pids = containerPids(s);
-        if (o.format === 'json') out(JSON.stringify(pids) + '\n');
+        if (format === 'json') out(JSON.stringify(pids) + '\n');
         else out(table([['PID', 'CMD'], ...pids.map((p) => [String(p), cmdline(p)])]));
         return;
       }

@@ -72,6 +72,15 @@ describeKernel('docker CLI conventions: ps/images/inspect/stats --format, ps --f
       expect(lines(ok('ps', '-q', '-f', 'name=two'))).toEqual([two.slice(0, 12)]);
     });
 
+    it('ps ID keeps the OCI pid list: runc\'s `ps -f json ID` (-f is runc\'s --format) too', () => {
+      const pid = Number(ok('inspect', '-f', '{{.State.Pid}}', 'one').trim());
+      expect(JSON.parse(ok('ps', '--format', 'json', 'one'))).toEqual([pid]);
+      expect(JSON.parse(ok('ps', '-f', 'json', 'one'))).toEqual([pid]);
+      const r = cli('ps', '-f', 'name=x', 'one');
+      expect(r.code).toBe(125);
+      expect(r.stderr).toMatch(/--filter "name=x": filters list containers; with a container ID, ps lists its pids/);
+    });
+
     it('--filter with an unknown key or a bad value: exit 125 naming it, nothing on stdout', () => {
       for (const [f, msg] of [
         ['colour=red', /--filter "colour=red": invalid filter "colour"/],

@@ -192,7 +192,7 @@ function dockerStatus(d: ReturnType<typeof describeEntry>, started: string | und
 }
 
 /** The fields of `ps --format`, named and shaped as docker's ({{json .}} prints them all). */
-export function psRow(p: Paths, e: Entry, d: ReturnType<typeof describeEntry>, trunc: boolean) {
+export function psRow(e: Entry, d: ReturnType<typeof describeEntry>, trunc: boolean) {
   const s = e.ok ? e.state : undefined;
   const labels = labelsOf(entryAnnotations(e));
   const netns = s?.config.linux.namespaces?.some((n) => n.type === 'network');
@@ -292,7 +292,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
       const rows = listed.map(({ d }) => d);
       if (o.quiet) return void out(rows.map((d) => `${o.trunc ? d.id.slice(0, 12) : d.id}\n`).join(''));
       if (o.format === 'json') return void out(JSON.stringify(rows, null, 2) + '\n');
-      const custom = o.format === undefined ? undefined : formatRows(o.format, listed.map(({ e, d }) => psRow(paths(), e, d, o.trunc)), PS_HEADERS);
+      const custom = o.format === undefined ? undefined : formatRows(o.format, listed.map(({ e, d }) => psRow(e, d, o.trunc)), PS_HEADERS);
       if (custom !== undefined) return void out(custom);
       out(
         table([

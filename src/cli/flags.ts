@@ -1,6 +1,6 @@
 import type { FlagDef } from '../spec/flag-types.js';
 import { flags as cgroupFlags } from '../controls/cgroups/flags.js';
-import { UnsupportedError } from '../errors.js';
+import { UnsupportedError, UsageError } from '../errors.js';
 import { applyPrivilegeSecurityOpt } from '../config/spec-defaults.js';
 import { flags as capabilityFlags } from '../controls/capabilities.js';
 import { flags as usernsFlags } from '../controls/userns.js';
@@ -10,6 +10,33 @@ import { flags as sysctlFlags } from '../controls/sysctl.js';
 import { flags as privilegedFlags } from '../controls/privileged.js';
 import { applySeccompSecurityOpt } from '../controls/seccomp/index.js';
 import { applyLandlockSecurityOpt } from '../controls/landlock.js';
+
+/** The annotation `run --label` writes: the container's labels as a JSON object. */
+export const LABELS_ANNOTATION = 'tsrun.labels';
+
+/** A container's labels (a damaged or foreign annotation reads as none). */
+export function labelsOf(annotations: Record<string, string> | undefined): Record<string, string> {
+  try {
+    const v = JSON.parse(annotations?.[LABELS_ANNOTATION] ?? '{}') as unknown;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) return {};
+    return Object.fromEntries(Object.entries(v).filter(([, x]) => typeof x === 'string')) as Record<string, string>;
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * The image's labels under the container's --label values (docker merges them so). The image
+ * config is the image's data: only string values are kept, and at most 1000 of them.
+ */
+export function withImageLabels(annotations: Record<string, string> | undefined, image: Record<string, unknown> | null | undefined): Record<string, string> | undefined {
+  if (!image || typeof image !== 'object' || Array.isArray(image)) return annotations;
+  const fromImage = Object.entries(image)
+    .filter((e): e is [string, string] => typeof e[1] === 'string' && e[0] !== '')
+    .slice(0, 1000);
+  if (fromImage.length === 0) return annotations;
+  return { ...annotations, [LABELS_ANNOTATION]: JSON.stringify({ ...Object.fromEntries(fromImage), ...labelsOf(annotations) }) };
+}
 
 // The flag table of `run` / `explain`: --help, docs/flags.md and the spec builder all read
 // it. Core rows are applied by src/spec/from-flags.ts itself (they shape the whole spec);
@@ -21,6 +48,23 @@ export const CORE_FLAGS: FlagDef[] = [
   { syntax: '--log-opt <key=value>', help: 'json-file log of a detached container: max-size=10m, max-file=3 (repeatable; default: the config file\'s "log-opts", else unlimited)', docker: '--log-opt', control: 'process', repeatable: true },
   { syntax: '--rm', help: 'remove the container when it exits', docker: '--rm', control: 'process' },
   { syntax: '--name <name>', help: 'a name for the container', docker: '--name', control: 'process' },
+  {
+    syntax: '-l, --label <key[=value]>',
+    help: 'a label for ps --filter label=… and {{.Labels}} (repeatable); kept in the spec\'s annotations as JSON (tsrun.labels)',
+    docker: '--label',
+    control: 'process',
+    repeatable: true,
+    apply: (spec, value) => {
+      const labels: Record<string, string> = {};
+      for (const l of (Array.isArray(value) ? value : [value]).map(String)) {
+        const eq = l.indexOf('=');
+        const key = eq < 0 ? l : l.slice(0, eq);
+        if (!key.trim()) throw new UsageError(`--label ${JSON.stringify(l)}: expected KEY or KEY=VALUE`);
+        labels[key] = eq < 0 ? '' : l.slice(eq + 1);
+      }
+      spec.annotations = { ...spec.annotations, [LABELS_ANNOTATION]: JSON.stringify(labels) };
+    },
+  },
   { syntax: '-e, --env <NAME[=VALUE]>', help: 'set an environment variable (repeatable)', docker: '-e', control: 'process', repeatable: true },
   { syntax: '--env-file <file>', help: 'read NAME=VALUE lines from a file (repeatable)', docker: '--env-file', control: 'process', repeatable: true },
   { syntax: '-w, --workdir <dir>', help: 'working directory inside the container', docker: '-w', control: 'process' },

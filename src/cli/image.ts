@@ -14,6 +14,7 @@ import { RegistryClient, type ClientOptions } from '../image/registry.js';
 import { eraseCredentials, storeCredentials } from '../image/credentials.js';
 import { DOCKER_HUB } from '../image/reference.js';
 import { readFileSync } from 'node:fs';
+import { formatRows, goTime, humanDuration, humanSize, parseTemplate, row } from './format.js';
 
 // The image verbs: pull, images, rmi, import, tag, image inspect|prune|ls|rm|pull|import|tag.
 
@@ -69,6 +70,20 @@ export function registryOptions(flags: string[] | undefined, cfg: LoadedConfig, 
   return { insecure: [...insecureList(flags, env), ...(cfg.config['insecure-registries'] ?? [])], mirrors: cfg.config['registry-mirrors'] ?? [], configPath: cfg.path };
 }
 
+const IMAGE_HEADERS = {
+  ID: 'IMAGE ID',
+  Repository: 'REPOSITORY',
+  Tag: 'TAG',
+  Digest: 'DIGEST',
+  CreatedSince: 'CREATED',
+  CreatedAt: 'CREATED AT',
+  Size: 'SIZE',
+  VirtualSize: 'VIRTUAL SIZE',
+  SharedSize: 'SHARED SIZE',
+  UniqueSize: 'UNIQUE SIZE',
+  Containers: 'CONTAINERS',
+};
+
 function human(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}GB`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)}MB`;
@@ -100,7 +115,7 @@ async function pullVerb(ref: string, o: { insecureRegistry?: string[]; platform?
   return 0;
 }
 
-async function imagesVerb(o: { format?: string; quiet?: boolean; digests?: boolean }, paths: Paths): Promise<number> {
+async function imagesVerb(o: { format?: string; quiet?: boolean; digests?: boolean; trunc?: boolean }, paths: Paths): Promise<number> {
   const store = storeOf(paths);
   const recs = store.records();
   const rows = recs.flatMap((r) =>
@@ -116,10 +131,32 @@ async function imagesVerb(o: { format?: string; quiet?: boolean; digests?: boole
     out(JSON.stringify(rows, null, 2) + '\n');
     return 0;
   }
-  if (o.format && o.format !== 'table') throw new UsageError(`--format ${JSON.stringify(o.format)}: table or json`);
+  const id = (full: string) => (o.trunc === false ? full : shortId(full));
   if (o.quiet) {
-    out([...new Set(rows.map((r) => shortId(r.id)))].map((s) => `${s}\n`).join(''));
+    out([...new Set(rows.map((r) => id(r.id)))].map((s) => `${s}\n`).join(''));
     return 0;
+  }
+  if (o.format !== undefined && o.format !== 'table') {
+    const custom = formatRows(
+      o.format,
+      rows.map((r) =>
+        row({
+          ID: id(r.id),
+          Repository: r.repository,
+          Tag: r.tag,
+          Digest: r.digest,
+          CreatedSince: r.created ? `${humanDuration(Date.now() - Date.parse(r.created))} ago` : 'N/A',
+          CreatedAt: goTime(r.created),
+          Size: humanSize(r.size, 3),
+          VirtualSize: humanSize(r.size, 4),
+          SharedSize: 'N/A',
+          UniqueSize: 'N/A',
+          Containers: 'N/A',
+        }),
+      ),
+      IMAGE_HEADERS,
+    );
+    if (custom !== undefined) return out(custom), 0;
   }
   const head = ['REPOSITORY', 'TAG', ...(o.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'];
   out(table([head, ...rows.map((r) => [r.repository, r.tag, ...(o.digests ? [r.digest] : []), shortId(r.id), ago(r.created), human(r.size)])]));
@@ -145,29 +182,43 @@ async function importVerb(path: string, name: string | undefined, o: { change?: 
   return 0;
 }
 
-async function inspectVerb(refs: string[], paths: Paths): Promise<number> {
+/** docker image inspect's document of one image; undefined when the store has no such image. */
+export function imageInspectDoc(store: LocalStore, ref: string) {
+  const r = store.find(ref);
+  if (!r) return undefined;
+  const cfg = store.config(r);
+  return {
+    Id: r.config,
+    RepoTags: r.names.map(familiarTagged),
+    RepoDigests: r.repoDigests.map((d) => familiarRepo(d.slice(0, d.indexOf('@'))) + d.slice(d.indexOf('@'))),
+    ManifestDigest: r.digest,
+    Created: cfg.created ?? r.created ?? '',
+    Architecture: cfg.architecture ?? '',
+    Os: cfg.os ?? '',
+    Config: cfg.config ?? {},
+    RootFS: { Type: 'layers', Layers: cfg.rootfs?.diff_ids ?? [] },
+    Size: store.size(r),
+    Source: r.source,
+    GraphDriver: { Name: 'overlay', Data: { LowerDirs: r.layers.map((l) => store.layerDir(l.diffId)) } },
+  };
+}
+
+/** inspect's output: a JSON array, or with --format one line a document (docker's way). */
+export function printInspect(docs: unknown[], format: string | undefined): void {
+  if (format === undefined || format === '') return void out(JSON.stringify(docs, null, 2) + '\n');
+  const t = parseTemplate(format, '--format');
+  out(docs.map((d) => t.execute(d) + '\n').join(''));
+}
+
+async function inspectVerb(refs: string[], o: { format?: string }, paths: Paths): Promise<number> {
   const store = storeOf(paths);
   const res = [];
   for (const ref of refs) {
-    const r = store.find(ref);
-    if (!r) throw new UsageError(`no such image ${JSON.stringify(ref)}: local images: ${store.localNames()}`);
-    const cfg = store.config(r);
-    res.push({
-      Id: r.config,
-      RepoTags: r.names.map(familiarTagged),
-      RepoDigests: r.repoDigests.map((d) => familiarRepo(d.slice(0, d.indexOf('@'))) + d.slice(d.indexOf('@'))),
-      ManifestDigest: r.digest,
-      Created: cfg.created ?? r.created ?? '',
-      Architecture: cfg.architecture ?? '',
-      Os: cfg.os ?? '',
-      Config: cfg.config ?? {},
-      RootFS: { Type: 'layers', Layers: cfg.rootfs?.diff_ids ?? [] },
-      Size: store.size(r),
-      Source: r.source,
-      GraphDriver: { Name: 'overlay', Data: { LowerDirs: r.layers.map((l) => store.layerDir(l.diffId)) } },
-    });
+    const doc = imageInspectDoc(store, ref);
+    if (!doc) throw new UsageError(`no such image ${JSON.stringify(ref)}: local images: ${store.localNames()}`);
+    res.push(doc);
   }
-  out(JSON.stringify(res, null, 2) + '\n');
+  printInspect(res, o.format);
   return 0;
 }
 
@@ -232,8 +283,9 @@ export function registerImageCommands(program: Command, paths: () => Paths, setE
   const imagesCmd = (c: Command) =>
     c
       .description('list the images in the store')
-      .option('--format <fmt>', 'table (default) or json')
+      .option('--format <fmt>', 'table (default), json, or a Go template: \'{{.Repository}}:{{.Tag}}\', \'table {{.ID}}\\t{{.Size}}\' (docs/cli-format.md)')
       .option('-q, --quiet', 'only image ids')
+      .option('--no-trunc', 'full image ids')
       .option('--digests', 'show manifest digests')
       .action(async (o) => setExit(await imagesVerb(o, paths())));
   const rmiCmd = (c: Command) =>
@@ -283,7 +335,8 @@ export function registerImageCommands(program: Command, paths: () => Paths, setE
     .command('inspect')
     .description('print an image\'s record and config as JSON')
     .argument('<image...>', 'name, digest or id')
-    .action(async (refs: string[]) => setExit(await inspectVerb(refs, paths())));
+    .option('-f, --format <template>', 'a Go template for each image, e.g. \'{{.Id}}\', \'{{json .Config}}\' (docs/cli-format.md)')
+    .action(async (refs: string[], o: { format?: string }) => setExit(await inspectVerb(refs, o, paths())));
   image
     .command('prune')
     .description('remove images without a name that no container uses, and unreferenced layers')

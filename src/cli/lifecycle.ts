@@ -17,6 +17,10 @@ import { containerFileReader } from '../kernel/in-root.js';
 import { containerPids, deleteContainer, exitOf, killContainer, monitorName, oomKilledOf, prune, removeOrphans, resolve, setFrozen, startCreated, unmonitoredNote, waitGone } from '../runtime/lifecycle.js';
 import { followLog, logFile, readLog, tailLog, type LogRecord } from '../runtime/logs.js';
 import type { Paths } from '../runtime/paths.js';
+import { ellipsis, formatRows, goTime, humanDuration, row } from './format.js';
+import { FILTER_KEYS, impliesAll, matches, parseFilters } from './ps-filter.js';
+import { labelsOf } from './flags.js';
+import { IMAGE_ANNOTATION, imageInspectDoc, printInspect, storeOf } from './image.js';
 import { findEntry, isAlive, listEntries, monitorGone, statusOf, type ContainerState, type Entry } from '../runtime/state.js';
 
 // The verbs around a container's life: docker's (ps, logs, stop, kill -s, rm, wait,
@@ -24,6 +28,23 @@ import { findEntry, isAlive, listEntries, monitorGone, statusOf, type ContainerS
 // ps --format json) on the same state directory.
 
 const out = (s: string) => writeSync(1, s);
+
+/**
+ * `kill ID SIGNAL` is the OCI runtime CLI's form (engines always give the signal there);
+ * `kill [-s SIG] ID...` is docker's. A second word that is a signal makes it the OCI form.
+ */
+export function killArgs(id: string, more: string[], flag: string | undefined): { ids: string[]; signal: NodeJS.Signals | number; oci: boolean } {
+  if (flag === undefined && more.length === 1) {
+    let sig: NodeJS.Signals | number | undefined;
+    try {
+      sig = parseSignal(more[0]!);
+    } catch {
+      sig = undefined;
+    }
+    if (sig !== undefined) return { ids: [id], signal: sig, oci: true };
+  }
+  return { ids: [id, ...more], signal: parseSignal(flag ?? 'TERM', '--signal'), oci: false };
+}
 
 export function parseSignal(v: string, flag = 'signal'): NodeJS.Signals | number {
   const up = v.toUpperCase();
@@ -117,6 +138,102 @@ function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
 }
 
+/** docker's State for tsrun's status (a damaged state is docker's "dead": nothing of it runs or is trusted). */
+export function dockerState(status: string): string {
+  return status === 'stopped' ? 'exited' : status === 'damaged' ? 'dead' : status === 'creating' ? 'created' : status;
+}
+
+function entryAnnotations(e: Entry): Record<string, string> | undefined {
+  return e.ok ? e.state.annotations : e.record?.annotations;
+}
+
+/** `--filter ancestor=IMAGE`: the container was made from that image (by manifest digest, else by name). */
+function ancestorMatcher(p: Paths): (e: Entry, value: string) => boolean {
+  const wanted = new Map<string, string | undefined>();
+  const store = storeOf(p);
+  const digestOf = (v: string) => {
+    if (!wanted.has(v)) {
+      let d: string | undefined;
+      try {
+        d = store.find(v)?.digest;
+      } catch {
+        d = undefined;
+      }
+      wanted.set(v, d);
+    }
+    return wanted.get(v);
+  };
+  return (e, value) => {
+    const s = e.ok ? e.state : e.record;
+    if (!s) return false;
+    const d = digestOf(value);
+    if (d && s.annotations?.[IMAGE_ANNOTATION] === d) return true;
+    return s.image === value;
+  };
+}
+
+/** docker's Status column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created". */
+function dockerStatus(d: ReturnType<typeof describeEntry>, started: string | undefined): string {
+  const since = (iso: string | null | undefined) => humanDuration(Date.now() - (iso ? Date.parse(iso) : Date.now()));
+  const note = d.unmonitored ? ' (unmonitored)' : '';
+  switch (d.status) {
+    case 'running':
+      return `Up ${since(started ?? d.created)}${note}`;
+    case 'paused':
+      return `Up ${since(started ?? d.created)} (Paused)${note}`;
+    case 'created':
+    case 'creating':
+      return 'Created';
+    case 'stopped':
+      return `Exited (${d.exitCode === null || d.exitCode === -1 ? 'unknown' : d.exitCode}) ${d.finishedAt ? `${since(d.finishedAt)} ago` : ''}`.trimEnd();
+    default:
+      return 'Dead';
+  }
+}
+
+/** The fields of `ps --format`, named and shaped as docker's ({{json .}} prints them all). */
+export function psRow(e: Entry, d: ReturnType<typeof describeEntry>, trunc: boolean) {
+  const s = e.ok ? e.state : undefined;
+  const labels = labelsOf(entryAnnotations(e));
+  const netns = s?.config.linux.namespaces?.some((n) => n.type === 'network');
+  const network = entryAnnotations(e)?.[NETWORK_ANNOTATION] ?? (s ? (netns ? 'none' : 'host') : '');
+  return row({
+    ID: trunc ? d.id.slice(0, 12) : d.id,
+    Names: d.name,
+    Image: d.image,
+    Command: JSON.stringify(trunc ? ellipsis(d.command, 20) : d.command),
+    CreatedAt: goTime(d.created),
+    RunningFor: d.created ? `${humanDuration(Date.now() - Date.parse(d.created))} ago` : '',
+    Ports: s ? publishedPorts(s).map((m) => `${m.hostIP || '0.0.0.0'}:${m.hostPort}->${m.containerPort}/${m.protocol}`).join(', ') : '',
+    State: dockerState(d.status),
+    Status: dockerStatus(d, s?.started),
+    Size: '0B',
+    Labels: Object.keys(labels).sort().map((k) => `${k}=${labels[k]}`).join(','),
+    Label: (k: unknown) => labels[String(k)] ?? '',
+    Mounts: '',
+    Networks: network,
+    LocalVolumes: '0',
+  });
+}
+
+const PS_HEADERS = {
+  ID: 'CONTAINER ID',
+  Names: 'NAMES',
+  Image: 'IMAGE',
+  Command: 'COMMAND',
+  CreatedAt: 'CREATED AT',
+  RunningFor: 'CREATED',
+  Ports: 'PORTS',
+  State: 'STATE',
+  Status: 'STATUS',
+  Size: 'SIZE',
+  Labels: 'LABELS',
+  Label: () => 'LABEL',
+  Mounts: 'MOUNTS',
+  Networks: 'NETWORKS',
+  LocalVolumes: 'LOCAL VOLUMES',
+};
+
 export function registerLifecycle(program: Command, paths: () => Paths, setExit: (code: number) => void): void {
   program
     .command('exec')
@@ -146,22 +263,37 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .alias('ls')
     .description('list containers (docker ps); with an ID, the pids inside it (OCI ps)')
     .option('-a, --all', 'include stopped containers')
-    .option('--format <fmt>', 'table or json', 'table')
-    .action(async (id: string | undefined, o: { all?: boolean; format: string }) => {
-      if (o.format !== 'table' && o.format !== 'json') throw new UsageError(`--format ${JSON.stringify(o.format)}: table or json`);
+    .option('-q, --quiet', 'only container ids')
+    .option('--no-trunc', 'full ids and commands')
+    .option('-f, --filter <key=value>', `only containers that match (repeatable): ${FILTER_KEYS.join(', ')} (docs/cli-format.md)`, collect)
+    .option('--format <fmt>', 'table, json, or a Go template: \'{{.ID}} {{.Names}}\', \'table {{.ID}}\\t{{.Status}}\', \'{{json .}}\' (docs/cli-format.md)')
+    .action(async (id: string | undefined, o: { all?: boolean; quiet?: boolean; trunc: boolean; filter?: string[]; format?: string }) => {
       await removeOrphans(paths());
       if (id) {
+        // runc's `ps -f json ID`: there -f is --format (docker's -f is --filter, which lists no pids)
+        const runcFormat = o.filter?.length === 1 && (o.filter[0] === 'json' || o.filter[0] === 'table') ? o.filter[0] : undefined;
+        if (o.filter?.length && !runcFormat) throw new UsageError(`--filter ${JSON.stringify(o.filter[0])}: filters list containers; with a container ID, ps lists its pids (OCI ps)`);
+        const format = o.format ?? runcFormat;
+        if (format !== undefined && format !== 'table' && format !== 'json') throw new UsageError(`--format ${JSON.stringify(format)}: with a container ID (OCI ps), table or json`);
         const s = resolve(paths(), id);
         const pids = containerPids(s);
-        if (o.format === 'json') out(JSON.stringify(pids) + '\n');
+        if (format === 'json') out(JSON.stringify(pids) + '\n');
         else out(table([['PID', 'CMD'], ...pids.map((p) => [String(p), cmdline(p)])]));
         return;
       }
-      const rows = listEntries(paths())
-        .map((e) => describeEntry(paths(), e))
-        .filter((d) => o.all || d.status !== 'stopped')
-        .sort((a, b) => b.created.localeCompare(a.created));
+      const filters = parseFilters(o.filter);
+      const all = o.all || impliesAll(filters);
+      const ancestor = ancestorMatcher(paths());
+      const listed = listEntries(paths())
+        .map((e) => ({ e, d: describeEntry(paths(), e) }))
+        .filter(({ d }) => all || d.status !== 'stopped')
+        .filter(({ e, d }) => matches(filters, { id: d.id, name: d.name, state: dockerState(d.status), labels: labelsOf(entryAnnotations(e)), exitCode: d.exitCode, ancestor: (v) => ancestor(e, v) }))
+        .sort((a, b) => b.d.created.localeCompare(a.d.created));
+      const rows = listed.map(({ d }) => d);
+      if (o.quiet) return void out(rows.map((d) => `${o.trunc ? d.id.slice(0, 12) : d.id}\n`).join(''));
       if (o.format === 'json') return void out(JSON.stringify(rows, null, 2) + '\n');
+      const custom = o.format === undefined ? undefined : formatRows(o.format, listed.map(({ e, d }) => psRow(e, d, o.trunc)), PS_HEADERS);
+      if (custom !== undefined) return void out(custom);
       out(
         table([
           ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES'],
@@ -196,12 +328,17 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .action(async (id: string) => startCreated(paths(), id));
 
   program
-    .command('kill <id> [signal]')
-    .description('send a signal (default SIGTERM) to the container\'s init, or with --all to every process in it')
+    .command('kill <id> [more...]')
+    .description('send a signal (default SIGTERM) to containers\' init, or with --all to every process in them: `kill [-s SIG] ID...` (docker: prints each ID) or `kill ID SIGNAL` (OCI: prints nothing)')
     .option('-s, --signal <sig>', 'signal name or number (docker style)')
     .option('-a, --all', 'every process of the container (OCI kill --all)')
-    .action(async (id: string, sig: string | undefined, o: { signal?: string; all?: boolean }) => {
-      await killContainer(paths(), id, parseSignal(o.signal ?? sig ?? 'TERM'), Boolean(o.all));
+    .action(async (id: string, more: string[], o: { signal?: string; all?: boolean }) => {
+      const { ids, signal, oci } = killArgs(id, more, o.signal);
+      for (const x of ids) {
+        await killContainer(paths(), x, signal, Boolean(o.all));
+        // engines call the OCI form and read nothing from stdout; docker's form names what it signalled
+        if (!oci) out(`${x}\n`);
+      }
     });
 
   program
@@ -224,7 +361,11 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .description('remove containers (docker rm)')
     .option('-f, --force', 'kill running containers first')
     .action(async (ids: string[], o: { force?: boolean }) => {
-      for (const id of ids) await deleteContainer(paths(), id, Boolean(o.force));
+      // docker prints each container as it was named, once it is gone
+      for (const id of ids) {
+        await deleteContainer(paths(), id, Boolean(o.force));
+        out(`${id}\n`);
+      }
     });
 
   program
@@ -294,10 +435,31 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
 
   program
     .command('inspect <ids...>')
-    .description('everything tsrun knows of containers: config, state, exit, as applied (JSON)')
-    .action(async (ids: string[]) => {
+    .description('everything tsrun knows of containers (config, state, exit, as applied) or of images, as JSON')
+    .option('-f, --format <template>', 'a Go template for each object, e.g. \'{{.State.Pid}}\', \'{{json .Config}}\' (docs/cli-format.md)')
+    .option('--type <type>', 'container or image (default: a container, else an image of that name)')
+    .action(async (ids: string[], o: { format?: string; type?: string }) => {
+      if (o.type !== undefined && o.type !== 'container' && o.type !== 'image') throw new UsageError(`--type ${JSON.stringify(o.type)}: container or image`);
       await removeOrphans(paths());
       const docs = ids.map((id) => {
+        // docker inspect takes containers and images alike: a container first, as docker does
+        if (o.type !== 'container') {
+          let missing: StateError | undefined;
+          if (o.type !== 'image') {
+            try {
+              findEntry(paths(), id);
+            } catch (e) {
+              if (!(e instanceof StateError) || !e.message.startsWith('no such container')) throw e;
+              missing = e;
+            }
+          }
+          if (o.type === 'image' || missing) {
+            const img = imageInspectDoc(storeOf(paths()), id);
+            if (img) return img;
+            if (o.type === 'image') throw new UsageError(`no such image ${JSON.stringify(id)}`);
+            throw new StateError(`no such object: ${JSON.stringify(id)} is neither a container nor an image${missing!.message.includes('did you mean') ? ` (${missing!.message.replace(/^.*\((did you mean.*)\)$/, '$1')})` : ''}`);
+          }
+        }
         const e = findEntry(paths(), id);
         // a damaged state: what its record says, and why the rest is not shown
         if (!e.ok) {
@@ -326,7 +488,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
           Config: s.config,
         };
       });
-      out(JSON.stringify(docs, null, 2) + '\n');
+      printInspect(docs, o.format);
     });
 
   program

@@ -21,7 +21,7 @@ import { logOptsFrom } from '../runtime/logs.js';
 import { exitFile, listStates, removeState, stateDirOf, withLock } from '../runtime/state.js';
 import { PROJECT_ROOT } from '../kernel/native.js';
 import { imageFileReader } from '../kernel/in-root.js';
-import { RUN_FLAGS } from './flags.js';
+import { RUN_FLAGS, withImageLabels } from './flags.js';
 import { DEFAULT_CONFIG_PATH, configRlimitError, loadConfig, rlimitConfigKey, type LoadedConfig } from '../config/index.js';
 import { nprocRootWarning } from '../controls/rlimits.js';
 import { applyDefaults } from '../config/spec-defaults.js';
@@ -122,6 +122,7 @@ export async function planRun(image: string | undefined, args: string[], opts: R
     if (missing.length) writeSync(2, `tsrun: warning: every capability asked for, but ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not held by tsrun here (CapEff/CapBnd): the container gets the other ${ALL_CAPS.length - missing.length}\n`);
     // which image the container was made from: rmi refuses to remove it while the container exists
     spec.annotations = { ...spec.annotations, [IMAGE_ANNOTATION]: img.id };
+    spec.annotations = withImageLabels(spec.annotations, img.config.Labels);
     const ulimits = (opts as Record<string, unknown>).ulimit;
     const nprocKey = rlimitConfigKey(cfg.config, 'RLIMIT_NPROC', ulimits);
     const nw = nprocRootWarning(spec, nprocKey ? `${cfg.path}: "${nprocKey}"` : '--ulimit nproc');

@@ -10,6 +10,8 @@ export interface ImageConfig {
   StopSignal?: string;
   /** EXPOSE: {"80/tcp": {}}; `run -P` publishes each */
   ExposedPorts?: Record<string, unknown> | null;
+  /** LABEL: a container gets them under its own --label values, as docker's */
+  Labels?: Record<string, string>;
 }
 
 export interface ResolvedImage {

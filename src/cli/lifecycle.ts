@@ -4,7 +4,7 @@ import { NETWORK_ANNOTATION } from '../network/types.js';
 import { inspectPorts, publishedPorts } from '../network/ports.js';
 import { constants as osc } from 'node:os';
 import type { Command } from 'commander';
-import { StateError, UsageError } from '../errors.js';
+import { StateError, TsrunError, UsageError } from '../errors.js';
 import { validateProcessShape } from '../spec/bundle.js';
 import { execInContainer, planExec, privilegeDiff } from '../runtime/exec.js';
 import { planJson, renderPlan } from '../plan/render.js';
@@ -234,6 +234,25 @@ const PS_HEADERS = {
   LocalVolumes: 'LOCAL VOLUMES',
 };
 
+/**
+ * docker's rm/stop/kill of several containers: each in turn, its name (as given) printed once
+ * done; one that fails is reported on stderr and the rest are still done, and the exit code
+ * says something failed. A single container fails as any other command does.
+ */
+async function eachGiven(ids: string[], setExit: (code: number) => void, act: (id: string) => Promise<void>, print = true): Promise<void> {
+  for (const id of ids) {
+    try {
+      await act(id);
+    } catch (e) {
+      if (ids.length === 1 || !(e instanceof TsrunError)) throw e;
+      writeSync(2, `tsrun: ${e.message}\n`);
+      setExit(e.exitCode);
+      continue;
+    }
+    if (print) out(`${id}\n`);
+  }
+}
+
 export function registerLifecycle(program: Command, paths: () => Paths, setExit: (code: number) => void): void {
   program
     .command('exec')
@@ -334,11 +353,8 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .option('-a, --all', 'every process of the container (OCI kill --all)')
     .action(async (id: string, more: string[], o: { signal?: string; all?: boolean }) => {
       const { ids, signal, oci } = killArgs(id, more, o.signal);
-      for (const x of ids) {
-        await killContainer(paths(), x, signal, Boolean(o.all));
-        // engines call the OCI form and read nothing from stdout; docker's form names what it signalled
-        if (!oci) out(`${x}\n`);
-      }
+      // engines call the OCI form and read nothing from stdout; docker's form names what it signalled
+      await eachGiven(ids, setExit, (x) => killContainer(paths(), x, signal, Boolean(o.all)), !oci);
     });
 
   program
@@ -362,10 +378,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .option('-f, --force', 'kill running containers first')
     .action(async (ids: string[], o: { force?: boolean }) => {
       // docker prints each container as it was named, once it is gone
-      for (const id of ids) {
-        await deleteContainer(paths(), id, Boolean(o.force));
-        out(`${id}\n`);
-      }
+      await eachGiven(ids, setExit, (id) => deleteContainer(paths(), id, Boolean(o.force)));
     });
 
   program
@@ -375,7 +388,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
     .action(async (ids: string[], o: { time: string }) => {
       const t = Number(o.time);
       if (!Number.isFinite(t) || t < 0) throw new UsageError(`--time ${JSON.stringify(o.time)}: a number of seconds`);
-      for (const id of ids) {
+      await eachGiven(ids, setExit, async (id) => {
         const s = resolve(paths(), id);
         if (statusOf(s) === 'stopped') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is not running`);
         await killContainer(paths(), s.id, 'SIGTERM', false);
@@ -387,8 +400,7 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
         if (d.error) writeSync(2, `tsrun: warning: ${s.name ?? s.id.slice(0, 12)}: ${d.error}\n`);
         // run -d --rm whose monitor is gone: nobody else will remove it
         await removeOrphans(paths(), s.id);
-        out(`${id}\n`);
-      }
+      });
     });
 
   program

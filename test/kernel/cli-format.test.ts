@@ -240,5 +240,24 @@ describeKernel('docker CLI conventions: ps/images/inspect/stats --format, ps --f
       expect(ok('rm', 'one', two, three.slice(0, 12), 'four')).toBe(`one\n${two}\n${three.slice(0, 12)}\nfour\n`);
       expect(ok('ps', '-aq')).toBe('');
     });
+
+    it('rm/stop/kill of several: one that fails is reported and the others are still done (as docker), exit 125', () => {
+      const a = ok('run', '-d', '--name', 'five', 'busybox', 'sleep', '300').trim();
+      const b = ok('run', '-d', '--name', 'six', 'busybox', 'sleep', '300').trim();
+      pidOf('five');
+      pidOf('six');
+      const k = cli('kill', '-s', 'KILL', 'five', 'no-such-one', 'six');
+      expect(k.stdout).toBe('five\nsix\n');
+      expect(k.stderr).toMatch(/^tsrun: .*no-such-one/);
+      expect(lines(k.stderr)).toHaveLength(1);
+      expect(k.code).toBe(125);
+      const r = cli('rm', 'five', 'no-such-one', 'six');
+      expect(r.stdout).toBe('five\nsix\n');
+      expect(r.stderr).toMatch(/^tsrun: .*no-such-one/);
+      expect(r.code).toBe(125);
+      expect(existsSync(join(dir, 'root', a))).toBe(false);
+      expect(existsSync(join(dir, 'root', b))).toBe(false);
+      expect(ok('ps', '-aq')).toBe('');
+    });
   });
 });

@@ -173,7 +173,9 @@ describeKernel('cgroup limits through tsrun run', () => {
       expect(row['ID']).toMatch(/^[0-9a-f]{12}$/);
       expect(row['MemUsage']).toMatch(/ \/ 48\.00MiB$/);
       expect(row['raw'].pids).toBeGreaterThanOrEqual(2);
-      expect(row['raw'].cpuPercent).toBeGreaterThan(40);
+      // a busy loop: near 100% of a CPU when the machine is idle, still well above an idle
+      // container's ~0% when other jobs share the 2 CPUs (40% failed at load average 5)
+      expect(row['raw'].cpuPercent).toBeGreaterThan(10);
       const table = tsrun(['stats', '--no-stream', row['ID']]);
       expect(table.code).toBe(0);
       expect(table.stdout).toMatch(new RegExp(`^CONTAINER ID .*\\n${row['ID']} `));

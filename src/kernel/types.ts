@@ -84,4 +84,12 @@ export interface Kernel {
    * too when the description's last fd closes (a killed holder leaves no stale lock).
    */
   flock(fd: number, mode: 'sh' | 'ex' | 'un'): boolean;
+  /** mknod(2); `mode` carries the type (fs.constants.S_IFCHR, S_IFIFO): overlay whiteouts (char 0:0) and FIFOs of image layers */
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  /** lsetxattr(2): sets the attribute on `path` itself, never on a symlink's target */
+  lsetxattr(path: string, name: string, value: Uint8Array): void;
+  /** lgetxattr(2): the value, or null when `path` has no such attribute (ENODATA) */
+  lgetxattr(path: string, name: string): Buffer | null;
+  /** llistxattr(2): the attribute names of `path` itself */
+  llistxattr(path: string): string[];
 }

@@ -12,7 +12,7 @@ import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
 import { layerFromDir, layerFromTar, rawTar, writeLayout, type RawEntry } from '../registry/harness.js';
 import { paxRecord, tarHeader } from '../../src/image/tar.js';
 import { LayerError, unpackLayer } from '../../src/image/unpack.js';
-import { lgetxattr } from '../../src/image/sys.js';
+import { nativeKernel } from '../../src/kernel/native.js';
 import { removeTree } from '../../src/runtime/remove-tree.js';
 import { markOwner } from '../../src/runtime/state.js';
 
@@ -96,7 +96,7 @@ describeKernel('images: safe layer unpacking', () => {
     expect(st.diffId).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(statSync(join(dest, 'bin/su')).mode & 0o7777).toBe(0o4755);
     expect(readFileSync(join(dest, 'bin/su'), 'utf8')).toBe('replaced');
-    expect(lgetxattr(join(dest, 'bin/ping'), 'security.capability')).toEqual(cap);
+    expect(nativeKernel.lgetxattr(join(dest, 'bin/ping'), 'security.capability')).toEqual(cap);
     const h = statSync(join(dest, 'home/u/f'));
     expect([h.uid, h.gid, h.mode & 0o777]).toEqual([1234, 5678, 0o640]);
     expect(statSync(join(dest, 'home/u')).mode & 0o777).toBe(0o700);
@@ -107,7 +107,7 @@ describeKernel('images: safe layer unpacking', () => {
     const wh = lstatSync(join(dest, 'etc/issue'));
     expect([wh.isCharacterDevice(), wh.rdev]).toEqual([true, 0]);
     expect(existsSync(join(dest, 'etc/.wh.issue'))).toBe(false);
-    expect(lgetxattr(join(dest, 'opt'), 'trusted.overlay.opaque')?.toString()).toBe('y');
+    expect(nativeKernel.lgetxattr(join(dest, 'opt'), 'trusted.overlay.opaque')?.toString()).toBe('y');
   });
 
   it('a symlink planted by a lower layer is not followed by an upper layer: each layer has its own directory', () => {

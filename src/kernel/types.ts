@@ -1,6 +1,8 @@
 // The typed kernel boundary: everything tsrun asks of the kernel that Node cannot do
 // itself goes through this interface. src/kernel/native.ts implements it with the addon;
-// src/kernel/fake.ts records calls so the runtime can be unit-tested without root.
+// code that calls it takes a Kernel parameter (default: the addon), so unit tests pass a
+// fake that records calls or throws an errno (test/unit/in-root.test.ts, image.test.ts).
+// A failure is an Error with `errno` (number) and `syscall`; errnoOf names it.
 
 export interface SpawnRequest {
   /** path of the static init binary; the addon copies it into a sealed memfd once */

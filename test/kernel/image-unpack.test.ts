@@ -47,6 +47,8 @@ describeKernel('images: safe layer unpacking', () => {
     ['a hard link to a file not in the layer', [{ name: 'pw', type: 'hardlink', linkname: 'etc/shadow' }], /entry "pw": hard link to "etc\/shadow", which is not in this layer/],
     ['a device node', [{ name: 'dev/mem', type: 'char' }], /entry "dev\/mem": char device 0:0: device nodes are refused/],
     ['overlayfs\'s own xattrs', [{ name: 'd/', type: 'dir', xattrs: { 'trusted.overlay.redirect': '/etc' } }], /entry "d\/": xattr trusted.overlay.redirect is overlayfs's own/],
+    // the kernel's refusal (setxattr(2): a namespace it does not know), named as every addon call names its errno
+    ['an xattr in no namespace the kernel knows', [{ name: 'f', body: 'x', xattrs: { 'bogus.x': '1' } }], /entry "f" into \/.*: ENOTSUP$/],
   ];
   for (const [what, entries, msg] of hostile) {
     it(`refuses ${what}, naming the entry, and touches nothing outside`, async () => {

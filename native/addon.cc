@@ -21,7 +21,9 @@
 #include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -589,6 +591,79 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
   }
 }
 
+// Layer unpacking and the rootfs writer (src/image/unpack.ts, tar.ts) need the calls Node's
+// fs lacks. mknod: overlay whiteouts are character devices 0:0 (overlayfs(5) "Whiteouts and
+// opaque directories") and layers carry FIFOs. The l*xattr calls act on a symlink itself,
+// never its target (xattr(7)): security.capability, trusted.overlay.opaque. They run once
+// per tar member, so each is one syscall in the usual case.
+
+// mknod(path, mode, major, minor): mode carries the file type (S_IFCHR, S_IFIFO).
+Napi::Value Mknod(const Napi::CallbackInfo& info) {
+  std::string path = info[0].As<Napi::String>();
+  mode_t mode = (mode_t)info[1].As<Napi::Number>().Uint32Value();
+  dev_t dev = makedev(info[2].As<Napi::Number>().Uint32Value(), info[3].As<Napi::Number>().Uint32Value());
+  if (mknod(path.c_str(), mode, dev) < 0) throw ErrnoError(info.Env(), "mknod " + path, errno);
+  return info.Env().Undefined();
+}
+
+// lsetxattr(path, name, value: Buffer): creates or replaces the attribute.
+Napi::Value LSetXattr(const Napi::CallbackInfo& info) {
+  std::string path = info[0].As<Napi::String>();
+  std::string name = info[1].As<Napi::String>();
+  Napi::Buffer<uint8_t> v = info[2].As<Napi::Buffer<uint8_t>>();
+  if (lsetxattr(path.c_str(), name.c_str(), v.Data(), v.Length(), 0) < 0)
+    throw ErrnoError(info.Env(), "lsetxattr " + name + " " + path, errno);
+  return info.Env().Undefined();
+}
+
+// An xattr value or name list: first into a stack buffer (one syscall for the usual few
+// bytes), else asked for its size and read again; ERANGE means it grew in between.
+template <typename Call>
+ssize_t XattrRead(Call call, std::string* out) {
+  char small[1024];
+  ssize_t n = call(small, sizeof small);
+  if (n >= 0) return out->assign(small, (size_t)n), n;
+  while (errno == ERANGE) {
+    ssize_t size = call(nullptr, 0);
+    if (size < 0) return -1;
+    out->resize((size_t)size);
+    n = call(size ? &(*out)[0] : nullptr, (size_t)size);
+    if (n >= 0) return out->resize((size_t)n), n;
+  }
+  return -1;
+}
+
+// lgetxattr(path, name) → Buffer, or null when the file has no such attribute (ENODATA).
+Napi::Value LGetXattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>();
+  std::string name = info[1].As<Napi::String>();
+  std::string v;
+  if (XattrRead([&](char* b, size_t n) { return lgetxattr(path.c_str(), name.c_str(), b, n); }, &v) < 0) {
+    if (errno == ENODATA) return env.Null();
+    throw ErrnoError(env, "lgetxattr " + name + " " + path, errno);
+  }
+  return Napi::Buffer<char>::Copy(env, v.data(), v.size());
+}
+
+// llistxattr(path) → the names of the attributes this process may see.
+Napi::Value LListXattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>();
+  std::string list;
+  if (XattrRead([&](char* b, size_t n) { return llistxattr(path.c_str(), b, n); }, &list) < 0)
+    throw ErrnoError(env, "llistxattr " + path, errno);
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (size_t at = 0; at < list.size();) {
+    size_t end = list.find('\0', at);
+    if (end == std::string::npos) end = list.size();
+    if (end > at) out.Set(i++, Napi::String::New(env, list.data() + at, end - at));
+    at = end + 1;
+  }
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn));
   exports.Set("syncSend", Napi::Function::New(env, SyncSend));
@@ -609,6 +684,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendConsole", Napi::Function::New(env, SendConsole));
   exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
   exports.Set("flock", Napi::Function::New(env, Flock));
+  exports.Set("mknod", Napi::Function::New(env, Mknod));
+  exports.Set("lsetxattr", Napi::Function::New(env, LSetXattr));
+  exports.Set("lgetxattr", Napi::Function::New(env, LGetXattr));
+  exports.Set("llistxattr", Napi::Function::New(env, LListXattr));
   return exports;
 }
 

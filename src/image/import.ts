@@ -7,7 +7,7 @@ import { ContentStore, LAYER_TYPES, MEDIA, sha256, type Descriptor, type ImageRe
 import { ChunkReader, readTar, writeTarOfDir } from './tar.js';
 import { ArchiveRoot } from './member.js';
 import { removeTree } from '../runtime/remove-tree.js';
-import { hostPlatform, pickPlatform } from './pull.js';
+import { hostPlatform, pickPlatform } from './platform.js';
 import { sniffCompression, unpackLayer } from './unpack.js';
 import type { ImageConfig } from './types.js';
 

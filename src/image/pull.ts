@@ -5,23 +5,11 @@ import { dockerCredentials, endpointsFor, RegistryClient, RegistryError, type Cl
 import { ContentStore, LAYER_TYPES, MEDIA, shortId, type Descriptor, type ImageRecord, type Manifest, type OciImageConfig } from './store.js';
 import { importBuiltin, isBuiltin } from './builtin.js';
 import type { ResolvedImage } from './types.js';
+import { hostPlatform, pickPlatform } from './platform.js';
 
 // `tsrun pull`: index → this host's manifest → config → layers (in parallel, each verified,
 // then unpacked once by diff_id) → a name in the store. Nothing gets a name before all of
 // its content is verified; partial files live in the store's tmp/ and are removed on failure.
-
-/** Node's arch names → the OCI platform's (image-spec config "architecture") */
-export function hostPlatform(): { os: string; architecture: string; variant?: string } {
-  const a: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
-  const architecture = a[process.arch] ?? process.arch;
-  return { os: 'linux', architecture, ...(architecture === 'arm64' ? { variant: 'v8' } : {}) };
-}
-
-/** Picks this platform's manifest from an image index / manifest list. */
-export function pickPlatform(manifests: Descriptor[], want = hostPlatform()): Descriptor | undefined {
-  const cands = manifests.filter((m) => m.platform?.os === want.os && m.platform?.architecture === want.architecture);
-  return cands.find((m) => !want.variant || !m.platform?.variant || m.platform.variant === want.variant) ?? cands[0];
-}
 
 export interface Progress {
   /** a layer: start, bytes so far, done */

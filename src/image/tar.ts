@@ -2,7 +2,9 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
-import { llistxattr, lgetxattr } from './sys.js';
+import { errnoOf } from '../kernel/errno.js';
+import { nativeKernel } from '../kernel/native.js';
+import type { Kernel } from '../kernel/types.js';
 
 // A small tar reader and writer (POSIX ustar + pax extended headers + the GNU long-name
 // records that docker's and Go's archive/tar emit). Why not an npm tar library: the unpacker
@@ -283,7 +285,7 @@ export function paxRecord(key: string, value: Buffer): Buffer {
  * Writes DIR as an uncompressed tar to fd (paths relative, sorted, hard links kept, xattrs
  * as SCHILY pax records); returns its sha256 (a layer's diff_id) and size.
  */
-export function writeTarOfDir(dir: string, fd: number): { digest: string; size: number } {
+export function writeTarOfDir(dir: string, fd: number, kernel: Kernel = nativeKernel): { digest: string; size: number } {
   const hash = createHash('sha256');
   let size = 0;
   const out = (b: Buffer) => {
@@ -342,9 +344,9 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
       const records: Buffer[] = [];
       if (Buffer.byteLength(name) > 99) records.push(paxRecord('path', Buffer.from(name)));
       if (Buffer.byteLength(linkname) > 99) records.push(paxRecord('linkpath', Buffer.from(linkname)));
-      for (const x of llistxattr(p)) {
+      for (const x of kernel.llistxattr(p)) {
         if (x.startsWith('trusted.overlay.') || x.startsWith('user.overlay.')) continue;
-        const v = lgetxattr(p, x);
+        const v = kernel.lgetxattr(p, x);
         if (v) records.push(paxRecord(`SCHILY.xattr.${x}`, v));
       }
       if (records.length) {
@@ -380,7 +382,7 @@ export function writeTarOfDir(dir: string, fd: number): { digest: string; size: 
   } catch (e) {
     if (e instanceof TsrunError) throw e;
     const f = stack.at(-1);
-    throw new TarError(`${dir}${f?.rel ? `/${f.rel}` : ''}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    throw new TarError(`${dir}${f?.rel ? `/${f.rel}` : ''}: ${errnoOf(e)?.name ?? (e as Error).message}`, { cause: e });
   } finally {
     closeSync(cur);
   }

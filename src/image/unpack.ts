@@ -7,7 +7,8 @@ import { TsrunError, UnsupportedError } from '../errors.js';
 import { ChunkReader, readTar, TarError, type TarEntry } from './tar.js';
 import { describeError, errnoOf } from '../kernel/errno.js';
 import { quoteValue } from '../spec/quote.js';
-import { lsetxattr, mknod, S_IFCHR, S_IFIFO } from './sys.js';
+import { nativeKernel } from '../kernel/native.js';
+import type { Kernel } from '../kernel/types.js';
 import { removeTree } from '../runtime/remove-tree.js';
 
 const O_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
@@ -87,7 +88,7 @@ export interface UnpackStats {
  * Unpacks the layer at `blob` into `dest` (an empty directory) and returns the sha256 of
  * the uncompressed tar (the diff_id the image config must list).
  */
-export async function unpackLayer(blob: string, dest: string, label = blob): Promise<UnpackStats> {
+export async function unpackLayer(blob: string, dest: string, label = blob, kernel: Kernel = nativeKernel): Promise<UnpackStats> {
   const hash = createHash('sha256');
   const reader = new ChunkReader(decompressed(blob, sniffCompression(blob)), hash);
   const dirs = new Set<string>(['']); // relative paths checked to be real directories of this layer
@@ -197,8 +198,8 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
       if (base === '.wh..wh..opq') {
         // trusted.* for overlay mounted by host root; user.* for one mounted in a user
         // namespace with `userxattr` (--userns-remap), which cannot read trusted.*
-        lsetxattr(abs(parent), 'trusted.overlay.opaque', Buffer.from('y'));
-        lsetxattr(abs(parent), 'user.overlay.opaque', Buffer.from('y'));
+        kernel.lsetxattr(abs(parent), 'trusted.overlay.opaque', Buffer.from('y'));
+        kernel.lsetxattr(abs(parent), 'user.overlay.opaque', Buffer.from('y'));
         continue;
       }
       if (base.startsWith('.wh.')) {
@@ -206,7 +207,7 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
         if (!target || target === '.' || target === '..' || target.startsWith('.wh.')) fail('malformed whiteout name');
         const t = parent ? `${parent}/${target}` : target;
         remove(t, false);
-        mknod(abs(t), S_IFCHR | 0o000, 0, 0);
+        kernel.mknod(abs(t), constants.S_IFCHR | 0o000, 0, 0);
         continue;
       }
       const p = abs(rel);
@@ -262,7 +263,7 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
         }
         case 'fifo': {
           remove(rel, false);
-          mknod(p, S_IFIFO | e.mode, 0, 0);
+          kernel.mknod(p, constants.S_IFIFO | e.mode, 0, 0);
           lchownSync(p, e.uid, e.gid);
           break;
         }
@@ -270,7 +271,7 @@ export async function unpackLayer(blob: string, dest: string, label = blob): Pro
         case 'block':
           fail(`${e.type} device ${e.devmajor}:${e.devminor}: device nodes are refused in images (the runtime creates /dev)`);
       }
-      for (const [k, v] of Object.entries(e.xattrs)) lsetxattr(p, k, v);
+      for (const [k, v] of Object.entries(e.xattrs)) kernel.lsetxattr(p, k, v);
     }
     // directory times last: creating their entries changed them
     for (const { rel, e } of dirMeta.reverse()) lutimesSync(abs(rel), e.mtime, e.mtime);

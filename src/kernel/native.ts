@@ -55,8 +55,12 @@ export const nativeKernel: Kernel = {
   readDirInRoot: (root, path, maxEntries) => load().readDirInRoot(root, path, maxEntries),
   setChildSubreaper: () => load().setChildSubreaper(),
   flock: (fd, mode) => load().flock(fd, mode),
+  mknod: (path, mode, major, minor) => load().mknod(path, mode, major, minor),
+  lsetxattr: (path, name, value) => load().lsetxattr(path, name, toBuffer(value)),
+  lgetxattr: (path, name) => load().lgetxattr(path, name),
+  llistxattr: (path) => load().llistxattr(path),
 };
 
 function toBuffer(u: Uint8Array): Buffer {
-  return Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }

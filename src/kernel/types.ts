@@ -1,6 +1,8 @@
 // The typed kernel boundary: everything tsrun asks of the kernel that Node cannot do
 // itself goes through this interface. src/kernel/native.ts implements it with the addon;
-// src/kernel/fake.ts records calls so the runtime can be unit-tested without root.
+// code that calls it takes a Kernel parameter (default: the addon), so unit tests pass a
+// fake that records calls or throws an errno (test/unit/in-root.test.ts, image.test.ts).
+// A failure is an Error with `errno` (number) and `syscall`; errnoOf names it.
 
 export interface SpawnRequest {
   /** path of the static init binary; the addon copies it into a sealed memfd once */
@@ -84,4 +86,12 @@ export interface Kernel {
    * too when the description's last fd closes (a killed holder leaves no stale lock).
    */
   flock(fd: number, mode: 'sh' | 'ex' | 'un'): boolean;
+  /** mknod(2); `mode` carries the type (fs.constants.S_IFCHR, S_IFIFO): overlay whiteouts (char 0:0) and FIFOs of image layers */
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  /** lsetxattr(2): sets the attribute on `path` itself, never on a symlink's target */
+  lsetxattr(path: string, name: string, value: Uint8Array): void;
+  /** lgetxattr(2): the value, or null when `path` has no such attribute (ENODATA) */
+  lgetxattr(path: string, name: string): Buffer | null;
+  /** llistxattr(2): the attribute names of `path` itself */
+  llistxattr(path: string): string[];
 }

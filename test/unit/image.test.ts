@@ -1,18 +1,20 @@
 // Pure parts of the image code: references, tar headers, registry auth parsing, platform
 // choice, docker import's --change, and the registry client against a fake loopback server.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyChange } from '../../src/image/import.js';
-import { parsePullPolicy, pickPlatform, progressReporter } from '../../src/image/pull.js';
+import { parsePullPolicy, progressReporter } from '../../src/image/pull.js';
+import { pickPlatform } from '../../src/image/platform.js';
 import { canonicalName, familiarName, parseReference } from '../../src/image/reference.js';
 import { dockerCredentials, endpointsFor, isInsecure, parseChallenge, RegistryClient } from '../../src/image/registry.js';
 import { ContentStore, MEDIA } from '../../src/image/store.js';
-import { ChunkReader, readTar, tarHeader, paxRecord } from '../../src/image/tar.js';
-import { safeRelPath } from '../../src/image/unpack.js';
+import { ChunkReader, readTar, tarHeader, paxRecord, TarError, writeTarOfDir } from '../../src/image/tar.js';
+import { LayerError, safeRelPath, unpackLayer } from '../../src/image/unpack.js';
+import type { Kernel } from '../../src/kernel/types.js';
 
 describe('image references', () => {
   const cases: [string, string, string][] = [
@@ -158,6 +160,72 @@ describe('tar reading', () => {
     expect(() => safeRelPath('a/../../b')).toThrow(/'\.\.'/);
     expect(() => safeRelPath('/etc')).toThrow(/absolute/);
     expect(() => safeRelPath('a\0b')).toThrow(/NUL/);
+  });
+});
+
+describe('layers through a fake kernel (the calls Node lacks are on the Kernel interface)', () => {
+  /** an addon failure as native/addon.cc throws it: errno and syscall, strerror in the message */
+  const addonError = (syscall: string, errno: number, text: string) => Object.assign(new Error(`${syscall}: ${text}`), { errno, syscall });
+  const h = (name: string, flag: string) => tarHeader(name, { mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 1, flag, linkname: '' });
+
+  it('unpack makes whiteouts and opaque directories with mknod and lsetxattr, and names an errno the kernel returns', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsrun-unit-layer-'));
+    try {
+      const blob = join(dir, 'layer.tar');
+      writeFileSync(blob, Buffer.concat([h('d/.wh..wh..opq', '0'), h('d/.wh.gone', '0'), Buffer.alloc(1024)]));
+      const calls: string[] = [];
+      const kernel = {
+        mknod: (p: string, mode: number, major: number, minor: number) => void calls.push(`mknod ${p.slice(dir.length)} ${mode.toString(8)} ${major}:${minor}`),
+        lsetxattr: (p: string, name: string, v: Uint8Array) => void calls.push(`lsetxattr ${p.slice(dir.length)} ${name}=${Buffer.from(v)}`),
+      } as unknown as Kernel;
+      mkdirSync(join(dir, 'out'));
+      await unpackLayer(blob, join(dir, 'out'), 'l1', kernel);
+      expect(calls).toEqual(['lsetxattr /out/d trusted.overlay.opaque=y', 'lsetxattr /out/d user.overlay.opaque=y', 'mknod /out/d/gone 20000 0:0']);
+
+      const refusing = { mknod: (p: string) => { throw addonError(`mknod ${p}`, 17, 'File exists'); }, lsetxattr: () => {} } as unknown as Kernel;
+      mkdirSync(join(dir, 'out2'));
+      const r = unpackLayer(blob, join(dir, 'out2'), 'l2', refusing);
+      await expect(r).rejects.toThrow(LayerError);
+      await expect(r).rejects.toThrow(`layer l2: entry "d/.wh.gone" into ${join(dir, 'out2')}: EEXIST`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the rootfs writer takes xattrs from llistxattr/lgetxattr (never overlayfs\'s own) and names an errno the kernel returns', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tsrun-unit-tar-'));
+    try {
+      mkdirSync(join(dir, 'root'));
+      writeFileSync(join(dir, 'root', 'f'), 'x');
+      const kernel = {
+        llistxattr: (p: string) => (p.endsWith('/f') ? ['user.a', 'trusted.overlay.opaque', 'user.gone'] : []),
+        lgetxattr: (_p: string, name: string) => (name === 'user.a' ? Buffer.from('v') : null),
+      } as unknown as Kernel;
+      const fd = openSync(join(dir, 'out.tar'), 'w');
+      try {
+        writeTarOfDir(join(dir, 'root'), fd, kernel);
+      } finally {
+        closeSync(fd);
+      }
+      const got: Record<string, string[]> = {};
+      const tar = readFileSync(join(dir, 'out.tar'));
+      for await (const e of readTar(new ChunkReader((async function* () { yield tar; })()))) {
+        got[e.name] = Object.entries(e.xattrs).map(([k, v]) => `${k}=${v}`);
+        if (e.type === 'file') for await (const _ of e.body());
+      }
+      expect(got['f']).toEqual(['user.a=v']);
+
+      const denied = { llistxattr: (p: string) => { throw addonError(`llistxattr ${p}`, 13, 'Permission denied'); }, lgetxattr: () => null } as unknown as Kernel;
+      const fd2 = openSync(join(dir, 'out2.tar'), 'w');
+      try {
+        expect(() => writeTarOfDir(join(dir, 'root'), fd2, denied)).toThrow(TarError);
+        expect(() => writeTarOfDir(join(dir, 'root'), fd2, denied)).toThrow(new RegExp(`^${join(dir, 'root')}: EACCES$`));
+      } finally {
+        closeSync(fd2);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -10,7 +10,7 @@ import { execInContainer, planExec, privilegeDiff } from '../runtime/exec.js';
 import { planJson, renderPlan } from '../plan/render.js';
 import { assertSocket } from './run.js';
 import { features } from '../runtime/features.js';
-import { parsePreserveFds as preserveFds } from './oci.js';
+import { parsePreserveFds as preserveFds } from './preserve-fds.js';
 import type { Process } from '../spec/types.js';
 import { lookupUser } from '../spec/users.js';
 import { containerFileReader } from '../kernel/in-root.js';

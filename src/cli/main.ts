@@ -14,7 +14,8 @@ import { registerSeccompCommand } from './seccomp.js';
 import { registerNetworkCommands } from './network.js';
 import { registerAuditCommand } from './audit.js';
 import { registerLabCommand } from './lab.js';
-import { preserveFdsOption, registerOciVerbs } from './oci.js';
+import { registerOciVerbs } from './oci.js';
+import { preserveFdsOption } from './preserve-fds.js';
 
 const VERSION = '0.1.0';
 

@@ -1,4 +1,4 @@
-// src/image must have no import cycle (issue 16): in a cycle, which module's top level runs
+// src/ must have no import cycle (issue 16 found one in src/image): in a cycle, which module's top level runs
 // first depends on which one the program happened to import first, so a module can see
 // another's exports still undefined; and none of them can be understood, or tested, alone.
 // The edges are the static imports and re-exports of the .ts sources, without the
@@ -86,12 +86,9 @@ describe('import graph', () => {
     expect(cycles(new Map([['a', ['b']], ['b', []]]))).toEqual([]);
   });
 
-  it('src/image has no import cycle', () => {
+  it('src/ has no import cycle (src/image\'s builtin → import → pull → builtin was one, cli/lifecycle ⇄ cli/oci another)', () => {
     const graph = new Map(sources(SRC).map((f) => [f, runtimeImports(f, readFileSync(f, 'utf8'))]));
-    const image = join(SRC, 'image') + '/';
-    const bad = cycles(graph)
-      .filter((scc) => scc.some((f) => f.startsWith(image)))
-      .map((scc) => scc.map((f) => relative(ROOT, f)).join(' ⇄ '));
+    const bad = cycles(graph).map((scc) => scc.map((f) => relative(ROOT, f)).join(' ⇄ '));
     expect(bad).toEqual([]);
   });
 });

@@ -180,7 +180,7 @@ describeKernel('a dead tsrun-monitor: every verb tells the truth, no exit code i
     expect(existsSync(join(testEnv().root, id))).toBe(false);
     expect(existsSync(join(testEnv().data, 'containers', id))).toBe(false);
     for (const d of ownCgroups(cgroupsCreated, id)) expect(existsSync(d)).toBe(false);
-    expect(tsrun(['inspect', id]).stderr).toMatch(/no such container/);
+    expect(tsrun(['inspect', id]).stderr).toBe(`tsrun: no such object: "${id}" is neither a container nor an image\n`);
   });
 
   it('-m 32m, killed by the OOM killer: inspected as it dies, ExitCode 137 and OOMKilled, never null (10 times)', () => {

@@ -3,6 +3,7 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, read
 import { join } from 'node:path';
 import { TsrunError } from '../errors.js';
 import { llistxattr, lgetxattr } from './sys.js';
+import { paced } from './gc-pace.js';
 
 // A small tar reader and writer (POSIX ustar + pax extended headers + the GNU long-name
 // records that docker's and Go's archive/tar emit). Why not an npm tar library: the unpacker
@@ -50,6 +51,7 @@ export class ChunkReader {
     const b = r.value as Buffer;
     this.hash?.update(b);
     this.total += b.length;
+    paced(b.length);
     this.bufs.push(b);
     this.len += b.length;
     return true;

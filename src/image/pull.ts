@@ -4,7 +4,7 @@ import { canonicalName, familiarName, parseReference, repoName, type Reference }
 import { dockerCredentials, endpointsFor, RegistryClient, RegistryError, type ClientOptions } from './registry.js';
 import { ContentStore, LAYER_TYPES, MEDIA, shortId, type Descriptor, type ImageRecord, type Manifest, type OciImageConfig } from './store.js';
 import { importBuiltin, isBuiltin } from './builtin.js';
-import { paceSetup } from './gc-pace.js';
+import { paceEnd, paceStart } from './gc-pace.js';
 import type { ResolvedImage } from './types.js';
 
 // `tsrun pull`: index → this host's manifest → config → layers (in parallel, each verified,
@@ -105,10 +105,11 @@ async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Prom
 }
 
 export async function pull(store: ContentStore, input: string, opts: PullOptions = {}): Promise<ImageRecord> {
-  paceSetup();
+  paceStart();
   try {
     return await pullLeased(store, input, opts);
   } finally {
+    paceEnd();
     store.releaseLease();
   }
 }

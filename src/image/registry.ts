@@ -217,8 +217,13 @@ export class RegistryClient {
         res = await httpGet(url, headers, signal);
       } catch (e) {
         if (bare) throw e;
-        const c = e as { code?: string; message?: string };
-        const hint = this.tlsHint(url, c?.code);
+        const c = e as { code?: string; message?: string; reason?: string };
+        // node:https reports a failed handshake as EPROTO, OpenSSL's reason in the message
+        // ("…:SSL routines:ssl3_get_record:wrong version number:…"): named as OpenSSL's code,
+        // as fetch did (ERR_SSL_WRONG_VERSION_NUMBER)
+        const reason = c.reason ?? /SSL routines:[^:]*:([a-z0-9 ]+):/i.exec(c.message ?? '')?.[1];
+        const ssl = c.code === 'EPROTO' && reason ? `ERR_SSL_${reason.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}` : c.code;
+        const hint = this.tlsHint(url, ssl);
         if (hint) throw new RegistryError(`${this.where()}: ${hint}`, { cause: e });
         const why = c?.message ?? (e as Error).message;
         // offline machines (a workshop room, CI): say how to bring the image in without a registry

@@ -1,5 +1,4 @@
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { v8, vm } from '../builtins.js';
 
 // A pull moves every byte through short-lived Buffers (socket reads, file reads, inflated
 // output), 64 KiB each, whose memory is malloc'd outside V8's heap. V8 collects them only
@@ -30,18 +29,18 @@ const DEFAULT_FLAGS = '--semi-space-growth-factor=2 --concurrent-array-buffer-sw
 /** A pull starts: the V8 settings above. */
 export function paceStart(): void {
   if (pulls++ > 0) return;
-  setFlagsFromString(PULL_FLAGS);
+  v8().setFlagsFromString(PULL_FLAGS);
   if (!gc) {
     // `gc` exists only with --expose-gc; set now, it is defined in a new context
-    setFlagsFromString('--expose-gc');
-    gc = runInNewContext('gc') as typeof gc;
+    v8().setFlagsFromString('--expose-gc');
+    gc = vm().runInNewContext('gc') as typeof gc;
   }
 }
 
 /** A pull ends: the defaults again once none is left. */
 export function paceEnd(): void {
   if (--pulls > 0) return;
-  setFlagsFromString(DEFAULT_FLAGS);
+  v8().setFlagsFromString(DEFAULT_FLAGS);
 }
 
 /** `n` more bytes went through a Buffer: a scavenge every STEP bytes while a pull runs. */

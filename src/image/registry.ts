@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
+import { http, https } from '../builtins.js';
 import { TsrunError, UnsupportedError } from '../errors.js';
 import { registryHost, type Reference } from './reference.js';
 import type { Credentials } from './credentials.js';
@@ -128,7 +127,7 @@ export interface Reply {
 /** GET over node:http(s): the socket is paused while the body's reader is behind. */
 function httpGet(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const get = url.startsWith('https:') ? https.get : http.get;
+    const get = url.startsWith('https:') ? https().get : http().get;
     const req = get(url, { headers, ...(signal ? { signal } : {}) }, (msg) => {
       const status = msg.statusCode ?? 0;
       resolve({

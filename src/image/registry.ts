@@ -111,14 +111,14 @@ export function endpointsFor(ref: Reference, opts: ClientOptions = {}): Endpoint
   return [...(opts.mirrors ?? []).map((m) => ({ base: new URL(m).origin, mirror: m })), own];
 }
 
-/** What the client needs of an HTTP answer, from fetch or from node:http. */
+/** What the client needs of an HTTP answer. */
 export interface Reply {
   status: number;
   ok: boolean;
   header(name: string): string | null;
   /** the body, chunk by chunk; null when there is none */
   body: AsyncIterable<Uint8Array> | null;
-  /** reads the body whole (error documents, manifests, tokens) */
+  /** reads the body whole (error documents, manifests, tokens), or its first 4 MiB and a byte */
   bytes(): Promise<Buffer>;
   /** drops the body unread */
   discard(): Promise<void>;
@@ -142,10 +142,13 @@ function httpGet(url: string, headers: Record<string, string>, signal?: AbortSig
           const parts: Buffer[] = [];
           let n = 0;
           for await (const b of msg as AsyncIterable<Buffer>) {
-            n += b.length;
-            // an error document or a redirect's page, never a blob
-            if (n > 4 << 20) throw new Error('answer larger than 4 MiB');
             parts.push(b);
+            n += b.length;
+            // never a blob: what is longer is refused by its reader (manifest: "larger than 4 MiB")
+            if (n > 4 << 20) {
+              msg.destroy();
+              break;
+            }
           }
           return Buffer.concat(parts);
         },

@@ -27,6 +27,11 @@ async function main(): Promise<void> {
     process.stdout.write(await benchStdio(n, Number(process.env.BENCH_STDIO_N ?? 5)));
     return;
   }
+  // BENCH_ONLY=pull: the pull section alone (tsrun against skopeo + umoci), printed only
+  if (process.env.BENCH_ONLY === 'pull') {
+    process.stdout.write(await benchPull(Number(process.env.BENCH_PULL_N ?? 3)));
+    return;
+  }
   const sections = [
     await benchStartup(n),
     await benchStdio(n, Number(process.env.BENCH_STDIO_N ?? 5)),

@@ -8,3 +8,7 @@ export const stream = () => process.getBuiltinModule('node:stream');
 export const tty = () => process.getBuiltinModule('node:tty');
 export const net = () => process.getBuiltinModule('node:net');
 export const vm = () => process.getBuiltinModule('node:vm');
+// node:http cannot even load in the snapshot builder (Node 20: `methods.toSorted` missing there)
+export const http = () => process.getBuiltinModule('node:http');
+export const https = () => process.getBuiltinModule('node:https');
+export const v8 = () => process.getBuiltinModule('node:v8');

@@ -4,6 +4,7 @@ import { canonicalName, familiarName, parseReference, repoName, type Reference }
 import { dockerCredentials, endpointsFor, RegistryClient, RegistryError, type ClientOptions } from './registry.js';
 import { ContentStore, LAYER_TYPES, MEDIA, shortId, type Descriptor, type ImageRecord, type Manifest, type OciImageConfig } from './store.js';
 import { importBuiltin, isBuiltin } from './builtin.js';
+import { paceEnd, paceStart } from './gc-pace.js';
 import type { ResolvedImage } from './types.js';
 import { hostPlatform, pickPlatform } from './platform.js';
 
@@ -92,9 +93,11 @@ async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Prom
 }
 
 export async function pull(store: ContentStore, input: string, opts: PullOptions = {}): Promise<ImageRecord> {
+  paceStart();
   try {
     return await pullLeased(store, input, opts);
   } finally {
+    paceEnd();
     store.releaseLease();
   }
 }

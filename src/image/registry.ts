@@ -1,17 +1,25 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
+import { http, https } from '../builtins.js';
 import { TsrunError, UnsupportedError } from '../errors.js';
 import { registryHost, type Reference } from './reference.js';
 import type { Credentials } from './credentials.js';
 import { MEDIA, type Descriptor } from './store.js';
+import { paced } from './gc-pace.js';
 
 // A client for the OCI distribution API (GET /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>)
-// on Node's fetch. Authentication as Docker Hub does it: the registry answers 401 with
+// on node:http(s). Authentication as Docker Hub does it: the registry answers 401 with
 // `WWW-Authenticate: Bearer realm="…",service="…",scope="…"`; we ask the realm for a token
 // (anonymously, or with the credentials of ~/.docker/config.json) and retry with it.
 // Redirects (blob storage on another host) are followed by hand so the Authorization header
 // never travels to another origin.
+//
+// Why node:http and not fetch: fetch (undici) parses HTTP with llhttp compiled to
+// WebAssembly, and V8 compiles that module again with its optimising compiler on a
+// background thread, whose working memory (~10–30 MB of malloc, measured: docs/images.md
+// "Memory of a pull") lands in the pull's peak RSS even when only a manifest went through
+// it. node:http parses in C, and pauses the socket while the reader (hash, file) is behind.
 
 export class RegistryError extends TsrunError {}
 
@@ -103,6 +111,54 @@ export function endpointsFor(ref: Reference, opts: ClientOptions = {}): Endpoint
   return [...(opts.mirrors ?? []).map((m) => ({ base: new URL(m).origin, mirror: m })), own];
 }
 
+/** What the client needs of an HTTP answer. */
+export interface Reply {
+  status: number;
+  ok: boolean;
+  header(name: string): string | null;
+  /** the body, chunk by chunk; null when there is none */
+  body: AsyncIterable<Uint8Array> | null;
+  /** reads the body whole (error documents, manifests, tokens), or its first 4 MiB and a byte */
+  bytes(): Promise<Buffer>;
+  /** drops the body unread */
+  discard(): Promise<void>;
+}
+
+/** GET over node:http(s): the socket is paused while the body's reader is behind. */
+function httpGet(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const get = url.startsWith('https:') ? https().get : http().get;
+    const req = get(url, { headers, ...(signal ? { signal } : {}) }, (msg) => {
+      const status = msg.statusCode ?? 0;
+      resolve({
+        status,
+        ok: status >= 200 && status < 300,
+        header: (n) => {
+          const v = msg.headers[n.toLowerCase()];
+          return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+        },
+        body: msg,
+        bytes: async () => {
+          const parts: Buffer[] = [];
+          let n = 0;
+          for await (const b of msg as AsyncIterable<Buffer>) {
+            parts.push(b);
+            n += b.length;
+            // never a blob: what is longer is refused by its reader (manifest: "larger than 4 MiB")
+            if (n > 4 << 20) {
+              msg.destroy();
+              break;
+            }
+          }
+          return Buffer.concat(parts);
+        },
+        discard: async () => void msg.destroy(),
+      });
+    });
+    req.on('error', reject);
+  });
+}
+
 export class RegistryClient {
   private token?: string;
   private basic?: string;
@@ -137,15 +193,15 @@ export class RegistryClient {
   }
 
   /** One request with auth and manual redirects; a 401 triggers the token dance once. */
-  async request(path: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+  async request(path: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Reply> {
     let authTried = false;
     for (;;) {
       const auth = this.token ? `Bearer ${this.token}` : this.basic;
       const res = await this.fetchFollow(`${this.base}${path}`, { ...headers, ...(auth ? { authorization: auth } : {}) }, signal);
       if (res.status !== 401 || authTried) return res;
       authTried = true;
-      const ch = parseChallenge(res.headers.get('www-authenticate') ?? '');
-      await res.body?.cancel();
+      const ch = parseChallenge(res.header('www-authenticate') ?? '');
+      await res.discard();
       if (ch.scheme === 'bearer') await this.fetchToken(ch.params);
       else if (ch.scheme === 'basic') {
         if (!this.basic) throw new RegistryError(`${this.where()}: the registry wants a user name and password (basic auth); tsrun login --username USER --password-stdin REGISTRY`);
@@ -154,15 +210,22 @@ export class RegistryClient {
     }
   }
 
-  private async fetchFollow(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
+  /** One GET, redirects followed by hand; `bare`: a failure to connect is thrown as it is. */
+  private async fetchFollow(url: string, headers: Record<string, string>, signal?: AbortSignal, bare = false): Promise<Reply> {
     const origin = new URL(url).origin;
     for (let hops = 0; hops < 6; hops++) {
-      let res: Response;
+      let res: Reply;
       try {
-        res = await fetch(url, { headers, redirect: 'manual', ...(signal ? { signal } : {}) });
+        res = await httpGet(url, headers, signal);
       } catch (e) {
-        const c = (e as { cause?: { code?: string; message?: string } }).cause;
-        const hint = this.tlsHint(url, c?.code);
+        if (bare) throw e;
+        const c = e as { code?: string; message?: string; reason?: string };
+        // node:https reports a failed handshake as EPROTO, OpenSSL's reason in the message
+        // ("…:SSL routines:ssl3_get_record:wrong version number:…"): named as OpenSSL's code,
+        // as fetch did (ERR_SSL_WRONG_VERSION_NUMBER)
+        const reason = c.reason ?? /SSL routines:[^:]*:([a-z0-9 ]+):/i.exec(c.message ?? '')?.[1];
+        const ssl = c.code === 'EPROTO' && reason ? `ERR_SSL_${reason.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}` : c.code;
+        const hint = this.tlsHint(url, ssl);
         if (hint) throw new RegistryError(`${this.where()}: ${hint}`, { cause: e });
         const why = c?.message ?? (e as Error).message;
         // offline machines (a workshop room, CI): say how to bring the image in without a registry
@@ -172,9 +235,9 @@ export class RegistryClient {
           { cause: e },
         );
       }
-      if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
-        await res.body?.cancel();
-        const next = new URL(res.headers.get('location')!, url);
+      if (res.status >= 300 && res.status < 400 && res.header('location')) {
+        await res.discard();
+        const next = new URL(res.header('location')!, url);
         if (next.origin !== origin) delete headers.authorization;
         url = next.toString();
         continue;
@@ -191,14 +254,21 @@ export class RegistryClient {
     // a login asks for no scope: the token server only checks who is asking
     if (!forLogin) u.searchParams.set('scope', p.scope ?? `repository:${this.ref.repository}:pull`);
     const headers: Record<string, string> = this.basic ? { authorization: this.basic } : {};
-    let res: Response;
+    let res: Reply;
+    let body: Buffer;
     try {
-      res = await fetch(u, { headers });
+      res = await this.fetchFollow(u.toString(), headers, AbortSignal.timeout(this.opts.timeout ?? 30_000), true);
+      body = await res.bytes();
     } catch (e) {
-      throw new RegistryError(`${this.where()}: token server ${u.host} unreachable: ${(e as { cause?: Error }).cause?.message ?? (e as Error).message}`, { cause: e });
+      throw new RegistryError(`${this.where()}: token server ${u.host} unreachable: ${(e as Error).message}`, { cause: e });
     }
-    if (!res.ok) throw new RegistryError(`${this.where()}: token server ${u.host} refused: HTTP ${res.status} ${(await res.text()).trim().slice(0, 200)}`);
-    const j = (await res.json()) as { token?: string; access_token?: string };
+    if (!res.ok) throw new RegistryError(`${this.where()}: token server ${u.host} refused: HTTP ${res.status} ${body.toString('utf8').trim().slice(0, 200)}`);
+    let j: { token?: string; access_token?: string };
+    try {
+      j = JSON.parse(body.toString('utf8')) as typeof j;
+    } catch {
+      throw new RegistryError(`${this.where()}: token server ${u.host} answered with something other than JSON`);
+    }
     const t = j.token ?? j.access_token;
     if (!t) throw new RegistryError(`${this.where()}: token server ${u.host} answered without a token`);
     this.token = t;
@@ -212,21 +282,21 @@ export class RegistryClient {
     const signal = AbortSignal.timeout(this.opts.timeout ?? 30_000);
     let res = await this.fetchFollow(`${this.base}/v2/`, {}, signal);
     if (res.status === 401) {
-      const ch = parseChallenge(res.headers.get('www-authenticate') ?? '');
-      await res.body?.cancel();
+      const ch = parseChallenge(res.header('www-authenticate') ?? '');
+      await res.discard();
       if (ch.scheme === 'bearer') {
         await this.fetchToken(ch.params, true);
         res = await this.fetchFollow(`${this.base}/v2/`, { authorization: `Bearer ${this.token}` }, signal);
       } else if (ch.scheme === 'basic' && this.basic) res = await this.fetchFollow(`${this.base}/v2/`, { authorization: this.basic }, signal);
     }
-    await res.body?.cancel();
+    await res.discard();
     if (!res.ok) throw new RegistryError(`${this.ref.registry}: login refused: HTTP ${res.status}`);
   }
 
-  private async fail(res: Response, what: string): Promise<never> {
+  private async fail(res: Reply, what: string): Promise<never> {
     let detail = '';
     try {
-      const j = (await res.json()) as { errors?: { code?: string; message?: string }[] };
+      const j = JSON.parse((await res.bytes()).toString('utf8')) as { errors?: { code?: string; message?: string }[] };
       detail = (j.errors ?? []).map((e) => `${e.code ?? ''}: ${e.message ?? ''}`).join('; ');
     } catch {
       /* not JSON */
@@ -239,13 +309,13 @@ export class RegistryClient {
   async manifest(reference: string, expect?: Descriptor): Promise<{ bytes: Buffer; mediaType: string; digest: string }> {
     const res = await this.request(`/v2/${this.ref.repository}/manifests/${reference}`, { accept: MANIFEST_ACCEPT }, AbortSignal.timeout(this.opts.timeout ?? 30_000));
     if (!res.ok) await this.fail(res, `manifest ${reference}`);
-    const bytes = Buffer.from(await res.arrayBuffer());
+    const bytes = await res.bytes();
     if (bytes.length > 4 << 20) throw new RegistryError(`${this.where()}: manifest ${reference} is larger than 4 MiB: refused`);
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     const want = expect?.digest ?? (reference.startsWith('sha256:') ? reference : undefined);
     if (want && digest !== want) throw new RegistryError(`${this.where()}: manifest ${reference}: content has digest ${digest}, expected ${want}: refused`);
     if (expect && bytes.length !== expect.size) throw new RegistryError(`${this.where()}: manifest ${reference}: ${bytes.length} bytes, the index says ${expect.size}: refused`);
-    let mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    let mediaType = (res.header('content-type') ?? '').split(';')[0]!.trim();
     try {
       const j = JSON.parse(bytes.toString('utf8')) as { mediaType?: string; schemaVersion?: number; manifests?: unknown };
       if (j.schemaVersion === 1) throw new UnsupportedError(`${this.where()}: manifest ${reference} is Docker schema 1 (deprecated since 2019): not supported; push it again with a current client`);
@@ -274,13 +344,14 @@ export class RegistryClient {
       const hash = createHash('sha256');
       let n = 0;
       try {
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        for await (const chunk of res.body!) {
           clearTimeout(timer);
           timer = setTimeout(() => ac.abort(), idle);
           n += chunk.length;
           if (n > d.size) throw new RegistryError(`${this.where()}: blob ${d.digest}: more than the ${d.size} bytes the manifest says: refused`);
           hash.update(chunk);
           writeSync(fd, chunk);
+          paced(chunk.length);
           progress?.(n);
         }
       } catch (e) {

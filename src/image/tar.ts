@@ -5,6 +5,7 @@ import { TsrunError } from '../errors.js';
 import { errnoOf } from '../kernel/errno.js';
 import { nativeKernel } from '../kernel/native.js';
 import type { Kernel } from '../kernel/types.js';
+import { paced } from './gc-pace.js';
 
 // A small tar reader and writer (POSIX ustar + pax extended headers + the GNU long-name
 // records that docker's and Go's archive/tar emit). Why not an npm tar library: the unpacker
@@ -52,6 +53,7 @@ export class ChunkReader {
     const b = r.value as Buffer;
     this.hash?.update(b);
     this.total += b.length;
+    paced(b.length);
     this.bufs.push(b);
     this.len += b.length;
     return true;

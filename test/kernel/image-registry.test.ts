@@ -32,11 +32,11 @@ function runAsync(args: string[], env: Record<string, string>) {
   });
 }
 
-const tools = ['docker-registry', 'skopeo', 'openssl'].filter((t) => !have(t));
+const tools = ['docker-registry', 'skopeo', 'openssl', '/usr/bin/time'].filter((t) => !have(t));
 
 describeKernel('images: pull from a registry on 127.0.0.1', () => {
   if (tools.length && !inCI) {
-    it.skip(`needs ${tools.join(', ')} (apt-get install -y docker-registry skopeo)`, () => {});
+    it.skip(`needs ${tools.join(', ')} (apt-get install -y docker-registry skopeo time)`, () => {});
     return;
   }
   let reg: Registry;
@@ -208,6 +208,31 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
       execFileSync('umount', [small]);
     }
   });
+
+  it('issue 16.3: the peak RSS of a pull of 60 MB of layers stays under 80 MB (it was 115–130 MB)', () => {
+    // six 10 MB layers of random bytes: nothing compresses, every byte goes through the
+    // socket, the digest, the file, the inflater and the unpacked file
+    const layers = Array.from({ length: 6 }, (_, i) => layerFromTar(rawTar([{ name: `big/${i}.bin`, body: randomBytes(10_000_000) }]), true, 1));
+    writeLayout(join(work, 'heavy'), 'v1', [{ layers, config: { Cmd: ['sh'] } }]);
+    push(join(work, 'heavy'), 'v1', `${reg.host}/test/heavy:v1`);
+    rmSync(join(work, 'heavy'), { recursive: true, force: true });
+    const own = join(work, 'heavy-data');
+    try {
+      // GNU time's %M: ru_maxrss from wait4(2), the kernel's high-water mark of the process
+      const r = spawnSync('/usr/bin/time', ['-f', 'maxrss-kb %M', BIN, 'pull', '-q', `${reg.host}/test/heavy:v1`], {
+        env: { ...process.env, TSRUN_ROOT: testEnv().root, ...env, TSRUN_DATA: own },
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const kb = Number(/maxrss-kb (\d+)/.exec(r.stderr)?.[1]);
+      expect(kb).toBeGreaterThan(0);
+      expect(readdirSync(join(own, 'images', 'layers')).filter((l) => !l.startsWith('.'))).toHaveLength(6);
+      expect(kb / 1024, `peak RSS ${(kb / 1024).toFixed(1)} MB`).toBeLessThan(80);
+    } finally {
+      rmSync(own, { recursive: true, force: true });
+    }
+  }, 180_000);
 
   it('a pulled multi-layer image runs with --userns-remap: whiteouts and opaque dirs hold through idmapped layers', () => {
     // the account files are a private copy (TSRUN_ID_PREFIX): no user is added to the host

@@ -2,6 +2,7 @@
 // bundle otherwise; either way the container's exit code comes back unchanged.
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -43,6 +44,26 @@ describeKernel('bin/tsrun, the launcher', () => {
     expect(snap.slice(4)).toEqual(['run', '--rm', 'busybox', 'sleep', '1']);
     const plain = await cmdlineOf({ TSRUN_NO_SNAPSHOT: '1' });
     expect(plain.slice(1)).toEqual([join(ROOT, 'bin', 'tsrun-node.mjs'), 'run', '--rm', 'busybox', 'sleep', '1']);
+  });
+
+  it('`tsrun pull` takes the plain bundle (its peak RSS from the snapshot was ~12 MB higher)', async () => {
+    // a "registry" that accepts and never answers: the pull waits while its argv is read
+    const server = net.createServer(() => {});
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const data = mkdtempSync(join(tmpdir(), 'tsrun-launch-pull-'));
+    const c = spawn(BIN, ['pull', `${host}/x/y:1`], { env: { ...tsrunEnvVars(), TSRUN_DATA: data }, stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 400));
+      const argv = readFileSync(`/proc/${c.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      expect(argv.slice(1)).toEqual([join(ROOT, 'bin', 'tsrun-node.mjs'), 'pull', `${host}/x/y:1`]);
+    } finally {
+      const gone = new Promise((r) => c.on('exit', r));
+      c.kill('SIGKILL');
+      await gone;
+      server.close();
+      rmSync(data, { recursive: true, force: true });
+    }
   });
 
   it('passes the container\'s exit code through both ways, and tsrun\'s own', () => {

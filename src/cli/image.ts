@@ -4,16 +4,16 @@ import { UsageError } from '../errors.js';
 import { applyChange, importPath } from '../image/import.js';
 import { LocalStore } from '../image/local-store.js';
 import { canonicalName, familiarRepo, parseReference, splitTagged } from '../image/reference.js';
-import { progressReporter, pull, type PullOptions } from '../image/pull.js';
 import { displayName, familiarTagged, repoDigestFor, shortId, type ContentStore } from '../image/store.js';
 import type { ImageConfig } from '../image/types.js';
-import { imagesDir, type Paths } from '../runtime/paths.js';
+import type { Paths } from '../runtime/paths.js';
 import { listEntries } from '../runtime/state.js';
-import { loadConfig, type LoadedConfig } from '../config/index.js';
-import { RegistryClient, type ClientOptions } from '../image/registry.js';
+import { loadConfig } from '../config/index.js';
+import { RegistryClient } from '../image/registry.js';
 import { eraseCredentials, storeCredentials } from '../image/credentials.js';
 import { DOCKER_HUB } from '../image/reference.js';
 import { readFileSync } from 'node:fs';
+import { addPullCommand, collect, registryOptions, storeOf } from './pull.js';
 import { formatRows, goTime, humanDuration, humanSize, parseTemplate, row } from './format.js';
 
 // The image verbs: pull, images, rmi, import, tag, image inspect|prune|ls|rm|pull|import|tag.
@@ -23,9 +23,7 @@ export const IMAGE_ANNOTATION = 'io.tsrun.image.digest';
 
 const out = (s: string) => writeSync(1, s);
 
-export function storeOf(paths: Paths): LocalStore {
-  return new LocalStore(imagesDir(paths));
-}
+export { registryOptions, storeOf };
 
 /** Manifest digests of the images containers (running or stopped) were made from. */
 export function imagesInUse(paths: Paths, store: ContentStore): Set<string> {
@@ -46,28 +44,6 @@ export function imagesInUse(paths: Paths, store: ContentStore): Set<string> {
     }
   }
   return used;
-}
-
-function collect(v: string, prev: string[] = []): string[] {
-  return [...prev, v];
-}
-
-export function parsePlatform(v: string | undefined): PullOptions['platform'] {
-  if (!v) return undefined;
-  const [os, architecture, variant] = v.split('/');
-  if (!os || !architecture) throw new UsageError(`--platform ${JSON.stringify(v)}: expected os/arch[/variant], e.g. linux/amd64`);
-  return { os, architecture, ...(variant ? { variant } : {}) };
-}
-
-export function insecureList(flags: string[] | undefined, env = process.env): string[] {
-  const list = [...(flags ?? []), ...(env.TSRUN_INSECURE_REGISTRIES ?? '').split(',').filter(Boolean)];
-  for (const h of list) if (!/^[A-Za-z0-9.\-[\]:]+$/.test(h)) throw new UsageError(`--insecure-registry ${JSON.stringify(h)}: expected HOST:PORT`);
-  return list;
-}
-
-/** What a pull needs from the flags and the config file: plain-http registries and Hub mirrors. */
-export function registryOptions(flags: string[] | undefined, cfg: LoadedConfig, env = process.env): Pick<ClientOptions, 'insecure' | 'mirrors' | 'configPath'> {
-  return { insecure: [...insecureList(flags, env), ...(cfg.config['insecure-registries'] ?? [])], mirrors: cfg.config['registry-mirrors'] ?? [], configPath: cfg.path };
 }
 
 const IMAGE_HEADERS = {
@@ -104,15 +80,6 @@ function ago(iso: string | undefined): string {
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]! + 3))).join('')).join('\n') + '\n';
-}
-
-async function pullVerb(ref: string, o: { insecureRegistry?: string[]; platform?: string; quiet?: boolean; config?: string }, paths: Paths): Promise<number> {
-  const store = storeOf(paths);
-  const progress = o.quiet ? undefined : progressReporter(1, Boolean(process.stdout.isTTY));
-  const platform = parsePlatform(o.platform);
-  const rec = await pull(store, ref, { ...registryOptions(o.insecureRegistry, loadConfig(o.config)), ...(progress ? { progress } : {}), ...(platform ? { platform } : {}) });
-  if (o.quiet) out(`${rec.names[0] ? familiarTagged(rec.names[0]) : rec.digest}\n`);
-  return 0;
 }
 
 async function imagesVerb(o: { format?: string; quiet?: boolean; digests?: boolean; trunc?: boolean }, paths: Paths): Promise<number> {
@@ -271,15 +238,6 @@ async function pruneVerb(o: { all?: boolean }, paths: Paths): Promise<number> {
 }
 
 export function registerImageCommands(program: Command, paths: () => Paths, setExit: (n: number) => void): void {
-  const pullCmd = (c: Command) =>
-    c
-      .description('pull an image from a registry (OCI distribution API)')
-      .argument('<image>', 'NAME[:TAG|@DIGEST], e.g. alpine, alpine:3.20, localhost:5000/app@sha256:…')
-      .option('--insecure-registry <host:port>', 'use plain http for this registry (repeatable; meant for loopback)', collect)
-      .option('--platform <os/arch>', 'the platform to pick from an image index (default: this host)')
-      .option('--config <file>', 'host-wide config: its "registry-mirrors" and "insecure-registries" (default /etc/tsrun/config.json, or $TSRUN_CONFIG)')
-      .option('-q, --quiet', 'no progress; print the image name')
-      .action(async (ref: string, o) => setExit(await pullVerb(ref, o, paths())));
   const imagesCmd = (c: Command) =>
     c
       .description('list the images in the store')
@@ -325,7 +283,7 @@ export function registerImageCommands(program: Command, paths: () => Paths, setE
     .description('remove a registry\'s credentials from ~/.docker/config.json or its credential helper')
     .argument('[server]', 'host[:port] (default: Docker Hub)')
     .action(async (server: string | undefined) => setExit(await logoutVerb(server)));
-  pullCmd(program.command('pull'));
+  addPullCommand(program.command('pull'), paths, setExit);
   tagCmd(program.command('tag'));
   imagesCmd(program.command('images'));
   rmiCmd(program.command('rmi'));
@@ -344,7 +302,7 @@ export function registerImageCommands(program: Command, paths: () => Paths, setE
     .action(async (o) => setExit(await pruneVerb(o, paths())));
   imagesCmd(image.command('ls'));
   rmiCmd(image.command('rm'));
-  pullCmd(image.command('pull'));
+  addPullCommand(image.command('pull'), paths, setExit);
   importCmd(image.command('import'));
   tagCmd(image.command('tag'));
 }

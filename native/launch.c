@@ -185,9 +185,10 @@ int main(int argc, char **argv) {
   const char *off = getenv("TSRUN_NO_SNAPSHOT");
   int k = 0;
   snprintf(blob, sizeof blob, "%s/dist/tsrun.blob", root);
-  /* `tsrun pull` starts from the plain bundle: a pull runs for seconds, and from the snapshot
-   * its peak RSS was ~12 MB higher (81 against 69 MB, docs/images.md "Memory of a pull": node
-   * keeps the 7 MB blob in memory, and more of the pull's buffers stay live), for 16 ms less
+  /* `tsrun pull` starts from a bundle of the pull verb alone (src/cli/pull-main.ts): a pull
+   * runs for seconds, and from the snapshot its peak RSS was ~12 MB higher (81 against 69 MB,
+   * docs/images.md "Memory of a pull": node keeps the 7 MB blob in memory, and more of the
+   * pull's buffers stay live), from the whole CLI's bundle ~6 MB higher, for 16 ms less
    * start-up. Only the verb in first place: global options before it keep the snapshot. */
   int plain = argc > 1 && strcmp(argv[1], "pull") == 0;
   if (!plain && !(off && *off && strcmp(off, "0") != 0) && stamp_fits(root, node, sizeof node) && blob_loads(root, node, blob)) {
@@ -199,7 +200,7 @@ int main(int argc, char **argv) {
     execv(node, args);
     /* the stamp fitted but node did not start: the plain bundle still can */
   }
-  snprintf(entry, sizeof entry, "%s/bin/tsrun-node.mjs", root);
+  snprintf(entry, sizeof entry, "%s/bin/%s", root, plain ? "tsrun-pull.mjs" : "tsrun-node.mjs");
   k = 0;
   args[k++] = "node";
   args[k++] = entry;

@@ -1,10 +1,12 @@
-// Bundles the CLI, twice:
+// Bundles the CLI, three times:
 //  - dist/tsrun.mjs, one ES module (bin/tsrun-node.mjs runs it). Node 20 loads an ES module
 //    graph file by file with asynchronous reads; one file cuts tens of ms of start-up.
 //  - dist/tsrun.blob, a V8 start-up snapshot of the same code (src/cli/snapshot.ts), built
 //    with this very node, and dist/tsrun.blob.stamp saying which node and which directory
 //    it fits. bin/tsrun (native/launch.c) starts node from the blob when the stamp fits:
 //    no parsing, compiling or evaluating ~500 KB of JavaScript on each call.
+//  - dist/tsrun-pull.mjs, the pull verb alone (src/cli/pull-main.ts), which bin/tsrun runs
+//    for `tsrun pull`.
 // The unbundled dist/src stays for the library API and the benchmarks.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
@@ -24,6 +26,19 @@ await build({
   target: 'node20',
   outfile: join(dist, 'tsrun.mjs'),
   // commander is CommonJS: give the bundle a require() of its own
+  banner: { js: "import { createRequire as __tsrunRequire } from 'node:module'; const require = __tsrunRequire(import.meta.url);" },
+  logLevel: 'warning',
+});
+
+// `tsrun pull` alone (src/cli/pull-main.ts): bin/tsrun runs it for a pull, whose peak memory
+// counts, so that it does not parse and evaluate the rest of the CLI.
+await build({
+  entryPoints: [join(root, 'src/cli/pull-main.ts')],
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outfile: join(dist, 'tsrun-pull.mjs'),
   banner: { js: "import { createRequire as __tsrunRequire } from 'node:module'; const require = __tsrunRequire(import.meta.url);" },
   logLevel: 'warning',
 });

@@ -209,7 +209,7 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
     }
   });
 
-  it('issue 16.3: the peak RSS of a pull of 60 MB of layers stays under 80 MB (it was 115–130 MB)', () => {
+  it('issue 16.3: the peak RSS of a pull of 60 MB of layers stays under 70 MB (it was 115–130 MB; 56 MB now)', () => {
     // six 10 MB layers of random bytes: nothing compresses, every byte goes through the
     // socket, the digest, the file, the inflater and the unpacked file
     const layers = Array.from({ length: 6 }, (_, i) => layerFromTar(rawTar([{ name: `big/${i}.bin`, body: randomBytes(10_000_000) }]), true, 1));
@@ -228,7 +228,8 @@ describeKernel('images: pull from a registry on 127.0.0.1', () => {
       const kb = Number(/maxrss-kb (\d+)/.exec(r.stderr)?.[1]);
       expect(kb).toBeGreaterThan(0);
       expect(readdirSync(join(own, 'images', 'layers')).filter((l) => !l.startsWith('.'))).toHaveLength(6);
-      expect(kb / 1024, `peak RSS ${(kb / 1024).toFixed(1)} MB`).toBeLessThan(80);
+      console.log(`tsrun pull of 6 incompressible 10 MB layers: peak RSS ${(kb / 1024).toFixed(1)} MB`);
+      expect(kb / 1024, `peak RSS ${(kb / 1024).toFixed(1)} MB`).toBeLessThan(70);
     } finally {
       rmSync(own, { recursive: true, force: true });
     }

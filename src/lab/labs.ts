@@ -421,8 +421,10 @@ const lab6: Lab = {
       const end = Date.now() + 8000;
       let running = false;
       const q = quiet();
+      // running, not only listed: `ps` lists a container still being created too, and a CLI
+      // killed then takes its half-made container with it (the lab failed so under load)
       while (!running && Date.now() < end) {
-        running = ctx.tsrun(q, ['ps']).stdout.includes(name);
+        running = ctx.tsrun(q, ['ps', '--filter', 'status=running', '--format', '{{.Names}}']).stdout.split('\n').includes(name);
         if (!running) await sleep(100);
       }
       return running;

@@ -63,6 +63,10 @@ static int tsrun_spawn_child(void *p) {
     hi[i] = fcntl(src[i], F_DUPFD_CLOEXEC, total + 10);
     if (hi[i] < 0) _exit(INIT_FAILED);
   }
+  /* The init's memfd too: tsrun-monitor receives its fds at low numbers (6 and up), which
+   * the targets reach once N >= 2, and a dup2 onto it would exec the wrong file. */
+  const int init_fd = fcntl(a->init_fd, F_DUPFD_CLOEXEC, total + 10);
+  if (init_fd < 0) _exit(INIT_FAILED);
   /* dup2 gives clean copies without close-on-exec (Node marks 0-2 CLOEXEC: trap 1). */
   for (int i = 0; i < total; i++)
     if (dup2(hi[i], i) < 0) _exit(INIT_FAILED);
@@ -92,7 +96,7 @@ static int tsrun_spawn_child(void *p) {
   else arg2[0] = (char)('0' + n);
   char *argv[] = {arg0, arg1, n ? arg2 : 0, 0};
   char *envp[] = {0};
-  syscall(SYS_execveat, a->init_fd, "", argv, envp, AT_EMPTY_PATH);
+  syscall(SYS_execveat, init_fd, "", argv, envp, AT_EMPTY_PATH);
   struct sync_msg m = {MSG_ERROR, INDEX_EXEC, errno, 0};
   ssize_t ignored = write(sync, &m, sizeof m);
   (void)ignored;

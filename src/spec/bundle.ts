@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { SpecError, UsageError } from '../errors.js';
 import { describeError } from '../kernel/errno.js';
 import type { Process, Spec } from './types.js';
@@ -202,7 +202,9 @@ export function loadBundle(dir: string): Bundle {
     throw new SpecError('config.json', `invalid JSON in ${path}: ${(e as Error).message}`, { cause: e });
   }
   const spec = validateSpecShape(json);
-  const rootfs = isAbsolute(spec.root.path) ? spec.root.path : join(dir, spec.root.path);
+  // absolute, whatever the bundle was named by: the init's cwd is tsrun's until it joins a
+  // mount namespace by path, and setns(2) then moves it to that namespace's root
+  const rootfs = isAbsolute(spec.root.path) ? spec.root.path : resolve(dir, spec.root.path);
   let st;
   try {
     st = statSync(rootfs);

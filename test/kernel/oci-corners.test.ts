@@ -231,6 +231,19 @@ describeKernel('OCI spec corners', () => {
       // root of the joined namespace with its own group and the default capabilities
       expect(out[5]).toMatch(/^Groups:\s+0\s*$/);
       expect(out[6]).toMatch(/^CapEff:\s+00000000a80425fb$/);
+      // the bundle named relative to the cwd, as `runc run` is usually called from the bundle
+      // directory: setns(2) into a mount namespace moves cwd to its root, so every path in the
+      // plan must be absolute. A holder of its own: the run above pivoted the holder's
+      // namespace into its rootfs for good (as runc would).
+      const br = probe('join-user-mnt-rel', []);
+      mkdirSync(join(br, 'rootfs', 'mnt'), { recursive: true });
+      const rpid = holder(join(br, 'rootfs'), owned);
+      const cfgr = JSON.parse(readFileSync(join(br, 'config.json'), 'utf8'));
+      cfgr.linux.namespaces = [{ type: 'pid' }, { type: 'mount', path: `/proc/${rpid}/ns/mnt` }, { type: 'user', path: `/proc/${rpid}/ns/user` }];
+      writeFileSync(join(br, 'config.json'), JSON.stringify(cfgr));
+      const rel = spawnSync(BIN, ['run', '--rm', '--bundle', '.'], { cwd: br, env: tsrunEnvVars(), encoding: 'utf8' });
+      expect(rel.stderr).toBe('');
+      expect(rel.stdout.trim().split('\n')[3]).toBe(`canary-${rpid}`);
       // mappings other than the joined namespace's are refused before anything is made, as runc does
       cfg.linux = { ...cfg.linux, uidMappings: [{ containerID: 0, hostID: 300000, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 200000, size: 65536 }] };
       writeFileSync(join(b, 'config.json'), JSON.stringify(cfg));

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -246,6 +246,7 @@ describe('the seccomp control', () => {
     writeFileSync(f, '{"defaultAction": ');
     expect(() => applySeccompSecurityOpt(baseSpec(), `seccomp=${f}`)).toThrow(new RegExp(`^--security-opt seccomp=${f}: ${f}: \\(json\\): invalid JSON`));
     expect(() => applySeccompSecurityOpt(baseSpec(), `seccomp=${dir}/missing.json`)).toThrow(/ENOENT/);
+    rmSync(dir, { recursive: true });
   });
   it('loads the filter last under no_new_privs, before the capability drop without it', () => {
     const s = baseSpec();

@@ -18,30 +18,24 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const root = realpathSync(join(dirname(fileURLToPath(import.meta.url)), '..'));
 const dist = join(root, 'dist');
 
-await build({
-  entryPoints: [join(root, 'src/cli/main.ts')],
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  outfile: join(dist, 'tsrun.mjs'),
-  // commander is CommonJS: give the bundle a require() of its own
-  banner: { js: "import { createRequire as __tsrunRequire } from 'node:module'; const require = __tsrunRequire(import.meta.url);" },
-  logLevel: 'warning',
-});
+/** One ES module of `entry` and all it imports, at dist/`out`. */
+const esmBundle = (entry, out) =>
+  build({
+    entryPoints: [join(root, entry)],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile: join(dist, out),
+    // commander is CommonJS: give the bundle a require() of its own
+    banner: { js: "import { createRequire as __tsrunRequire } from 'node:module'; const require = __tsrunRequire(import.meta.url);" },
+    logLevel: 'warning',
+  });
 
+await esmBundle('src/cli/main.ts', 'tsrun.mjs');
 // `tsrun pull` alone (src/cli/pull-main.ts): bin/tsrun runs it for a pull, whose peak memory
 // counts, so that it does not parse and evaluate the rest of the CLI.
-await build({
-  entryPoints: [join(root, 'src/cli/pull-main.ts')],
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  outfile: join(dist, 'tsrun-pull.mjs'),
-  banner: { js: "import { createRequire as __tsrunRequire } from 'node:module'; const require = __tsrunRequire(import.meta.url);" },
-  logLevel: 'warning',
-});
+await esmBundle('src/cli/pull-main.ts', 'tsrun-pull.mjs');
 
 // The snapshot builder runs one CommonJS script. import.meta.url has no meaning there: it
 // becomes the ES bundle's URL, which the project's files are found from (the stamp ties the

@@ -8,9 +8,12 @@ import { afterAll, expect, it } from 'vitest';
 import { BIN, describeKernel, leaks, probe, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
 
 /** The container's directory in hierarchy `ctrl`, from the kernel (/proc/PID/cgroup), not from tsrun's state. */
-function cgroupFile(pid: number, ctrl: string, file: string): string {
+function cgroupDir(pid: number, ctrl: string): string {
   const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.split(':')[1]!.split(',').includes(ctrl))!;
-  return readFileSync(`/sys/fs/cgroup/${ctrl}${line.split(':')[2]}/${file}`, 'utf8').trim();
+  return `/sys/fs/cgroup/${ctrl}${line.split(':')[2]}`;
+}
+function cgroupFile(pid: number, ctrl: string, file: string): string {
+  return readFileSync(join(cgroupDir(pid, ctrl), file), 'utf8').trim();
 }
 
 describeKernel('runc CLI verbs engines call', () => {
@@ -202,14 +205,15 @@ describeKernel('runc CLI verbs engines call', () => {
     // streaming: a stats event each interval and one oom event per OOM kill, until the container stops
     const o = tsrun(['run', '-d', '--name', 'cli-ev-oom', '--memory', '16m', '--memory-swap', '16m', 'busybox', 'sh', '-c', 'sleep 1; head -c 100m /dev/zero | tail; sleep 60']);
     expect(o.code).toBe(0);
+    // its memory cgroup, read while sh sleeps: the OOM killer may end sh too, and the dir stays until rm
+    const oomControl = join(cgroupDir(JSON.parse(tsrun(['state', 'cli-ev-oom']).stdout).pid as number, 'memory'), 'memory.oom_control');
     const stream = spawn(BIN, ['events', '--interval', '300ms', 'cli-ev-oom'], { env: tsrunEnvVars(), stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     stream.stdout.on('data', (d: Buffer) => (text += d.toString()));
     const done = new Promise<number | null>((res) => stream.on('exit', (c) => res(c)));
     for (let i = 0; i < 100 && !text.includes('"type":"oom"'); i++) await new Promise((res) => setTimeout(res, 100));
     // the kernel's count: the OOM killer may end more than one process (head and tail both)
-    const oomPid = JSON.parse(tsrun(['state', 'cli-ev-oom']).stdout).pid as number;
-    const kills = Number(/^oom_kill (\d+)$/m.exec(cgroupFile(oomPid, 'memory', 'memory.oom_control'))?.[1]);
+    const kills = Number(/^oom_kill (\d+)$/m.exec(readFileSync(oomControl, 'utf8'))?.[1]);
     expect(tsrun(['rm', '-f', 'cli-ev-oom']).code).toBe(0);
     const code = await Promise.race([done, new Promise((res) => setTimeout(() => res('still running'), 5000))]);
     expect(code).toBe(0);

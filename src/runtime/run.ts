@@ -380,8 +380,10 @@ function relayPty(master: number, interactive: boolean, kernel: Kernel): { done(
         if (stdinTty) process.stdin.setRawMode(false);
         process.stdin.pause();
       }
+      // destroy() closes the master itself (autoClose only governs the end of the data), and
+      // only once any read in flight on the threadpool is done: a close of our own as well
+      // closed the number a second time, by then often another file's, the container's lock
       out.destroy();
-      kernel.close(master);
     },
   };
 }

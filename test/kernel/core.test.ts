@@ -137,13 +137,31 @@ describeKernel('core runtime on the real kernel', () => {
     // script(1) gives tsrun a terminal, as a user's shell would
     const cmd = `${BIN} run --rm -t busybox sh -c 'tty; [ -t 0 ] && [ -t 1 ] && echo isatty; echo $TERM; ls -l /proc/self/fd/0'`;
     const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: tsrunEnvVars(), timeout: 20_000 });
-    expect(r.status).toBe(0);
+    // through the pty, tsrun's stderr is in stdout: the message says why if it fails
+    expect(r.status, r.stdout).toBe(0);
     const lines = r.stdout.replace(/\r/g, '').split('\n');
     expect(lines[0]).toBe('/dev/pts/0');
     expect(lines[1]).toBe('isatty');
     expect(lines[2]).toBe('xterm');
     expect(lines[3]).toMatch(/-> \/dev\/pts\/0$/);
   });
+
+  it('-t, 3 × 8 runs side by side: each ends with its command\'s status (the pty master was closed twice, the second time another fd: the container\'s lock)', async () => {
+    const one = () =>
+      new Promise<{ code: number | null; out: string }>((res) => {
+        const c = spawn('script', ['-qec', `${BIN} run --rm -t busybox sh -c 'tty; exit 3'`, '/dev/null'], { env: tsrunEnvVars(), stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        c.stdout.on('data', (d) => (out += String(d)));
+        c.on('close', (code) => res({ code, out: out.replace(/\r/g, '') }));
+      });
+    const loop = async () => {
+      const got: { code: number | null; out: string }[] = [];
+      for (let i = 0; i < 8; i++) got.push(await one());
+      return got;
+    };
+    const all = (await Promise.all([loop(), loop(), loop()])).flat();
+    expect(all.filter((r) => r.code !== 3 || r.out !== '/dev/pts/0\n')).toEqual([]);
+  }, 120_000);
 
   it('-it: keystrokes reach the shell, Ctrl-C interrupts its foreground job, exit ends it', async () => {
     // script(1) is the user's terminal; we type into it over time

@@ -3,12 +3,12 @@
 // cgroup that already holds someone else's processes (canaries here); two state roots may
 // reuse a container id; `stats` must not reach across roots.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
 import { hostLayout } from '../../src/controls/cgroups/mode.js';
-import { BIN, describeKernel, leaks, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
+import { BIN, describeKernel, leaks, probeBundle, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
 
 const CANARY = `/tsrun-test-canary-${process.pid}`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -21,20 +21,7 @@ const canaryDirs = (): string[] => hierarchies().map((h) => join(h.mountPoint, C
 
 /** A bundle of the probe image (busybox + /probe) running `args`. */
 function bundle(args: string[], linux: Record<string, unknown> = {}): string {
-  const e = testEnv();
-  const dir = mkdtempSync(join(tmpdir(), 'tsrun-cgown-'));
-  cpSync(e.rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
-  writeFileSync(
-    join(dir, 'config.json'),
-    JSON.stringify({
-      ociVersion: '1.2.0',
-      process: { args, cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin:/usr/bin'] },
-      root: { path: 'rootfs' },
-      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
-      linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }, { type: 'network' }], ...linux },
-    }),
-  );
-  return dir;
+  return probeBundle(mkdtempSync(join(tmpdir(), 'tsrun-cgown-')), args, { linux });
 }
 
 /** The state of a pid from /proc (Z = killed and not yet reaped), or undefined when gone. */

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { defaultCgroupParent } from '../../src/controls/cgroups/manager.js';
@@ -104,4 +104,26 @@ export function leaks(): string[] {
 
 export function hostNs(name: string): string {
   return spawnSync('readlink', [`/proc/self/ns/${name}`], { encoding: 'utf8' }).stdout.trim();
+}
+
+/**
+ * An OCI bundle at `dir` (made if missing): a copy of the probe image's root (busybox and
+ * /probe) and a config.json running `args` as root with /proc mounted (or `o.mounts`), the
+ * five usual namespaces with `o.linux` merged over them, and `o.config` fields at top level.
+ */
+export function probeBundle(dir: string, args: string[], o: { linux?: Record<string, unknown>; mounts?: unknown[]; config?: Record<string, unknown> } = {}): string {
+  mkdirSync(dir, { recursive: true });
+  cpSync(testEnv().rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+  writeFileSync(
+    join(dir, 'config.json'),
+    JSON.stringify({
+      ociVersion: '1.2.0',
+      process: { args, cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin:/usr/bin'] },
+      root: { path: 'rootfs' },
+      mounts: o.mounts ?? [{ destination: '/proc', type: 'proc', source: 'proc' }],
+      ...o.config,
+      linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }, { type: 'network' }], ...o.linux },
+    }),
+  );
+  return dir;
 }

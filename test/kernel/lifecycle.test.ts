@@ -1,9 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, expect, it } from 'vitest';
-import { BIN, describeKernel, leaks, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
+import { BIN, describeKernel, leaks, probeBundle, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
 import { until } from '../until.js';
 
 function state(id: string): { status: string; pid: number } {
@@ -13,21 +13,7 @@ function state(id: string): { status: string; pid: number } {
 }
 
 function bundle(args: string[]): string {
-  const e = testEnv();
-  const dir = mkdtempSync(join(tmpdir(), 'tsrun-oci-'));
-  cpSync(e.rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
-  writeFileSync(
-    join(dir, 'config.json'),
-    JSON.stringify({
-      ociVersion: '1.2.0',
-      process: { args, cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin:/usr/bin'] },
-      root: { path: 'rootfs' },
-      hostname: 'oci',
-      mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
-      linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }, { type: 'network' }] },
-    }),
-  );
-  return dir;
+  return probeBundle(mkdtempSync(join(tmpdir(), 'tsrun-oci-')), args, { config: { hostname: 'oci' } });
 }
 
 describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () => {

@@ -2,11 +2,11 @@
 // exactly as written (mode without the umask, FIFOs, owners), a spec without a namespaces
 // list or without a mount namespace, hugetlb limits on a hybrid host.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BIN, describeKernel, hostNs, leaks, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
+import { BIN, describeKernel, hostNs, leaks, probeBundle, testEnv, tsrun, tsrunEnvVars } from './helpers.js';
 
 let base = '';
 
@@ -19,19 +19,7 @@ const STD_MOUNTS = [
 export function bundle(name: string, args: string[], linux: Record<string, unknown>, extra: Record<string, unknown> = {}): string {
   const dir = join(base, name);
   mkdirSync(dir);
-  cpSync(testEnv().rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
-  writeFileSync(
-    join(dir, 'config.json'),
-    JSON.stringify({
-      ociVersion: '1.2.0',
-      process: { args, cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin:/usr/bin'] },
-      root: { path: 'rootfs' },
-      mounts: STD_MOUNTS,
-      ...extra,
-      linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }, { type: 'network' }], ...linux },
-    }),
-  );
-  return dir;
+  return probeBundle(dir, args, { linux, mounts: STD_MOUNTS, config: extra });
 }
 
 describeKernel('OCI spec corners', () => {

@@ -3,11 +3,11 @@
 // container's copy of the bundle's mount is a peer of the host's: the test reproduces that
 // on a directory of its own, bind-mounted onto itself and made shared.
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeKernel, leaks, testEnv, tsrun } from './helpers.js';
+import { describeKernel, leaks, probeBundle, testEnv, tsrun } from './helpers.js';
 
 const VALUES = ['shared', 'rshared', 'slave', 'rslave', 'private', 'rprivate', 'unbindable', 'runbindable'];
 
@@ -18,28 +18,18 @@ const hostMounts = (): string[] => readFileSync('/proc/self/mountinfo', 'utf8').
 function bundle(name: string, args: string[], linux: Record<string, unknown>, extraMounts: Record<string, unknown>[] = []): string {
   const dir = join(base, name);
   mkdirSync(dir);
-  cpSync(testEnv().rootfs.probe, join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
   mkdirSync(join(dir, 'vol'));
-  writeFileSync(
-    join(dir, 'config.json'),
-    JSON.stringify({
-      ociVersion: '1.2.0',
-      process: { args, cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/bin:/usr/bin'] },
-      root: { path: 'rootfs' },
-      mounts: [
-        { destination: '/proc', type: 'proc', source: 'proc' },
-        { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-        { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
-        { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-        { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-        { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev'] },
-        { destination: '/mnt', type: 'bind', source: join(dir, 'vol'), options: ['rbind', 'rw'] },
-        ...extraMounts,
-      ],
-      linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }, { type: 'ipc' }, { type: 'network' }], ...linux },
-    }),
-  );
-  return dir;
+  const mounts = [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev'] },
+    { destination: '/mnt', type: 'bind', source: join(dir, 'vol'), options: ['rbind', 'rw'] },
+    ...extraMounts,
+  ];
+  return probeBundle(dir, args, { linux, mounts });
 }
 
 /** The optional fields (shared:N, master:N, unbindable) of the mount at `/` in a mountinfo text. */

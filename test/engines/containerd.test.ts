@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeEngine, mountsUnder, ociArchive, ok, processesMentioning, restoreHost, run, sandbox, snapshotHost, unmountAll, type HostSnapshot, type Sandbox } from './helpers.js';
+import { describeEngine, type HostSnapshot, leftovers, ociArchive, ok, run, sandbox, type Sandbox, snapshotHost, stopDaemon } from './helpers.js';
 import { until } from '../until.js';
 
 // containerd 1.6 → containerd-shim-runc-v2 → tsrun, as `ctr run --runc-binary /path/to/tsrun`.
@@ -81,18 +81,10 @@ describeEngine('containerd drives tsrun (ctr run --runc-binary tsrun)', ['contai
     if (daemon && daemon.exitCode === null) {
       for (const id of ctr(['task', 'ls', '-q']).stdout.split('\n').filter(Boolean)) ctr(['task', 'rm', '-f', id]);
       for (const id of ctr(['container', 'ls', '-q']).stdout.split('\n').filter(Boolean)) ctr(['container', 'rm', id]);
-      const exited = new Promise((r) => daemon!.once('exit', r));
-      daemon.kill('SIGTERM');
-      const timer = setTimeout(() => daemon!.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
+      await stopDaemon(daemon, 10_000);
     }
     const leftContainers = existsSync(join(runcRoot, 'default')) ? readdirSync(join(runcRoot, 'default')).filter((d) => !d.endsWith('.lock')) : [];
-    const leftProcs = processesMentioning(sb.dir);
-    const leftMounts = unmountAll(sb.dir);
-    const leftHost = restoreHost(before, CGROUPS);
-    if (mountsUnder(sb.dir).length === 0) rmSync(sb.dir, { recursive: true, force: true });
-    expect({ leftContainers, leftProcs, leftMounts, leftHost }).toEqual({ leftContainers: [], leftProcs: [], leftMounts: [], leftHost: [] });
+    expect({ leftContainers, ...leftovers(sb, before, CGROUPS) }).toEqual({ leftContainers: [], leftProcs: [], leftMounts: [], leftHost: [] });
   }, 60_000);
 
   it('ctr run --rm IMAGE ID echo hi: the runc shim runs tsrun create, start, delete', () => {

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { testEnv } from '../kernel/helpers.js';
-import { BIN, describeEngine, mountsUnder, ok, processesMentioning, restoreHost, run, sandbox, snapshotHost, unmountAll, type HostSnapshot, type Sandbox } from './helpers.js';
+import { BIN, describeEngine, type HostSnapshot, leftovers, ok, run, sandbox, type Sandbox, snapshotHost, stopDaemon } from './helpers.js';
 import { until } from '../until.js';
 
 // Docker 20.10 (Debian's docker.io) → its managed containerd 1.6 → containerd-shim-runc-v2 →
@@ -137,18 +137,10 @@ describeEngine('docker drives tsrun (daemon.json runtimes, docker run --runtime 
     if (daemon && daemon.exitCode === null) {
       const ids = docker(['ps', '-aq']).stdout.split('\n').filter(Boolean);
       if (ids.length) docker(['rm', '-f', ...ids]);
-      const exited = new Promise((r) => daemon!.once('exit', r));
-      daemon.kill('SIGTERM');
-      const timer = setTimeout(() => daemon!.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
+      await stopDaemon(daemon, 15_000);
     }
     const leftContainers = existsSync(stateRoot()) ? readdirSync(stateRoot()).filter((d) => /^[0-9a-f]{64}$/.test(d)) : [];
-    const leftProcs = processesMentioning(sb.dir);
-    const leftMounts = unmountAll(sb.dir);
-    const leftHost = restoreHost(before, CGROUPS);
-    if (mountsUnder(sb.dir).length === 0) rmSync(sb.dir, { recursive: true, force: true });
-    expect({ leftContainers, leftProcs, leftMounts, leftHost }).toEqual({ leftContainers: [], leftProcs: [], leftMounts: [], leftHost: [] });
+    expect({ leftContainers, ...leftovers(sb, before, CGROUPS) }).toEqual({ leftContainers: [], leftProcs: [], leftMounts: [], leftHost: [] });
   }, 60_000);
 
   it('is Debian\'s docker.io 20.10, client and daemon, with tsrun registered', () => {

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -264,4 +264,27 @@ export function ociArchive(rootfs: string, work: string, cmd: string[] = ['sh'])
   const archive = join(work, 'image.oci.tar');
   execFileSync('tar', ['-C', layout, '-cf', archive, '.']);
   return archive;
+}
+
+/** SIGTERM to a daemon this test started (by its pid), SIGKILL after `graceMs`; resolves once it exited. */
+export async function stopDaemon(daemon: ChildProcess, graceMs: number): Promise<void> {
+  if (daemon.exitCode !== null || daemon.signalCode !== null) return;
+  const exited = new Promise((r) => daemon.once('exit', r));
+  daemon.kill('SIGTERM');
+  const timer = setTimeout(() => daemon.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * What an engine test left on the host: processes naming its sandbox, mounts under it
+ * (unmounted now), cgroups and paths that were not there before (removed now). The sandbox
+ * directory goes when nothing is mounted under it any more.
+ */
+export function leftovers(sb: Sandbox, before: HostSnapshot, cgroupNames: string[]): { leftProcs: string[]; leftMounts: string[]; leftHost: string[] } {
+  const leftProcs = processesMentioning(sb.dir);
+  const leftMounts = unmountAll(sb.dir);
+  const leftHost = restoreHost(before, cgroupNames);
+  if (mountsUnder(sb.dir).length === 0) rmSync(sb.dir, { recursive: true, force: true });
+  return { leftProcs, leftMounts, leftHost };
 }

@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/kernel/native.js';
-import { layerFromDir, push, startRegistry, writeLayout } from '../test/registry/harness.js';
+import { benchLayer, push, startRegistry, writeLayout } from '../test/registry/harness.js';
 import { median, ratio, timeAndPeak } from './util.js';
 
 // Issue 7's benchmark: pull + unpack of a ~100 MB, 5-layer image from a local registry
@@ -12,34 +11,19 @@ import { median, ratio, timeAndPeak } from './util.js';
 // once) against `skopeo copy` to an OCI layout followed by `umoci unpack` of it, the usual
 // pair of tools for the same job without a daemon. Each run starts from empty directories.
 
-/** A layer of `mb` MB: half incompressible (binaries), half many small text files (sources). */
-function buildLayer(root: string, i: number, mb: number): string {
-  const dir = join(root, `layer${i}`);
-  mkdirSync(join(dir, `opt/l${i}/bin`), { recursive: true });
-  writeFileSync(join(dir, `opt/l${i}/bin/blob`), randomBytes((mb / 2) * 1e6));
-  const text = 'the quick brown fox jumps over the lazy dog\n'.repeat(100); // 4.4 kB
-  const files = Math.round(((mb / 2) * 1e6) / text.length);
-  for (let d = 0; d * 100 < files; d++) {
-    mkdirSync(join(dir, `opt/l${i}/src/d${d}`), { recursive: true });
-    for (let f = d * 100; f < Math.min(files, (d + 1) * 100); f++) writeFileSync(join(dir, `opt/l${i}/src/d${d}/f${f}.txt`), `${f}\n${text}`);
-  }
-  return dir;
-}
-
 export async function benchPull(n: number): Promise<string> {
   for (const tool of ['docker-registry', 'skopeo', 'umoci']) execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   const base = mkdtempSync(join(tmpdir(), 'tsrun-bench-pull-'));
   const reg = await startRegistry();
   try {
     const t0 = Date.now();
-    const layers = Array.from({ length: 5 }, (_, i) => layerFromDir(buildLayer(join(base, 'src'), i, 20), true, 1));
+    const layers = Array.from({ length: 5 }, (_, i) => benchLayer(join(base, 'src'), i, 20));
     if (process.env.BENCH_VERBOSE) process.stderr.write(`built in ${Date.now() - t0} ms\n`);
     const total = layers.reduce((s, l) => s + l.blob.length, 0);
     writeLayout(join(base, 'layout'), 'v1', [{ layers, config: { Cmd: ['sh'] } }]);
     const ref = `${reg.host}/bench/img:v1`;
     push(join(base, 'layout'), 'v1', ref);
     if (process.env.BENCH_VERBOSE) process.stderr.write(`pushed at ${Date.now() - t0} ms\n`);
-    rmSync(join(base, 'src'), { recursive: true, force: true });
     const bin = join(PROJECT_ROOT, 'bin', 'tsrun');
     const tsrunMs: number[] = [];
     const peerMs: number[] = [];

@@ -190,6 +190,26 @@ export function layerFromDir(dir: string, gzip = true, level = 6): BuiltLayer {
   return layerFromTar(tar, gzip, level);
 }
 
+/**
+ * The benchmark's layer (bench/pull.ts, issue 7): `mb` MB, half one file of random bytes
+ * (binaries: nothing compresses), half small text files of 4.4 kB (sources: ~2,300 per
+ * 10 MB), gzipped at level 1. Five of them are "the 106 MB image" of issue 16.3.
+ */
+export function benchLayer(root: string, i: number, mb: number): BuiltLayer {
+  const dir = join(root, `layer${i}`);
+  mkdirSync(join(dir, `opt/l${i}/bin`), { recursive: true });
+  writeFileSync(join(dir, `opt/l${i}/bin/blob`), randomBytes((mb / 2) * 1e6));
+  const text = 'the quick brown fox jumps over the lazy dog\n'.repeat(100);
+  const files = Math.round(((mb / 2) * 1e6) / text.length);
+  for (let d = 0; d * 100 < files; d++) {
+    mkdirSync(join(dir, `opt/l${i}/src/d${d}`), { recursive: true });
+    for (let f = d * 100; f < Math.min(files, (d + 1) * 100); f++) writeFileSync(join(dir, `opt/l${i}/src/d${d}/f${f}.txt`), `${f}\n${text}`);
+  }
+  const layer = layerFromDir(dir, true, 1);
+  rmSync(dir, { recursive: true, force: true });
+  return layer;
+}
+
 export interface RawEntry {
   name: string;
   type?: 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'fifo';

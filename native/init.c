@@ -244,6 +244,18 @@ static int mkfile(const char *path, mode_t mode) {
   }
   const char *base;
   int dfd = open_parent(path, &base);
+  if (dfd < 0 && errno == ENOENT) {
+    /* an image with no /etc (FROM scratch: one static binary, as docker's hello-world)
+     * still gets /etc/hostname, /etc/hosts, /etc/resolv.conf: make the directory, 0755 as
+     * runc does for a mount's parents, each component confined to the root as above */
+    char dir[4096];
+    size_t n = (size_t)(strrchr(path, '/') - path);
+    if (n >= sizeof dir) return errno = ENAMETOOLONG, -1;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    if (mkdir_p(dir, 0755) < 0) return -1;
+    dfd = open_parent(path, &base);
+  }
   if (dfd < 0) return -1;
   fd = openat(dfd, base, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
   int e = errno;

@@ -78,7 +78,7 @@ export function mkdir(path: string, mode = 0o755): ChildOp {
 }
 
 export function mkfile(path: string, mode = 0o644): ChildOp {
-  return { op: 'MKFILE', ints: [int(mode)], strs: [path], text: `open(${q(path)}, O_CREAT) (bind-mount target)` };
+  return { op: 'MKFILE', ints: [int(mode)], strs: [path], text: `open(${q(path)}, O_CREAT) (bind-mount target; missing parent directories made 0755 first)` };
 }
 
 export function symlink(target: string, linkpath: string): ChildOp {

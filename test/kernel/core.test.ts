@@ -79,6 +79,29 @@ describeKernel('core runtime on the real kernel', () => {
     expect(r.stdout).toBe('box\n127.0.1.1\tbox\n');
   });
 
+  it('runs an image of one static binary and nothing else (FROM scratch, as hello-world): the mount targets it lacks are made', () => {
+    // no /etc, /proc, /dev or /sys in the image: the bind targets /etc/hostname, /etc/hosts
+    // and /etc/resolv.conf need their directory made first, in the container's own layer
+    const dir = mkdtempSync(join(testEnv().base, 'scratch-'));
+    const name = `scratch-${process.pid}:1`;
+    try {
+      cpSync(join(testEnv().rootfs.probe, 'probe'), join(dir, 'root', 'probe'));
+      expect(tsrun(['import', join(dir, 'root'), name]).code).toBe(0);
+      for (const flags of [[], ['--read-only']]) {
+        const r = tsrun(['run', '--rm', ...flags, '--hostname', 'bare', name, '/probe', 'info']);
+        expect(r.stderr, flags.join(' ')).toBe('');
+        expect(r.code).toBe(0);
+        const info = JSON.parse(r.stdout.split('\n')[0]!);
+        expect(info.hostname).toBe('bare');
+        const paths = info.mounts.map((m: any) => m.path);
+        for (const p of ['/', '/proc', '/dev', '/sys', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf']) expect(paths, p).toContain(p);
+      }
+    } finally {
+      tsrun(['rmi', name]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('keeps the image unchanged: writes go to a per-container layer removed with it', () => {
     const e = testEnv();
     const r = tsrun(['run', '--rm', 'busybox', 'sh', '-c', 'echo x > /etc/written && rm /bin/ls && echo done']);

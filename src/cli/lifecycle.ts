@@ -390,7 +390,8 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
       if (!Number.isFinite(t) || t < 0) throw new UsageError(`--time ${JSON.stringify(o.time)}: a number of seconds`);
       await eachGiven(ids, setExit, async (id) => {
         const s = resolve(paths(), id);
-        if (statusOf(s) === 'stopped') throw new StateError(`container ${s.name ?? s.id.slice(0, 12)} is not running`);
+        // as docker's: stopping a stopped container is not an error (its name is printed)
+        if (statusOf(s) === 'stopped') return void (await removeOrphans(paths(), s.id));
         await killContainer(paths(), s.id, 'SIGTERM', false);
         if (!(await waitGone(s, t * 1000))) {
           await killContainer(paths(), s.id, 'SIGKILL', true).catch(() => undefined);

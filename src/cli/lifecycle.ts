@@ -20,6 +20,7 @@ import type { Paths } from '../runtime/paths.js';
 import { ellipsis, formatRows, goTime, humanDuration, row } from './format.js';
 import { FILTER_KEYS, impliesAll, matches, parseFilters } from './ps-filter.js';
 import { labelsOf } from './flags.js';
+import { isBind } from '../controls/mounts.js';
 import { IMAGE_ANNOTATION, imageInspectDoc, printInspect, storeOf } from './image.js';
 import { findEntry, isAlive, listEntries, monitorGone, statusOf, type ContainerState, type Entry } from '../runtime/state.js';
 
@@ -210,10 +211,20 @@ export function psRow(e: Entry, d: ReturnType<typeof describeEntry>, trunc: bool
     Size: '0B',
     Labels: Object.keys(labels).sort().map((k) => `${k}=${labels[k]}`).join(','),
     Label: (k: unknown) => labels[String(k)] ?? '',
-    Mounts: '',
+    Mounts: s ? userBinds(s).map((src) => (trunc ? ellipsis(src, 15) : src)).join(',') : '',
     Networks: network,
     LocalVolumes: '0',
   });
+}
+
+/**
+ * docker's MOUNTS column lists a container's volumes and bind mounts by name or host path;
+ * tsrun has no named volumes, so: the binds whose source is not a file tsrun generated in the
+ * container's own directory (/etc/hostname, /etc/hosts, /etc/resolv.conf).
+ */
+function userBinds(s: ContainerState): string[] {
+  const own = `${s.containerDir}/`;
+  return (s.config.mounts ?? []).filter((m) => isBind(m) && m.source && !m.source.startsWith(own)).map((m) => m.source!);
 }
 
 const PS_HEADERS = {

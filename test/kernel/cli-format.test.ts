@@ -37,7 +37,8 @@ describeKernel('docker CLI conventions: ps/images/inspect/stats --format, ps --f
   beforeAll(() => {
     dir = join(testEnv().base, `cli-format-${process.pid}`);
     mkdirSync(dir, { recursive: true });
-    one = ok('run', '-d', '--name', 'one', '-l', 'app=web', '-l', 'tier=front', 'busybox', 'sleep', '300').trim();
+    mkdirSync(join(dir, 'volume-of-one'));
+    one = ok('run', '-d', '--name', 'one', '-l', 'app=web', '-l', 'tier=front', '-v', `${join(dir, 'volume-of-one')}:/data:ro`, 'busybox', 'sleep', '300').trim();
     two = ok('run', '-d', '--name', 'two', '--label', 'app=db', 'busybox', 'sleep', '300').trim();
     expect(cli('run', '--name', 'three', 'busybox', 'sh', '-c', 'exit 3').code).toBe(3);
     three = JSON.parse(ok('ps', '-a', '--format', 'json')).find((c: { name: string }) => c.name === 'three').id;
@@ -109,6 +110,11 @@ describeKernel('docker CLI conventions: ps/images/inspect/stats --format, ps --f
       expect(ok('ps', '--format', '{{.ID}} {{.Names}} {{.Image}} {{.State}} {{.Command}}')).toBe(`${two.slice(0, 12)} two busybox running "sleep 300"\n${one.slice(0, 12)} one busybox running "sleep 300"\n`);
       expect(ok('ps', '-a', '-f', 'name=three', '--format', '{{.Status}}')).toMatch(/^Exited \(3\) (Less than a second|\d+ seconds?) ago\n$/);
       expect(ok('ps', '-f', 'name=one', '--format', '{{.Labels}}|{{.Label "tier"}}|{{.Networks}}')).toBe('app=web,tier=front|front|none\n');
+      // MOUNTS: the host path of each -v (cut to 15 characters as docker's unless --no-trunc),
+      // not the /etc files tsrun binds in; LocalVolumes counts named volumes, which tsrun has not
+      const vol = join(dir, 'volume-of-one');
+      expect(ok('ps', '--format', '{{.Names}}:{{.Mounts}}:{{.LocalVolumes}}')).toBe(`two::0\none:${[...vol].slice(0, 14).join('')}…:0\n`);
+      expect(ok('ps', '--no-trunc', '-f', 'name=one', '--format', '{{.Mounts}}')).toBe(`${vol}\n`);
       expect(ok('ps', '-f', 'name=one', '--format', '{{.CreatedAt}}')).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC\n$/);
       const table = ok('ps', '--format', 'table {{.ID}}\\t{{.Names}}\\t{{.Status}}');
       expect(lines(table)[0]).toBe('CONTAINER ID   NAMES     STATUS');

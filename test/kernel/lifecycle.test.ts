@@ -48,6 +48,25 @@ describeKernel('container lifecycle: detached, OCI verbs, exec, robustness', () 
     expect(tsrun(['ps', '-a', '--format', 'json']).stdout.trim()).toBe('[]');
   });
 
+  it('run without --name gets a generated name, as docker run: ps shows it, stop, logs and rm take it', async () => {
+    const id = tsrun(['run', '-d', 'busybox', 'sh', '-c', 'echo up; exec sleep 300']).stdout.trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const name = tsrun(['ps', '--format', '{{.Names}}']).stdout.trim();
+    expect(name).toMatch(/^[a-z]+_[a-z_]+[0-9]?$/);
+    expect(tsrun(['inspect', '-f', '{{.Id}}', name]).stdout.trim()).toBe(id);
+    await until(() => tsrun(['logs', name]).stdout === 'up\n');
+    expect(tsrun(['stop', '-t', '0', name])).toMatchObject({ code: 0, stdout: `${name}\n` });
+    // a foreground run is named too, and a second container does not get the first one's name
+    const r = tsrun(['run', 'busybox', 'true']);
+    expect(r.code).toBe(0);
+    const names = tsrun(['ps', '-a', '--format', '{{.Names}}']).stdout.trim().split('\n');
+    expect(names).toHaveLength(2);
+    expect(names[1]).toBe(name);
+    expect(names[0]).toMatch(/^[a-z]+_[a-z_]+[0-9]?$/);
+    expect(names[0]).not.toBe(name);
+    expect(tsrun(['rm', ...names])).toMatchObject({ code: 0, stdout: `${names.join('\n')}\n` });
+  });
+
   it('run -d --rm: the container, its state and its layer are removed when it exits', async () => {
     const r = tsrun(['run', '-d', '--rm', '--name', 'brief', 'busybox', 'sleep', '0.3']);
     expect(r.stderr).toBe('');

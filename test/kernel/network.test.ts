@@ -92,7 +92,8 @@ describeKernel('bridge networks (CNI) and icc=false', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/eth0\s+inet 10\.77\.201\.77\/24 /);
-    expect(r.stdout).toMatch(/^10\.77\.201\.77\tbee [0-9a-f]{12}$/m);
+    // hostname, the name run generated (docker's adjective_surname), short id
+    expect(r.stdout).toMatch(/^10\.77\.201\.77\tbee [a-z]+_[a-z_]+[0-9]? [0-9a-f]{12}$/m);
     expect(r.stdout).toMatch(/^default via 10\.77\.201\.1 dev eth0/m); // not --internal: a route out (docs/networks.md)
     expect(r.stdout).toContain('reached\n');
   });
@@ -201,7 +202,7 @@ describeKernel('bridge networks (CNI) and icc=false', () => {
     const net = inspect(OFF);
     const busy = tsrun(['network', 'rm', OFF]);
     expect(busy.code).toBe(125);
-    expect(busy.stderr).toMatch(new RegExp(`^tsrun: network ${OFF} is in use by container [0-9a-f]{12}: stop or remove it first`));
+    expect(busy.stderr).toMatch(new RegExp(`^tsrun: network ${OFF} is in use by container [a-z]+_[a-z_]+[0-9]?: stop or remove it first`)); // its generated name
     expect(existsSync(`/sys/class/net/${net.bridge}`)).toBe(true);
     // a stopped container (run without --rm) does not hold its network: its address is back
     const kept = `${tag}-kept`;

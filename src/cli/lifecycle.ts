@@ -314,10 +314,12 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
       const filters = parseFilters(o.filter);
       const all = o.all || impliesAll(filters);
       const ancestor = ancestorMatcher(paths());
+      // before=/since= name containers: one that does not exist is an error, as docker's
+      const refs = new Map([...(filters.get('before') ?? []), ...(filters.get('since') ?? [])].map((r) => [r, resolve(paths(), r).created]));
       const listed = listEntries(paths())
         .map((e) => ({ e, d: describeEntry(paths(), e) }))
         .filter(({ d }) => all || d.status !== 'stopped')
-        .filter(({ e, d }) => matches(filters, { id: d.id, name: d.name, state: dockerState(d.status), labels: labelsOf(entryAnnotations(e)), exitCode: d.exitCode, ancestor: (v) => ancestor(e, v) }))
+        .filter(({ e, d }) => matches(filters, { id: d.id, name: d.name, state: dockerState(d.status), labels: labelsOf(entryAnnotations(e)), exitCode: d.exitCode, ancestor: (v) => ancestor(e, v), created: d.created, createdOf: (r) => refs.get(r)! }))
         .sort((a, b) => b.d.created.localeCompare(a.d.created));
       const rows = listed.map(({ d }) => d);
       if (o.quiet) return void out(rows.map((d) => `${o.trunc ? d.id.slice(0, 12) : d.id}\n`).join(''));

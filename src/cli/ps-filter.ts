@@ -2,6 +2,8 @@
 // keys must all match; `label` filters must all match (docker's MatchKVList). `name` is a
 // regular expression, as docker's filters.Match (a plain word matches as a substring); `id` is
 // a prefix of the id (docker 20.10's daemon: `id=66959` from the middle of an id matches nothing).
+// `before`/`since` name a container (name or id, as every verb takes them): the ones made
+// before or after it, by creation time.
 import { UsageError } from '../errors.js';
 
 /** What a filter looks at of one container. */
@@ -14,9 +16,13 @@ export interface Filterable {
   exitCode: number | null;
   /** true when the container was made from the image the `ancestor` value names */
   ancestor?: (value: string) => boolean;
+  /** ISO time it was created */
+  created?: string;
+  /** the creation time of the container a `before`/`since` value names (resolved by the caller) */
+  createdOf?: (ref: string) => string;
 }
 
-export const FILTER_KEYS = ['id', 'name', 'label', 'status', 'exited', 'ancestor'] as const;
+export const FILTER_KEYS = ['id', 'name', 'label', 'status', 'exited', 'ancestor', 'before', 'since'] as const;
 const STATUSES = ['created', 'restarting', 'running', 'removing', 'paused', 'exited', 'dead'];
 
 export type Filters = Map<string, string[]>;
@@ -33,6 +39,7 @@ export function parseFilters(values: string[] | undefined): Filters {
     if (key === 'status' && !STATUSES.includes(value)) throw new UsageError(`--filter ${JSON.stringify(v)}: invalid status ${JSON.stringify(value)} (one of ${STATUSES.join(', ')})`);
     if (key === 'exited' && !/^-?\d+$/.test(value)) throw new UsageError(`--filter ${JSON.stringify(v)}: exited takes an exit code (an integer)`);
     if (key === 'label' && value.split('=')[0] === '') throw new UsageError(`--filter ${JSON.stringify(v)}: label needs a key (label=KEY or label=KEY=VALUE)`);
+    if ((key === 'before' || key === 'since') && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(value)) throw new UsageError(`--filter ${JSON.stringify(v)}: ${key} takes a container's name or id`);
     if (key === 'id' && !/^[A-Za-z0-9_.-]+$/.test(value)) throw new UsageError(`--filter ${JSON.stringify(v)}: id takes the start of a container id`);
     if (key === 'name') {
       try {
@@ -78,6 +85,12 @@ export function matches(f: Filters, c: Filterable): boolean {
         break;
       case 'ancestor':
         ok = values.some((v) => c.ancestor?.(v) ?? false);
+        break;
+      case 'before':
+        ok = c.created !== undefined && values.every((v) => c.created! < c.createdOf!(v));
+        break;
+      case 'since':
+        ok = c.created !== undefined && values.every((v) => c.created! > c.createdOf!(v));
         break;
       default:
         ok = false;

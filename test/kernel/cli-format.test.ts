@@ -79,6 +79,11 @@ describeKernel('docker CLI conventions: ps/images/inspect/stats --format, ps --f
       expect(names('status=exited')).toEqual(['three']);
       expect(names('status=running', 'status=exited')).toEqual(['three', 'two', 'one']);
       expect(names('exited=3')).toEqual(['three']);
+      // before/since a container (made in the order one, two, three): running ones, or all with -a
+      expect(names('before=two')).toEqual(['one']);
+      expect(names('since=one')).toEqual(['two']);
+      expect(lines(ok('ps', '-a', '-f', 'since=one', '--format', '{{.Names}}'))).toEqual(['three', 'two']);
+      expect(lines(ok('ps', '-a', '-f', `before=${three.slice(0, 12)}`, '-f', 'since=one', '--format', '{{.Names}}'))).toEqual(['two']);
       expect(names('exited=0')).toEqual([]);
       expect(names('ancestor=busybox', 'status=running')).toEqual(['two', 'one']);
       expect(lines(ok('ps', '-q', '-f', 'name=two'))).toEqual([two.slice(0, 12)]);
@@ -98,6 +103,7 @@ describeKernel('docker CLI conventions: ps/images/inspect/stats --format, ps --f
         ['colour=red', /--filter "colour=red": invalid filter "colour"/],
         ['status=asleep', /invalid status "asleep"/],
         ['name=(', /not a regular expression/],
+        ['before=nobody-has-this', /no such container/],
       ] as const) {
         const r = cli('ps', '-f', f);
         expect(r.code).toBe(125);

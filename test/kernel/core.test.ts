@@ -96,6 +96,9 @@ describeKernel('core runtime on the real kernel', () => {
         const paths = info.mounts.map((m: any) => m.path);
         for (const p of ['/', '/proc', '/dev', '/sys', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf']) expect(paths, p).toContain(p);
       }
+      // the same for a -v of a file into a directory the image lacks, as docker does
+      writeFileSync(join(dir, 'f'), 'bound\n');
+      expect(tsrun(['run', '--rm', '-v', `${join(dir, 'f')}:/made/for/f:ro`, 'busybox', 'cat', '/made/for/f'])).toMatchObject({ code: 0, stdout: 'bound\n', stderr: '' });
     } finally {
       tsrun(['rmi', name]);
       rmSync(dir, { recursive: true, force: true });

@@ -225,6 +225,29 @@ describeKernel('host-side access to image and container content stays inside the
     }
   });
 
+  it('the bind targets whose directory is missing (/etc of a FROM-scratch image, a -v file) are made inside the root, never through an image\'s symlink to the host', async () => {
+    const target = mkdtempSync(join(tmpdir(), 'tsrun-canary-dir-'));
+    const file = join(work, 'bind-me');
+    writeFileSync(file, 'x\n');
+    try {
+      // /etc is an absolute symlink to the host's canary directory: the init's mkdir -p of a
+      // missing parent (native/init.c mkfile) resolves it in the root, where it names nothing
+      const img = await image('etc-to-host', (r) => {
+        rmSync(join(r, 'etc'), { recursive: true, force: true });
+        symlinkSync(target, join(r, 'etc'));
+        symlinkSync(target, join(r, 'host-link'));
+      });
+      for (const flags of [[], ['-v', `${file}:/host-link/sub/f`]]) {
+        const r = tsrun(['run', '--rm', ...flags, img, 'true']);
+        expect(r.stderr, flags.join(' ')).toMatch(/: ENOENT \(No such file or directory\) \[mounts\]\n$/);
+        expect(r.code).toBe(125);
+      }
+      expect(readdirSync(target)).toEqual([]);
+    } finally {
+      rmSync(target, { recursive: true, force: true });
+    }
+  });
+
   it('a bundle\'s tmpcopyup check lists the rootfs\'s own directory, not the host one a symlink names', () => {
     const e = testEnv();
     const secret = mkdtempSync(join(tmpdir(), 'tsrun-canary-dir-'));

@@ -81,6 +81,8 @@ export interface ImageRecord {
 interface Index {
   version: 1;
   images: Record<string, ImageRecord>;
+  /** each layer's unpacked size (UnpackStats.size) by its diff_id's hex, noted when it was unpacked */
+  layerSizes?: Record<string, number>;
 }
 
 export const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -173,6 +175,13 @@ export class ContentStore implements ImageStore {
         if (!existsSync(dst)) throw e;
         removeTree(tmp);
       }
+      // what `images` and `image inspect` show as SIZE, as docker's: the unpacked bytes, not
+      // the compressed blobs; entries of layers gc() removed go at the same time
+      await this.update((ix) => {
+        const sizes = (ix.layerSizes ??= {});
+        sizes[hexOf(diffId)] = st.size;
+        for (const k of Object.keys(sizes)) if (!existsSync(join(this.dir, 'layers', k))) delete sizes[k];
+      });
       return dst;
     } catch (e) {
       try {
@@ -325,8 +334,14 @@ export class ContentStore implements ImageStore {
   }
 
   /** bytes on disk of the unpacked layers (what `images` shows as SIZE) */
+  private layerSizes?: Record<string, number>;
+  /**
+   * An image's SIZE, as docker's: the bytes its layers hold unpacked. A layer unpacked by a
+   * tsrun older than this note (no size recorded) counts its compressed blob instead.
+   */
   size(r: ImageRecord): number {
-    return r.layers.reduce((s, l) => s + l.size, 0);
+    this.layerSizes ??= this.readIndex().layerSizes ?? {};
+    return r.layers.reduce((s, l) => s + (this.layerSizes![hexOf(l.diffId)] ?? l.size), 0);
   }
 
   /**

@@ -81,7 +81,10 @@ export function safeRelPath(name: string, what = 'path'): string {
 export interface UnpackStats {
   diffId: string;
   entries: number;
+  /** bytes of the uncompressed tar */
   bytes: number;
+  /** bytes the layer holds on disk as docker's image SIZE counts them: regular files, and symlinks (their target's length); a hard link adds nothing */
+  size: number;
 }
 
 /**
@@ -138,6 +141,7 @@ export async function unpackLayer(blob: string, dest: string, label = blob, kern
     return `/proc/self/fd/${dirFd(rel.slice(0, slash))}/${rel.slice(slash + 1)}`;
   };
   let entries = 0;
+  let size = 0;
   let current = '';
   const fail = (msg: string): never => {
     throw new LayerError(`layer ${label}: entry ${JSON.stringify(current)}: ${msg}; nothing was unpacked`);
@@ -222,6 +226,7 @@ export async function unpackLayer(blob: string, dest: string, label = blob, kern
         }
         case 'file': {
           remove(rel, false);
+          size += e.size;
           const fd = openSync(p, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
           try {
             for await (const b of e.body()) writeSync(fd, b);
@@ -241,6 +246,7 @@ export async function unpackLayer(blob: string, dest: string, label = blob, kern
           }
           remove(rel, false);
           symlinkSync(e.linkname, p);
+          size += Buffer.byteLength(e.linkname);
           lchownSync(p, e.uid, e.gid);
           lutimesSync(p, e.mtime, e.mtime);
           break;
@@ -287,7 +293,7 @@ export async function unpackLayer(blob: string, dest: string, label = blob, kern
     for (const v of fds.values()) closeSync(v);
     fds.clear();
   }
-  return { diffId: `sha256:${hash.digest('hex')}`, entries, bytes: reader.total };
+  return { diffId: `sha256:${hash.digest('hex')}`, entries, bytes: reader.total, size };
 }
 
 /** For tests and `import` of a tar from a stream rather than a file. */

@@ -2,8 +2,8 @@
 // images -q / --format, stats --format, and rm/stop/kill naming what they acted on. Each test
 // runs in a private --root and --data-root, so the listing holds only this file's containers.
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeKernel, testEnv, tsrun, type Result } from './helpers.js';
@@ -190,6 +190,22 @@ describeKernel('docker CLI conventions: ps/images/inspect/stats --format, ps --f
       expect(json[0]).toMatchObject({ Repository: 'busybox', Tag: 'latest', ID: id.slice(7, 19), Digest: '<none>', Size: expect.stringMatching(/^[\d.]+[kM]B$/) });
       expect(lines(ok('images', '--format', 'table {{.Repository}}\\t{{.ID}}'))).toEqual(['REPOSITORY   IMAGE ID', `busybox      ${id.slice(7, 19)}`, `mybox        ${id.slice(7, 19)}`]);
       ok('rmi', 'mybox:1');
+    });
+
+    it('SIZE is what an image holds unpacked, as docker\'s: its files and symlinks, a hard link once (not the compressed layers)', () => {
+      const src = join(dir, 'sized');
+      mkdirSync(join(src, 'd'), { recursive: true });
+      writeFileSync(join(src, 'a'), Buffer.alloc(1000, 1));
+      writeFileSync(join(src, 'd', 'b'), randomBytes(2345));
+      linkSync(join(src, 'a'), join(src, 'd', 'a-again'));
+      symlinkSync('a', join(src, 'l'));
+      ok('import', src, 'sized:1');
+      try {
+        expect(ok('image', 'inspect', '-f', '{{.Size}}', 'sized:1')).toBe('3346\n'); // 1000 + 2345 + 1
+        expect(lines(ok('images', '--format', '{{.Repository}} {{.Size}}'))).toContain('sized 3.35kB');
+      } finally {
+        ok('rmi', 'sized:1');
+      }
     });
   });
 

@@ -205,7 +205,7 @@ export function psRow(e: Entry, d: ReturnType<typeof describeEntry>, trunc: bool
     Command: JSON.stringify(trunc ? ellipsis(d.command, 20) : d.command),
     CreatedAt: goTime(d.created),
     RunningFor: d.created ? `${humanDuration(Date.now() - Date.parse(d.created))} ago` : '',
-    Ports: s ? publishedPorts(s).map((m) => `${m.hostIP || '0.0.0.0'}:${m.hostPort}->${m.containerPort}/${m.protocol}`).join(', ') : '',
+    Ports: portsOf(e),
     State: dockerState(d.status),
     Status: dockerStatus(d, s?.started),
     Size: '0B',
@@ -215,6 +215,11 @@ export function psRow(e: Entry, d: ReturnType<typeof describeEntry>, trunc: bool
     Networks: network,
     LocalVolumes: '0',
   });
+}
+
+/** docker's PORTS column: 127.0.0.1:8080->80/tcp, ... */
+function portsOf(e: Entry): string {
+  return e.ok ? publishedPorts(e.state).map((m) => `${m.hostIP || '0.0.0.0'}:${m.hostPort}->${m.containerPort}/${m.protocol}`).join(', ') : '';
 }
 
 /**
@@ -328,8 +333,9 @@ export function registerLifecycle(program: Command, paths: () => Paths, setExit:
       if (custom !== undefined) return void out(custom);
       out(
         table([
-          ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES'],
-          ...rows.map((d) => [d.id.slice(0, 12), d.image, JSON.stringify(d.command.length > 20 ? d.command.slice(0, 19) + '…' : d.command), ago(d.created || null), statusText(d), d.name]),
+          // docker's columns; STATUS is tsrun's own words (running, "(unmonitored)", damaged)
+          ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
+          ...listed.map(({ e, d }) => [d.id.slice(0, 12), d.image, JSON.stringify(d.command.length > 20 ? d.command.slice(0, 19) + '…' : d.command), ago(d.created || null), statusText(d), portsOf(e), d.name]),
         ]),
       );
     });

@@ -75,6 +75,10 @@ describeKernel('networks people can use: -p, names, outbound NAT', () => {
     expect(await eventually('httpd answers', () => httpGet(PORT))).toBe('hello-published\n');
     expect(tsrun(['port', `${tag}-h1`]).stdout).toBe(`80/tcp -> 127.0.0.1:${PORT}\n`);
     expect(tsrun(['port', `${tag}-h1`, '80']).stdout).toBe(`127.0.0.1:${PORT}\n`);
+    // `ps` has docker's PORTS column
+    const ps = tsrun(['ps', '-f', `name=^${tag}-h1$`]).stdout.split('\n');
+    expect(ps[0]).toMatch(/^CONTAINER ID +IMAGE +COMMAND +CREATED +STATUS +PORTS +NAMES$/);
+    expect(ps[1]).toMatch(new RegExp(` 127\\.0\\.0\\.1:${PORT}->80/tcp +${tag}-h1$`));
     const [ins] = JSON.parse(tsrun(['inspect', `${tag}-h1`]).stdout);
     expect(ins.NetworkSettings.Ports).toEqual({ '80/tcp': [{ HostIp: '127.0.0.1', HostPort: String(PORT) }] });
     // the kernel's side: a DNAT rule to the container's address, made by portmap

@@ -333,11 +333,10 @@ export class ContentStore implements ImageStore {
     return Object.values(this.readIndex().images);
   }
 
-  /** bytes on disk of the unpacked layers (what `images` shows as SIZE) */
   private layerSizes?: Record<string, number>;
   /**
-   * An image's SIZE, as docker's: the bytes its layers hold unpacked. A layer unpacked by a
-   * tsrun older than this note (no size recorded) counts its compressed blob instead.
+   * An image's SIZE, as docker's: the bytes its layers hold unpacked. A layer unpacked by an
+   * older tsrun (no size recorded) counts its compressed blob instead.
    */
   size(r: ImageRecord): number {
     this.layerSizes ??= this.readIndex().layerSizes ?? {};

@@ -43,6 +43,9 @@ export class UnsupportedError extends TsrunError {}
 /** Container state problems: unknown id, name in use, wrong status. */
 export class StateError extends TsrunError {}
 
+/** `--name` (or the name run generated) belongs to another container already. */
+export class NameInUseError extends StateError {}
+
 /** The container's command could not be executed (126) or found (127). */
 export class ExecError extends TsrunError {
   override readonly exitCode: number;

@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import { NameInUseError } from '../errors.js';
 
 // `docker run` without --name gives the container a generated name (adjective_surname), so
 // `ps` always has a NAMES column to read and `stop`, `logs`, `exec` take a word rather
@@ -31,5 +32,21 @@ export function generateName(taken: ReadonlySet<string>, pick: (n: number) => nu
     let name = `${ADJECTIVES[pick(ADJECTIVES.length)]}_${KERNEL_OBJECTS[pick(KERNEL_OBJECTS.length)]}`;
     if (i >= 10) name += pick(10);
     if (!taken.has(name)) return name;
+  }
+}
+
+/**
+ * Starts a container under a generated name. The name is free when chosen, but launch takes
+ * it only under the names lock: a run started at the same moment may have chosen the same
+ * one and taken it first (seen with 120 runs side by side: "--name quick_ioctl is already in
+ * use" for a run given no name). Then another name, a few times.
+ */
+export async function withGeneratedName<T>(taken: () => ReadonlySet<string>, start: (name: string) => Promise<T>, tries = 5, pick?: (n: number) => number): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await start(generateName(taken(), pick));
+    } catch (e) {
+      if (!(e instanceof NameInUseError) || i >= tries) throw e;
+    }
   }
 }

@@ -19,7 +19,7 @@ import { attachAndWait, cleanup, dueAtExit, forwardSignals } from '../runtime/ru
 import { launch } from '../runtime/lifecycle.js';
 import { logOptsFrom } from '../runtime/logs.js';
 import { exitFile, listEntries, listStates, nameOf, removeState, stateDirOf, withLock } from '../runtime/state.js';
-import { generateName } from './names.js';
+import { withGeneratedName } from './names.js';
 import { PROJECT_ROOT } from '../kernel/native.js';
 import { imageFileReader } from '../kernel/in-root.js';
 import { RUN_FLAGS, withImageLabels } from './flags.js';
@@ -184,7 +184,14 @@ export function printPlan(plan: Plan, json: boolean, abbrev: Record<string, stri
 export async function runVerb(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths = defaultPaths()): Promise<number> {
   if (!opts.dryRun) requireRoot('run');
   // as docker run: a container made from an image always has a name (src/cli/names.ts)
-  if (!opts.dryRun && !opts.name && !opts.bundle) opts = { ...opts, name: generateName(new Set(listEntries(paths).map(nameOf).filter((n): n is string => n !== undefined))) };
+  if (!opts.dryRun && !opts.name && !opts.bundle) {
+    const taken = () => new Set(listEntries(paths).map(nameOf).filter((n): n is string => n !== undefined));
+    return withGeneratedName(taken, (name) => runNamed(image, args, { ...opts, name }, paths));
+  }
+  return runNamed(image, args, opts, paths);
+}
+
+async function runNamed(image: string | undefined, args: string[], opts: RunCliOptions, paths: Paths): Promise<number> {
   const plan = await planRun(image, args, opts, paths);
   if (opts.dryRun) {
     printPlan(plan, Boolean(opts.json), abbreviations(plan, paths));

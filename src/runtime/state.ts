@@ -1,6 +1,6 @@
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, constants as fsc } from 'node:fs';
 import { dirname, join, resolve as resolvePath } from 'node:path';
-import { StateError } from '../errors.js';
+import { NameInUseError, StateError } from '../errors.js';
 import { nativeKernel } from '../kernel/native.js';
 import type { ParentStep } from '../plan/types.js';
 import type { Spec } from '../spec/types.js';
@@ -501,5 +501,5 @@ export function assertNameFree(p: Paths, name: string): void {
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) throw new StateError(`--name ${JSON.stringify(name)}: only letters, digits, '_', '.', '-', starting with a letter or digit`);
   // damaged containers too: their record keeps the name until they are removed
   const owner = listEntries(p).find((e) => nameOf(e) === name);
-  if (owner) throw new StateError(`--name ${JSON.stringify(name)} is already in use by container ${owner.id.slice(0, 12)}: remove it first (tsrun rm ${name})`);
+  if (owner) throw new NameInUseError(`--name ${JSON.stringify(name)} is already in use by container ${owner.id.slice(0, 12)}: remove it first (tsrun rm ${name})`);
 }

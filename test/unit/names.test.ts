@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { generateName } from '../../src/cli/names.js';
+import { generateName, withGeneratedName } from '../../src/cli/names.js';
+import { NameInUseError, StateError } from '../../src/errors.js';
 
 describe('generated container names (docker run without --name)', () => {
   it('are adjective_object, valid as --name, and avoid the names taken', () => {
@@ -16,5 +17,29 @@ describe('generated container names (docker run without --name)', () => {
     const name = generateName(new Set(['agile_apparmor']), (m) => (m === 10 ? (seen.push('digit'), 7) : 0));
     expect(name).toBe('agile_apparmor7');
     expect(seen).toEqual(['digit']);
+  });
+
+  it('a name taken by a concurrent run between the choice and launch: another name, a few times, then the error', async () => {
+    const tried: string[] = [];
+    // the first start loses the race (launch says the name is in use), the second wins
+    const got = await withGeneratedName(
+      () => new Set(tried),
+      async (name) => {
+        tried.push(name);
+        if (tried.length === 1) throw new NameInUseError(`--name "${name}" is already in use`);
+        return name;
+      },
+    );
+    expect(tried).toHaveLength(2);
+    expect(got).toBe(tried[1]);
+    expect(tried[1]).not.toBe(tried[0]);
+    // always taken: it gives up after `tries` and says why
+    let n = 0;
+    await expect(withGeneratedName(() => new Set(), async () => { n++; throw new NameInUseError('in use'); }, 3)).rejects.toThrow('in use');
+    expect(n).toBe(3);
+    // any other error is not retried
+    n = 0;
+    await expect(withGeneratedName(() => new Set(), async () => { n++; throw new StateError('no such image'); })).rejects.toThrow('no such image');
+    expect(n).toBe(1);
   });
 });

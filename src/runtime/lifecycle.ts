@@ -473,6 +473,7 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
       }
       return;
     }
+    if (e.unborn) return;
     if (!e.record) {
       throw new StateError(`container ${e.id.slice(0, 12)} is damaged (${e.reason}) and so is its record.json: tsrun cannot tell which cgroups and mounts are its own; end its processes and remove ${stateDirOf(paths, e.id)} by hand`);
     }
@@ -489,6 +490,7 @@ export async function deleteContainer(paths: Paths, ref: string, force: boolean)
   await withLock(paths, id, () => {
     const e = readEntry(paths, id);
     if (!e) return; // its reaper removed it (run --rm)
+    if (!e.ok && e.unborn) return removeState(paths, id);
     const steps = e.ok ? e.state.cleanup : e.record?.cleanup;
     if (!steps) throw new StateError(`container ${e.id.slice(0, 12)} is damaged and so is its record.json`);
     // the OOM report was given when the container ended; removing it is not news
@@ -674,6 +676,11 @@ export async function prune(paths: Paths, warn: (m: string) => void = () => unde
     try {
       const e = readEntry(paths, id);
       if (!e) continue;
+      if (!e.ok && e.unborn) {
+        removeState(paths, id);
+        removed.push(id);
+        continue;
+      }
       // a damaged state is never pruned on its word: only when the kernel says nothing of it runs
       if (!e.ok && !e.record) {
         warn(`container ${id.slice(0, 12)} is damaged (${e.reason}), its record.json too: not pruned (see docs/state.md)`);

@@ -78,7 +78,7 @@ export interface ContainerRecord {
 /** What reading a state directory gives: a valid state, or a damaged one and why. */
 export type Entry =
   | { ok: true; id: string; state: ContainerState }
-  | { ok: false; id: string; reason: string; record?: ContainerRecord };
+  | { ok: false; id: string; reason: string; record?: ContainerRecord; unborn?: true };
 
 export interface ExitRecord {
   code?: number;
@@ -143,7 +143,11 @@ export function readEntry(p: Paths, id: string): Entry | undefined {
   if (!why) return { ok: true, id, state: st.json as ContainerState };
   const rec = read(recordFile(p, id));
   const record = !rec.error && !validateRecord(rec.json, id) ? (rec.json as ContainerRecord) : undefined;
-  return { ok: false, id, reason: `state.json: ${why}`, ...(record ? { record } : {}) };
+  // launch saves state.json first, record.json next, and clones only after both: a creator
+  // killed inside that first save leaves nothing but its temp file (or an empty directory),
+  // and nothing of the container (cgroup, mount, process) can exist yet
+  const unborn = st.error === 'ENOENT' && rec.error === 'ENOENT' && readdirSync(stateDirOf(p, id)).every((f) => /^state\.json\.\d+\.tmp$/.test(f));
+  return { ok: false, id, reason: `state.json: ${why}`, ...(record ? { record } : {}), ...(unborn ? { unborn: true as const } : {}) };
 }
 
 export function removeState(p: Paths, id: string): void {

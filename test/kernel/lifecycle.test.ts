@@ -317,6 +317,32 @@ describeKernel('state and locks: the lifecycle guard, damaged states, shared dat
     expect(pruneErrors).toEqual([]);
   }, 120_000);
 
+  it('a run killed inside its first state save (only state.json.PID.tmp, or nothing, in its state dir): rm -f and prune remove it', () => {
+    // launch writes state.json first, record.json next, and clones after both: a directory
+    // with neither has no cgroup, mount or process (seen: SIGKILL of `run -d` at 60-160 ms
+    // left one in ~1 of 100 kills, and the test above could not rm -f it)
+    const e = testEnv();
+    const ids = ['a', 'b', 'c'].map((x) => x.repeat(64));
+    mkdirSync(join(e.root, ids[0]!), { recursive: true });
+    writeFileSync(join(e.root, ids[0]!, 'state.json.4242.tmp'), '');
+    mkdirSync(join(e.root, ids[1]!), { recursive: true });
+    writeFileSync(join(e.root, ids[1]!, 'state.json.4243.tmp'), '{"half":');
+    mkdirSync(join(e.root, ids[2]!), { recursive: true });
+    expect(tsrun(['rm', '-f', ids[0]!])).toMatchObject({ code: 0, stderr: '' });
+    expect(existsSync(join(e.root, ids[0]!))).toBe(false);
+    const pr = tsrun(['system', 'prune']);
+    expect(pr.stderr).toBe('');
+    for (const id of ids) expect(existsSync(join(e.root, id)), id).toBe(false);
+    // anything else in it: not a first save; still refused, as before
+    mkdirSync(join(e.root, ids[0]!), { recursive: true });
+    writeFileSync(join(e.root, ids[0]!, 'other'), 'x');
+    try {
+      expect(tsrun(['rm', '-f', ids[0]!]).stderr).toMatch(/damaged .* and so is its record\.json/);
+    } finally {
+      rmSync(join(e.root, ids[0]!), { recursive: true, force: true });
+    }
+  });
+
   it('a damaged state file: listed as damaged, refused by name, and rm -f kills its processes and removes its cgroups', async () => {
     const e = testEnv();
     const damages: [string, (text: string) => string][] = [

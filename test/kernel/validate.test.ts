@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKernel, leaks as allLeaks, testEnv, tsrun } from './helpers.js';
 import { ALL_CAPS, capBit } from '../../src/controls/capabilities.js';
+import { cgroupTargets } from '../../src/controls/cgroups/manager.js';
+import { hostLayout } from '../../src/controls/cgroups/mode.js';
 
 const maskOf = (names: string[]) => names.reduce((m, n) => m | (1n << BigInt(capBit(n))), 0n);
 
@@ -31,11 +33,17 @@ function mine(line: string): boolean {
 }
 const leaks = () => allLeaks().filter((l) => !baseline.has(l) && mine(l));
 
+/**
+ * CG_PARENT in each hierarchy, where tsrun puts it: a relative cgroup path is relative to
+ * tsrun's own cgroup there (this process's: where a test runner is not at the root, e.g. a
+ * memory cgroup per job, /sys/fs/cgroup/<c>/CG_PARENT is not the place).
+ */
+const parentDirs = () => cgroupTargets(hostLayout(), CG_PARENT).map((t) => t.dir);
+
 /** Cgroups of this file's containers (below CG_PARENT) in any hierarchy: none may outlive a test. */
 function cgroupDirs(): string[] {
   const found: string[] = [];
-  for (const c of readdirSync('/sys/fs/cgroup')) {
-    const p = join('/sys/fs/cgroup', c, CG_PARENT);
+  for (const p of parentDirs()) {
     if (!existsSync(p)) continue;
     for (const d of readdirSync(p, { withFileTypes: true })) if (d.isDirectory()) found.push(join(p, d.name));
   }
@@ -44,8 +52,7 @@ function cgroupDirs(): string[] {
 
 /** The parent a successful run leaves (tsrun removes only the cgroup it made for the container). */
 function removeCgroupParent(): void {
-  for (const c of readdirSync('/sys/fs/cgroup')) {
-    const p = join('/sys/fs/cgroup', c, CG_PARENT);
+  for (const p of parentDirs()) {
     try {
       rmdirSync(p);
     } catch {

@@ -146,7 +146,18 @@ export function readEntry(p: Paths, id: string): Entry | undefined {
   // launch saves state.json first, record.json next, and clones only after both: a creator
   // killed inside that first save leaves nothing but its temp file (or an empty directory),
   // and nothing of the container (cgroup, mount, process) can exist yet
-  const unborn = st.error === 'ENOENT' && rec.error === 'ENOENT' && readdirSync(stateDirOf(p, id)).every((f) => /^state\.json\.\d+\.tmp$/.test(f));
+  let unborn = false;
+  if (st.error === 'ENOENT' && rec.error === 'ENOENT') {
+    let files: string[];
+    try {
+      files = readdirSync(stateDirOf(p, id));
+    } catch (e) {
+      // removed meanwhile (its rm, or a run --rm ending): no entry any more
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    unborn = files.every((f) => /^state\.json\.\d+\.tmp$/.test(f));
+  }
   return { ok: false, id, reason: `state.json: ${why}`, ...(record ? { record } : {}), ...(unborn ? { unborn: true as const } : {}) };
 }
 
